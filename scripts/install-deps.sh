@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs streamq's build dependencies from Debian. Idempotent: prints nothing
+# and touches nothing when every package is already present.
+set -euo pipefail
+
+# Why each package is here:
+#   cmake, g++, make, pkg-config  - the build itself
+#   libtbb-dev                    - oneTBB parallel loops in the CPU backend
+#   libboost-program-options-dev  - the streamq CLI's flag parsing
+#   libgtest-dev                  - the test suite
+#   libopenblas-dev, liblapacke-dev - CPU GEMM (cblas) and Cholesky/inverse (LAPACKE)
+#   nlohmann-json3-dev            - safetensors headers, config.json, reports
+packages=(cmake g++ make pkg-config libtbb-dev libboost-program-options-dev libgtest-dev
+          libopenblas-dev liblapacke-dev nlohmann-json3-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,24 @@
+// The one error path of streamq: library code throws these, `main` maps them
+// to exit codes (InputError -> 2, anything else -> 1). Never exit() from a library.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace streamq {
+
+// Bad input or usage: a missing/corrupt file, a wrong flag, a tensor of the
+// wrong shape. The message must name the file, tensor or flag involved.
+class InputError : public std::runtime_error {
+ public:
+  explicit InputError(const std::string& what) : std::runtime_error(what) {}
+};
+
+// A failure of streamq itself or of the machine (I/O error, numerical failure
+// that retries could not fix). Also carries context in its message.
+class InternalError : public std::runtime_error {
+ public:
+  explicit InternalError(const std::string& what) : std::runtime_error(what) {}
+};
+
+}  // namespace streamq

@@ -1,0 +1,45 @@
+// Shared helpers for the test suite: where fixtures live, scratch directories,
+// running the streamq binary.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace streamq::test {
+
+// The repository root and the bundled demo model (data/stories260K).
+std::string source_dir();
+std::string demo_model_dir();
+// ../shared/fixtures next to the repository (real data the tests may read).
+std::string shared_fixtures_dir();
+
+// A fresh, empty directory under the system temp dir, removed by the destructor.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& tag);
+  ~ScratchDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs the built `streamq` binary with `args` (shell-quoted for you).
+CliResult run_streamq(const std::vector<std::string>& args);
+
+std::string read_all(const std::string& path);
+void write_all(const std::string& path, const std::string& bytes);
+
+// A seed for random inputs: fresh every run (logged by the caller) unless
+// STREAMQ_TEST_SEED is set, so a failure can be replayed.
+uint64_t fresh_seed();
+
+}  // namespace streamq::test
