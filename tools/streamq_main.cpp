@@ -1,3 +1,49 @@
-// streamq command-line entry point (placeholder until the CLI lands).
-#include <cstdio>
-int main() { std::puts("streamq"); return 0; }
+// streamq command-line entry point: dispatches subcommands and maps errors to
+// exit codes (0 ok, 2 bad input or usage, 1 internal error).
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli_common.h"
+#include "core/error.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "streamq: out-of-core GPTQ-family quantization of Llama-family models\n"
+    "\n"
+    "usage: streamq <command> [flags]   (streamq <command> --help for every flag)\n"
+    "\n"
+    "commands:\n"
+    "  quantize   quantize a model (HF safetensors + config.json) block by block\n"
+    "  eval       perplexity of a model over non-overlapping token windows\n"
+    "  inspect    show a model's config and tensor table\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::string cmd = args[0];
+  args.erase(args.begin());
+  try {
+    if (cmd == "quantize") return streamq::cli::run_quantize(args);
+    if (cmd == "eval") return streamq::cli::run_eval(args);
+    if (cmd == "inspect") return streamq::cli::run_inspect(args);
+    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, inspect)\n";
+    return 2;
+  } catch (const streamq::InputError& e) {
+    std::cerr << "streamq " << cmd << ": error: " << e.what() << "\n";
+    return 2;
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "streamq " << cmd << ": error: " << e.what() << " (see streamq " << cmd << " --help)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "streamq " << cmd << ": internal error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -36,6 +36,9 @@ struct ModelConfig {
   bool o_bias = false;          // o_proj bias (Llama's attention_bias covers it too)
   bool mlp_bias = false;
   bool qk_norm = false;  // Qwen3: per-head RMSNorm on q and k before RoPE
+  // Mistral / Qwen2 (use_sliding_window) attention window; 0 = full attention.
+  // Sequences no longer than it are unaffected, so it is recorded, not applied.
+  int64_t sliding_window = 0;
 };
 
 // Parses and validates `<dir>/config.json`. Unknown architectures and missing or

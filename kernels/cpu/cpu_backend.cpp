@@ -1,0 +1,73 @@
+// The CPU Backend: a thin class forwarding each op to its free function in
+// the cpu_*.cpp file of its family, plus the shared argument checks.
+#include <climits>
+#include <string>
+
+#include "core/error.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace streamq::cpu {
+
+int checked_int(int64_t v, const char* op, const char* what) {
+  if (v < 0 || v > INT_MAX) {
+    throw InternalError(std::string(op) + ": " + what + " = " + std::to_string(v) +
+                        " is negative or exceeds the 32-bit BLAS/LAPACK index range");
+  }
+  return static_cast<int>(v);
+}
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+            int64_t ldc) override {
+    cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+            int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+            int64_t ldc) override {
+    cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+
+  bool cholesky_lower(double* a, int64_t n) override { return cpu::cholesky_lower(a, n); }
+  void invert_lower_triangular(double* l, int64_t n) override {
+    cpu::invert_lower_triangular(l, n);
+  }
+  bool inverse_upper_factor(double* h, int64_t n) override {
+    return cpu::inverse_upper_factor(h, n);
+  }
+
+  void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
+               float eps) override {
+    cpu::rmsnorm(x, w, y, rows, dim, eps);
+  }
+  void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+            const RopeTable& table) override {
+    cpu::rope(x, nseq, seqlen, nheads, head_dim, table);
+  }
+  void attention(const float* q, const float* k, const float* v, float* out, int64_t nseq,
+                 int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim) override {
+    cpu::attention(q, k, v, out, nseq, seqlen, nheads, nkv, head_dim);
+  }
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
+    cpu::swiglu(gate, up, out, n);
+  }
+  void add_inplace(float* y, const float* x, int64_t n) override { cpu::add_inplace(y, x, n); }
+  void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
+    cpu::add_bias(y, bias, rows, cols);
+  }
+};
+
+}  // namespace
+}  // namespace streamq::cpu
+
+namespace streamq {
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<cpu::CpuBackend>(); }
+
+}  // namespace streamq

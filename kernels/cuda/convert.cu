@@ -1,0 +1,38 @@
+// GPU element-type conversions (see convert.cuh); the bit manipulation is the
+// CPU's f32_to_bf16 verbatim so both round identically.
+#include "kernels/cuda/convert.cuh"
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch_util.cuh"
+
+namespace streamq {
+namespace {
+
+__device__ __forceinline__ uint16_t f32_to_bf16_rne(float f) {
+  const uint32_t u = __float_as_uint(f);
+  // NaN: truncate and set the quiet bit, so a signalling NaN cannot round to inf.
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  const uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>((u + rounding) >> 16);
+}
+
+__global__ void f32_to_bf16_kernel(const float* __restrict__ in, uint16_t* __restrict__ out,
+                                   int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    out[i] = f32_to_bf16_rne(in[i]);
+  }
+}
+
+}  // namespace
+
+void cuda_f32_to_bf16(cudaStream_t stream, const float* in, uint16_t* out, int64_t n) {
+  cuda_detail::check_count("cuda_f32_to_bf16", n);
+  if (n == 0) return;  // a zero-block launch is an error
+  f32_to_bf16_kernel<<<cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock, 0,
+                       stream>>>(in, out, n);
+  CUDA_CHECK_LAUNCH("f32_to_bf16_kernel, n=" + std::to_string(n));
+}
+
+}  // namespace streamq

@@ -1,0 +1,16 @@
+// Elementwise ops on the GPU. CPU twins: kernels/cpu/cpu_elementwise.cpp.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace streamq {
+
+// out[i] = silu(gate[i]) * up[i]; out may alias gate or up. Asynchronous on
+// `stream`. Same formula and operation order as the CPU; differs only by
+// expf's rounding (CUDA's is within 2 ulp, glibc's within 1).
+void cuda_swiglu(cudaStream_t stream, const float* gate /*[n]*/, const float* up /*[n]*/,
+                 float* out /*[n]*/, int64_t n);
+
+}  // namespace streamq

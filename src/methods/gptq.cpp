@@ -1,0 +1,236 @@
+// The blocked GPTQ sweep and RTN.
+#include "methods/gptq.h"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "core/error.h"
+#include "kernels/backend.h"
+#include "methods/grid.h"
+
+namespace streamq {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+QuantResult make_result(int64_t m, int64_t n, const QuantConfig& cfg) {
+  QuantResult r;
+  r.rows = m;
+  r.cols = n;
+  r.bits = cfg.bits;
+  r.group = cfg.group;
+  r.ngroups = cfg.group > 0 ? (n + cfg.group - 1) / cfg.group : 1;
+  r.dequant.assign(static_cast<size_t>(m * n), 0.0);
+  r.codes.assign(static_cast<size_t>(m * n), 0);
+  r.scales.assign(static_cast<size_t>(r.ngroups * m), 0.0);
+  r.zeros.assign(static_cast<size_t>(r.ngroups * m), 0.0);
+  r.g_idx.assign(static_cast<size_t>(n), 0);
+  r.perm.resize(static_cast<size_t>(n));
+  std::iota(r.perm.begin(), r.perm.end(), 0);
+  return r;
+}
+
+void store_params(QuantResult& r, int64_t group, int64_t row, const GridParams& p) {
+  r.scales[static_cast<size_t>(group * r.rows + row)] = p.scale;
+  r.zeros[static_cast<size_t>(group * r.rows + row)] = p.zero;
+}
+
+GridParams load_params(const QuantResult& r, int64_t group, int64_t row) {
+  return {r.scales[static_cast<size_t>(group * r.rows + row)],
+          r.zeros[static_cast<size_t>(group * r.rows + row)]};
+}
+
+// Adds damping and factors H^-1 = U^T U, growing the damping on failure.
+std::vector<double> damped_inverse_factor(Backend& backend, const std::vector<double>& h, int64_t n,
+                                          const QuantConfig& cfg, QuantResult& r) {
+  double mean_diag = 0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += h[static_cast<size_t>(i * n + i)];
+  mean_diag /= static_cast<double>(n);
+  for (int attempt = 0; attempt <= cfg.max_damp_retries; ++attempt) {
+    const double percdamp =
+        attempt == 0 ? cfg.percdamp : std::max(cfg.percdamp, 1e-3) * std::pow(10.0, attempt);
+    std::vector<double> u(h);
+    r.damp = percdamp * mean_diag;
+    for (int64_t i = 0; i < n; ++i) u[static_cast<size_t>(i * n + i)] += r.damp;
+    if (backend.inverse_upper_factor(u.data(), n)) return u;
+    r.cholesky_retries = attempt + 1;
+  }
+  throw InternalError("GPTQ: Hessian [" + std::to_string(n) + "x" + std::to_string(n) +
+                      "] is not positive definite even with damping " + std::to_string(r.damp) +
+                      " after " + std::to_string(cfg.max_damp_retries) + " retries");
+}
+
+}  // namespace
+
+std::vector<int32_t> processing_order(const std::vector<double>& h, int64_t n, bool act_order) {
+  std::vector<int32_t> perm(static_cast<size_t>(n));
+  std::iota(perm.begin(), perm.end(), 0);
+  if (act_order) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) {
+      return h[static_cast<size_t>(a) * n + a] > h[static_cast<size_t>(b) * n + b];
+    });
+  }
+  return perm;
+}
+
+QuantResult rtn_quantize(const double* w, int64_t m, int64_t n, const QuantConfig& cfg) {
+  QuantResult r = make_result(m, n, cfg);
+  const Grid grid(cfg);
+  const int64_t g = cfg.group > 0 ? cfg.group : n;
+  tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
+    for (int64_t gi = 0; gi * g < n; ++gi) {
+      const int64_t c0 = gi * g, c1 = std::min(n, c0 + g);
+      const GridParams p = grid.fit(w + row * n + c0, c1 - c0);
+      store_params(r, gi, row, p);
+      for (int64_t c = c0; c < c1; ++c) {
+        const int32_t code = grid.code(w[row * n + c], p);
+        r.codes[static_cast<size_t>(row * n + c)] = static_cast<uint8_t>(code);
+        r.dequant[static_cast<size_t>(row * n + c)] = grid.dequant(code, p);
+      }
+    }
+  });
+  for (int64_t c = 0; c < n; ++c) r.g_idx[static_cast<size_t>(c)] = static_cast<int32_t>(c / g);
+  return r;
+}
+
+QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64_t n,
+                          const std::vector<double>& h_in, const QuantConfig& cfg) {
+  cfg.validate();
+  const auto t0 = std::chrono::steady_clock::now();
+  QuantResult r = make_result(m, n, cfg);
+  const Grid grid(cfg);
+  const bool per_channel = cfg.group < 0;
+  const int64_t g = per_channel ? n : cfg.group;
+
+  std::vector<double> w(w_in, w_in + m * n);
+  std::vector<double> h(h_in);
+
+  // Per-channel grids come from the weights before dead inputs are zeroed
+  // (as GPTQ's code does); static-group grids from the weights after it.
+  std::vector<GridParams> row_params;
+  if (per_channel) {
+    row_params.resize(static_cast<size_t>(m));
+    tbb::parallel_for(int64_t{0}, m, [&](int64_t row) { row_params[row] = grid.fit(&w[row * n], n); });
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (h[static_cast<size_t>(i * n + i)] == 0.0) {
+      h[static_cast<size_t>(i * n + i)] = 1.0;
+      for (int64_t row = 0; row < m; ++row) w[static_cast<size_t>(row * n + i)] = 0.0;
+      ++r.dead_inputs;
+    }
+  }
+  if (cfg.static_groups) {
+    tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
+      for (int64_t gi = 0; gi < r.ngroups; ++gi) {
+        const int64_t c0 = gi * g, c1 = std::min(n, c0 + g);
+        store_params(r, gi, row, grid.fit(&w[row * n + c0], c1 - c0));
+      }
+    });
+  }
+
+  // Permute into processing order.
+  r.perm = processing_order(h, n, cfg.act_order);
+  const std::vector<int32_t>& perm = r.perm;
+  if (cfg.act_order) {
+    std::vector<double> wp(w.size()), hp(h.size());
+    for (int64_t row = 0; row < m; ++row)
+      for (int64_t c = 0; c < n; ++c) wp[row * n + c] = w[row * n + perm[c]];
+    for (int64_t a = 0; a < n; ++a)
+      for (int64_t b = 0; b < n; ++b) hp[a * n + b] = h[perm[a] * n + perm[b]];
+    w.swap(wp);
+    h.swap(hp);
+  }
+  for (int64_t c = 0; c < n; ++c) {
+    const int64_t orig = perm[c];
+    r.g_idx[orig] = static_cast<int32_t>(per_channel ? 0 : (cfg.static_groups ? orig / g : c / g));
+  }
+
+  const std::vector<double> u = damped_inverse_factor(backend, h, n, cfg, r);
+  h.clear();
+  h.shrink_to_fit();
+  r.seconds_factor = seconds_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+
+  // Sweep. Within a block every row is independent (its grid, its error, its
+  // in-block updates), so rows run in parallel; the cross-block update is one GEMM.
+  std::vector<double> qp(static_cast<size_t>(m * n));  // dequantized, processing order
+  std::vector<uint8_t> codes_p(static_cast<size_t>(m * n));
+  const int64_t bs = cfg.blocksize;
+  std::vector<double> err(static_cast<size_t>(m * bs));
+  for (int64_t i1 = 0; i1 < n; i1 += bs) {
+    const int64_t i2 = std::min(n, i1 + bs), b = i2 - i1;
+    tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
+      double* wr = &w[row * n];
+      double* er = &err[row * b];
+      std::vector<double> cur;
+      for (int64_t j = 0; j < b; ++j) {
+        const int64_t col = i1 + j;
+        GridParams p;
+        if (per_channel) {
+          p = row_params[row];
+        } else if (cfg.static_groups) {
+          p = load_params(r, perm[col] / g, row);
+        } else {
+          if (col % g == 0) {
+            // Fit the group on its current values: columns past this block
+            // still owe the updates of this block's columns before j.
+            const int64_t ce = std::min(n, col + g);
+            cur.assign(wr + col, wr + ce);
+            for (int64_t c = std::max(i2, col); c < ce; ++c)
+              for (int64_t jj = 0; jj < j; ++jj) cur[c - col] -= er[jj] * u[(i1 + jj) * n + c];
+            store_params(r, col / g, row, grid.fit(cur.data(), ce - col));
+          }
+          p = load_params(r, col / g, row);
+        }
+        const double x = wr[col];
+        const int32_t code = grid.code(x, p);
+        const double q = grid.dequant(code, p);
+        qp[row * n + col] = q;
+        codes_p[row * n + col] = static_cast<uint8_t>(code);
+        const double e = (x - q) / u[col * n + col];
+        er[j] = e;
+        const double* ur = &u[col * n];
+        for (int64_t k = col + 1; k < i2; ++k) wr[k] -= e * ur[k];
+      }
+    });
+    if (i2 < n) {
+      backend.gemm(Trans::N, Trans::N, m, n - i2, b, -1.0, err.data(), b, &u[i1 * n + i2], n, 1.0,
+                   &w[i2], n);
+    }
+  }
+  r.seconds_sweep = seconds_since(t1);
+
+  for (int64_t row = 0; row < m; ++row) {
+    for (int64_t c = 0; c < n; ++c) {
+      const double q = qp[row * n + c];
+      if (!std::isfinite(q))
+        throw InternalError("GPTQ produced a non-finite weight at row " + std::to_string(row) +
+                            ", column " + std::to_string(perm[c]));
+      r.dequant[row * n + perm[c]] = q;
+      r.codes[row * n + perm[c]] = codes_p[row * n + c];
+    }
+  }
+  if (per_channel)
+    for (int64_t row = 0; row < m; ++row) store_params(r, 0, row, row_params[row]);
+  return r;
+}
+
+double layer_objective(Backend& backend, const double* w, const QuantResult& r,
+                       const std::vector<double>& xx_sum, int64_t tokens) {
+  const int64_t m = r.rows, n = r.cols;
+  std::vector<double> d(static_cast<size_t>(m * n)), dh(static_cast<size_t>(m * n));
+  for (size_t i = 0; i < d.size(); ++i) d[i] = w[i] - r.dequant[i];
+  backend.gemm(Trans::N, Trans::N, m, n, n, 1.0, d.data(), n, xx_sum.data(), n, 0.0, dh.data(), n);
+  double total = 0;  // fixed summation order: deterministic
+  for (size_t i = 0; i < d.size(); ++i) total += d[i] * dh[i];
+  return tokens > 0 ? total / static_cast<double>(tokens) : total;
+}
+
+}  // namespace streamq

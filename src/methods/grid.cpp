@@ -1,0 +1,85 @@
+// Grid fitting: min/max (QuaRot or GPTQ convention) and GPTQ's MSE shrink search.
+#include "methods/grid.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace streamq {
+
+Grid::Grid(const QuantConfig& cfg) : cfg_(cfg), maxq_((1 << cfg.bits) - 1) {}
+
+// Round half to even, as torch.round does (the default FP rounding mode).
+static double round_even(double v) { return std::nearbyint(v); }
+
+int32_t Grid::code(double x, const GridParams& p) const {
+  const double c = round_even(x / p.scale) + p.zero;
+  return static_cast<int32_t>(std::clamp(c, 0.0, static_cast<double>(maxq_)));
+}
+
+// xmin <= 0 <= xmax already (row ranges always include 0).
+GridParams Grid::from_range(double xmin, double xmax) const {
+  GridParams p;
+  const double half = static_cast<double>(1 << (cfg_.bits - 1));
+  if (cfg_.grid_style == GridStyle::Quarot) {
+    if (cfg_.sym) {
+      // Integers [-2^(b-1), 2^(b-1)-1] are codes [0, maxq] with zero 2^(b-1).
+      const double amax = std::max(std::max(-xmin, xmax), 1e-5);
+      p.scale = amax / (half - 1);
+      p.zero = half;
+    } else {
+      p.scale = std::max(xmax - xmin, 1e-5) / maxq_;
+      p.zero = round_even(-xmin / p.scale);
+    }
+    return p;
+  }
+  // Original GPTQ grid.
+  if (cfg_.sym) {
+    xmax = std::max(-xmin, xmax);
+    if (xmin < 0) xmin = -xmax;
+  }
+  if (xmin == 0 && xmax == 0) {
+    xmin = -1;
+    xmax = 1;
+  }
+  p.scale = (xmax - xmin) / maxq_;
+  p.zero = cfg_.sym ? (maxq_ + 1) / 2 : round_even(-xmin / p.scale);
+  return p;
+}
+
+GridParams Grid::fit(const double* x, int64_t len, int64_t stride) const {
+  double xmin = 0, xmax = 0;
+  for (int64_t i = 0; i < len; ++i) {
+    xmin = std::min(xmin, x[i * stride]);
+    xmax = std::max(xmax, x[i * stride]);
+  }
+  if (cfg_.clip == ClipSearch::MinMax) return from_range(xmin, xmax);
+
+  // MSE clip search (GPTQ's find_params): shrink the range by p = 1 - i/grid and
+  // keep the first strict minimum of sum |q - x|^norm.
+  if (cfg_.sym) {
+    // Both conventions symmetrize the range before shrinking it.
+    const double amax = std::max(-xmin, xmax);
+    xmax = amax;
+    xmin = xmin < 0 ? -amax : 0.0;
+  }
+  GridParams best = from_range(xmin, xmax);
+  double best_err = std::numeric_limits<double>::infinity();
+  const int steps = static_cast<int>(cfg_.mse_max_shrink * cfg_.mse_grid);
+  for (int i = 0; i < steps; ++i) {
+    const double shrink = 1.0 - static_cast<double>(i) / cfg_.mse_grid;
+    const GridParams p = from_range(shrink * xmin, shrink * xmax);
+    double err = 0;
+    for (int64_t k = 0; k < len; ++k) {
+      const double v = x[k * stride];
+      err += std::pow(std::fabs(quantize(v, p) - v), cfg_.mse_norm);
+    }
+    if (err < best_err) {
+      best_err = err;
+      best = p;
+    }
+  }
+  return best;
+}
+
+}  // namespace streamq

@@ -1,0 +1,34 @@
+// Uniform integer grids: per-row (or per-group) scale and zero point, codes in
+// [0, 2^bits - 1], dequantized value s * (code - zero). Both grid styles and the
+// MSE clip search reduce to this one representation.
+#pragma once
+
+#include <cstdint>
+
+#include "methods/quant_config.h"
+
+namespace streamq {
+
+struct GridParams {
+  double scale = 1.0;
+  double zero = 0.0;  // an integer value
+};
+
+class Grid {
+ public:
+  explicit Grid(const QuantConfig& cfg);
+  // Parameters for the values x[0], x[stride], ..., x[(len-1)*stride] (one
+  // row of a group), honouring the grid style, symmetry and clip search.
+  GridParams fit(const double* x, int64_t len, int64_t stride = 1) const;
+  int32_t code(double x, const GridParams& p) const;
+  double dequant(int32_t code, const GridParams& p) const { return p.scale * (code - p.zero); }
+  double quantize(double x, const GridParams& p) const { return dequant(code(x, p), p); }
+  int32_t maxq() const { return maxq_; }
+
+ private:
+  GridParams from_range(double xmin, double xmax) const;
+  QuantConfig cfg_;
+  int32_t maxq_;
+};
+
+}  // namespace streamq

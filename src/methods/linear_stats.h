@@ -1,0 +1,38 @@
+// Second-order statistics of one linear input shared by the linears that read
+// it (q,k,v; gate,up): accumulated chunk by chunk, in a fixed order.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace streamq {
+
+class Backend;
+
+class LinearStats {
+ public:
+  explicit LinearStats(int64_t in_features);
+  // Adds X^T X for a chunk x[tokens, in] holding `nseq` whole sequences. The
+  // chunk product runs in float32 on the backend (as the GPU will) and is
+  // summed into a float64 accumulator, so chunk order is the only order that
+  // matters and it is fixed by the caller.
+  void accumulate(Backend& backend, const float* x, int64_t tokens, int64_t nseq);
+
+  int64_t in_features() const { return n_; }
+  int64_t tokens() const { return tokens_; }
+  int64_t sequences() const { return nseq_; }
+  // Raw sum over tokens of x x^T, [in, in].
+  const std::vector<double>& xx_sum() const { return xx_; }
+  // The Hessian as GPTQ's code scales it: 2 / nsamples * sum x x^T (nsamples
+  // counts sequences). The scale matters only through the dead-input rule.
+  std::vector<double> hessian() const;
+
+ private:
+  int64_t n_;
+  int64_t tokens_ = 0;
+  int64_t nseq_ = 0;
+  std::vector<double> xx_;
+  std::vector<float> chunk_;  // scratch for one chunk's float product
+};
+
+}  // namespace streamq

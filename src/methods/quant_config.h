@@ -1,0 +1,44 @@
+// What a weight quantizer is asked to do: bit width, grouping, grid, clip
+// search, GPTQ's options. One struct shared by every method.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace streamq {
+
+// Integer grid conventions (see shared METHODS-NOTES): QuaRot's (used by the
+// GPTAQ/CAE released code; symmetric integers in [-2^(b-1), 2^(b-1)-1]) and the
+// original GPTQ's (symmetric uses [0, 2^b-1] with zero 2^(b-1)).
+enum class GridStyle { Quarot, Gptq };
+// How each row's range is chosen: min/max, or GPTQ's MSE search over shrink factors.
+enum class ClipSearch { MinMax, Mse };
+enum class MethodKind { Rtn, Gptq };
+
+struct QuantConfig {
+  MethodKind method = MethodKind::Gptq;
+  int bits = 4;
+  int64_t group = -1;  // -1: one grid per output row (per channel)
+  bool sym = true;
+  GridStyle grid_style = GridStyle::Quarot;
+  ClipSearch clip = ClipSearch::MinMax;
+  int mse_grid = 100;          // shrink factors p = 1 - i/mse_grid ...
+  double mse_max_shrink = 0.8; // ... for i < mse_max_shrink * mse_grid
+  double mse_norm = 2.4;       // error = sum |q - x|^mse_norm
+  bool act_order = false;      // process columns by descending diag(H)
+  bool static_groups = false;  // group grids fixed up front in original column order
+  double percdamp = 0.01;      // damping = percdamp * mean(diag H)
+  int64_t blocksize = 128;     // lazy-batch block of columns
+  int max_damp_retries = 6;    // Cholesky failures: damping x10 each retry
+
+  // Throws InputError naming the offending flag when a value is out of range.
+  void validate() const;
+  // Stable human/JSON description, e.g. "gptq w4 g32 sym quarot minmax".
+  std::string describe() const;
+};
+
+const char* to_string(GridStyle s);
+const char* to_string(ClipSearch c);
+const char* to_string(MethodKind m);
+
+}  // namespace streamq

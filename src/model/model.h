@@ -1,0 +1,74 @@
+// A model on disk seen as streamq needs it: config, one block's weights at a
+// time, the embedding and the head. Weights are float32 in memory whatever
+// their stored dtype.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "kernels/backend.h"
+#include "model/architecture.h"
+#include "model/config.h"
+
+namespace streamq {
+
+struct Linear {
+  std::vector<float> w;  // [out, in]
+  std::vector<float> b;  // [out] or empty
+};
+
+struct BlockWeights {
+  int64_t index = 0;
+  std::vector<float> input_norm, post_norm;  // [hidden]
+  std::vector<float> q_norm, k_norm;         // [head_dim] (Qwen3) or empty
+  std::map<std::string, Linear> linears;     // by LinearDesc::name
+};
+
+class Model {
+ public:
+  // Opens `dir` (config.json + safetensors) and checks that every tensor the
+  // architecture needs is present with the right shape.
+  explicit Model(const std::string& dir);
+
+  const ModelConfig& config() const { return cfg_; }
+  const SafetensorsModel& tensors() const { return *st_; }
+  const std::string& dir() const { return dir_; }
+
+  // Loads block b, checking shapes and that every value is finite.
+  BlockWeights load_block(int64_t b) const;
+  // Embeds token ids [tokens] into out[tokens, hidden], reading rows straight
+  // from the mapped file; ids must be < vocab.
+  void embed(const int32_t* ids, int64_t tokens, float* out) const;
+  // Final norm + lm_head: logits[tokens, vocab] from the last block's output.
+  void head(Backend& be, const float* x, int64_t tokens, float* logits) const;
+  // RoPE tables for positions [0, max_pos).
+  RopeTable rope_table(int64_t max_pos);
+
+ private:
+  std::string dir_;
+  ModelConfig cfg_;
+  std::unique_ptr<SafetensorsModel> st_;
+  std::vector<float> final_norm_;
+  // Loaded on first use by head() (eval only); quantization never holds it.
+  mutable std::vector<float> head_w_;
+  std::vector<float> rope_cos_, rope_sin_;
+  int64_t rope_max_pos_ = 0;
+};
+
+// Called with the input of a sub-layer group as soon as it is formed:
+// x[tokens, in_features].
+using CaptureFn = std::function<void(SubLayer, const float* x, int64_t tokens, int64_t in_features)>;
+
+// Runs nseq sequences of seqlen tokens through one decoder block, in place on
+// x[nseq*seqlen, hidden]. With `stop_after` set, returns right after that
+// group's input was captured (x is then left unspecified).
+void block_forward(Backend& be, const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope,
+                   float* x, int64_t nseq, int64_t seqlen, const CaptureFn& capture = {},
+                   int stop_after = -1);
+
+}  // namespace streamq

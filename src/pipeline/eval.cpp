@@ -1,0 +1,80 @@
+// `streamq eval`: windowed perplexity.
+#include "pipeline/eval.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/sysinfo.h"
+#include "io/activation_store.h"
+#include "model/model.h"
+#include "pipeline/progress.h"
+
+namespace streamq {
+
+double sum_nll(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab) {
+  double total = 0;
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* row = logits + t * vocab;
+    double mx = row[0];
+    for (int64_t v = 1; v < vocab; ++v) mx = std::max(mx, static_cast<double>(row[v]));
+    double se = 0;
+    for (int64_t v = 0; v < vocab; ++v) se += std::exp(static_cast<double>(row[v]) - mx);
+    total += mx + std::log(se) - static_cast<double>(row[targets[t]]);
+  }
+  return total;
+}
+
+EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
+  const Stopwatch clock;
+  Model model(job.model_dir);
+  const ModelConfig& cfg = model.config();
+  const std::vector<int32_t> stream = read_token_file(job.data_path, job.tokens_dtype, cfg.vocab);
+  EvalResult res;
+  const std::vector<int32_t> toks = eval_windows(stream, job.seqlen, job.windows, job.data_path, &res.windows);
+  const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
+  const int64_t nchunks = (res.windows + spc - 1) / spc;
+  auto seqs = [&](int64_t c) { return std::min(spc, res.windows - c * spc); };
+  const RopeTable rope = model.rope_table(job.seqlen);
+
+  auto store = make_memory_store();
+  std::vector<float> x;
+  for (int64_t c = 0; c < nchunks; ++c) {
+    x.resize(static_cast<size_t>(seqs(c) * job.seqlen * cfg.hidden));
+    model.embed(toks.data() + c * spc * job.seqlen, seqs(c) * job.seqlen, x.data());
+    store->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
+  }
+  Progress prog(progress, "eval", cfg.layers);
+  for (int64_t b = 0; b < cfg.layers; ++b) {
+    const BlockWeights w = model.load_block(b);
+    for (int64_t c = 0; c < nchunks; ++c) {
+      store->get(b, Flow::Fp, c, &x);
+      block_forward(be, cfg, w, rope, x.data(), seqs(c), job.seqlen);
+      store->put(b + 1, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
+    }
+    store->drop(b);
+    prog.step("");
+  }
+  std::vector<float> logits;
+  double total = 0;
+  for (int64_t c = 0; c < nchunks; ++c) {
+    store->get(cfg.layers, Flow::Fp, c, &x);
+    for (int64_t s = 0; s < seqs(c); ++s) {
+      // One window's logits at a time: [seqlen, vocab] stays small.
+      logits.resize(static_cast<size_t>(job.seqlen * cfg.vocab));
+      model.head(be, x.data() + s * job.seqlen * cfg.hidden, job.seqlen, logits.data());
+      const int32_t* window = toks.data() + (c * spc + s) * job.seqlen;
+      const double nll = sum_nll(logits.data(), window + 1, job.seqlen - 1, cfg.vocab);
+      res.per_window_nll.push_back(nll / static_cast<double>(job.seqlen - 1));
+      total += nll;
+    }
+  }
+  res.predictions = res.windows * (job.seqlen - 1);
+  res.mean_nll = total / static_cast<double>(res.predictions);
+  res.ppl = std::exp(res.mean_nll);
+  res.seconds = clock.seconds();
+  res.peak_rss_bytes = peak_rss_bytes();
+  return res;
+}
+
+}  // namespace streamq

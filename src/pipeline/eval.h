@@ -1,0 +1,38 @@
+// Perplexity over non-overlapping windows, streamed block by block (one block's
+// weights in memory; activations in an ActivationStore).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "pipeline/tokens.h"
+
+namespace streamq {
+
+class Backend;
+
+struct EvalJob {
+  std::string model_dir, data_path;
+  TokensDType tokens_dtype = TokensDType::U16;
+  int64_t seqlen = 2048;
+  int64_t windows = 0;  // <= 0: every whole window of the file
+  int64_t chunk_tokens = 4096;
+};
+
+struct EvalResult {
+  int64_t windows = 0, predictions = 0;
+  double mean_nll = 0, ppl = 0, seconds = 0;
+  uint64_t peak_rss_bytes = 0;
+  std::vector<double> per_window_nll;  // mean NLL of each window
+};
+
+// Each window starts at position 0 and predicts its tokens 1..seqlen-1 (the
+// fixtures' ppl_baseline protocol); NLL in natural log, accumulated in float64.
+EvalResult run_eval(const EvalJob& job, Backend& backend, std::ostream* progress);
+
+// Mean NLL of logits[t, vocab] predicting targets[t] (log-softmax in float64).
+double sum_nll(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab);
+
+}  // namespace streamq

@@ -1,0 +1,62 @@
+// Staged, atomically committed output directories.
+#include "pipeline/output_dir.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "io/file_util.h"
+
+namespace fs = std::filesystem;
+
+namespace streamq {
+
+OutputDir::OutputDir(std::string path, bool overwrite) : path_(std::move(path)), overwrite_(overwrite) {
+  if (path_.empty()) throw InputError("--out: an output directory is required");
+  while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
+  std::error_code ec;
+  if (fs::exists(path_, ec)) {
+    if (!fs::is_directory(path_, ec)) throw InputError("--out " + path_ + ": exists and is not a directory");
+    if (!fs::is_empty(path_, ec) && !overwrite_)
+      throw InputError("--out " + path_ + ": directory exists and is not empty; pass --overwrite to replace it");
+  }
+  staging_ = path_ + ".partial-" + std::to_string(::getpid());
+  fs::remove_all(staging_, ec);
+  make_dirs(staging_);
+}
+
+OutputDir::~OutputDir() {
+  if (!committed_) {
+    std::error_code ec;
+    fs::remove_all(staging_, ec);
+  }
+}
+
+void OutputDir::copy_side_files(const std::string& model_dir) {
+  for (const auto& e : fs::directory_iterator(model_dir)) {
+    if (!e.is_regular_file()) continue;
+    const std::string name = e.path().filename().string();
+    const std::string ext = e.path().extension().string();
+    if (ext == ".safetensors" || name == "model.safetensors.index.json" || ext == ".bin" || ext == ".pt" ||
+        ext == ".gguf")
+      continue;
+    if (e.file_size() > (64ull << 20)) continue;  // side files are small; skip stray big data
+    atomic_write_file(staging_ + "/" + name, read_file(e.path().string()));
+  }
+}
+
+void OutputDir::commit() {
+  fsync_dir(staging_);
+  std::error_code ec;
+  const std::string old = path_ + ".old-" + std::to_string(::getpid());
+  const bool had_old = fs::exists(path_, ec);
+  if (had_old) fs::rename(path_, old);
+  fs::rename(staging_, path_);
+  committed_ = true;
+  const fs::path parent = fs::absolute(path_).parent_path();
+  fsync_dir(parent.string());
+  if (had_old) fs::remove_all(old, ec);
+}
+
+}  // namespace streamq

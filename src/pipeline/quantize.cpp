@@ -1,0 +1,261 @@
+// The block loop of `streamq quantize`.
+#include "pipeline/quantize.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <ostream>
+
+#include "core/error.h"
+#include "core/sysinfo.h"
+#include "io/activation_store.h"
+#include "io/file_util.h"
+#include "io/safetensors.h"
+#include "methods/method.h"
+#include "model/model.h"
+#include "pipeline/output_dir.h"
+#include "pipeline/progress.h"
+
+namespace streamq {
+namespace {
+
+struct Chunking {
+  int64_t seqs_per_chunk, nchunks;
+  int64_t seqs(int64_t c, int64_t total) const { return std::min(seqs_per_chunk, total - c * seqs_per_chunk); }
+};
+
+// Collects one sub-layer group's input statistics over all chunks of the
+// quantized flow, running the partly quantized block up to that group.
+LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& wq, const RopeTable& rope,
+                          ActivationStore& store, int64_t block, SubLayer group, const Chunking& ch,
+                          int64_t nsamples, int64_t seqlen) {
+  const ModelConfig& cfg = model.config();
+  LinearStats stats(sublayer_in_features(cfg, group));
+  std::vector<float> x;
+  for (int64_t c = 0; c < ch.nchunks; ++c) {
+    const int64_t nseq = ch.seqs(c, nsamples);
+    store.get(block, Flow::Quant, c, &x);
+    block_forward(be, cfg, wq, rope, x.data(), nseq, seqlen,
+                  [&](SubLayer s, const float* in, int64_t tokens, int64_t) {
+                    if (s == group) stats.accumulate(be, in, tokens, nseq);
+                  },
+                  static_cast<int>(group));
+  }
+  return stats;
+}
+
+std::vector<TensorSpec> quant_results_plan(const ModelConfig& cfg, const QuantConfig& q) {
+  std::vector<TensorSpec> plan;
+  for (int64_t b = 0; b < cfg.layers; ++b) {
+    for (const auto& l : block_linears(cfg)) {
+      const std::string p = block_prefix(b) + l.name;
+      const int64_t ngroups = q.group > 0 ? (l.in + q.group - 1) / q.group : 1;
+      plan.push_back({p + ".codes", DType::U8, {l.out, l.in}});
+      plan.push_back({p + ".scales", DType::F32, {ngroups, l.out}});
+      plan.push_back({p + ".zeros", DType::F32, {ngroups, l.out}});
+      plan.push_back({p + ".g_idx", DType::I32, {l.in}});
+    }
+  }
+  return plan;
+}
+
+void write_quant_result(SafetensorsWriter& w, const std::string& p, const QuantResult& r) {
+  w.write(p + ".codes", r.codes.data(), r.codes.size());
+  std::vector<float> f(r.scales.begin(), r.scales.end());
+  w.write_f32(p + ".scales", f.data(), static_cast<int64_t>(f.size()));
+  f.assign(r.zeros.begin(), r.zeros.end());
+  w.write_f32(p + ".zeros", f.data(), static_cast<int64_t>(f.size()));
+  w.write(p + ".g_idx", r.g_idx.data(), r.g_idx.size() * sizeof(int32_t));
+}
+
+void copy_raw(SafetensorsWriter& w, const SafetensorsModel& st, const std::string& name) {
+  const TensorInfo& t = st.info(name);
+  w.write(name, st.file_of(name).data(t), t.nbytes);
+}
+
+}  // namespace
+
+QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* progress) {
+  const Stopwatch total;
+  job.quant.validate();
+  const auto method = make_method(job.quant);
+  Model model(job.model_dir);
+  const ModelConfig& cfg = model.config();
+  const SafetensorsModel& st = model.tensors();
+
+  const std::vector<int32_t> stream = read_token_file(job.calib_path, job.tokens_dtype, cfg.vocab);
+  const std::vector<int32_t> calib = sample_windows(stream, job.nsamples, job.seqlen, job.seed, job.calib_path);
+  const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
+  const Chunking ch{spc, (job.nsamples + spc - 1) / spc};
+  const RopeTable rope = model.rope_table(job.seqlen);
+
+  OutputDir out(job.out_dir, job.overwrite);
+  const std::string tmp = out.staging_path();
+  std::unique_ptr<ActivationStore> store =
+      job.disk_store ? make_disk_store(tmp + "/.activations") : make_memory_store();
+
+  // The fake-quant checkpoint mirrors the input's tensors, names and dtypes.
+  std::vector<TensorSpec> plan;
+  for (const auto& name : st.tensor_names()) {
+    const TensorInfo& t = st.info(name);
+    plan.push_back({name, t.dtype, t.shape});
+  }
+  const bool sharded_input = std::filesystem::exists(job.model_dir + "/model.safetensors.index.json");
+  SafetensorsWriter fq(tmp, plan, {{"format", "pt"}, {"streamq", job.quant.describe()}},
+                       sharded_input ? (5ull << 30) : UINT64_MAX);
+  SafetensorsWriter qr(tmp, quant_results_plan(cfg, job.quant),
+                       {{"format", "streamq-quant"}, {"streamq", job.quant.describe()}}, UINT64_MAX,
+                       "streamq_quant");
+  std::vector<std::string> block_tensors;
+  for (const auto& name : st.tensor_names())
+    if (name.rfind("model.layers.", 0) != 0) copy_raw(fq, st, name);
+
+  // Block 0's input: the embeddings, identical in both flows.
+  {
+    std::vector<float> x;
+    for (int64_t c = 0; c < ch.nchunks; ++c) {
+      const int64_t nseq = ch.seqs(c, job.nsamples);
+      x.resize(static_cast<size_t>(nseq * job.seqlen * cfg.hidden));
+      model.embed(calib.data() + c * spc * job.seqlen, nseq * job.seqlen, x.data());
+      store->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
+      store->put(0, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
+    }
+  }
+
+  QuantizeReport report;
+  report.model_dir = job.model_dir;
+  report.out_dir = job.out_dir;
+  report.method = job.quant.describe();
+  report.nsamples = job.nsamples;
+  report.seqlen = job.seqlen;
+  report.seed = job.seed;
+  Progress prog(progress, "quantize", cfg.layers);
+
+  for (int64_t b = 0; b < cfg.layers; ++b) {
+    const Stopwatch block_time;
+    BlockReport br;
+    br.index = b;
+    const BlockWeights w = model.load_block(b);
+    BlockWeights wq = w;  // filled with quantized linears in true-sequential order
+    const auto linears = block_linears(cfg);
+    for (int g = 0; g < kNumSubLayers; ++g) {
+      const SubLayer group = static_cast<SubLayer>(g);
+      const Stopwatch t_stats;
+      const LinearStats stats = collect_stats(be, model, wq, rope, *store, b, group, ch, job.nsamples, job.seqlen);
+      br.seconds_stats += t_stats.seconds();
+      const Stopwatch t_quant;
+      for (const auto& l : linears) {
+        if (l.group != group) continue;
+        const Stopwatch t_lin;
+        const std::string name = block_prefix(b) + l.name;
+        const std::vector<float>& wf = w.linears.at(l.name).w;
+        const std::vector<double> wd(wf.begin(), wf.end());
+        const QuantResult r = method->quantize(be, wd.data(), l.out, l.in, stats);
+        LinearReport lr;
+        lr.name = name;
+        lr.out = l.out;
+        lr.in = l.in;
+        lr.objective = layer_objective(be, wd.data(), r, stats.xx_sum(), stats.tokens());
+        {
+          QuantResult zero = r;  // ||W X||^2: the objective of an all-zero Q
+          std::fill(zero.dequant.begin(), zero.dequant.end(), 0.0);
+          lr.weight_sq = layer_objective(be, wd.data(), zero, stats.xx_sum(), stats.tokens());
+        }
+        lr.cholesky_retries = r.cholesky_retries;
+        lr.damp = r.damp;
+        lr.dead_inputs = r.dead_inputs;
+        lr.seconds_factor = r.seconds_factor;
+        lr.seconds_sweep = r.seconds_sweep;
+        if (r.cholesky_retries > 0 && progress)
+          *progress << "warning: " << name << ": Hessian not positive definite; damping raised to " << r.damp
+                    << " after " << r.cholesky_retries << " retries\n";
+        auto& lin_q = wq.linears.at(l.name).w;
+        lin_q.assign(r.dequant.begin(), r.dequant.end());
+        fq.write_f32(name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
+        write_quant_result(qr, name, r);
+        lr.seconds = t_lin.seconds();
+        br.linears.push_back(lr);
+      }
+      br.seconds_quant += t_quant.seconds();
+    }
+    // Both flows through the whole block: the quantized one through the
+    // quantized block, the FP one through the original.
+    const Stopwatch t_prop;
+    std::vector<float> x;
+    for (int64_t c = 0; c < ch.nchunks; ++c) {
+      const int64_t nseq = ch.seqs(c, job.nsamples);
+      store->get(b, Flow::Quant, c, &x);
+      block_forward(be, cfg, wq, rope, x.data(), nseq, job.seqlen);
+      store->put(b + 1, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
+      store->get(b, Flow::Fp, c, &x);
+      block_forward(be, cfg, w, rope, x.data(), nseq, job.seqlen);
+      store->put(b + 1, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
+    }
+    store->drop(b);
+    br.seconds_propagate = t_prop.seconds();
+    for (const auto& name : st.tensor_names()) {
+      if (name.rfind(block_prefix(b), 0) != 0) continue;
+      bool is_linear_weight = false;
+      for (const auto& l : linears) is_linear_weight |= name == block_prefix(b) + l.name + ".weight";
+      if (!is_linear_weight) copy_raw(fq, st, name);
+    }
+    br.seconds = block_time.seconds();
+    double rel = 0;
+    for (const auto& lr : br.linears) rel += lr.weight_sq > 0 ? lr.objective / lr.weight_sq : 0;
+    rel /= static_cast<double>(br.linears.size());
+    char extra[96];
+    std::snprintf(extra, sizeof extra, "rel-err %.3e  rss %.0f MiB", rel, peak_rss_bytes() / 1048576.0);
+    prog.step(extra);
+    report.blocks.push_back(std::move(br));
+  }
+  store.reset();
+  fq.finish();
+  qr.finish();
+  out.copy_side_files(job.model_dir);
+  report.total_seconds = total.seconds();
+  report.peak_rss_bytes = peak_rss_bytes();
+  atomic_write_file(tmp + "/streamq_report.json", report.to_json().dump(1) + "\n");
+  out.commit();
+  if (!job.report_path.empty()) atomic_write_file(job.report_path, report.to_json().dump(1) + "\n");
+  return report;
+}
+
+nlohmann::json QuantizeReport::to_json() const {
+  nlohmann::json j;
+  j["model_dir"] = model_dir;
+  j["out_dir"] = out_dir;
+  j["method"] = method;
+  j["nsamples"] = nsamples;
+  j["seqlen"] = seqlen;
+  j["seed"] = seed;
+  j["total_seconds"] = total_seconds;
+  j["peak_rss_bytes"] = peak_rss_bytes;
+  j["blocks"] = nlohmann::json::array();
+  for (const auto& b : blocks) {
+    nlohmann::json jb{{"index", b.index},
+                      {"seconds", b.seconds},
+                      {"seconds_stats", b.seconds_stats},
+                      {"seconds_quantize", b.seconds_quant},
+                      {"seconds_propagate", b.seconds_propagate}};
+    jb["linears"] = nlohmann::json::array();
+    for (const auto& l : b.linears)
+      jb["linears"].push_back({{"name", l.name},
+                               {"shape", {l.out, l.in}},
+                               {"seconds", l.seconds},
+                               {"seconds_factor", l.seconds_factor},
+                               {"seconds_sweep", l.seconds_sweep},
+                               {"objective", l.objective},
+                               {"output_sq", l.weight_sq},
+                               {"relative_objective", l.weight_sq > 0 ? l.objective / l.weight_sq : 0.0},
+                               {"cholesky_retries", l.cholesky_retries},
+                               {"damp", l.damp},
+                               {"dead_inputs", l.dead_inputs}});
+    j["blocks"].push_back(jb);
+  }
+  return j;
+}
+
+}  // namespace streamq

@@ -1,0 +1,64 @@
+// The streaming quantization job: one decoder block in memory at a time,
+// calibration activations of both flows in an ActivationStore, sub-layers in
+// true-sequential order.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "methods/quant_config.h"
+#include "pipeline/tokens.h"
+
+namespace streamq {
+
+class Backend;
+
+struct QuantizeJob {
+  std::string model_dir, out_dir, calib_path;
+  TokensDType tokens_dtype = TokensDType::U16;
+  int64_t nsamples = 128;
+  int64_t seqlen = 2048;
+  uint64_t seed = 0;
+  QuantConfig quant;
+  int64_t chunk_tokens = 4096;  // tokens per activation chunk (whole sequences, at least one)
+  bool disk_store = false;      // activations on disk (under out_dir's temp dir) instead of memory
+  bool overwrite = false;       // replace an existing non-empty out_dir
+  std::string report_path;      // extra copy of the JSON report ("" = none)
+};
+
+struct LinearReport {
+  std::string name;  // full tensor prefix, e.g. model.layers.0.self_attn.q_proj
+  int64_t out = 0, in = 0;
+  double seconds = 0, seconds_factor = 0, seconds_sweep = 0;
+  double objective = 0;  // ||(W - Q) X||^2 per token
+  double weight_sq = 0;  // ||W X||^2 per token, so objectives can be read relatively
+  int cholesky_retries = 0;
+  double damp = 0;
+  int64_t dead_inputs = 0;
+};
+
+struct BlockReport {
+  int64_t index = 0;
+  double seconds = 0, seconds_stats = 0, seconds_quant = 0, seconds_propagate = 0;
+  std::vector<LinearReport> linears;
+};
+
+struct QuantizeReport {
+  std::string model_dir, out_dir, method;
+  int64_t nsamples = 0, seqlen = 0;
+  uint64_t seed = 0;
+  double total_seconds = 0;
+  uint64_t peak_rss_bytes = 0;
+  std::vector<BlockReport> blocks;
+  nlohmann::json to_json() const;
+};
+
+// Runs the job; progress lines (one per block, with ETA) go to `progress`
+// unless it is null. Outputs land in job.out_dir only when complete.
+QuantizeReport run_quantize(const QuantizeJob& job, Backend& backend, std::ostream* progress);
+
+}  // namespace streamq

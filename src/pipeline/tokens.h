@@ -1,0 +1,30 @@
+// Token-id streams for calibration and evaluation: reading headerless id files
+// and cutting them into windows.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace streamq {
+
+enum class TokensDType { U16, I32 };
+// Parses "uint16" / "int32"; throws InputError naming --tokens-dtype otherwise.
+TokensDType parse_tokens_dtype(const std::string& s);
+
+// Reads a little-endian id file without header. Throws InputError naming the
+// file when it is missing, empty, not a whole number of ids, looks like text,
+// or holds an id outside [0, vocab).
+std::vector<int32_t> read_token_file(const std::string& path, TokensDType dtype, int64_t vocab);
+
+// GPTQ's calibration convention: nsamples windows of seqlen tokens starting at
+// uniformly drawn offsets in [0, size - seqlen], deterministic for a seed
+// (splitmix64, so the draw does not depend on the standard library).
+std::vector<int32_t> sample_windows(const std::vector<int32_t>& stream, int64_t nsamples, int64_t seqlen,
+                                    uint64_t seed, const std::string& source);
+// The first `windows` non-overlapping windows stream[w*seqlen, (w+1)*seqlen);
+// windows <= 0 means all whole windows.
+std::vector<int32_t> eval_windows(const std::vector<int32_t>& stream, int64_t seqlen, int64_t windows,
+                                  const std::string& source, int64_t* count);
+
+}  // namespace streamq

@@ -1,0 +1,183 @@
+// The CUDA conversion and elementwise kernels against their CPU twins:
+// f32 -> bf16 on every one of the 2^32 float bit patterns, SwiGLU on random
+// and special inputs. Outputs are poisoned and guarded first.
+#include <gtest/gtest.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_reduce.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "kernels/backend.h"
+#include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_raii.h"
+#include "kernels/cuda/elementwise.cuh"
+
+namespace streamq {
+namespace {
+
+// Both sides compute g / (1 + exp(-g)) * up with identically rounded float
+// ops; only exp differs (CUDA expf <= 2 ulp, glibc <= 1 ulp), so a few ulp.
+constexpr double kSwigluGpuVsCpuTol = 8 * std::numeric_limits<float>::epsilon();
+// Elements past n that the kernels must leave alone.
+constexpr size_t kGuard = 64;
+constexpr unsigned char kPoisonByte = 0xAB;
+
+// tests/test_util.cpp's fresh_seed() (not linked into this binary): fresh each
+// run unless STREAMQ_TEST_SEED replays one.
+uint64_t fresh_seed() {
+  if (const char* s = std::getenv("STREAMQ_TEST_SEED")) return std::strtoull(s, nullptr, 10);
+  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+template <typename T>
+std::vector<T> download(const DeviceBuffer<T>& d, const CudaStream& stream) {
+  std::vector<T> h(d.size());
+  CUDA_CHECK(cudaMemcpyAsync(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost, stream.get()));
+  stream.synchronize();
+  return h;
+}
+
+template <typename T>
+DeviceBuffer<T> upload(const std::vector<T>& h, const CudaStream& stream) {
+  DeviceBuffer<T> d(h.size());
+  CUDA_CHECK(cudaMemcpyAsync(d.get(), h.data(), d.bytes(), cudaMemcpyHostToDevice, stream.get()));
+  return d;
+}
+
+template <typename T>
+DeviceBuffer<T> poisoned_device(size_t n, const CudaStream& stream) {
+  DeviceBuffer<T> d(n);
+  CUDA_CHECK(cudaMemsetAsync(d.get(), kPoisonByte, d.bytes(), stream.get()));
+  return d;
+}
+
+template <typename T>
+bool guard_intact(const std::vector<T>& h, size_t n) {
+  for (size_t i = n; i < h.size(); ++i) {
+    const auto* p = reinterpret_cast<const unsigned char*>(&h[i]);
+    for (size_t b = 0; b < sizeof(T); ++b)
+      if (p[b] != kPoisonByte) return false;
+  }
+  return true;
+}
+
+TEST(GpuConvert, F32ToBf16MatchesCpuOnAllBitPatterns) {
+  CudaStream stream;
+  constexpr size_t kChunk = size_t{1} << 24;
+  std::vector<uint32_t> bits(kChunk);
+  DeviceBuffer<float> d_in(kChunk);
+  for (uint64_t base = 0; base < (uint64_t{1} << 32); base += kChunk) {
+    for (size_t i = 0; i < kChunk; ++i) bits[i] = static_cast<uint32_t>(base + i);
+    CUDA_CHECK(cudaMemcpyAsync(d_in.get(), bits.data(), d_in.bytes(), cudaMemcpyHostToDevice,
+                               stream.get()));
+    DeviceBuffer<uint16_t> d_out = poisoned_device<uint16_t>(kChunk + kGuard, stream);
+    cuda_f32_to_bf16(stream.get(), d_in.get(), d_out.get(), kChunk);
+    const std::vector<uint16_t> out = download(d_out, stream);
+    ASSERT_TRUE(guard_intact(out, kChunk)) << "wrote past n in chunk at " << base;
+    // Index of the first mismatch, or kChunk.
+    const size_t first_bad = tbb::parallel_reduce(
+        tbb::blocked_range<size_t>(0, kChunk), kChunk,
+        [&](const tbb::blocked_range<size_t>& r, size_t best) {
+          for (size_t i = r.begin(); i < r.end() && i < best; ++i) {
+            float f;
+            std::memcpy(&f, &bits[i], 4);
+            if (out[i] != f32_to_bf16(f)) return i;
+          }
+          return best;
+        },
+        [](size_t a, size_t b) { return a < b ? a : b; });
+    if (first_bad != kChunk) {
+      float f;
+      std::memcpy(&f, &bits[first_bad], 4);
+      FAIL() << std::hex << "f32 bits 0x" << bits[first_bad] << ": gpu 0x" << out[first_bad]
+             << " cpu 0x" << f32_to_bf16(f);
+    }
+  }
+}
+
+TEST(GpuConvert, F32ToBf16EmptyAndOddSizes) {
+  CudaStream stream;
+  cuda_f32_to_bf16(stream.get(), nullptr, nullptr, 0);  // no launch, no error
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("replay with STREAMQ_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1e3f);
+  for (size_t n : {size_t{1}, size_t{7}, size_t{255}, size_t{257}, size_t{(1 << 24) + 3}}) {
+    std::vector<float> in(n);
+    for (auto& x : in) x = dist(rng);
+    const DeviceBuffer<float> d_in = upload(in, stream);
+    DeviceBuffer<uint16_t> d_out = poisoned_device<uint16_t>(n + kGuard, stream);
+    cuda_f32_to_bf16(stream.get(), d_in.get(), d_out.get(), static_cast<int64_t>(n));
+    const std::vector<uint16_t> out = download(d_out, stream);
+    ASSERT_TRUE(guard_intact(out, n)) << "n=" << n;
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], f32_to_bf16(in[i])) << "n=" << n << " i=" << i;
+  }
+}
+
+TEST(GpuSwiglu, MatchesCpuBackend) {
+  CudaStream stream;
+  auto cpu = make_cpu_backend();
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("replay with STREAMQ_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 4.0f);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float specials[] = {0.0f, -0.0f, 100.0f, -100.0f, 88.7f, -88.7f, inf, -inf, NAN, 1e-40f};
+  for (size_t n : {size_t{1}, size_t{10}, size_t{1000}, size_t{(1 << 22) + 5}}) {
+    SCOPED_TRACE(testing::Message() << "n=" << n);
+    std::vector<float> gate(n), up(n);
+    for (size_t i = 0; i < n; ++i) {
+      gate[i] = i < n / 2 && i < std::size(specials) ? specials[i] : dist(rng);
+      up[i] = dist(rng);
+    }
+    std::vector<float> want(n, NAN);
+    cpu->swiglu(gate.data(), up.data(), want.data(), static_cast<int64_t>(n));
+    const DeviceBuffer<float> d_gate = upload(gate, stream), d_up = upload(up, stream);
+    DeviceBuffer<float> d_out = poisoned_device<float>(n + kGuard, stream);
+    cuda_swiglu(stream.get(), d_gate.get(), d_up.get(), d_out.get(), static_cast<int64_t>(n));
+    const std::vector<float> got = download(d_out, stream);
+    ASSERT_TRUE(guard_intact(got, n));
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+      // Non-finite results must agree exactly (NaN with NaN, inf with inf).
+      if (!std::isfinite(want[i]) || !std::isfinite(got[i])) {
+        ASSERT_TRUE((std::isnan(want[i]) && std::isnan(got[i])) || want[i] == got[i])
+            << "i=" << i << " gate=" << gate[i] << " cpu=" << want[i] << " gpu=" << got[i];
+        continue;
+      }
+      diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+      norm += double(want[i]) * want[i];
+    }
+    EXPECT_LE(std::sqrt(diff / norm), kSwigluGpuVsCpuTol);
+
+    // In place, out aliasing gate: same bits as the separate output.
+    CUDA_CHECK(cudaMemcpyAsync(d_gate.get(), gate.data(), n * 4, cudaMemcpyHostToDevice, stream.get()));
+    cuda_swiglu(stream.get(), d_gate.get(), d_up.get(), d_gate.get(), static_cast<int64_t>(n));
+    const std::vector<float> in_place = download(d_gate, stream);
+    ASSERT_EQ(std::memcmp(in_place.data(), got.data(), n * 4), 0);
+  }
+}
+
+TEST(GpuCheck, BadCallThrowsInternalErrorWithContext) {
+  try {
+    CUDA_CHECK(cudaMemcpy(nullptr, reinterpret_cast<void*>(1), 16, cudaMemcpyHostToDevice));
+    FAIL() << "expected a throw";
+  } catch (const InternalError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("test_gpu_convert.cpp:"), std::string::npos) << what;
+    EXPECT_NE(what.find("cudaMemcpy(nullptr"), std::string::npos) << what;
+  }
+  EXPECT_THROW(cuda_swiglu(nullptr, nullptr, nullptr, nullptr, -1), InternalError);
+}
+
+}  // namespace
+}  // namespace streamq

@@ -1,0 +1,31 @@
+// Shared pieces of the streamq subcommands: parsing helpers and thread setup.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <tbb/global_control.h>
+
+namespace streamq::cli {
+
+namespace po = boost::program_options;
+
+// Parses args (without the subcommand) against `opts`; prints help to stdout and
+// returns false when --help was given. Unknown flags throw po::error (exit 2).
+bool parse(const std::string& command, const std::string& usage, const po::options_description& opts,
+           const std::vector<std::string>& args, po::variables_map* vm);
+
+// Limits oneTBB and OpenBLAS to n threads (n <= 0: all cores). Returned object
+// keeps the TBB limit alive.
+std::unique_ptr<tbb::global_control> set_threads(int n);
+
+// Throws InputError "--flag is required" when absent.
+void require(const po::variables_map& vm, const std::vector<std::string>& flags);
+
+int run_quantize(const std::vector<std::string>& args);
+int run_eval(const std::vector<std::string>& args);
+int run_inspect(const std::vector<std::string>& args);
+
+}  // namespace streamq::cli

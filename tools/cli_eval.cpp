@@ -1,0 +1,41 @@
+// `streamq eval`: windowed perplexity; the last stdout line is "ppl <value>".
+#include <cstdio>
+#include <iostream>
+
+#include "cli_common.h"
+#include "kernels/backend.h"
+#include "pipeline/eval.h"
+
+namespace streamq::cli {
+
+int run_eval(const std::vector<std::string>& args) {
+  EvalJob job;
+  std::string tokens_dtype;
+  int threads = 0;
+  bool quiet = false;
+  po::options_description opts("eval flags");
+  opts.add_options()
+      ("help,h", "show this help")
+      ("model", po::value(&job.model_dir), "model directory (original or fake-quant output of quantize)")
+      ("data", po::value(&job.data_path), "evaluation token ids: little-endian, no header (see --tokens-dtype)")
+      ("tokens-dtype", po::value(&tokens_dtype)->default_value("uint16"), "id width of --data: uint16 or int32")
+      ("seqlen", po::value(&job.seqlen)->default_value(2048), "tokens per window; each window starts at position 0")
+      ("windows", po::value(&job.windows)->default_value(0),
+       "evaluate the first N non-overlapping windows; 0 = every whole window in --data")
+      ("chunk-tokens", po::value(&job.chunk_tokens)->default_value(4096), "tokens per activation chunk")
+      ("threads", po::value(&threads)->default_value(0), "worker threads; 0 = all cores")
+      ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
+  po::variables_map vm;
+  if (!parse("eval", "--model DIR --data FILE [flags]", opts, args, &vm)) return 0;
+  require(vm, {"model", "data"});
+  job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
+  const auto limit = set_threads(threads);
+  auto backend = make_cpu_backend();
+  const EvalResult r = run_eval(job, *backend, quiet ? nullptr : &std::cerr);
+  std::printf("windows %lld\npredictions %lld\nmean_nll %.7f\nseconds %.2f\npeak_rss_bytes %llu\nppl %.6f\n",
+              static_cast<long long>(r.windows), static_cast<long long>(r.predictions), r.mean_nll, r.seconds,
+              static_cast<unsigned long long>(r.peak_rss_bytes), r.ppl);
+  return 0;
+}
+
+}  // namespace streamq::cli
