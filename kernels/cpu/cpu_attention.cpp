@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -21,25 +22,24 @@ namespace {
 // Query rows per task: bounds a worker's scratch to kTileRows x seqlen scores
 // (1 MB at seqlen 4096) while giving enough tasks for short sequences.
 constexpr int64_t kTileRows = 64;
-// Keys per inner block: a block of K or V rows (64 x head_dim floats) stays in
-// L1/L2 while every row of the tile uses it.
+// Keys per block: the block of K (transposed) and of V, packed, stays
+// in L1/L2 while every row of the tile uses it.
 constexpr int64_t kKeyBlock = 64;
+// Register-blocking width: kLanes running sums live in registers across the
+// reduction loop, and the loop over lanes vectorizes without reassociating.
+constexpr int64_t kLanes = 16;
+static_assert(kKeyBlock % kLanes == 0);
+// Row stride of the packed K^T and V blocks: one cache line more than a
+// multiple of 64 bytes, so consecutive rows fall in different L1 sets (K and V
+// rows are often exactly 4 KB apart in the caller's layout, which makes every
+// row of a block compete for the same 8 ways).
+constexpr int64_t kKtStride = kKeyBlock + kLanes;
+inline int64_t packed_v_stride(int64_t hd) { return (hd + kLanes - 1) / kLanes * kLanes + kLanes; }
 
-// Dot product in float with 8 partial sums combined in a fixed tree. Float
-// suffices: scores feed a softmax whose inputs HF computes in the activation
-// dtype (bf16/fp32), and the error stays ~head_dim * 2^-24 relative. Fixed
-// partials (not a compiler-chosen reassociation) keep it reproducible.
-inline float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  }
-  float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * b[i];
-  return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
-         tail;
-}
+// Float accumulation throughout: scores feed a softmax whose inputs HF
+// computes in the activation dtype (bf16/fp32), and the error stays around
+// sqrt(terms) * 2^-24 relative. Every sum runs over its index in a fixed
+// order (d for scores, j for P V), so results are reproducible.
 
 struct AttentionShape {
   int64_t nseq, seqlen, nheads, nkv, head_dim;
@@ -47,6 +47,35 @@ struct AttentionShape {
   int64_t q_stride() const { return nheads * head_dim; }
   int64_t kv_stride() const { return nkv * head_dim; }
 };
+
+// Four float lanes (one SSE register; GCC/Clang vector extension, so no ISA
+// intrinsics). kLanes = 4 of these: the running sums stay in registers over
+// the reduction loop, each lane summing its own terms in index order.
+using f32x4 = float __attribute__((vector_size(16)));
+inline f32x4 load4(const float* p) {
+  f32x4 v;
+  std::memcpy(&v, p, sizeof v);  // unaligned load
+  return v;
+}
+inline void store4(float* p, f32x4 v) { std::memcpy(p, &v, sizeof v); }
+
+// acc[l] += sum_{d < n} x[d] * y[d * y_stride + l] for l < kLanes, in d order.
+inline void lanes_dot_add(const float* x, const float* y, int64_t y_stride, int64_t n,
+                          float* acc) {
+  f32x4 a0 = load4(acc), a1 = load4(acc + 4), a2 = load4(acc + 8), a3 = load4(acc + 12);
+  for (int64_t d = 0; d < n; ++d) {
+    const float xd = x[d];
+    const float* yd = y + d * y_stride;
+    a0 += xd * load4(yd);
+    a1 += xd * load4(yd + 4);
+    a2 += xd * load4(yd + 8);
+    a3 += xd * load4(yd + 12);
+  }
+  store4(acc, a0);
+  store4(acc + 4, a1);
+  store4(acc + 8, a2);
+  store4(acc + 12, a3);
+}
 
 // One task: query rows [t0, t1) of head h in sequence s.
 void attention_tile(const float* q, const float* k, const float* v, float* out,
@@ -58,10 +87,14 @@ void attention_tile(const float* q, const float* k, const float* v, float* out,
   const int64_t kvh = h / sh.group();
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
 
-  const size_t need = static_cast<size_t>(rows * nkeys + rows * hd);
+  const int64_t v_ld = packed_v_stride(hd);
+  const size_t need =
+      static_cast<size_t>(rows * nkeys + hd * kKtStride + kKeyBlock * v_ld + rows * hd);
   if (scratch.size() < need) scratch.resize(need);
   float* probs = scratch.data();          // [rows, nkeys]; row i valid for keys <= t0 + i
-  float* acc = probs + rows * nkeys;      // [rows, hd]
+  float* k_t = probs + rows * nkeys;      // [hd, kKtStride]: one key block, transposed
+  float* v_pack = k_t + hd * kKtStride;   // [kKeyBlock, v_ld]: one value block
+  float* acc = v_pack + kKeyBlock * v_ld; // [rows, hd]: P V running sums
 
   const float* q_base = q + (s * sh.seqlen) * sh.q_stride() + h * hd;
   const float* k_base = k + (s * sh.seqlen) * sh.kv_stride() + kvh * hd;
@@ -69,13 +102,23 @@ void attention_tile(const float* q, const float* k, const float* v, float* out,
 
   // Scores, key block outermost so the block is reused by all rows of the tile.
   for (int64_t jb = 0; jb < nkeys; jb += kKeyBlock) {
-    const int64_t je = std::min(nkeys, jb + kKeyBlock);
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t j_end = std::min(je, t0 + i + 1);
+    const int64_t nb = std::min(nkeys, jb + kKeyBlock) - jb;
+    // Read K rows contiguously (rows are kv_stride apart: walking a column
+    // would touch a new page per element); write the small block strided.
+    if (nb < kKeyBlock) std::fill(k_t, k_t + hd * kKtStride, 0.0f);  // unused lanes stay finite
+    for (int64_t j = 0; j < nb; ++j) {
+      const float* k_row = k_base + (jb + j) * sh.kv_stride();
+      for (int64_t d = 0; d < hd; ++d) k_t[d * kKtStride + j] = k_row[d];
+    }
+    for (int64_t i = std::max<int64_t>(0, jb - t0); i < rows; ++i) {
+      const int64_t n_valid = std::min(nb, t0 + i + 1 - jb);
       const float* q_row = q_base + (t0 + i) * sh.q_stride();
-      float* p_row = probs + i * nkeys;
-      for (int64_t j = jb; j < j_end; ++j) {
-        p_row[j] = dot(q_row, k_base + j * sh.kv_stride(), hd) * scale;
+      float* p_row = probs + i * nkeys + jb;
+      for (int64_t j0 = 0; j0 < n_valid; j0 += kLanes) {
+        float dots[kLanes] = {};
+        lanes_dot_add(q_row, k_t + j0, kKtStride, hd, dots);
+        const int64_t w = std::min(kLanes, n_valid - j0);
+        for (int64_t l = 0; l < w; ++l) p_row[j0 + l] = dots[l] * scale;
       }
     }
   }
@@ -96,22 +139,31 @@ void attention_tile(const float* q, const float* k, const float* v, float* out,
     for (int64_t j = 0; j < n; ++j) p_row[j] /= denom;
   }
 
-  // acc = P V, accumulated in float in key order (fixed per row).
+  // acc = P V with key blocks outermost, so a block of V rows is reused by
+  // every row of the tile. Each sum still runs over j in increasing order (the
+  // float carried between blocks is the running sum), kLanes columns at a
+  // time; a head_dim tail narrower than kLanes takes a scalar loop.
   std::fill(acc, acc + rows * hd, 0.0f);
   for (int64_t jb = 0; jb < nkeys; jb += kKeyBlock) {
-    const int64_t je = std::min(nkeys, jb + kKeyBlock);
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t j_end = std::min(je, t0 + i + 1);
-      const float* p_row = probs + i * nkeys;
+    const int64_t nb = std::min(nkeys, jb + kKeyBlock) - jb;
+    for (int64_t j = 0; j < nb; ++j) {
+      std::copy_n(v_base + (jb + j) * sh.kv_stride(), hd, v_pack + j * v_ld);
+    }
+    for (int64_t i = std::max<int64_t>(0, jb - t0); i < rows; ++i) {
+      const int64_t n_valid = std::min(nb, t0 + i + 1 - jb);
+      const float* p_row = probs + i * nkeys + jb;
       float* a_row = acc + i * hd;
-      for (int64_t j = jb; j < j_end; ++j) {
-        const float p = p_row[j];
-        const float* v_row = v_base + j * sh.kv_stride();
-        for (int64_t d = 0; d < hd; ++d) a_row[d] += p * v_row[d];
+      int64_t d0 = 0;
+      for (; d0 + kLanes <= hd; d0 += kLanes) {
+        lanes_dot_add(p_row, v_pack + d0, v_ld, n_valid, a_row + d0);
+      }
+      for (; d0 < hd; ++d0) {
+        float sum = a_row[d0];
+        for (int64_t j = 0; j < n_valid; ++j) sum += p_row[j] * v_pack[j * v_ld + d0];
+        a_row[d0] = sum;
       }
     }
   }
-
   for (int64_t i = 0; i < rows; ++i) {
     float* o_row = out + (s * sh.seqlen + t0 + i) * sh.q_stride() + h * hd;
     std::copy(acc + i * hd, acc + (i + 1) * hd, o_row);
