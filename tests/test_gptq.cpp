@@ -11,6 +11,7 @@
 #include "methods/gptq.h"
 #include "methods/grid.h"
 #include "methods/linear_stats.h"
+#include "methods/method.h"
 #include "test_util.h"
 
 namespace streamq {
@@ -334,6 +335,68 @@ TEST(Gptq, LayerObjectiveEqualsOutputErrorAndBeatsRtn) {
   // X^T X is formed in float32 per chunk: relative error ~ n * 2^-24.
   EXPECT_NEAR(obj, direct, 1e-4 * direct);
   EXPECT_LT(obj, layer_objective(*be, L.w.data(), r, stats.xx_sum(), stats.tokens()));
+}
+
+// Forwards to the CPU backend, counting factorizations.
+class CountingBackend final : public Backend {
+ public:
+  std::unique_ptr<Backend> inner = make_cpu_backend();
+  int factorizations = 0;
+  std::string name() const override { return "counting"; }
+  void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
+    inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+            const double* b, int64_t ldb, double beta, double* c, int64_t ldc) override {
+    inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  bool cholesky_lower(double* a, int64_t n) override { return inner->cholesky_lower(a, n); }
+  void invert_lower_triangular(double* l, int64_t n) override { inner->invert_lower_triangular(l, n); }
+  bool inverse_upper_factor(double* h, int64_t n) override {
+    ++factorizations;
+    return inner->inverse_upper_factor(h, n);
+  }
+  void rmsnorm(const float* x, const float* w, float* y, int64_t r, int64_t d, float e) override {
+    inner->rmsnorm(x, w, y, r, d, e);
+  }
+  void rope(float* x, int64_t ns, int64_t sl, int64_t nh, int64_t hd, const RopeTable& t) override {
+    inner->rope(x, ns, sl, nh, hd, t);
+  }
+  void attention(const float* q, const float* k, const float* v, float* o, int64_t ns, int64_t sl, int64_t nh,
+                 int64_t nkv, int64_t hd) override {
+    inner->attention(q, k, v, o, ns, sl, nh, nkv, hd);
+  }
+  void swiglu(const float* g, const float* u, float* o, int64_t n) override { inner->swiglu(g, u, o, n); }
+  void add_inplace(float* y, const float* x, int64_t n) override { inner->add_inplace(y, x, n); }
+  void add_bias(float* y, const float* b, int64_t r, int64_t c) override { inner->add_bias(y, b, r, c); }
+};
+
+TEST(Gptq, LinearsSharingAnInputShareOneFactorization) {
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  CountingBackend be;
+  const Layer L = random_layer(rng, 16, 48, true);
+  std::vector<float> chunk(L.tokens * L.n);
+  for (int64_t t = 0; t < L.tokens; ++t)
+    for (int64_t i = 0; i < L.n; ++i) chunk[t * L.n + i] = static_cast<float>(L.x[i * L.tokens + t]);
+  LinearStats stats(L.n);
+  stats.accumulate(be, chunk.data(), L.tokens, 1);
+  QuantConfig cfg;
+  cfg.group = 16;
+  cfg.act_order = true;
+  const auto method = make_method(cfg);
+  const auto prepared = method->prepare(be, stats);
+  std::vector<QuantResult> shared;
+  for (int i = 0; i < 3; ++i) {  // q, k, v: three weights, one input
+    std::vector<double> w = L.w;
+    for (auto& v : w) v *= 1.0 + 0.5 * i;
+    shared.push_back(method->quantize(be, w.data(), L.m, L.n, *prepared));
+    const QuantResult alone = gptq_quantize(*be.inner, w.data(), L.m, L.n, stats.hessian(), cfg);
+    EXPECT_EQ(shared.back().dequant, alone.dequant);
+  }
+  EXPECT_EQ(be.factorizations, 1);
 }
 
 }  // namespace

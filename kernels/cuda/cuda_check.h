@@ -46,6 +46,7 @@ inline const char* cusolver_status_name(cusolverStatus_t s) {
   do {                                                                                    \
     const cudaError_t streamq_cuda_err_ = (expr);                                         \
     if (streamq_cuda_err_ != cudaSuccess) {                                               \
+      cudaGetLastError(); /* clear it, or the next launch check would report it again */  \
       ::streamq::cuda_detail::throw_cuda_failure(                                         \
           "CUDA", #expr, __FILE__, __LINE__,                                              \
           std::string(cudaGetErrorName(streamq_cuda_err_)) + " (" +                       \

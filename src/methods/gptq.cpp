@@ -47,26 +47,6 @@ GridParams load_params(const QuantResult& r, int64_t group, int64_t row) {
           r.zeros[static_cast<size_t>(group * r.rows + row)]};
 }
 
-// Adds damping and factors H^-1 = U^T U, growing the damping on failure.
-std::vector<double> damped_inverse_factor(Backend& backend, const std::vector<double>& h, int64_t n,
-                                          const QuantConfig& cfg, QuantResult& r) {
-  double mean_diag = 0;
-  for (int64_t i = 0; i < n; ++i) mean_diag += h[static_cast<size_t>(i * n + i)];
-  mean_diag /= static_cast<double>(n);
-  for (int attempt = 0; attempt <= cfg.max_damp_retries; ++attempt) {
-    const double percdamp =
-        attempt == 0 ? cfg.percdamp : std::max(cfg.percdamp, 1e-3) * std::pow(10.0, attempt);
-    std::vector<double> u(h);
-    r.damp = percdamp * mean_diag;
-    for (int64_t i = 0; i < n; ++i) u[static_cast<size_t>(i * n + i)] += r.damp;
-    if (backend.inverse_upper_factor(u.data(), n)) return u;
-    r.cholesky_retries = attempt + 1;
-  }
-  throw InternalError("GPTQ: Hessian [" + std::to_string(n) + "x" + std::to_string(n) +
-                      "] is not positive definite even with damping " + std::to_string(r.damp) +
-                      " after " + std::to_string(cfg.max_damp_retries) + " retries");
-}
-
 }  // namespace
 
 std::vector<int32_t> processing_order(const std::vector<double>& h, int64_t n, bool act_order) {
@@ -100,18 +80,72 @@ QuantResult rtn_quantize(const double* w, int64_t m, int64_t n, const QuantConfi
   return r;
 }
 
-QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64_t n,
-                          const std::vector<double>& h_in, const QuantConfig& cfg) {
+FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in, int64_t n,
+                               const QuantConfig& cfg) {
   cfg.validate();
   const auto t0 = std::chrono::steady_clock::now();
+  FactoredHessian f;
+  f.n = n;
+  std::vector<double> h(h_in);
+  f.dead.assign(static_cast<size_t>(n), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    if (h[static_cast<size_t>(i * n + i)] == 0.0) {
+      h[static_cast<size_t>(i * n + i)] = 1.0;
+      f.dead[static_cast<size_t>(i)] = 1;
+      ++f.dead_inputs;
+    }
+  }
+  f.perm = processing_order(h, n, cfg.act_order);
+  if (cfg.act_order) {
+    std::vector<double> hp(h.size());
+    for (int64_t a = 0; a < n; ++a)
+      for (int64_t b = 0; b < n; ++b) hp[a * n + b] = h[f.perm[a] * n + f.perm[b]];
+    h.swap(hp);
+  }
+  double mean_diag = 0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += h[static_cast<size_t>(i * n + i)];
+  mean_diag /= static_cast<double>(n);
+  for (int attempt = 0; attempt <= cfg.max_damp_retries; ++attempt) {
+    // Retries grow the damping tenfold from at least 0.1% of the mean diagonal.
+    const double percdamp =
+        attempt == 0 ? cfg.percdamp : std::max(cfg.percdamp, 1e-3) * std::pow(10.0, attempt);
+    f.u = h;
+    f.damp = percdamp * mean_diag;
+    for (int64_t i = 0; i < n; ++i) f.u[static_cast<size_t>(i * n + i)] += f.damp;
+    if (backend.inverse_upper_factor(f.u.data(), n)) {
+      f.seconds = seconds_since(t0);
+      return f;
+    }
+    f.cholesky_retries = attempt + 1;
+  }
+  throw InternalError("GPTQ: Hessian [" + std::to_string(n) + "x" + std::to_string(n) +
+                      "] is not positive definite even with damping " + std::to_string(f.damp) +
+                      " after " + std::to_string(cfg.max_damp_retries) + " retries");
+}
+
+QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64_t n,
+                          const std::vector<double>& h, const QuantConfig& cfg) {
+  return gptq_quantize(backend, w_in, m, n, factor_hessian(backend, h, n, cfg), cfg);
+}
+
+QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64_t n,
+                          const FactoredHessian& f, const QuantConfig& cfg) {
+  cfg.validate();
+  if (f.n != n) throw InternalError("gptq_quantize: factored Hessian is " + std::to_string(f.n) + " wide, W has " +
+                                    std::to_string(n) + " columns");
   QuantResult r = make_result(m, n, cfg);
+  r.cholesky_retries = f.cholesky_retries;
+  r.damp = f.damp;
+  r.dead_inputs = f.dead_inputs;
+  r.seconds_factor = f.seconds;
+  r.perm = f.perm;
   const Grid grid(cfg);
   const bool per_channel = cfg.group < 0;
   const int64_t g = per_channel ? n : cfg.group;
+  const std::vector<double>& u = f.u;
+  const std::vector<int32_t>& perm = f.perm;
 
   std::vector<double> w(w_in, w_in + m * n);
-  std::vector<double> h(h_in);
-
   // Per-channel grids come from the weights before dead inputs are zeroed
   // (as GPTQ's code does); static-group grids from the weights after it.
   std::vector<GridParams> row_params;
@@ -119,13 +153,9 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
     row_params.resize(static_cast<size_t>(m));
     tbb::parallel_for(int64_t{0}, m, [&](int64_t row) { row_params[row] = grid.fit(&w[row * n], n); });
   }
-  for (int64_t i = 0; i < n; ++i) {
-    if (h[static_cast<size_t>(i * n + i)] == 0.0) {
-      h[static_cast<size_t>(i * n + i)] = 1.0;
+  for (int64_t i = 0; i < n; ++i)
+    if (f.dead[static_cast<size_t>(i)])
       for (int64_t row = 0; row < m; ++row) w[static_cast<size_t>(row * n + i)] = 0.0;
-      ++r.dead_inputs;
-    }
-  }
   if (cfg.static_groups) {
     tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
       for (int64_t gi = 0; gi < r.ngroups; ++gi) {
@@ -134,28 +164,16 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
       }
     });
   }
-
-  // Permute into processing order.
-  r.perm = processing_order(h, n, cfg.act_order);
-  const std::vector<int32_t>& perm = r.perm;
   if (cfg.act_order) {
-    std::vector<double> wp(w.size()), hp(h.size());
+    std::vector<double> wp(w.size());
     for (int64_t row = 0; row < m; ++row)
       for (int64_t c = 0; c < n; ++c) wp[row * n + c] = w[row * n + perm[c]];
-    for (int64_t a = 0; a < n; ++a)
-      for (int64_t b = 0; b < n; ++b) hp[a * n + b] = h[perm[a] * n + perm[b]];
     w.swap(wp);
-    h.swap(hp);
   }
   for (int64_t c = 0; c < n; ++c) {
     const int64_t orig = perm[c];
     r.g_idx[orig] = static_cast<int32_t>(per_channel ? 0 : (cfg.static_groups ? orig / g : c / g));
   }
-
-  const std::vector<double> u = damped_inverse_factor(backend, h, n, cfg, r);
-  h.clear();
-  h.shrink_to_fit();
-  r.seconds_factor = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
 
   // Sweep. Within a block every row is independent (its grid, its error, its

@@ -6,11 +6,16 @@
 namespace streamq {
 namespace {
 
+class NothingPrepared final : public PreparedInput {};
+
 class RtnMethod final : public Method {
  public:
   explicit RtnMethod(QuantConfig cfg) : cfg_(std::move(cfg)) {}
   std::string name() const override { return "rtn"; }
-  QuantResult quantize(Backend&, const double* w, int64_t m, int64_t n, const LinearStats&) const override {
+  std::unique_ptr<PreparedInput> prepare(Backend&, const LinearStats&) const override {
+    return std::make_unique<NothingPrepared>();
+  }
+  QuantResult quantize(Backend&, const double* w, int64_t m, int64_t n, const PreparedInput&) const override {
     return rtn_quantize(w, m, n, cfg_);
   }
 
@@ -18,12 +23,22 @@ class RtnMethod final : public Method {
   QuantConfig cfg_;
 };
 
+class GptqPrepared final : public PreparedInput {
+ public:
+  explicit GptqPrepared(FactoredHessian f) : factored(std::move(f)) {}
+  FactoredHessian factored;
+};
+
 class GptqMethod final : public Method {
  public:
   explicit GptqMethod(QuantConfig cfg) : cfg_(std::move(cfg)) {}
   std::string name() const override { return "gptq"; }
-  QuantResult quantize(Backend& be, const double* w, int64_t m, int64_t n, const LinearStats& stats) const override {
-    return gptq_quantize(be, w, m, n, stats.hessian(), cfg_);
+  std::unique_ptr<PreparedInput> prepare(Backend& be, const LinearStats& stats) const override {
+    return std::make_unique<GptqPrepared>(factor_hessian(be, stats.hessian(), stats.in_features(), cfg_));
+  }
+  QuantResult quantize(Backend& be, const double* w, int64_t m, int64_t n,
+                       const PreparedInput& prepared) const override {
+    return gptq_quantize(be, w, m, n, dynamic_cast<const GptqPrepared&>(prepared).factored, cfg_);
   }
 
  private:

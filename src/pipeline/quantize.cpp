@@ -147,13 +147,16 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       const LinearStats stats = collect_stats(be, model, wq, rope, *store, b, group, ch, job.nsamples, job.seqlen);
       br.seconds_stats += t_stats.seconds();
       const Stopwatch t_quant;
+      // One factorization per shared input, reused by each linear of the group.
+      const std::unique_ptr<PreparedInput> prepared = method->prepare(be, stats);
+      bool first_of_group = true;
       for (const auto& l : linears) {
         if (l.group != group) continue;
         const Stopwatch t_lin;
         const std::string name = block_prefix(b) + l.name;
         const std::vector<float>& wf = w.linears.at(l.name).w;
         const std::vector<double> wd(wf.begin(), wf.end());
-        const QuantResult r = method->quantize(be, wd.data(), l.out, l.in, stats);
+        const QuantResult r = method->quantize(be, wd.data(), l.out, l.in, *prepared);
         LinearReport lr;
         lr.name = name;
         lr.out = l.out;
@@ -167,16 +170,17 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
         lr.cholesky_retries = r.cholesky_retries;
         lr.damp = r.damp;
         lr.dead_inputs = r.dead_inputs;
-        lr.seconds_factor = r.seconds_factor;
+        lr.seconds_factor = first_of_group ? r.seconds_factor : 0.0;  // shared: counted once
         lr.seconds_sweep = r.seconds_sweep;
-        if (r.cholesky_retries > 0 && progress)
+        if (r.cholesky_retries > 0 && progress && first_of_group)
           *progress << "warning: " << name << ": Hessian not positive definite; damping raised to " << r.damp
                     << " after " << r.cholesky_retries << " retries\n";
         auto& lin_q = wq.linears.at(l.name).w;
         lin_q.assign(r.dequant.begin(), r.dequant.end());
         fq.write_f32(name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
         write_quant_result(qr, name, r);
-        lr.seconds = t_lin.seconds();
+        lr.seconds = t_lin.seconds() + lr.seconds_factor;
+        first_of_group = false;
         br.linears.push_back(lr);
       }
       br.seconds_quant += t_quant.seconds();

@@ -75,11 +75,12 @@ TEST(GpuConvert, F32ToBf16MatchesCpuOnAllBitPatterns) {
   constexpr size_t kChunk = size_t{1} << 24;
   std::vector<uint32_t> bits(kChunk);
   DeviceBuffer<float> d_in(kChunk);
+  DeviceBuffer<uint16_t> d_out(kChunk + kGuard);
   for (uint64_t base = 0; base < (uint64_t{1} << 32); base += kChunk) {
     for (size_t i = 0; i < kChunk; ++i) bits[i] = static_cast<uint32_t>(base + i);
     CUDA_CHECK(cudaMemcpyAsync(d_in.get(), bits.data(), d_in.bytes(), cudaMemcpyHostToDevice,
                                stream.get()));
-    DeviceBuffer<uint16_t> d_out = poisoned_device<uint16_t>(kChunk + kGuard, stream);
+    CUDA_CHECK(cudaMemsetAsync(d_out.get(), kPoisonByte, d_out.bytes(), stream.get()));
     cuda_f32_to_bf16(stream.get(), d_in.get(), d_out.get(), kChunk);
     const std::vector<uint16_t> out = download(d_out, stream);
     ASSERT_TRUE(guard_intact(out, kChunk)) << "wrote past n in chunk at " << base;
@@ -176,7 +177,13 @@ TEST(GpuCheck, BadCallThrowsInternalErrorWithContext) {
     EXPECT_NE(what.find("test_gpu_convert.cpp:"), std::string::npos) << what;
     EXPECT_NE(what.find("cudaMemcpy(nullptr"), std::string::npos) << what;
   }
+  // The failed call must not linger as the "last error" of a later launch.
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   EXPECT_THROW(cuda_swiglu(nullptr, nullptr, nullptr, nullptr, -1), InternalError);
+  EXPECT_THROW(CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE), InternalError);
+  EXPECT_THROW(CUSOLVER_CHECK(CUSOLVER_STATUS_EXECUTION_FAILED), InternalError);
+  EXPECT_THROW(CUSOLVER_CHECK_INFO(-3, "potrf devInfo"), InternalError);
+  EXPECT_EQ(CUSOLVER_CHECK_INFO(2, "potrf devInfo"), 2);  // not PD: the caller decides
 }
 
 }  // namespace
