@@ -6,8 +6,6 @@
 
 #include "core/error.h"
 
-extern "C" void openblas_set_num_threads(int num_threads);
-
 namespace streamq::cli {
 
 bool parse(const std::string& command, const std::string& usage, const po::options_description& opts,
@@ -24,7 +22,6 @@ bool parse(const std::string& command, const std::string& usage, const po::optio
 std::unique_ptr<tbb::global_control> set_threads(int n) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int use = n > 0 ? n : hw;
-  openblas_set_num_threads(use);
   return std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
                                                static_cast<size_t>(use));
 }

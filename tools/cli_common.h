@@ -17,8 +17,8 @@ namespace po = boost::program_options;
 bool parse(const std::string& command, const std::string& usage, const po::options_description& opts,
            const std::vector<std::string>& args, po::variables_map* vm);
 
-// Limits oneTBB and OpenBLAS to n threads (n <= 0: all cores). Returned object
-// keeps the TBB limit alive.
+// Limits oneTBB (all CPU compute runs on it; OpenBLAS is single-threaded) to
+// n threads (n <= 0: all cores). The returned object keeps the limit alive.
 std::unique_ptr<tbb::global_control> set_threads(int n);
 
 // Throws InputError "--flag is required" when absent.

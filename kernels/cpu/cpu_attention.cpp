@@ -103,8 +103,8 @@ void attention_tile(const float* q, const float* k, const float* v, float* out,
   // Scores, key block outermost so the block is reused by all rows of the tile.
   for (int64_t jb = 0; jb < nkeys; jb += kKeyBlock) {
     const int64_t nb = std::min(nkeys, jb + kKeyBlock) - jb;
-    // Read K rows contiguously (rows are kv_stride apart: walking a column
-    // would touch a new page per element); write the small block strided.
+    // Read each K row contiguously (walking a column would jump kv_stride
+    // floats per element); the strided writes stay inside the small block.
     if (nb < kKeyBlock) std::fill(k_t, k_t + hd * kKtStride, 0.0f);  // unused lanes stay finite
     for (int64_t j = 0; j < nb; ++j) {
       const float* k_row = k_base + (jb + j) * sh.kv_stride();

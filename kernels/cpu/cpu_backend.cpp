@@ -4,6 +4,8 @@
 #include <string>
 
 #include "core/error.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_ops.h"
 
@@ -21,6 +23,10 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
+  // OpenBLAS runs single-threaded; parallelism comes from oneTBB tiles (see
+  // cpu_gemm.cpp), which keeps results independent of the thread count.
+  CpuBackend() { openblas_set_num_threads(1); }
+
   std::string name() const override { return "cpu"; }
 
   void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,

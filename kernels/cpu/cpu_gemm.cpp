@@ -1,5 +1,10 @@
-// Row-major GEMM on the CPU through OpenBLAS (float and double).
+// Row-major GEMM on the CPU through OpenBLAS (float and double), tiled over C
+// with oneTBB. OpenBLAS's own threading changes results with the thread count
+// (it partitions differently), so OpenBLAS runs single-threaded and each
+// fixed-size tile of C is one BLAS call: every element's arithmetic is the
+// same whatever the number of threads, and outputs are byte-identical.
 #include <cblas.h>
+#include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <string>
@@ -45,6 +50,30 @@ void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
   }
 }
 
+
+// Fixed tile sizes (never derived from the thread count): large enough that
+// each call runs near BLAS peak, small enough to spread 4096-wide products
+// over many cores.
+constexpr int64_t kTileM = 256;
+constexpr int64_t kTileN = 512;
+
+template <typename T, typename Call>
+void gemm_tiled(Trans ta, Trans tb, int64_t m, int64_t n, const T* a, int64_t lda, const T* b, int64_t ldb,
+                T* c, int64_t ldc, Call call) {
+  const int64_t tiles_m = (m + kTileM - 1) / kTileM, tiles_n = (n + kTileN - 1) / kTileN;
+  auto run_tile = [&](int64_t t) {
+    const int64_t i = (t / tiles_n) * kTileM, j = (t % tiles_n) * kTileN;
+    const T* at = ta == Trans::N ? a + i * lda : a + i;  // rows i.. of op(A)
+    const T* bt = tb == Trans::N ? b + j : b + j * ldb;  // columns j.. of op(B)
+    call(std::min(kTileM, m - i), std::min(kTileN, n - j), at, bt, c + i * ldc + j);
+  };
+  if (tiles_m * tiles_n == 1) {
+    run_tile(0);
+    return;
+  }
+  tbb::parallel_for(int64_t{0}, tiles_m * tiles_n, run_tile);
+}
+
 }  // namespace
 
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -55,9 +84,13 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
     scale_c(m, n, beta, c, ldc);
     return;
   }
-  cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b,
-              static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+  gemm_tiled<float>(ta, tb, m, n, a, lda, b, ldb, c, ldc,
+                    [&](int64_t mm, int64_t nn, const float* at, const float* bt, float* ct) {
+                      cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), static_cast<int>(mm),
+                                  static_cast<int>(nn), static_cast<int>(k), alpha, at,
+                                  static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct,
+                                  static_cast<int>(ldc));
+                    });
 }
 
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
@@ -68,9 +101,13 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, con
     scale_c(m, n, beta, c, ldc);
     return;
   }
-  cblas_dgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b,
-              static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+  gemm_tiled<double>(ta, tb, m, n, a, lda, b, ldb, c, ldc,
+                     [&](int64_t mm, int64_t nn, const double* at, const double* bt, double* ct) {
+                       cblas_dgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), static_cast<int>(mm),
+                                   static_cast<int>(nn), static_cast<int>(k), alpha, at,
+                                   static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct,
+                                   static_cast<int>(ldc));
+                     });
 }
 
 }  // namespace streamq::cpu
