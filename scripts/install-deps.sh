@@ -10,8 +10,13 @@ set -euo pipefail
 #   libgtest-dev                  - the test suite
 #   libopenblas-dev, liblapacke-dev - CPU GEMM (cblas) and Cholesky/inverse (LAPACKE)
 #   nlohmann-json3-dev            - safetensors headers, config.json, reports
+#   libzstd-dev                   - compressed activation store
+#   liburing-dev                  - io_uring reads/writes of the activation store
+#   libxxhash-dev                 - checksums of stored chunks and checkpoint files
+#   libpcre2-dev                  - tokenizer pre-tokenizer regexes (Unicode properties)
 packages=(cmake g++ make pkg-config libtbb-dev libboost-program-options-dev libgtest-dev
-          libopenblas-dev liblapacke-dev nlohmann-json3-dev)
+          libopenblas-dev liblapacke-dev nlohmann-json3-dev libzstd-dev liburing-dev
+          libxxhash-dev libpcre2-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -12,6 +12,7 @@
 #include "methods/grid.h"
 #include "methods/linear_stats.h"
 #include "methods/method.h"
+#include "naive_reference.h"
 #include "test_util.h"
 
 namespace streamq {
@@ -25,151 +26,10 @@ constexpr double kSweepRelTol = 1e-9;
 // under one-ulp differences (see METHODS-NOTES on the GPTQ grid).
 constexpr double kTieWindow = 1e-9;
 
-struct Layer {
-  int64_t m, n;
-  std::vector<double> w;   // [m, n]
-  std::vector<double> x;   // [n, T]
-  int64_t tokens;
-  std::vector<double> h;   // 2/nseq * X X^T with nseq = 1
-};
+using test::NaiveLayer;
 
-Layer random_layer(std::mt19937_64& rng, int64_t m, int64_t n, bool dead_input) {
-  Layer L{m, n, {}, {}, 2 * n + 3, {}};
-  std::normal_distribution<double> nd(0.0, 1.0);
-  L.w.resize(m * n);
-  for (auto& v : L.w) v = nd(rng) * 0.1;
-  // Correlated inputs (a random mixing of independent channels) so that H has
-  // real off-diagonal structure, plus channel scales spread over 10x.
-  std::vector<double> z(n * L.tokens), mix(n * n);
-  for (auto& v : z) v = nd(rng);
-  for (auto& v : mix) v = nd(rng) / std::sqrt(static_cast<double>(n));
-  for (int64_t i = 0; i < n; ++i) mix[i * n + i] += 1.0;
-  L.x.assign(n * L.tokens, 0.0);
-  for (int64_t i = 0; i < n; ++i) {
-    const double s = std::exp(nd(rng) * 0.7);
-    for (int64_t k = 0; k < n; ++k)
-      for (int64_t t = 0; t < L.tokens; ++t) L.x[i * L.tokens + t] += s * mix[i * n + k] * z[k * L.tokens + t];
-  }
-  if (dead_input) {
-    const int64_t dead = static_cast<int64_t>(rng() % n);
-    for (int64_t t = 0; t < L.tokens; ++t) L.x[dead * L.tokens + t] = 0.0;
-  }
-  L.h.assign(n * n, 0.0);
-  for (int64_t a = 0; a < n; ++a)
-    for (int64_t b = 0; b < n; ++b) {
-      double s = 0;
-      for (int64_t t = 0; t < L.tokens; ++t) s += L.x[a * L.tokens + t] * L.x[b * L.tokens + t];
-      L.h[a * n + b] = 2.0 * s;
-    }
-  return L;
-}
-
-// Solves A z = b (A [k,k] symmetric positive definite, copied) by Gauss-Jordan
-// elimination with partial pivoting: slow and obviously correct.
-std::vector<double> naive_solve(std::vector<double> a, std::vector<double> b, int64_t k) {
-  for (int64_t c = 0; c < k; ++c) {
-    int64_t piv = c;
-    for (int64_t r = c + 1; r < k; ++r)
-      if (std::fabs(a[r * k + c]) > std::fabs(a[piv * k + c])) piv = r;
-    if (piv != c) {
-      for (int64_t j = 0; j < k; ++j) std::swap(a[c * k + j], a[piv * k + j]);
-      std::swap(b[c], b[piv]);
-    }
-    for (int64_t r = 0; r < k; ++r) {
-      if (r == c) continue;
-      const double f = a[r * k + c] / a[c * k + c];
-      for (int64_t j = c; j < k; ++j) a[r * k + j] -= f * a[c * k + j];
-      b[r] -= f * b[c];
-    }
-  }
-  for (int64_t c = 0; c < k; ++c) b[c] /= a[c * k + c];
-  return b;
-}
-
-struct Reference {
-  std::vector<double> q;        // [m, n] original order
-  std::vector<uint8_t> codes;
-  std::vector<bool> tie_rows;   // rows where a rounding decision sat on a tie
-};
-
-bool near_tie(double v) {
-  const double f = v - std::floor(v);
-  return std::fabs(f - 0.5) < kTieWindow;
-}
-
-Reference naive_gptq(const Layer& L, const QuantConfig& cfg) {
-  const int64_t m = L.m, n = L.n;
-  const Grid grid(cfg);
-  const int64_t g = cfg.group > 0 ? cfg.group : n;
-  std::vector<double> w = L.w, h = L.h;
-  Reference ref{std::vector<double>(m * n), std::vector<uint8_t>(m * n), std::vector<bool>(m, false)};
-
-  std::vector<GridParams> row_p(m);
-  for (int64_t r = 0; r < m; ++r) row_p[r] = grid.fit(&w[r * n], n);
-  for (int64_t i = 0; i < n; ++i)
-    if (h[i * n + i] == 0) {
-      h[i * n + i] = 1;
-      for (int64_t r = 0; r < m; ++r) w[r * n + i] = 0;
-    }
-  const int64_t ngroups = (n + g - 1) / g;
-  std::vector<GridParams> static_p(ngroups * m);
-  if (cfg.static_groups)
-    for (int64_t r = 0; r < m; ++r)
-      for (int64_t gi = 0; gi < ngroups; ++gi)
-        static_p[gi * m + r] = grid.fit(&w[r * n + gi * g], std::min(n, gi * g + g) - gi * g);
-
-  std::vector<int64_t> perm(n);
-  for (int64_t i = 0; i < n; ++i) perm[i] = i;
-  if (cfg.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return h[a * n + a] > h[b * n + b]; });
-  std::vector<double> wp(m * n), hp(n * n);
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t c = 0; c < n; ++c) wp[r * n + c] = w[r * n + perm[c]];
-  for (int64_t a = 0; a < n; ++a)
-    for (int64_t b = 0; b < n; ++b) hp[a * n + b] = h[perm[a] * n + perm[b]];
-  double mean = 0;
-  for (int64_t i = 0; i < n; ++i) mean += hp[i * n + i];
-  mean /= n;
-  for (int64_t i = 0; i < n; ++i) hp[i * n + i] += cfg.percdamp * mean;
-
-  std::vector<GridParams> dyn_p(m);
-  for (int64_t col = 0; col < n; ++col) {
-    std::vector<double> e(m);
-    for (int64_t r = 0; r < m; ++r) {
-      GridParams p;
-      if (cfg.group < 0) {
-        p = row_p[r];
-      } else if (cfg.static_groups) {
-        p = static_p[(perm[col] / g) * m + r];
-      } else {
-        if (col % g == 0) {
-          dyn_p[r] = grid.fit(&wp[r * n + col], std::min(n, col + g) - col);
-          if (!cfg.sym && near_tie(-std::min(0.0, *std::min_element(&wp[r * n + col], &wp[r * n + std::min(n, col + g)])) / dyn_p[r].scale))
-            ref.tie_rows[r] = true;
-        }
-        p = dyn_p[r];
-      }
-      const double x = wp[r * n + col];
-      if (near_tie(x / p.scale)) ref.tie_rows[r] = true;
-      const int32_t code = grid.code(x, p);
-      const double q = grid.dequant(code, p);
-      ref.q[r * n + perm[col]] = q;
-      ref.codes[r * n + perm[col]] = static_cast<uint8_t>(code);
-      e[r] = x - q;
-    }
-    // Optimal update of the remaining columns R: delta_R = e * H_RR^-1 H_Rq.
-    const int64_t k = n - col - 1;
-    if (k == 0) break;
-    std::vector<double> hrr(k * k), hrq(k);
-    for (int64_t a = 0; a < k; ++a) {
-      hrq[a] = hp[(col + 1 + a) * n + col];
-      for (int64_t b = 0; b < k; ++b) hrr[a * k + b] = hp[(col + 1 + a) * n + col + 1 + b];
-    }
-    const std::vector<double> z = naive_solve(hrr, hrq, k);
-    for (int64_t r = 0; r < m; ++r)
-      for (int64_t a = 0; a < k; ++a) wp[r * n + col + 1 + a] += e[r] * z[a];
-  }
-  return ref;
+NaiveLayer random_layer(std::mt19937_64& rng, int64_t m, int64_t n, bool dead_input) {
+  return test::random_naive_layer(rng, m, n, dead_input, 0.0);
 }
 
 struct Case {
@@ -179,9 +39,9 @@ struct Case {
 };
 
 void compare_case(Backend& be, std::mt19937_64& rng, const Case& c, int* tie_rows_total, int* rows_total) {
-  const Layer L = random_layer(rng, c.m, c.n, c.dead);
-  const QuantResult got = gptq_quantize(be, L.w.data(), L.m, L.n, L.h, c.cfg);
-  const Reference ref = naive_gptq(L, c.cfg);
+  const NaiveLayer L = random_layer(rng, c.m, c.n, c.dead);
+  const QuantResult got = gptq_quantize(be, L.w.data(), L.m, L.n, L.h(), c.cfg);
+  const test::NaiveResult ref = test::naive_quantize(L, c.cfg);
   double wmax = 0;
   for (double v : L.w) wmax = std::max(wmax, std::fabs(v));
   for (int64_t r = 0; r < L.m; ++r) {
@@ -239,16 +99,16 @@ TEST(Gptq, ExactVariantIsBlocksizeInvariant) {
   SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   auto be = make_cpu_backend();
-  const Layer L = random_layer(rng, 24, 150, true);
+  const NaiveLayer L = random_layer(rng, 24, 150, true);
   QuantConfig cfg;
   cfg.bits = 3;
   cfg.group = 20;
   cfg.act_order = true;
   cfg.blocksize = 128;
-  const QuantResult base = gptq_quantize(*be, L.w.data(), L.m, L.n, L.h, cfg);
+  const QuantResult base = gptq_quantize(*be, L.w.data(), L.m, L.n, L.h(), cfg);
   for (int64_t bs : {1, 7, 20, 64, 149, 1000}) {
     cfg.blocksize = bs;
-    const QuantResult other = gptq_quantize(*be, L.w.data(), L.m, L.n, L.h, cfg);
+    const QuantResult other = gptq_quantize(*be, L.w.data(), L.m, L.n, L.h(), cfg);
     for (size_t i = 0; i < base.dequant.size(); ++i) {
       ASSERT_NEAR(other.dequant[i], base.dequant[i], 1e-12) << "blocksize " << bs << " element " << i;
       ASSERT_EQ(other.codes[i], base.codes[i]) << "blocksize " << bs << " element " << i;
@@ -311,7 +171,7 @@ TEST(Gptq, LayerObjectiveEqualsOutputErrorAndBeatsRtn) {
   SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   auto be = make_cpu_backend();
-  const Layer L = random_layer(rng, 32, 64, false);
+  const NaiveLayer L = random_layer(rng, 32, 64, false);
   // LinearStats accumulates the same X (as float chunks) and its H feeds GPTQ.
   LinearStats stats(L.n);
   std::vector<float> chunk(L.tokens * L.n);
@@ -377,7 +237,7 @@ TEST(Gptq, LinearsSharingAnInputShareOneFactorization) {
   SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   CountingBackend be;
-  const Layer L = random_layer(rng, 16, 48, true);
+  const NaiveLayer L = random_layer(rng, 16, 48, true);
   std::vector<float> chunk(L.tokens * L.n);
   for (int64_t t = 0; t < L.tokens; ++t)
     for (int64_t i = 0; i < L.n; ++i) chunk[t * L.n + i] = static_cast<float>(L.x[i * L.tokens + t]);

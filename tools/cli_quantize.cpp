@@ -26,7 +26,20 @@ ClipSearch parse_grid(const std::string& s) {
 MethodKind parse_method(const std::string& s) {
   if (s == "rtn") return MethodKind::Rtn;
   if (s == "gptq") return MethodKind::Gptq;
-  throw InputError("--method '" + s + "': expected rtn or gptq");
+  if (s == "gptaq") return MethodKind::Gptaq;
+  throw InputError("--method '" + s + "': expected rtn, gptq or gptaq");
+}
+
+Variant parse_variant(const std::string& s) {
+  if (s == "exact") return Variant::Exact;
+  if (s == "official") return Variant::Official;
+  throw InputError("--variant '" + s + "': expected exact or official");
+}
+
+CaeSource parse_cae_source(const std::string& s) {
+  if (s == "xx") return CaeSource::Xx;
+  if (s == "xfx") return CaeSource::Xfx;
+  throw InputError("--cae-source '" + s + "': expected xx or xfx");
 }
 
 }  // namespace
@@ -34,7 +47,7 @@ MethodKind parse_method(const std::string& s) {
 int run_quantize(const std::vector<std::string>& args) {
   QuantizeJob job;
   QuantConfig& q = job.quant;
-  std::string tokens_dtype, method, grid_style, grid, activations, calib_text;
+  std::string tokens_dtype, method, grid_style, grid, activations, calib_text, variant, cae_source;
   int threads = 0;
   bool sym = false, asym = false, quiet = false;
   po::options_description opts("quantize flags");
@@ -51,7 +64,23 @@ int run_quantize(const std::vector<std::string>& args) {
       ("nsamples", po::value(&job.nsamples)->default_value(128), "calibration windows drawn from --calib")
       ("seqlen", po::value(&job.seqlen)->default_value(2048), "tokens per calibration window")
       ("seed", po::value(&job.seed)->default_value(0), "seed of the window draw (same seed, same output bytes)")
-      ("method", po::value(&method)->default_value("gptq"), "rtn | gptq")
+      ("method", po::value(&method)->default_value("gptq"),
+       "rtn | gptq | gptaq (GPTQ with asymmetric calibration: also aligns each linear with the FP model's "
+       "input, through the P1 term built from dX X^T)")
+      ("cae", po::bool_switch(&q.cae),
+       "add the compensation-aware error term P2 (compensation paper) to gptq or gptaq")
+      ("cae-source", po::value(&cae_source)->default_value("xx"),
+       "gptq+cae: build P2 from X X^T (xx, the paper's Algorithm 2 with dX = 0) or X~ X^T (xfx)")
+      ("gptaq-alpha", po::value(&q.gptaq_alpha)->default_value(0.25),
+       "gptaq: scale of P1 (0.25 as in the released code; 1 is the paper's math)")
+      ("cae-alpha", po::value(&q.cae_alpha)->default_value(0.25),
+       "cae: scale of P2 (0.25 as in the released code; 1 is the paper's math)")
+      ("variant", po::value(&variant)->default_value("exact"),
+       "exact: the exact, blocksize-invariant update; official: the released code's shortcuts (quantized "
+       "values in cross-block P1/P2 terms, group grids from block-start weights) to reproduce the papers")
+      ("p1-original", po::bool_switch(&q.p1_original),
+       "gptaq: use the original weights w0 in the P1 term (the consistent FP-aligned target; use with "
+       "--gptaq-alpha 1)")
       ("bits", po::value(&q.bits)->default_value(4), "weight bits: 2..8")
       ("group", po::value(&q.group)->default_value(-1), "input columns per scale group; -1 = one per output row")
       ("sym", po::bool_switch(&sym), "symmetric grid (the default)")
@@ -85,6 +114,8 @@ int run_quantize(const std::vector<std::string>& args) {
   if (sym && asym) throw InputError("--sym and --asym exclude each other");
   q.sym = !asym;
   q.method = parse_method(method);
+  q.variant = parse_variant(variant);
+  q.cae_source = parse_cae_source(cae_source);
   q.grid_style = parse_grid_style(grid_style);
   q.clip = parse_grid(grid);
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);

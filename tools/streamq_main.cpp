@@ -18,7 +18,9 @@ constexpr const char* kUsage =
     "commands:\n"
     "  quantize   quantize a model (HF safetensors + config.json) block by block\n"
     "  eval       perplexity of a model over non-overlapping token windows\n"
-    "  inspect    show a model's config and tensor table\n";
+    "  inspect    show a model's config and tensor table\n"
+    "  profile    summarize a --trace file (stage totals, I/O hidden under compute), optional HTML timeline\n"
+    "  synth      write a random-weight Llama/Qwen2 checkpoint of any shape or a preset's\n";
 
 }  // namespace
 
@@ -34,7 +36,9 @@ int main(int argc, char** argv) {
     if (cmd == "quantize") return streamq::cli::run_quantize(args);
     if (cmd == "eval") return streamq::cli::run_eval(args);
     if (cmd == "inspect") return streamq::cli::run_inspect(args);
-    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, inspect)\n";
+    if (cmd == "profile") return streamq::cli::run_profile(args);
+    if (cmd == "synth") return streamq::cli::run_synth(args);
+    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, inspect, profile, synth)\n";
     return 2;
   } catch (const streamq::InputError& e) {
     std::cerr << "streamq " << cmd << ": error: " << e.what() << "\n";

@@ -80,8 +80,30 @@ QuantResult rtn_quantize(const double* w, int64_t m, int64_t n, const QuantConfi
   return r;
 }
 
-FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in, int64_t n,
-                               const QuantConfig& cfg) {
+namespace {
+
+// P = alpha * triu(D U^T, 1) U for D in processing order ([n, n]).
+std::vector<double> compensation_matrix(Backend& be, const std::vector<double>& d, const std::vector<double>& u,
+                                        int64_t n, double alpha) {
+  std::vector<double> t(static_cast<size_t>(n * n)), p(static_cast<size_t>(n * n));
+  be.gemm(Trans::N, Trans::T, n, n, n, 1.0, d.data(), n, u.data(), n, 0.0, t.data(), n);
+  for (int64_t a = 0; a < n; ++a)
+    for (int64_t b = 0; b <= a; ++b) t[a * n + b] = 0.0;  // keep the strict upper triangle
+  be.gemm(Trans::N, Trans::N, n, n, n, alpha, t.data(), n, u.data(), n, 0.0, p.data(), n);
+  return p;
+}
+
+std::vector<double> permuted(const std::vector<double>& m, const std::vector<int32_t>& perm, int64_t n) {
+  std::vector<double> out(m.size());
+  for (int64_t a = 0; a < n; ++a)
+    for (int64_t b = 0; b < n; ++b) out[a * n + b] = m[perm[a] * n + perm[b]];
+  return out;
+}
+
+}  // namespace
+
+FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in,
+                               const std::vector<double>* cross, int64_t n, const QuantConfig& cfg) {
   cfg.validate();
   const auto t0 = std::chrono::steady_clock::now();
   FactoredHessian f;
@@ -96,36 +118,52 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
     }
   }
   f.perm = processing_order(h, n, cfg.act_order);
-  if (cfg.act_order) {
-    std::vector<double> hp(h.size());
-    for (int64_t a = 0; a < n; ++a)
-      for (int64_t b = 0; b < n; ++b) hp[a * n + b] = h[f.perm[a] * n + f.perm[b]];
-    h.swap(hp);
-  }
+  if (cfg.act_order) h = permuted(h, f.perm, n);
   double mean_diag = 0;
   for (int64_t i = 0; i < n; ++i) mean_diag += h[static_cast<size_t>(i * n + i)];
   mean_diag /= static_cast<double>(n);
-  for (int attempt = 0; attempt <= cfg.max_damp_retries; ++attempt) {
+  bool factored = false;
+  for (int attempt = 0; attempt <= cfg.max_damp_retries && !factored; ++attempt) {
     // Retries grow the damping tenfold from at least 0.1% of the mean diagonal.
     const double percdamp =
         attempt == 0 ? cfg.percdamp : std::max(cfg.percdamp, 1e-3) * std::pow(10.0, attempt);
     f.u = h;
     f.damp = percdamp * mean_diag;
     for (int64_t i = 0; i < n; ++i) f.u[static_cast<size_t>(i * n + i)] += f.damp;
-    if (backend.inverse_upper_factor(f.u.data(), n)) {
-      f.seconds = seconds_since(t0);
-      return f;
-    }
-    f.cholesky_retries = attempt + 1;
+    factored = backend.inverse_upper_factor(f.u.data(), n);
+    if (!factored) f.cholesky_retries = attempt + 1;
   }
-  throw InternalError("GPTQ: Hessian [" + std::to_string(n) + "x" + std::to_string(n) +
-                      "] is not positive definite even with damping " + std::to_string(f.damp) +
-                      " after " + std::to_string(cfg.max_damp_retries) + " retries");
+  if (!factored)
+    throw InternalError("GPTQ: Hessian [" + std::to_string(n) + "x" + std::to_string(n) +
+                        "] is not positive definite even with damping " + std::to_string(f.damp) +
+                        " after " + std::to_string(cfg.max_damp_retries) + " retries");
+
+  const bool gptaq = cfg.method == MethodKind::Gptaq;
+  if ((gptaq || (cfg.cae && cfg.cae_source == CaeSource::Xfx)) && !cross)
+    throw InternalError("factor_hessian: " + cfg.describe() + " needs the FP flow's cross term dX X^T");
+  std::vector<double> d1;
+  if (gptaq || (cfg.cae && cfg.cae_source == CaeSource::Xfx)) {
+    d1 = *cross;
+    for (int64_t a = 0; a < n; ++a)
+      for (int64_t b = 0; b < n; ++b)
+        if (f.dead[b]) d1[a * n + b] = 0.0;
+    if (cfg.act_order) d1 = permuted(d1, f.perm, n);
+  }
+  if (gptaq) f.p1 = compensation_matrix(backend, d1, f.u, n, cfg.gptaq_alpha);
+  if (cfg.cae) {
+    // D2 = X~ X^T = dX X^T + X X^T, or X X^T alone; h is undamped (dead fix applied).
+    std::vector<double> d2 = h;
+    if (cfg.method == MethodKind::Gptaq || cfg.cae_source == CaeSource::Xfx)
+      for (size_t i = 0; i < d2.size(); ++i) d2[i] += d1[i];
+    f.p2 = compensation_matrix(backend, d2, f.u, n, cfg.cae_alpha);
+  }
+  f.seconds = seconds_since(t0);
+  return f;
 }
 
 QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64_t n,
-                          const std::vector<double>& h, const QuantConfig& cfg) {
-  return gptq_quantize(backend, w_in, m, n, factor_hessian(backend, h, n, cfg), cfg);
+                          const std::vector<double>& h, const QuantConfig& cfg, const std::vector<double>* cross) {
+  return gptq_quantize(backend, w_in, m, n, factor_hessian(backend, h, cross, n, cfg), cfg);
 }
 
 QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64_t n,
@@ -144,6 +182,8 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
   const int64_t g = per_channel ? n : cfg.group;
   const std::vector<double>& u = f.u;
   const std::vector<int32_t>& perm = f.perm;
+  const bool has_p1 = !f.p1.empty(), has_p2 = !f.p2.empty();
+  const bool official = cfg.variant == Variant::Official;
 
   std::vector<double> w(w_in, w_in + m * n);
   // Per-channel grids come from the weights before dead inputs are zeroed
@@ -174,53 +214,111 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
     const int64_t orig = perm[c];
     r.g_idx[orig] = static_cast<int32_t>(per_channel ? 0 : (cfg.static_groups ? orig / g : c / g));
   }
+  // W0: the original weights (dead inputs zeroed), processing order (CAE, p1-original).
+  std::vector<double> w0;
+  if (has_p2 || cfg.p1_original) w0 = w;
   const auto t1 = std::chrono::steady_clock::now();
 
-  // Sweep. Within a block every row is independent (its grid, its error, its
-  // in-block updates), so rows run in parallel; the cross-block update is one GEMM.
+  // Sweep. Column j of a block updates every later column k by
+  //   -e_j U[j,k] + a_j P1[j,k] + c_j P2[j,k],
+  // e_j = (w_j - q_j) / U[j,j], a_j = w_j (or w0_j with --p1-original),
+  // c_j = w0_j - w_j. Within a block each row is independent (its grid, its
+  // coefficients, its in-block updates), so rows run in parallel; the
+  // cross-block update is one GEMM per term.
   std::vector<double> qp(static_cast<size_t>(m * n));  // dequantized, processing order
   std::vector<uint8_t> codes_p(static_cast<size_t>(m * n));
   const int64_t bs = cfg.blocksize;
-  std::vector<double> err(static_cast<size_t>(m * bs));
+  std::vector<double> err(static_cast<size_t>(m * bs)), coef_a, coef_c;
+  if (has_p1) coef_a.resize(static_cast<size_t>(m * bs));
+  if (has_p2) coef_c.resize(static_cast<size_t>(m * bs));
   for (int64_t i1 = 0; i1 < n; i1 += bs) {
     const int64_t i2 = std::min(n, i1 + bs), b = i2 - i1;
     tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
       double* wr = &w[row * n];
       double* er = &err[row * b];
-      std::vector<double> cur;
+      double* ar = has_p1 ? &coef_a[row * b] : nullptr;
+      double* cr = has_p2 ? &coef_c[row * b] : nullptr;
+      const double* w0r = w0.empty() ? nullptr : &w0[row * n];
+      // Official grids see the weights as they were when the block started.
+      std::vector<double> start;
+      if (official && !per_channel && !cfg.static_groups)
+        start.assign(wr + i1, wr + std::min(n, i2 + g));
+      std::vector<double> cur, xs(static_cast<size_t>(b));
+      GridParams p{};
       for (int64_t j = 0; j < b; ++j) {
         const int64_t col = i1 + j;
-        GridParams p;
         if (per_channel) {
           p = row_params[row];
         } else if (cfg.static_groups) {
           p = load_params(r, perm[col] / g, row);
         } else {
           if (col % g == 0) {
-            // Fit the group on its current values: columns past this block
-            // still owe the updates of this block's columns before j.
             const int64_t ce = std::min(n, col + g);
-            cur.assign(wr + col, wr + ce);
-            for (int64_t c = std::max(i2, col); c < ce; ++c)
-              for (int64_t jj = 0; jj < j; ++jj) cur[c - col] -= er[jj] * u[(i1 + jj) * n + c];
+            if (official) {
+              cur.assign(start.begin() + (col - i1), start.begin() + (ce - i1));
+            } else {
+              // Current values: columns past this block still owe the updates
+              // of this block's columns before j.
+              cur.assign(wr + col, wr + ce);
+              for (int64_t c = std::max(i2, col); c < ce; ++c)
+                for (int64_t jj = 0; jj < j; ++jj) {
+                  const int64_t src = (i1 + jj) * n + c;
+                  double d = -er[jj] * u[src];
+                  if (ar) d += ar[jj] * f.p1[src];
+                  if (cr) d += cr[jj] * f.p2[src];
+                  cur[c - col] += d;
+                }
+            }
             store_params(r, col / g, row, grid.fit(cur.data(), ce - col));
           }
           p = load_params(r, col / g, row);
         }
         const double x = wr[col];
+        xs[j] = x;
         const int32_t code = grid.code(x, p);
         const double q = grid.dequant(code, p);
         qp[row * n + col] = q;
         codes_p[row * n + col] = static_cast<uint8_t>(code);
         const double e = (x - q) / u[col * n + col];
         er[j] = e;
+        const double a = ar ? (cfg.p1_original ? w0r[col] : x) : 0.0;
+        const double c = cr ? w0r[col] - x : 0.0;
         const double* ur = &u[col * n];
-        for (int64_t k = col + 1; k < i2; ++k) wr[k] -= e * ur[k];
+        const double* p1r = ar ? &f.p1[col * n] : nullptr;
+        const double* p2r = cr ? &f.p2[col * n] : nullptr;
+        for (int64_t k = col + 1; k < i2; ++k) {
+          double d = -e * ur[k];
+          if (p1r) d += a * p1r[k];
+          if (p2r) d += c * p2r[k];
+          wr[k] += d;
+        }
+        if (ar) ar[j] = a;
+        if (cr) cr[j] = c;
+        if (official && (ar || cr) && !cfg.p1_original) {
+          // The released code carries W1's final value across the block
+          // boundary: the quantized value x - e U[j,j] for GPTAQ (and CAE at
+          // 2 bits); for CAE at other widths x clamped to the range of the
+          // grid active at the end of the block (set after this loop).
+          const double carried = x - e * u[col * n + col];
+          if (ar) ar[j] = carried;
+          if (cr) cr[j] = w0r[col] - carried;
+        }
+      }
+      if (official && cr && cfg.bits != 2) {
+        const double lo = p.scale * (0 - p.zero), hi = p.scale * (grid.maxq() - p.zero);
+        for (int64_t j = 0; j < b; ++j) {
+          const double carried = std::clamp(xs[j], std::min(lo, hi), std::max(lo, hi));
+          if (ar && !cfg.p1_original) ar[j] = carried;
+          cr[j] = w0r[i1 + j] - carried;
+        }
       }
     });
     if (i2 < n) {
-      backend.gemm(Trans::N, Trans::N, m, n - i2, b, -1.0, err.data(), b, &u[i1 * n + i2], n, 1.0,
-                   &w[i2], n);
+      backend.gemm(Trans::N, Trans::N, m, n - i2, b, -1.0, err.data(), b, &u[i1 * n + i2], n, 1.0, &w[i2], n);
+      if (has_p1)
+        backend.gemm(Trans::N, Trans::N, m, n - i2, b, 1.0, coef_a.data(), b, &f.p1[i1 * n + i2], n, 1.0, &w[i2], n);
+      if (has_p2)
+        backend.gemm(Trans::N, Trans::N, m, n - i2, b, 1.0, coef_c.data(), b, &f.p2[i1 * n + i2], n, 1.0, &w[i2], n);
     }
   }
   r.seconds_sweep = seconds_since(t1);

@@ -1,5 +1,6 @@
-// GPTQ (lazy-batch blocked sweep over the Cholesky factor of H^-1) and RTN,
-// in float64, on one linear's weights.
+// The GPTQ family's blocked lazy-batch sweep (GPTQ, GPTAQ's P1 term, the
+// compensation-aware P2 term, exact and official variants) and RTN, in
+// float64, on one linear's weights.
 #pragma once
 
 #include <cstdint>
@@ -12,35 +13,42 @@ namespace streamq {
 
 class Backend;
 
-// The part of GPTQ that depends only on the Hessian, shared by the linears
-// that read one input (q,k,v; gate,up): dead inputs, processing order, and the
-// damped factor U with (H + damp I)^-1 = U^T U, in processing order.
+// What the sweep needs from one shared input's statistics, computed once and
+// reused by every linear reading that input (q,k,v; gate,up): dead inputs,
+// processing order, the damped factor U with (H + damp I)^-1 = U^T U, and the
+// precomputed compensation matrices, all in processing order:
+//   P1 = gptaq_alpha * triu(D1 U^T, 1) U,  D1 = dX X^T           (GPTAQ)
+//   P2 = cae_alpha   * triu(D2 U^T, 1) U,  D2 = X~ X^T or X X^T  (CAE)
+// (compensation paper Eq. 20: ((D L) ⊙ M_U) L^T with L = U^T). D's columns at
+// dead inputs are zeroed, as the released code does.
 struct FactoredHessian {
   int64_t n = 0;
   std::vector<double> u;        // [n, n] upper triangular
+  std::vector<double> p1, p2;   // [n, n] strictly upper, or empty when unused
   std::vector<int32_t> perm;    // processing order
   std::vector<uint8_t> dead;    // [n], original order: diag(H) == 0
   int64_t dead_inputs = 0;
   double damp = 0;              // damping actually added
   int cholesky_retries = 0;
   double seconds = 0;
+  uint64_t bytes() const { return 8 * (u.size() + p1.size() + p2.size()); }
 };
 
-// Damps and factors h[n, n] (undamped), growing the damping tenfold per retry
-// when the factorization fails. Throws InternalError after cfg.max_damp_retries.
-FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h, int64_t n,
-                               const QuantConfig& cfg);
+// h: undamped Hessian [n, n]; cross: dX X^T [n, n] with h's scale, or null
+// when the method needs no FP flow. Grows the damping tenfold per failed
+// factorization; throws InternalError after cfg.max_damp_retries.
+FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h,
+                               const std::vector<double>* cross, int64_t n, const QuantConfig& cfg);
 
-// Quantizes w[m, n] (row-major, (out, in)) given the Hessian h[n, n] of its
-// input (undamped; dead inputs are those with h_ii == 0). The update is the
-// exact one: group grids are fitted on the current, compensated weights when
-// their first column is reached, so the result does not depend on blocksize.
-// Throws InternalError when H stays indefinite after cfg.max_damp_retries.
-QuantResult gptq_quantize(Backend& backend, const double* w, int64_t m, int64_t n,
-                          const std::vector<double>& h, const QuantConfig& cfg);
-// The same with the Hessian already factored (cfg must be the one it was factored with).
+// Quantizes w[m, n] (row-major, (out, in)). With cfg.variant == Exact the
+// update uses each column's compensated value in every term and group grids
+// are fitted on the current weights, so the result does not depend on blocksize.
 QuantResult gptq_quantize(Backend& backend, const double* w, int64_t m, int64_t n,
                           const FactoredHessian& f, const QuantConfig& cfg);
+// Convenience: factor then quantize (tests, the layer command).
+QuantResult gptq_quantize(Backend& backend, const double* w, int64_t m, int64_t n,
+                          const std::vector<double>& h, const QuantConfig& cfg,
+                          const std::vector<double>* cross = nullptr);
 
 // Round-to-nearest on the same grids (groups in natural column order).
 QuantResult rtn_quantize(const double* w, int64_t m, int64_t n, const QuantConfig& cfg);

@@ -1,6 +1,7 @@
 // Chunked accumulation of X^T X.
 #include "methods/linear_stats.h"
 
+#include "core/error.h"
 #include "kernels/backend.h"
 
 namespace streamq {
@@ -9,11 +10,35 @@ LinearStats::LinearStats(int64_t in_features)
     : n_(in_features), xx_(static_cast<size_t>(in_features * in_features), 0.0) {}
 
 void LinearStats::accumulate(Backend& backend, const float* x, int64_t tokens, int64_t nseq) {
+  if (!dxx_.empty()) throw InternalError("LinearStats: a chunk without the cross term after chunks with one");
+  add_xx(backend, x, tokens, nseq);
+}
+
+void LinearStats::add_xx(Backend& backend, const float* x, int64_t tokens, int64_t nseq) {
   chunk_.assign(static_cast<size_t>(n_ * n_), 0.0f);
   backend.gemm(Trans::T, Trans::N, n_, n_, tokens, 1.0f, x, n_, x, n_, 0.0f, chunk_.data(), n_);
   for (size_t i = 0; i < xx_.size(); ++i) xx_[i] += chunk_[i];
   tokens_ += tokens;
   nseq_ += nseq;
+}
+
+void LinearStats::accumulate(Backend& backend, const float* x, const float* x_fp, int64_t tokens, int64_t nseq) {
+  if (tokens_ > 0 && dxx_.empty())
+    throw InternalError("LinearStats: cross term requested after chunks without one");
+  if (dxx_.empty()) dxx_.assign(static_cast<size_t>(n_ * n_), 0.0);
+  diff_.resize(static_cast<size_t>(tokens * n_));
+  for (size_t i = 0; i < diff_.size(); ++i) diff_[i] = x_fp[i] - x[i];
+  chunk_.assign(static_cast<size_t>(n_ * n_), 0.0f);
+  backend.gemm(Trans::T, Trans::N, n_, n_, tokens, 1.0f, diff_.data(), n_, x, n_, 0.0f, chunk_.data(), n_);
+  for (size_t i = 0; i < dxx_.size(); ++i) dxx_[i] += chunk_[i];
+  add_xx(backend, x, tokens, nseq);
+}
+
+std::vector<double> LinearStats::cross() const {
+  std::vector<double> d(dxx_);
+  const double scale = nseq_ > 0 ? 2.0 / static_cast<double>(nseq_) : 1.0;
+  for (double& v : d) v *= scale;
+  return d;
 }
 
 std::vector<double> LinearStats::hessian() const {

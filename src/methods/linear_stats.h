@@ -17,6 +17,10 @@ class LinearStats {
   // summed into a float64 accumulator, so chunk order is the only order that
   // matters and it is fixed by the caller.
   void accumulate(Backend& backend, const float* x, int64_t tokens, int64_t nseq);
+  // Also adds the cross term (X~ - X)^T X from the FP flow's input x_fp of the
+  // same tokens (token-aligned with x).
+  void accumulate(Backend& backend, const float* x, const float* x_fp, int64_t tokens, int64_t nseq);
+  bool has_cross() const { return !dxx_.empty(); }
 
   int64_t in_features() const { return n_; }
   int64_t tokens() const { return tokens_; }
@@ -26,12 +30,17 @@ class LinearStats {
   // The Hessian as GPTQ's code scales it: 2 / nsamples * sum x x^T (nsamples
   // counts sequences). The scale matters only through the dead-input rule.
   std::vector<double> hessian() const;
+  // dX X^T with the same scale as hessian() ([in, in]; row index is dX's feature).
+  std::vector<double> cross() const;
 
  private:
+  void add_xx(Backend& backend, const float* x, int64_t tokens, int64_t nseq);
   int64_t n_;
   int64_t tokens_ = 0;
   int64_t nseq_ = 0;
   std::vector<double> xx_;
+  std::vector<double> dxx_;   // empty until a cross term is accumulated
+  std::vector<float> diff_;   // scratch: x_fp - x for one chunk
   std::vector<float> chunk_;  // scratch for one chunk's float product
 };
 

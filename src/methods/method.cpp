@@ -1,4 +1,4 @@
-// RTN and GPTQ behind the Method interface.
+// RTN and the GPTQ family (GPTQ, GPTAQ, with or without CAE) behind the Method interface.
 #include "methods/method.h"
 
 #include "methods/gptq.h"
@@ -32,9 +32,12 @@ class GptqPrepared final : public PreparedInput {
 class GptqMethod final : public Method {
  public:
   explicit GptqMethod(QuantConfig cfg) : cfg_(std::move(cfg)) {}
-  std::string name() const override { return "gptq"; }
+  std::string name() const override { return to_string(cfg_.method); }
   std::unique_ptr<PreparedInput> prepare(Backend& be, const LinearStats& stats) const override {
-    return std::make_unique<GptqPrepared>(factor_hessian(be, stats.hessian(), stats.in_features(), cfg_));
+    std::vector<double> cross;
+    if (cfg_.needs_fp_flow()) cross = stats.cross();
+    return std::make_unique<GptqPrepared>(
+        factor_hessian(be, stats.hessian(), cfg_.needs_fp_flow() ? &cross : nullptr, stats.in_features(), cfg_));
   }
   QuantResult quantize(Backend& be, const double* w, int64_t m, int64_t n,
                        const PreparedInput& prepared) const override {

@@ -9,7 +9,11 @@ namespace streamq {
 
 const char* to_string(GridStyle s) { return s == GridStyle::Quarot ? "quarot" : "gptq"; }
 const char* to_string(ClipSearch c) { return c == ClipSearch::MinMax ? "minmax" : "mse"; }
-const char* to_string(MethodKind m) { return m == MethodKind::Rtn ? "rtn" : "gptq"; }
+const char* to_string(MethodKind m) {
+  return m == MethodKind::Rtn ? "rtn" : (m == MethodKind::Gptq ? "gptq" : "gptaq");
+}
+const char* to_string(Variant v) { return v == Variant::Exact ? "exact" : "official"; }
+const char* to_string(CaeSource s) { return s == CaeSource::Xx ? "xx" : "xfx"; }
 
 void QuantConfig::validate() const {
   if (bits < 2 || bits > 8) throw InputError("--bits " + std::to_string(bits) + ": must be 2..8");
@@ -18,6 +22,11 @@ void QuantConfig::validate() const {
   if (percdamp < 0) throw InputError("--percdamp must be >= 0");
   if (blocksize < 1) throw InputError("--blocksize must be >= 1");
   if (static_groups && group < 0) throw InputError("--static-groups needs --group > 0");
+  if (cae && method == MethodKind::Rtn)
+    throw InputError("--cae needs a compensating method (--method gptq or gptaq), not rtn");
+  if (gptaq_alpha < 0) throw InputError("--gptaq-alpha must be >= 0");
+  if (cae_alpha < 0) throw InputError("--cae-alpha must be >= 0");
+  if (p1_original && method != MethodKind::Gptaq) throw InputError("--p1-original applies to --method gptaq only");
   if (clip == ClipSearch::Mse) {
     if (mse_grid < 1) throw InputError("--mse-grid must be >= 1");
     if (mse_max_shrink <= 0 || mse_max_shrink > 1) throw InputError("--mse-max-shrink must be in (0, 1]");
@@ -29,8 +38,10 @@ std::string QuantConfig::describe() const {
   std::ostringstream s;
   s << to_string(method) << " w" << bits << " " << (group < 0 ? std::string("per-channel") : "g" + std::to_string(group))
     << " " << (sym ? "sym" : "asym") << " grid-style=" << to_string(grid_style) << " clip=" << to_string(clip);
-  if (method == MethodKind::Gptq) {
-    s << " percdamp=" << percdamp << " blocksize=" << blocksize;
+  if (method != MethodKind::Rtn) {
+    s << " percdamp=" << percdamp << " blocksize=" << blocksize << " variant=" << to_string(variant);
+    if (method == MethodKind::Gptaq) s << " gptaq-alpha=" << gptaq_alpha << (p1_original ? " p1-original" : "");
+    if (cae) s << " cae-alpha=" << cae_alpha << " cae-source=" << to_string(cae_source);
     if (act_order) s << " act-order";
     if (static_groups) s << " static-groups";
   }

@@ -13,7 +13,14 @@ namespace streamq {
 enum class GridStyle { Quarot, Gptq };
 // How each row's range is chosen: min/max, or GPTQ's MSE search over shrink factors.
 enum class ClipSearch { MinMax, Mse };
-enum class MethodKind { Rtn, Gptq };
+enum class MethodKind { Rtn, Gptq, Gptaq };
+// exact: the mathematically exact, block-size-invariant update. official: the
+// released code's shortcuts (quantized values in the cross-block P1/P2 terms,
+// group grids from the block-start weights), to reproduce the papers' tables.
+enum class Variant { Exact, Official };
+// Which product P2 (the compensation-aware term) is built from under GPTQ+CAE:
+// X X^T (the paper's Algorithm 2 with dX = 0) or X~ X^T.
+enum class CaeSource { Xx, Xfx };
 
 struct QuantConfig {
   MethodKind method = MethodKind::Gptq;
@@ -30,6 +37,20 @@ struct QuantConfig {
   double percdamp = 0.01;      // damping = percdamp * mean(diag H)
   int64_t blocksize = 128;     // lazy-batch block of columns
   int max_damp_retries = 6;    // Cholesky failures: damping x10 each retry
+  // GPTAQ / CAE (compensation paper): P1 from dX X^T scaled by gptaq_alpha,
+  // P2 from X~ X^T (or X X^T) scaled by cae_alpha. Released defaults are 0.25;
+  // 1 is the papers' math.
+  double gptaq_alpha = 0.25;
+  bool cae = false;
+  double cae_alpha = 0.25;
+  CaeSource cae_source = CaeSource::Xx;
+  bool p1_original = false;  // P1 term uses the original w0 instead of the compensated w
+  Variant variant = Variant::Exact;
+
+  // Whether the input statistics must include the FP flow's cross term dX X^T.
+  bool needs_fp_flow() const {
+    return method == MethodKind::Gptaq || (cae && cae_source == CaeSource::Xfx);
+  }
 
   // Throws InputError naming the offending flag when a value is out of range.
   void validate() const;
@@ -40,5 +61,7 @@ struct QuantConfig {
 const char* to_string(GridStyle s);
 const char* to_string(ClipSearch c);
 const char* to_string(MethodKind m);
+const char* to_string(Variant v);
+const char* to_string(CaeSource s);
 
 }  // namespace streamq

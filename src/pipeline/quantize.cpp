@@ -29,18 +29,30 @@ struct Chunking {
 
 // Collects one sub-layer group's input statistics over all chunks of the
 // quantized flow, running the partly quantized block up to that group.
-LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& wq, const RopeTable& rope,
-                          ActivationStore& store, int64_t block, SubLayer group, const Chunking& ch,
-                          int64_t nsamples, int64_t seqlen) {
+// With `fp_flow`, also the cross term against the FP flow's input of the same
+// group: the original block run on the FP-flow chunk (token-aligned).
+LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
+                          const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
+                          const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow) {
   const ModelConfig& cfg = model.config();
   LinearStats stats(sublayer_in_features(cfg, group));
-  std::vector<float> x;
+  std::vector<float> x, x_fp, in_fp;
   for (int64_t c = 0; c < ch.nchunks; ++c) {
     const int64_t nseq = ch.seqs(c, nsamples);
+    if (fp_flow) {
+      store.get(block, Flow::Fp, c, &x_fp);
+      block_forward(be, cfg, w, rope, x_fp.data(), nseq, seqlen,
+                    [&](SubLayer s, const float* in, int64_t tokens, int64_t width) {
+                      if (s == group) in_fp.assign(in, in + tokens * width);
+                    },
+                    static_cast<int>(group));
+    }
     store.get(block, Flow::Quant, c, &x);
     block_forward(be, cfg, wq, rope, x.data(), nseq, seqlen,
                   [&](SubLayer s, const float* in, int64_t tokens, int64_t) {
-                    if (s == group) stats.accumulate(be, in, tokens, nseq);
+                    if (s != group) return;
+                    if (fp_flow) stats.accumulate(be, in, in_fp.data(), tokens, nseq);
+                    else stats.accumulate(be, in, tokens, nseq);
                   },
                   static_cast<int>(group));
   }
@@ -144,7 +156,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     for (int g = 0; g < kNumSubLayers; ++g) {
       const SubLayer group = static_cast<SubLayer>(g);
       const Stopwatch t_stats;
-      const LinearStats stats = collect_stats(be, model, wq, rope, *store, b, group, ch, job.nsamples, job.seqlen);
+      const LinearStats stats = collect_stats(be, model, w, wq, rope, *store, b, group, ch, job.nsamples, job.seqlen,
+                                                job.quant.needs_fp_flow());
       br.seconds_stats += t_stats.seconds();
       const Stopwatch t_quant;
       // One factorization per shared input, reused by each linear of the group.
