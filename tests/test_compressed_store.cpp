@@ -250,7 +250,8 @@ class DamagedChunk : public ::testing::Test {
 };
 
 TEST_F(DamagedChunk, FlippedPayloadByte) {
-  for (uint64_t off : {4096ull, 4096ull + 50000, std::filesystem::file_size(path_) - 5000}) {
+  const uint64_t size = std::filesystem::file_size(path_);
+  for (uint64_t off : {uint64_t{4096}, uint64_t{4096 + 50000}, size - 5000}) {
     SetUp();
     flip(off);
     std::vector<float> out;

@@ -31,6 +31,14 @@ struct Options {
   int64_t embd_rows = kVocab;  // token_embd rows (a wrong value breaks the shape check)
 };
 
+// Options with one field changed: `opts([](Options& o) { o.tied = false; })`.
+template <class F>
+Options opts(F set) {
+  Options o;
+  set(o);
+  return o;
+}
+
 struct TinyLlama {
   GgufBuilder builder;
   std::vector<std::string> hf_order;
@@ -114,7 +122,7 @@ TEST(GgufLlama, HfViewMapsNamesShapesValuesAndUndoesRopePermutation) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " (STREAMQ_TEST_SEED to replay)");
   for (bool tied : {true, false}) {
     SCOPED_TRACE(tied ? "tied" : "with lm_head");
-    const TinyLlama m = make_tiny_llama(seed, {.tied = tied});
+    const TinyLlama m = make_tiny_llama(seed, opts([&](Options& o) { o.tied = tied; }));
     test::ScratchDir dir("gguf-llama");
     const auto f = GgufFile::open(write_model(dir, m));
     ASSERT_EQ(f->hf_tensor_names(), m.hf_order);
@@ -146,7 +154,7 @@ TEST(GgufLlama, HfViewMapsNamesShapesValuesAndUndoesRopePermutation) {
 }
 
 TEST(GgufLlama, ConvertsToAnHfDirectoryStreamqReads) {
-  const TinyLlama m = make_tiny_llama(7, {.tied = false});
+  const TinyLlama m = make_tiny_llama(7, opts([](Options& o) { o.tied = false; }));
   test::ScratchDir dir("gguf-convert");
   const std::string path = write_model(dir, m);
   const auto f = GgufFile::open(path);
@@ -190,16 +198,16 @@ void expect_open_error(const TinyLlama& m, const std::vector<std::string>& needl
 }
 
 TEST(GgufLlama, IncompleteOrInconsistentModelsFailNamingTheTensor) {
-  expect_open_error(make_tiny_llama(1, {.skip = "blk.1.ffn_up.weight"}),
+  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.skip = "blk.1.ffn_up.weight"; })),
                     {"missing tensor 'blk.1.ffn_up.weight'", "model.layers.1.mlp.up_proj.weight"});
-  expect_open_error(make_tiny_llama(1, {.extra = "rope_freqs.weight"}), {"'rope_freqs.weight'", "llama3 RoPE"});
-  expect_open_error(make_tiny_llama(1, {.extra = "blk.0.attn_q_norm.weight"}),
+  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.extra = "rope_freqs.weight"; })), {"'rope_freqs.weight'", "llama3 RoPE"});
+  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.extra = "blk.0.attn_q_norm.weight"; })),
                     {"'blk.0.attn_q_norm.weight' has no HF Llama equivalent"});
-  expect_open_error(make_tiny_llama(1, {.kv_heads = 3}), {"head_count 4 is not a multiple of head_count_kv 3"});
-  expect_open_error(make_tiny_llama(1, {.embd_rows = 41}), {"llama.vocab_size 40", "41"});
+  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.kv_heads = 3; })), {"head_count 4 is not a multiple of head_count_kv 3"});
+  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.embd_rows = 41; })), {"llama.vocab_size 40", "41"});
 
   // Another architecture opens (the container is fine) but has no HF view.
-  const TinyLlama other = make_tiny_llama(1, {.arch = "gpt2"});
+  const TinyLlama other = make_tiny_llama(1, opts([](Options& o) { o.arch = "gpt2"; }));
   test::ScratchDir dir("gguf-arch");
   const auto f = GgufFile::open(write_model(dir, other));
   EXPECT_EQ(f->architecture(), "gpt2");

@@ -20,7 +20,8 @@ GridStyle parse_grid_style(const std::string& s) {
 ClipSearch parse_grid(const std::string& s) {
   if (s == "minmax") return ClipSearch::MinMax;
   if (s == "mse") return ClipSearch::Mse;
-  throw InputError("--grid '" + s + "': expected minmax or mse");
+  if (s == "two-stage") return ClipSearch::TwoStage;
+  throw InputError("--grid '" + s + "': expected minmax, mse or two-stage");
 }
 
 MethodKind parse_method(const std::string& s) {
@@ -88,7 +89,12 @@ int run_quantize(const std::vector<std::string>& args) {
       ("grid-style", po::value(&grid_style)->default_value("quarot"),
        "integer grid: quarot (signed symmetric range, as the GPTAQ/CAE code) or gptq (the original GPTQ's)")
       ("grid", po::value(&grid)->default_value("minmax"),
-       "range per row/group: minmax, or mse (GPTQ's search over shrink factors minimizing sum |q-x|^norm)")
+       "range per row/group: minmax, mse (GPTQ's search over shrink factors minimizing sum |q-x|^norm), or "
+       "two-stage (two-stage paper: each group's scale searched to minimize its H-weighted error before the "
+       "sweep, groups then fixed as with --static-groups; after the sweep, integers frozen, the scales refined "
+       "by coordinate descent on ||W X~ - Q X||^2; works with every --method; collects the FP flow)")
+      ("scale-refine-iters", po::value(&q.scale_refine_iters)->default_value(1),
+       "two-stage: coordinate-descent passes over all group scales after the sweep (0: stage 1 only)")
       ("mse-grid", po::value(&q.mse_grid)->default_value(100), "mse: shrink factors are 1 - i/mse-grid")
       ("mse-max-shrink", po::value(&q.mse_max_shrink)->default_value(0.8), "mse: i < mse-max-shrink * mse-grid")
       ("mse-norm", po::value(&q.mse_norm)->default_value(2.4), "mse: exponent of the error")

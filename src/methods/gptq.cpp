@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "kernels/backend.h"
 #include "methods/grid.h"
+#include "methods/two_stage.h"
 
 namespace streamq {
 namespace {
@@ -61,6 +62,7 @@ std::vector<int32_t> processing_order(const std::vector<double>& h, int64_t n, b
 }
 
 QuantResult rtn_quantize(const double* w, int64_t m, int64_t n, const QuantConfig& cfg) {
+  if (cfg.two_stage()) throw InternalError("rtn_quantize: two-stage grids need H; use two_stage_rtn_quantize");
   QuantResult r = make_result(m, n, cfg);
   const Grid grid(cfg);
   const int64_t g = cfg.group > 0 ? cfg.group : n;
@@ -157,6 +159,10 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
       for (size_t i = 0; i < d2.size(); ++i) d2[i] += d1[i];
     f.p2 = compensation_matrix(backend, d2, f.u, n, cfg.cae_alpha);
   }
+  if (cfg.two_stage()) {  // two-stage: stage 2's statistics
+    f.h = h_in;
+    if (cross) f.cross = *cross;
+  }
   f.seconds = seconds_since(t0);
   return f;
 }
@@ -184,19 +190,34 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
   const std::vector<int32_t>& perm = f.perm;
   const bool has_p1 = !f.p1.empty(), has_p2 = !f.p2.empty();
   const bool official = cfg.variant == Variant::Official;
+  // Two-stage grids are fixed before the sweep, in original column order, as static groups are.
+  const bool two_stage = cfg.two_stage();
+  const bool fixed_groups = cfg.static_groups || two_stage;
+  if (two_stage && static_cast<int64_t>(f.h.size()) != n * n)
+    throw InternalError("gptq_quantize: two-stage needs the undamped H kept by factor_hessian with a two-stage config");
 
   std::vector<double> w(w_in, w_in + m * n);
   // Per-channel grids come from the weights before dead inputs are zeroed
   // (as GPTQ's code does); static-group grids from the weights after it.
   std::vector<GridParams> row_params;
-  if (per_channel) {
+  if (per_channel && !two_stage) {
     row_params.resize(static_cast<size_t>(m));
     tbb::parallel_for(int64_t{0}, m, [&](int64_t row) { row_params[row] = grid.fit(&w[row * n], n); });
   }
   for (int64_t i = 0; i < n; ++i)
     if (f.dead[static_cast<size_t>(i)])
       for (int64_t row = 0; row < m; ++row) w[static_cast<size_t>(row * n + i)] = 0.0;
-  if (cfg.static_groups) {
+  // Two-stage: stage 1's grids (after dead inputs are zeroed, also per
+  // channel) and stage 2's target, the weights before any compensation.
+  std::vector<double> w_target;
+  if (two_stage) {
+    w_target = w;
+    two_stage_init_grids(w.data(), m, n, f.h, cfg, r);
+    if (per_channel) {
+      row_params.resize(static_cast<size_t>(m));
+      for (int64_t row = 0; row < m; ++row) row_params[row] = load_params(r, 0, row);
+    }
+  } else if (cfg.static_groups) {
     tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
       for (int64_t gi = 0; gi < r.ngroups; ++gi) {
         const int64_t c0 = gi * g, c1 = std::min(n, c0 + g);
@@ -212,7 +233,7 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
   }
   for (int64_t c = 0; c < n; ++c) {
     const int64_t orig = perm[c];
-    r.g_idx[orig] = static_cast<int32_t>(per_channel ? 0 : (cfg.static_groups ? orig / g : c / g));
+    r.g_idx[orig] = static_cast<int32_t>(per_channel ? 0 : (fixed_groups ? orig / g : c / g));
   }
   // W0: the original weights (dead inputs zeroed), processing order (CAE, p1-original).
   std::vector<double> w0;
@@ -241,7 +262,7 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
       const double* w0r = w0.empty() ? nullptr : &w0[row * n];
       // Official grids see the weights as they were when the block started.
       std::vector<double> start;
-      if (official && !per_channel && !cfg.static_groups)
+      if (official && !per_channel && !fixed_groups)
         start.assign(wr + i1, wr + std::min(n, i2 + g));
       std::vector<double> cur, xs(static_cast<size_t>(b));
       GridParams p{};
@@ -249,7 +270,7 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
         const int64_t col = i1 + j;
         if (per_channel) {
           p = row_params[row];
-        } else if (cfg.static_groups) {
+        } else if (fixed_groups) {
           p = load_params(r, perm[col] / g, row);
         } else {
           if (col % g == 0) {
@@ -335,6 +356,7 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
   }
   if (per_channel)
     for (int64_t row = 0; row < m; ++row) store_params(r, 0, row, row_params[row]);
+  if (two_stage) two_stage_refine_scales(backend, w_target.data(), f.h, f.cross.empty() ? nullptr : &f.cross, cfg, r);
   return r;
 }
 

@@ -31,7 +31,10 @@ struct FactoredHessian {
   double damp = 0;              // damping actually added
   int cholesky_retries = 0;
   double seconds = 0;
-  uint64_t bytes() const { return 8 * (u.size() + p1.size() + p2.size()); }
+  // Two-stage (cfg.two_stage()) only: the undamped H and dX X^T (empty without
+  // an FP flow), original order, which stage 2 refines the scales against.
+  std::vector<double> h, cross;
+  uint64_t bytes() const { return 8 * (u.size() + p1.size() + p2.size() + h.size() + cross.size()); }
 };
 
 // h: undamped Hessian [n, n]; cross: dX X^T [n, n] with h's scale, or null
@@ -43,6 +46,9 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h,
 // Quantizes w[m, n] (row-major, (out, in)). With cfg.variant == Exact the
 // update uses each column's compensated value in every term and group grids
 // are fitted on the current weights, so the result does not depend on blocksize.
+// With two-stage grids (cfg.two_stage(); f from factor_hessian with that cfg)
+// stage 1 fixes the grids before the sweep (as static groups) and stage 2
+// refines the scales after it (methods/two_stage.h).
 QuantResult gptq_quantize(Backend& backend, const double* w, int64_t m, int64_t n,
                           const FactoredHessian& f, const QuantConfig& cfg);
 // Convenience: factor then quantize (tests, the layer command).
@@ -50,7 +56,8 @@ QuantResult gptq_quantize(Backend& backend, const double* w, int64_t m, int64_t 
                           const std::vector<double>& h, const QuantConfig& cfg,
                           const std::vector<double>* cross = nullptr);
 
-// Round-to-nearest on the same grids (groups in natural column order).
+// Round-to-nearest on the same grids (groups in natural column order). Not
+// for two-stage grids, which need H: see two_stage_rtn_quantize.
 QuantResult rtn_quantize(const double* w, int64_t m, int64_t n, const QuantConfig& cfg);
 
 // Columns in processing order: by descending h_ii (ties by index) with

@@ -34,6 +34,25 @@ void LinearStats::accumulate(Backend& backend, const float* x, const float* x_fp
   add_xx(backend, x, tokens, nseq);
 }
 
+void LinearStats::accumulate_residual(Backend& backend, const float* r, const float* x, int64_t tokens,
+                                      int64_t out) {
+  if (res_.empty()) {
+    out_ = out;
+    res_.assign(static_cast<size_t>(out * n_), 0.0);
+  }
+  if (out != out_) throw InternalError("LinearStats: residual width changed between chunks");
+  std::vector<float> prod(static_cast<size_t>(out * n_));
+  backend.gemm(Trans::T, Trans::N, out, n_, tokens, 1.0f, r, out, x, n_, 0.0f, prod.data(), n_);
+  for (size_t i = 0; i < res_.size(); ++i) res_[i] += prod[i];
+}
+
+std::vector<double> LinearStats::residual() const {
+  std::vector<double> e(res_);
+  const double scale = nseq_ > 0 ? 2.0 / static_cast<double>(nseq_) : 1.0;
+  for (double& v : e) v *= scale;
+  return e;
+}
+
 std::vector<double> LinearStats::cross() const {
   std::vector<double> d(dxx_);
   const double scale = nseq_ > 0 ? 2.0 / static_cast<double>(nseq_) : 1.0;

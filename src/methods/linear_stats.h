@@ -21,6 +21,12 @@ class LinearStats {
   // same tokens (token-aligned with x).
   void accumulate(Backend& backend, const float* x, const float* x_fp, int64_t tokens, int64_t nseq);
   bool has_cross() const { return !dxx_.empty(); }
+  // LoaQ's residual term for an output projection: E += r^T x for a chunk of
+  // residual differences r[tokens, out] and the (rescaled) inputs x[tokens, in].
+  void accumulate_residual(Backend& backend, const float* r, const float* x, int64_t tokens, int64_t out);
+  bool has_residual() const { return !res_.empty(); }
+  // E with hessian()'s scale, [out, in].
+  std::vector<double> residual() const;
 
   int64_t in_features() const { return n_; }
   int64_t tokens() const { return tokens_; }
@@ -40,6 +46,8 @@ class LinearStats {
   int64_t nseq_ = 0;
   std::vector<double> xx_;
   std::vector<double> dxx_;   // empty until a cross term is accumulated
+  std::vector<double> res_;   // [out, in], empty unless LoaQ's residual term is accumulated
+  int64_t out_ = 0;
   std::vector<float> diff_;   // scratch: x_fp - x for one chunk
   std::vector<float> chunk_;  // scratch for one chunk's float product
 };

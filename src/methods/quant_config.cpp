@@ -8,7 +8,9 @@
 namespace streamq {
 
 const char* to_string(GridStyle s) { return s == GridStyle::Quarot ? "quarot" : "gptq"; }
-const char* to_string(ClipSearch c) { return c == ClipSearch::MinMax ? "minmax" : "mse"; }
+const char* to_string(ClipSearch c) {
+  return c == ClipSearch::MinMax ? "minmax" : (c == ClipSearch::Mse ? "mse" : "two-stage");
+}
 const char* to_string(MethodKind m) {
   return m == MethodKind::Rtn ? "rtn" : (m == MethodKind::Gptq ? "gptq" : "gptaq");
 }
@@ -32,6 +34,12 @@ void QuantConfig::validate() const {
     if (mse_max_shrink <= 0 || mse_max_shrink > 1) throw InputError("--mse-max-shrink must be in (0, 1]");
     if (mse_norm <= 0) throw InputError("--mse-norm must be > 0");
   }
+  if (two_stage()) {
+    if (scale_refine_iters < 0) throw InputError("--scale-refine-iters must be >= 0");
+    if (!(scale_beta_step > 0)) throw InputError("two-stage: scale_beta_step must be > 0");
+    if (!(scale_beta_min > 0 && scale_beta_min <= 1 && scale_beta_max >= 1))
+      throw InputError("two-stage: candidate range must satisfy 0 < scale_beta_min <= 1 <= scale_beta_max");
+  }
 }
 
 std::string QuantConfig::describe() const {
@@ -45,6 +53,7 @@ std::string QuantConfig::describe() const {
     if (act_order) s << " act-order";
     if (static_groups) s << " static-groups";
   }
+  if (two_stage()) s << " scale-refine-iters=" << scale_refine_iters;
   return s.str();
 }
 

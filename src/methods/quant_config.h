@@ -11,8 +11,11 @@ namespace streamq {
 // GPTAQ/CAE released code; symmetric integers in [-2^(b-1), 2^(b-1)-1]) and the
 // original GPTQ's (symmetric uses [0, 2^b-1] with zero 2^(b-1)).
 enum class GridStyle { Quarot, Gptq };
-// How each row's range is chosen: min/max, or GPTQ's MSE search over shrink factors.
-enum class ClipSearch { MinMax, Mse };
+// How each row's range is chosen: min/max, GPTQ's MSE search over shrink
+// factors, or the two-stage group-scale optimization (two_stage.h: an
+// H-weighted scale search before the sweep, coordinate descent on the scales
+// with the integers frozen after it).
+enum class ClipSearch { MinMax, Mse, TwoStage };
 enum class MethodKind { Rtn, Gptq, Gptaq };
 // exact: the mathematically exact, block-size-invariant update. official: the
 // released code's shortcuts (quantized values in the cross-block P1/P2 terms,
@@ -46,10 +49,20 @@ struct QuantConfig {
   CaeSource cae_source = CaeSource::Xx;
   bool p1_original = false;  // P1 term uses the original w0 instead of the compensated w
   Variant variant = Variant::Exact;
+  // --- two-stage group scales (clip == TwoStage; see methods/two_stage.h) ---
+  // Stage 1 candidates: s = beta * s_minmax for beta = 1 -/+ i * scale_beta_step
+  // over [scale_beta_min, scale_beta_max] (beta = 1, min-max, always included).
+  double scale_beta_step = 0.005;
+  double scale_beta_min = 0.5;
+  double scale_beta_max = 1.2;
+  int scale_refine_iters = 1;  // stage 2: coordinate-descent passes over all groups
+  // --- end two-stage ---
 
+  bool two_stage() const { return clip == ClipSearch::TwoStage; }
   // Whether the input statistics must include the FP flow's cross term dX X^T.
+  // Two-stage's scale refinement aims at the FP output W X~ with every method.
   bool needs_fp_flow() const {
-    return method == MethodKind::Gptaq || (cae && cae_source == CaeSource::Xfx);
+    return method == MethodKind::Gptaq || (cae && cae_source == CaeSource::Xfx) || two_stage();
   }
 
   // Throws InputError naming the offending flag when a value is out of range.

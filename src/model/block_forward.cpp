@@ -21,7 +21,7 @@ void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, con
   const int64_t q_dim = c.heads * hd, kv_dim = c.kv_heads * hd, inter = c.intermediate;
   const float eps = static_cast<float>(c.rms_eps);
   auto reached = [&](SubLayer s, const float* in, int64_t width) {
-    if (capture) capture(s, in, t, width);
+    if (capture) capture(s, in, x, t, width);
     return stop_after == static_cast<int>(s);
   };
   auto lin = [&](const char* name) -> const Linear& { return w.linears.at(name); };

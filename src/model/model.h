@@ -60,9 +60,11 @@ class Model {
   int64_t rope_max_pos_ = 0;
 };
 
-// Called with the input of a sub-layer group as soon as it is formed:
-// x[tokens, in_features].
-using CaptureFn = std::function<void(SubLayer, const float* x, int64_t tokens, int64_t in_features)>;
+// Called with the input of a sub-layer group as soon as it is formed,
+// x[tokens, in_features], and the residual stream at that point,
+// residual[tokens, hidden] (what the group's sub-layer output is added to).
+using CaptureFn =
+    std::function<void(SubLayer, const float* x, const float* residual, int64_t tokens, int64_t in_features)>;
 
 // Runs nseq sequences of seqlen tokens through one decoder block, in place on
 // x[nseq*seqlen, hidden]. With `stop_after` set, returns right after that

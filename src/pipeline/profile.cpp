@@ -252,7 +252,8 @@ ProfileSummary summarize_trace(const ParsedTrace& t) {
   s.io_us = measure(spans_where(t.spans, io));
   s.io_hidden_us = hidden_under_compute(t, io);
   if (s.io_us > 0) s.io_hidden_fraction = s.io_hidden_us / s.io_us;
-  s.compute_us = measure(spans_where(t.spans, [](const TraceSpanRecord& r) { return is_compute_category(r.category); }));
+  auto compute = [](const TraceSpanRecord& r) { return is_compute_category(r.category); };
+  s.compute_us = measure(spans_where(t.spans, compute));
 
   for (int lane = 0; lane < static_cast<int>(t.lane_names.size()); ++lane) {
     LaneStats l;
@@ -319,8 +320,8 @@ std::string format_summary(const ProfileSummary& s) {
          "\n";
   }
   o += "I/O (read, write, decompress, compress): active " + secs(s.io_us) + " s, hidden under compute " +
-       secs(s.io_hidden_us) + " s (" + (s.io_hidden_fraction < 0 ? std::string("no I/O") : pct(s.io_hidden_us, s.io_us)) +
-       ")";
+       secs(s.io_hidden_us) + " s (" +
+       (s.io_hidden_fraction < 0 ? std::string("no I/O") : pct(s.io_hidden_us, s.io_us)) + ")";
   if (s.io_bytes > 0) o += ", " + fmt("%.2f", s.io_gbps()) + " GB/s";
   o += "\ncompute (compute, quantize, forward, stats): active " + secs(s.compute_us) + " s (" +
        pct(s.compute_us, s.wall_us) + " of wall)";
@@ -348,7 +349,8 @@ json summary_to_json(const ProfileSummary& s) {
     cats.push_back({{"category", c.category}, {"spans", c.count}, {"total_seconds", c.total_us / 1e6},
                     {"active_seconds", c.active_us / 1e6}, {"hidden_seconds", c.hidden_us / 1e6},
                     {"bytes", c.bytes}, {"flops", c.flops}, {"gbps", c.gbps()}, {"gflops", c.gflops()}});
-  for (const auto& l : s.lanes) lanes.push_back({{"name", l.name}, {"spans", l.spans}, {"busy_seconds", l.busy_us / 1e6}});
+  for (const auto& l : s.lanes)
+    lanes.push_back({{"name", l.name}, {"spans", l.spans}, {"busy_seconds", l.busy_us / 1e6}});
   for (const auto& p : s.peaks) peaks.push_back({{"what", p.what}, {"achieved", p.achieved}, {"peak", p.peak}});
   return {{"spans", s.spans},
           {"wall_seconds", s.wall_us / 1e6},

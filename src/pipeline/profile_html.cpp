@@ -169,11 +169,14 @@ std::string render_profile_html(const ParsedTrace& trace, const ProfileSummary& 
        num("%.6f", summary.wall_us / 1e6) + " s; I/O hidden under compute: " +
        (summary.io_hidden_fraction < 0 ? std::string("no I/O") : num("%.1f%%", 100 * summary.io_hidden_fraction)) +
        "</p>\n";
-  o += "<div class=\"legend\" id=\"legend\"></div>\n<div id=\"wrap\"><canvas id=\"tl\"></canvas><div id=\"tip\"></div></div>\n";
-  o += "<p class=\"hint\">wheel: zoom &middot; drag: pan &middot; double-click: whole trace &middot; hover: span details</p>\n";
+  o += "<div class=\"legend\" id=\"legend\"></div>\n"
+       "<div id=\"wrap\"><canvas id=\"tl\"></canvas><div id=\"tip\"></div></div>\n"
+       "<p class=\"hint\">wheel: zoom &middot; drag: pan &middot; double-click: whole trace &middot; "
+       "hover: span details</p>\n";
   o += tables(summary);
   o += "<h2>Summary</h2>\n<pre>" + html_escape(format_summary(summary)) + "</pre>\n";
-  o += "<script type=\"application/json\" id=\"trace-data\">" + script_safe(data.dump(-1, ' ', false, json::error_handler_t::replace)) + "</script>\n";
+  const std::string data_text = data.dump(-1, ' ', false, json::error_handler_t::replace);
+  o += "<script type=\"application/json\" id=\"trace-data\">" + script_safe(data_text) + "</script>\n";
   o += std::string("<script>") + kScript + "</script>\n</body></html>\n";
   return o;
 }

@@ -14,6 +14,7 @@
 #include "io/activation_store.h"
 #include "io/file_util.h"
 #include "io/safetensors.h"
+#include "methods/loaq.h"
 #include "methods/method.h"
 #include "model/model.h"
 #include "pipeline/output_dir.h"
@@ -30,31 +31,64 @@ struct Chunking {
 // Collects one sub-layer group's input statistics over all chunks of the
 // quantized flow, running the partly quantized block up to that group.
 // With `fp_flow`, also the cross term against the FP flow's input of the same
-// group: the original block run on the FP-flow chunk (token-aligned).
+// group: the original block run on the FP-flow chunk (token-aligned). With
+// LoaQ on an output projection (o_proj, down_proj), both flows' tokens are
+// first rescaled (loaq.norm) and the residual-stream term is accumulated too.
 LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
                           const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
-                          const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow) {
+                          const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
+                          const LoaqConfig& loaq) {
   const ModelConfig& cfg = model.config();
-  LinearStats stats(sublayer_in_features(cfg, group));
-  std::vector<float> x, x_fp, in_fp;
+  const int64_t in = sublayer_in_features(cfg, group), hidden = cfg.hidden;
+  const bool out_proj = loaq.enabled && (group == SubLayer::O || group == SubLayer::Down);
+  const Linear* w_out = nullptr;
+  if (out_proj) w_out = &w.linears.at(group == SubLayer::O ? "self_attn.o_proj" : "mlp.down_proj");
+  LinearStats stats(in);
+  std::vector<float> x, x_fp, in_fp, res_fp, in_q, res_q;
+  auto grab = [&](std::vector<float>* dst_in, std::vector<float>* dst_res) {
+    return [&, dst_in, dst_res](SubLayer s, const float* input, const float* residual, int64_t tokens,
+                                int64_t width) {
+      if (s != group) return;
+      dst_in->assign(input, input + tokens * width);
+      if (out_proj) dst_res->assign(residual, residual + tokens * hidden);
+    };
+  };
   for (int64_t c = 0; c < ch.nchunks; ++c) {
-    const int64_t nseq = ch.seqs(c, nsamples);
+    const int64_t nseq = ch.seqs(c, nsamples), tokens = nseq * seqlen;
     if (fp_flow) {
       store.get(block, Flow::Fp, c, &x_fp);
-      block_forward(be, cfg, w, rope, x_fp.data(), nseq, seqlen,
-                    [&](SubLayer s, const float* in, int64_t tokens, int64_t width) {
-                      if (s == group) in_fp.assign(in, in + tokens * width);
-                    },
-                    static_cast<int>(group));
+      block_forward(be, cfg, w, rope, x_fp.data(), nseq, seqlen, grab(&in_fp, &res_fp), static_cast<int>(group));
     }
     store.get(block, Flow::Quant, c, &x);
-    block_forward(be, cfg, wq, rope, x.data(), nseq, seqlen,
-                  [&](SubLayer s, const float* in, int64_t tokens, int64_t) {
-                    if (s != group) return;
-                    if (fp_flow) stats.accumulate(be, in, in_fp.data(), tokens, nseq);
-                    else stats.accumulate(be, in, tokens, nseq);
-                  },
-                  static_cast<int>(group));
+    block_forward(be, cfg, wq, rope, x.data(), nseq, seqlen, grab(&in_q, &res_q), static_cast<int>(group));
+    if (!out_proj) {
+      if (fp_flow) stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
+      else stats.accumulate(be, in_q.data(), tokens, nseq);
+      continue;
+    }
+    // Per-token scales of the sub-layer outputs h + W x (original W), or 1.
+    std::vector<float> s_fp(tokens, 1.0f), s_q(tokens, 1.0f);
+    if (loaq.norm) {
+      std::vector<float> y(static_cast<size_t>(tokens * hidden));
+      be.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, in_fp.data(), in, w_out->w.data(), in, 0.0f, y.data(),
+              hidden);
+      if (!w_out->b.empty()) be.add_bias(y.data(), w_out->b.data(), tokens, hidden);
+      loaq_token_scales(res_fp.data(), y.data(), tokens, hidden, cfg.rms_eps, s_fp.data());
+      be.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, in_q.data(), in, w_out->w.data(), in, 0.0f, y.data(),
+              hidden);
+      if (!w_out->b.empty()) be.add_bias(y.data(), w_out->b.data(), tokens, hidden);
+      loaq_token_scales(res_q.data(), y.data(), tokens, hidden, cfg.rms_eps, s_q.data());
+    }
+    std::vector<float> r(static_cast<size_t>(tokens * hidden));
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t i = 0; i < in; ++i) {
+        in_fp[t * in + i] *= s_fp[t];
+        in_q[t * in + i] *= s_q[t];
+      }
+      for (int64_t o = 0; o < hidden; ++o) r[t * hidden + o] = s_fp[t] * res_fp[t * hidden + o] - s_q[t] * res_q[t * hidden + o];
+    }
+    stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
+    stats.accumulate_residual(be, r.data(), in_q.data(), tokens, hidden);
   }
   return stats;
 }
@@ -157,7 +191,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       const SubLayer group = static_cast<SubLayer>(g);
       const Stopwatch t_stats;
       const LinearStats stats = collect_stats(be, model, w, wq, rope, *store, b, group, ch, job.nsamples, job.seqlen,
-                                                job.quant.needs_fp_flow());
+                                                job.quant.needs_fp_flow() || job.loaq.enabled, job.loaq);
       br.seconds_stats += t_stats.seconds();
       const Stopwatch t_quant;
       // One factorization per shared input, reused by each linear of the group.
@@ -169,7 +203,13 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
         const std::string name = block_prefix(b) + l.name;
         const std::vector<float>& wf = w.linears.at(l.name).w;
         const std::vector<double> wd(wf.begin(), wf.end());
-        const QuantResult r = method->quantize(be, wd.data(), l.out, l.in, *prepared);
+        std::vector<double> target;
+        if (job.loaq.enabled) {
+          const std::vector<double> d1 = stats.cross(), e = stats.has_residual() ? stats.residual() : std::vector<double>{};
+          target = loaq_target(be, wd.data(), l.out, l.in, stats.hessian(), &d1, e.empty() ? nullptr : &e,
+                               job.loaq.alpha, job.loaq.beta, job.quant.percdamp);
+        }
+        const QuantResult r = method->quantize(be, target.empty() ? wd.data() : target.data(), l.out, l.in, *prepared);
         LinearReport lr;
         lr.name = name;
         lr.out = l.out;

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "methods/loaq.h"
 #include "methods/quant_config.h"
 #include "pipeline/tokens.h"
 
@@ -24,6 +25,7 @@ struct QuantizeJob {
   int64_t seqlen = 2048;
   uint64_t seed = 0;
   QuantConfig quant;
+  LoaqConfig loaq;              // LoaQ: quantize a transformed target instead of W
   int64_t chunk_tokens = 4096;  // tokens per activation chunk (whole sequences, at least one)
   bool disk_store = false;      // activations on disk (under out_dir's temp dir) instead of memory
   bool overwrite = false;       // replace an existing non-empty out_dir

@@ -61,7 +61,9 @@ const char* torch_dtype_name(DType t) {
   }
 }
 
-int64_t resolved_head_dim(const SynthSpec& s) { return s.head_dim > 0 ? s.head_dim : s.hidden / std::max<int64_t>(1, s.heads); }
+int64_t resolved_head_dim(const SynthSpec& s) {
+  return s.head_dim > 0 ? s.head_dim : s.hidden / std::max<int64_t>(1, s.heads);
+}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -154,12 +156,15 @@ std::vector<TensorSpec> synth_tensor_plan(const SynthSpec& s) {
   const bool bias = s.architecture == kQwen2;
   const int64_t d = resolved_head_dim(s), q_out = s.heads * d, kv_out = s.kv_heads * d;
   std::vector<TensorSpec> plan;
-  auto add = [&](std::string name, std::vector<int64_t> shape) { plan.push_back({std::move(name), s.dtype, std::move(shape)}); };
+  auto add = [&](std::string name, std::vector<int64_t> shape) {
+    plan.push_back({std::move(name), s.dtype, std::move(shape)});
+  };
   add("model.embed_tokens.weight", {s.vocab, s.hidden});
   for (int64_t b = 0; b < s.layers; ++b) {
     const std::string p = "model.layers." + std::to_string(b) + ".";
     add(p + "input_layernorm.weight", {s.hidden});
-    for (const auto& [proj, out] : {std::pair<const char*, int64_t>{"q_proj", q_out}, {"k_proj", kv_out}, {"v_proj", kv_out}}) {
+    const std::pair<const char*, int64_t> qkv[] = {{"q_proj", q_out}, {"k_proj", kv_out}, {"v_proj", kv_out}};
+    for (const auto& [proj, out] : qkv) {
       add(p + "self_attn." + proj + ".weight", {out, s.hidden});
       if (bias) add(p + "self_attn." + proj + ".bias", {out});
     }

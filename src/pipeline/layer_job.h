@@ -1,0 +1,34 @@
+// `streamq layer`: quantize one linear from tensors on disk with the same
+// statistics, method and LoaQ code the pipeline uses.
+#pragma once
+
+#include <string>
+
+#include "methods/loaq.h"
+#include "methods/quant_config.h"
+
+namespace streamq {
+
+class Backend;
+
+struct LayerJob {
+  std::string weight_path;  // W (out, in)
+  std::string x_path;       // X (in, tokens): the quantized-flow input
+  std::string xfp_path;     // X~ (in, tokens), "" = same as X
+  std::string out_dir;
+  QuantConfig quant;
+  LoaqConfig loaq;          // linear-layer output approximation only (no residual streams here)
+  int64_t chunk_tokens = 4096;
+};
+
+struct LayerResult {
+  double objective_fp = 0;  // ||W X~ - Q X||^2
+  double objective_q = 0;   // ||W X - Q X||^2
+  int64_t rows = 0, cols = 0, tokens = 0;
+};
+
+// Writes q.npy (float64 (out, in)), codes.npy (uint8), scales.npy and
+// zeros.npy (float64 (groups, out)), g_idx.npy (int32 (in,)) into out_dir.
+LayerResult run_layer(const LayerJob& job, Backend& backend);
+
+}  // namespace streamq
