@@ -143,13 +143,19 @@ std::string gguf_tokenizer_to_hf_json(const GgufTokenizer& tok, const std::strin
   const PreTokenizer pre = pre_tokenizer_for(tok.pre, source);
 
   ojson added = ojson::array();
+  // The vocab keeps id order, as HF writes it. ordered_json's own insert
+  // searches its vector linearly (quadratic for a 50k vocabulary), so with
+  // uniqueness checked here the pairs are appended to that vector directly.
   ojson vocab = ojson::object();
+  auto& entries = vocab.get_ref<ojson::object_t&>();
+  using Entries = ojson::object_t::Container;
+  static_cast<Entries&>(entries).reserve(tok.tokens.size());
   std::set<std::string> seen;
   for (std::size_t id = 0; id < tok.tokens.size(); ++id) {
     const std::string& s = tok.tokens[id];
     if (!seen.insert(s).second)
       throw InputError(source + ": token " + std::to_string(id) + " '" + s + "' appears twice in tokenizer.ggml.tokens");
-    vocab[s] = id;
+    static_cast<Entries&>(entries).emplace_back(s, ojson(id));
     const int64_t type = tok.token_type.empty() ? 1 : tok.token_type[id];
     if (type != kTokenControl && type != kTokenUserDefined && type != kTokenUnknown) continue;
     const bool special = type != kTokenUserDefined;

@@ -14,9 +14,10 @@ namespace streamq::tok {
 namespace {
 
 // Whether the character ending at `end` (resp. starting at `start`) is a
-// word character (\w, as the reference's regexes test).
+// word character: the Rust regex crate's Unicode \w, which the reference
+// uses (PCRE2 10.42's \w lacks marks and joiners).
 const Regex& word_char() {
-  static const Regex re(R"(\w)");
+  static const Regex re(R"([\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}])");
   return re;
 }
 

@@ -1,5 +1,5 @@
 // Normalizers of tokenizer.json (see tokenizer_normalizer.h). Semantics follow
-// the reference Rust `tokenizers`: Prepend/Append skip empty text, Strip trims
+// the reference Rust `tokenizers`: Prepend skips empty text, Strip trims
 // Unicode White_Space, Replace is literal for String patterns.
 #include "io/tokenizer_normalizer.h"
 
@@ -41,17 +41,15 @@ class SequenceNormalizer : public Normalizer {
   std::vector<std::unique_ptr<Normalizer>> parts_;
 };
 
-class AffixNormalizer : public Normalizer {
+class PrependNormalizer : public Normalizer {
  public:
-  AffixNormalizer(std::string affix, bool prepend) : affix_(std::move(affix)), prepend_(prepend) {}
+  explicit PrependNormalizer(std::string prefix) : prefix_(std::move(prefix)) {}
   std::string normalize(std::string_view text) const override {
-    if (text.empty()) return {};
-    return prepend_ ? affix_ + std::string(text) : std::string(text) + affix_;
+    return text.empty() ? std::string() : prefix_ + std::string(text);
   }
 
  private:
-  std::string affix_;
-  bool prepend_;
+  std::string prefix_;
 };
 
 class ReplaceNormalizer : public Normalizer {
@@ -159,8 +157,7 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j) {
       if (auto n = make_normalizer(p)) parts.push_back(std::move(n));
     return std::make_unique<SequenceNormalizer>(std::move(parts));
   }
-  if (type == "Prepend") return std::make_unique<AffixNormalizer>(json_string(j, "prepend", where), true);
-  if (type == "Append") return std::make_unique<AffixNormalizer>(json_string(j, "append", where), false);
+  if (type == "Prepend") return std::make_unique<PrependNormalizer>(json_string(j, "prepend", where));
   if (type == "Replace") {
     bool is_regex = false;
     const std::string pattern = json_pattern(j, where, is_regex);
@@ -175,7 +172,7 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j) {
   if (type == "NFKC" || type == "NFKD") return std::make_unique<BoundedUnicodeNormalizer>(type, 0xA0, false);
   if (type == "Lowercase") return std::make_unique<BoundedUnicodeNormalizer>(type, 0x100, true);
   throw InputError("unsupported normalizer '" + type +
-                   "'; streamq supports Sequence, Prepend, Append, Replace, Strip, ByteLevel and (for text "
+                   "'; streamq supports Sequence, Prepend, Replace, Strip, ByteLevel and (for text "
                    "they leave unchanged) NFC/NFD/NFKC/NFKD/Lowercase");
 }
 

@@ -179,12 +179,19 @@ class SequencePreTokenizer : public PreTokenizer {
   std::vector<std::unique_ptr<PreTokenizer>> parts_;
 };
 
+// Rust's Unicode classes, spelled out for PCRE2 where the reference uses the
+// Rust `regex` crate or char methods: White_Space (PCRE2's \s also takes
+// U+180E) and the UTS #18 word class (PCRE2 10.42's \w lacks marks and
+// joiners).
+const std::string kRustSpace = R"(\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+const std::string kRustWord = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D})";
+
 // One character that the reference's is_punctuation accepts: ASCII punctuation
 // (which includes symbols like $+<=>^`|~) or a Unicode P* character.
 const char* const kPunctuationChar = R"([\p{P}!-/:-@\[-`{-~])";
 
 std::unique_ptr<PreTokenizer> make_whitespace_split() {
-  return std::make_unique<SplitPreTokenizer>(R"(\s+)", true, Behavior::Removed, false);
+  return std::make_unique<SplitPreTokenizer>("[" + kRustSpace + "]+", true, Behavior::Removed, false);
 }
 
 }  // namespace
@@ -237,7 +244,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j) {
                                                parse_behavior(json_string_or(j, "behavior", "Isolated", where), where),
                                                false);
   if (type == "Whitespace")
-    return std::make_unique<SplitPreTokenizer>(R"(\w+|[^\w\s]+)", true, Behavior::Removed, true);
+    return std::make_unique<SplitPreTokenizer>("[" + kRustWord + "]+|[^" + kRustWord + kRustSpace + "]+",
+                                               true, Behavior::Removed, true);
   if (type == "WhitespaceSplit") return make_whitespace_split();
   if (type == "CharDelimiterSplit") {
     const std::string delimiter = json_string(j, "delimiter", where);

@@ -34,6 +34,11 @@ constexpr const char* kStats = "stats";
 // means tracing is off and every TraceSpan on it costs one branch. All methods
 // are thread-safe: a span is recorded under one short mutex hold when it ends,
 // which is cheap next to the tasks traced (reads, block forwards, sweeps).
+//   std::unique_ptr<TraceRecorder> trace;            // job: --trace given?
+//   if (!path.empty()) trace = std::make_unique<TraceRecorder>();
+//   run_blocks(..., trace.get());                    // tasks: TraceSpan(trace, ...)
+//   trace->set_other("peak_gflops", measured);       // optional
+//   trace->write(path);  print format_summary(analyze_trace(trace->to_json()));
 class TraceRecorder {
  public:
   // The constructing thread becomes lane "main".

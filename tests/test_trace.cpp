@@ -74,7 +74,9 @@ TEST(Trace, ThreadsGetTheirOwnLanesAndNestingIsKept) {
     ASSERT_TRUE(e["ts"].is_number() && e["dur"].is_number() && e["pid"].is_number() && e["tid"].is_number()) << e;
     EXPECT_GE(e["dur"].get<double>(), 0);
     const std::string lane = names.at(e["tid"].get<int>());
-    if (e["name"] == "setup") EXPECT_EQ(lane, "main");
+    if (e["name"] == "setup") {
+      EXPECT_EQ(lane, "main");
+    }
     if (e["cat"] == "read") {
       EXPECT_EQ(lane, "io ring");
       EXPECT_EQ(e["args"]["bytes"], 4096);

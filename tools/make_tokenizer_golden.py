@@ -16,6 +16,13 @@ For each of the four tokenizers in ../shared/fixtures/tokenizers/ it encodes
     whitespace runs, tabs, CR LF, control characters, special-token text),
     stored verbatim.
 
+It also writes tests/data/tokenizers/variants/<variant>.golden.jsonl.zst for
+each variant patch there (<variant>.json: a fixture's tokenizer.json with some
+components replaced, to cover Llama-3-style Split regexes, ignore_merges,
+[left, right] merges, added-token flags, Metaspace splitting, unk fusing and
+the other split behaviours the four files do not use). The C++ test applies
+the same patch; see apply_variant() for its keys.
+
 File format: zstd-compressed JSON lines. Line 1 is a header
 {"tokenizer", "generator", "add_special_tokens", "sources": {file: sha256}};
 every other line is {"src": file, "line": i, "ids": [...]} or
@@ -100,6 +107,50 @@ def random_strings():
     return ["".join(rng.choice(POOL) for _ in range(rng.randint(1, 40))) for _ in range(RANDOM_STRINGS)]
 
 
+def apply_variant(patch):
+    """The base fixture's tokenizer.json with the patch applied: "replace" sets
+    top-level keys, "model" sets model keys, "merges_as_pairs" rewrites
+    "a b" merges as ["a", "b"], "append_added_tokens" extends added_tokens."""
+    with open(os.path.join(FIXTURES, "tokenizers", patch["base"], "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    j.update(patch.get("replace", {}))
+    j["model"].update(patch.get("model", {}))
+    if patch.get("merges_as_pairs"):
+        j["model"]["merges"] = [m.split(" ") for m in j["model"]["merges"]]
+    j["added_tokens"] = j.get("added_tokens", []) + patch.get("append_added_tokens", [])
+    return json.dumps(j, ensure_ascii=False)
+
+
+def write_golden(tok, name, path, lines_per_source, texts, sources):
+    header = {
+        "tokenizer": name,
+        "generator": "tokenizers (Python) " + tokenizers.__version__,
+        "add_special_tokens": False,
+        "sources": {f: sha256(os.path.join(FIXTURES, "text", f)) for f, _, _ in SOURCES},
+    }
+    rows = [json.dumps(header, ensure_ascii=False)]
+
+    def record(text, extra):
+        ids = tok.encode(text, add_special_tokens=False).ids
+        row = dict(extra)
+        row["ids"] = ids
+        decoded = tok.decode(ids, skip_special_tokens=False)
+        if decoded != text:
+            row["decoded"] = decoded
+        rows.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+
+    for f, first, count in SOURCES:
+        for i in range(first, min(first + min(count, lines_per_source), len(sources[f]))):
+            record(sources[f][i], {"src": f, "line": i})
+    for t in texts:
+        record(t, {"text": t})
+    blob = zstandard.ZstdCompressor(level=19).compress(("\n".join(rows) + "\n").encode("utf-8"))
+    with open(path, "wb") as f:
+        f.write(blob)
+    print(f"{path}: {len(rows) - 1} lines, {len(blob)} bytes", file=sys.stderr)
+    return len(blob)
+
+
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
     texts = EDGE_CASES + random_strings()
@@ -107,34 +158,18 @@ def main():
     total = 0
     for name in NAMES:
         tok = tokenizers.Tokenizer.from_file(os.path.join(FIXTURES, "tokenizers", name, "tokenizer.json"))
-        header = {
-            "tokenizer": name,
-            "generator": "tokenizers (Python) " + tokenizers.__version__,
-            "add_special_tokens": False,
-            "sources": {f: sha256(os.path.join(FIXTURES, "text", f)) for f, _, _ in SOURCES},
-        }
-        rows = [json.dumps(header, ensure_ascii=False)]
-
-        def record(text, extra):
-            ids = tok.encode(text, add_special_tokens=False).ids
-            row = dict(extra)
-            row["ids"] = ids
-            decoded = tok.decode(ids, skip_special_tokens=False)
-            if decoded != text:
-                row["decoded"] = decoded
-            rows.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-
-        for f, first, count in SOURCES:
-            for i in range(first, min(first + count, len(sources[f]))):
-                record(sources[f][i], {"src": f, "line": i})
-        for t in texts:
-            record(t, {"text": t})
-        blob = zstandard.ZstdCompressor(level=19).compress(("\n".join(rows) + "\n").encode("utf-8"))
-        path = os.path.join(OUT_DIR, name + ".golden.jsonl.zst")
-        with open(path, "wb") as f:
-            f.write(blob)
-        total += len(blob)
-        print(f"{path}: {len(rows) - 1} lines, {len(blob)} bytes", file=sys.stderr)
+        total += write_golden(tok, name, os.path.join(OUT_DIR, name + ".golden.jsonl.zst"), 10**9, texts, sources)
+    variants_dir = os.path.join(OUT_DIR, "variants")
+    for file in sorted(os.listdir(variants_dir)):
+        if not file.endswith(".json"):
+            continue
+        with open(os.path.join(variants_dir, file), encoding="utf-8") as f:
+            patch = json.load(f)
+        tok = tokenizers.Tokenizer.from_str(apply_variant(patch))
+        variant = file[: -len(".json")]
+        path = os.path.join(variants_dir, variant + ".golden.jsonl.zst")
+        total += write_golden(tok, variant, path, patch["lines_per_source"], patch.get("extra_texts", []) + texts,
+                              sources)
     print(f"total {total} bytes", file=sys.stderr)
 
 

@@ -19,6 +19,7 @@ constexpr const char* kUsage =
     "  quantize   quantize a model (HF safetensors + config.json) block by block\n"
     "  eval       perplexity of a model over non-overlapping token windows\n"
     "  inspect    show a model's config and tensor table\n"
+    "  layer      quantize one linear from .npy/.safetensors tensors (W, X, X~) with any method\n"
     "  profile    summarize a --trace file (stage totals, I/O hidden under compute), optional HTML timeline\n"
     "  synth      write a random-weight Llama/Qwen2 checkpoint of any shape or a preset's\n";
 
@@ -36,9 +37,10 @@ int main(int argc, char** argv) {
     if (cmd == "quantize") return streamq::cli::run_quantize(args);
     if (cmd == "eval") return streamq::cli::run_eval(args);
     if (cmd == "inspect") return streamq::cli::run_inspect(args);
+    if (cmd == "layer") return streamq::cli::run_layer(args);
     if (cmd == "profile") return streamq::cli::run_profile(args);
     if (cmd == "synth") return streamq::cli::run_synth(args);
-    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, inspect, profile, synth)\n";
+    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, inspect, layer, profile, synth)\n";
     return 2;
   } catch (const streamq::InputError& e) {
     std::cerr << "streamq " << cmd << ": error: " << e.what() << "\n";

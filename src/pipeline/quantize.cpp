@@ -18,7 +18,10 @@
 #include "methods/method.h"
 #include "model/model.h"
 #include "pipeline/output_dir.h"
+#include "pipeline/profile.h"
 #include "pipeline/progress.h"
+#include "pipeline/traced_store.h"
+#include "scheduler/trace.h"
 
 namespace streamq {
 namespace {
@@ -37,7 +40,7 @@ struct Chunking {
 LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
                           const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
                           const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
-                          const LoaqConfig& loaq) {
+                          const LoaqConfig& loaq, TraceRecorder* trace) {
   const ModelConfig& cfg = model.config();
   const int64_t in = sublayer_in_features(cfg, group), hidden = cfg.hidden;
   const bool out_proj = loaq.enabled && (group == SubLayer::O || group == SubLayer::Down);
@@ -55,6 +58,8 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
   };
   for (int64_t c = 0; c < ch.nchunks; ++c) {
     const int64_t nseq = ch.seqs(c, nsamples), tokens = nseq * seqlen;
+    TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
+    span.arg("block", block).arg("chunk", c).arg("tokens", tokens);
     if (fp_flow) {
       store.get(block, Flow::Fp, c, &x_fp);
       block_forward(be, cfg, w, rope, x_fp.data(), nseq, seqlen, grab(&in_fp, &res_fp), static_cast<int>(group));
@@ -140,8 +145,10 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
 
   OutputDir out(job.out_dir, job.overwrite);
   const std::string tmp = out.staging_path();
-  std::unique_ptr<ActivationStore> store =
-      job.disk_store ? make_disk_store(tmp + "/.activations") : make_memory_store();
+  std::unique_ptr<TraceRecorder> trace;
+  if (!job.trace_path.empty()) trace = std::make_unique<TraceRecorder>();
+  std::unique_ptr<ActivationStore> store = std::make_unique<TracedStore>(
+      job.disk_store ? make_disk_store(tmp + "/.activations") : make_memory_store(), trace.get());
 
   // The fake-quant checkpoint mirrors the input's tensors, names and dtypes.
   std::vector<TensorSpec> plan;
@@ -191,7 +198,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       const SubLayer group = static_cast<SubLayer>(g);
       const Stopwatch t_stats;
       const LinearStats stats = collect_stats(be, model, w, wq, rope, *store, b, group, ch, job.nsamples, job.seqlen,
-                                                job.quant.needs_fp_flow() || job.loaq.enabled, job.loaq);
+                                                job.quant.needs_fp_flow() || job.loaq.enabled, job.loaq,
+                                                trace.get());
       br.seconds_stats += t_stats.seconds();
       const Stopwatch t_quant;
       // One factorization per shared input, reused by each linear of the group.
@@ -201,6 +209,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
         if (l.group != group) continue;
         const Stopwatch t_lin;
         const std::string name = block_prefix(b) + l.name;
+        TraceSpan span(trace.get(), "quantize " + l.name, trace_cat::kQuantize);
+        span.arg("block", b).arg("linear", name);
         const std::vector<float>& wf = w.linears.at(l.name).w;
         const std::vector<double> wd(wf.begin(), wf.end());
         std::vector<double> target;
@@ -245,10 +255,18 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     for (int64_t c = 0; c < ch.nchunks; ++c) {
       const int64_t nseq = ch.seqs(c, job.nsamples);
       store->get(b, Flow::Quant, c, &x);
-      block_forward(be, cfg, wq, rope, x.data(), nseq, job.seqlen);
+      {
+        TraceSpan span(trace.get(), "forward quant", trace_cat::kForward);
+        span.arg("block", b).arg("chunk", c);
+        block_forward(be, cfg, wq, rope, x.data(), nseq, job.seqlen);
+      }
       store->put(b + 1, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
       store->get(b, Flow::Fp, c, &x);
-      block_forward(be, cfg, w, rope, x.data(), nseq, job.seqlen);
+      {
+        TraceSpan span(trace.get(), "forward fp", trace_cat::kForward);
+        span.arg("block", b).arg("chunk", c);
+        block_forward(be, cfg, w, rope, x.data(), nseq, job.seqlen);
+      }
       store->put(b + 1, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
     }
     store->drop(b);
@@ -269,11 +287,22 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     report.blocks.push_back(std::move(br));
   }
   store.reset();
-  fq.finish();
-  qr.finish();
+  {
+    TraceSpan span(trace.get(), "write checkpoint", trace_cat::kWrite);
+    fq.finish();
+    qr.finish();
+  }
   out.copy_side_files(job.model_dir);
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
+  if (trace) {
+    trace->set_other("command", "streamq quantize");
+    trace->set_other("method", job.quant.describe());
+    const ProfileSummary summary = analyze_trace(trace->to_json(), job.trace_path);
+    report.profile = summary_to_json(summary);
+    report.profile_text = format_summary(summary);
+    trace->write(job.trace_path);
+  }
   atomic_write_file(tmp + "/streamq_report.json", report.to_json().dump(1) + "\n");
   out.commit();
   if (!job.report_path.empty()) atomic_write_file(job.report_path, report.to_json().dump(1) + "\n");
@@ -290,6 +319,7 @@ nlohmann::json QuantizeReport::to_json() const {
   j["seed"] = seed;
   j["total_seconds"] = total_seconds;
   j["peak_rss_bytes"] = peak_rss_bytes;
+  if (!profile.is_null()) j["profile"] = profile;
   j["blocks"] = nlohmann::json::array();
   for (const auto& b : blocks) {
     nlohmann::json jb{{"index", b.index},

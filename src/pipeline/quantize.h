@@ -30,6 +30,7 @@ struct QuantizeJob {
   bool disk_store = false;      // activations on disk (under out_dir's temp dir) instead of memory
   bool overwrite = false;       // replace an existing non-empty out_dir
   std::string report_path;      // extra copy of the JSON report ("" = none)
+  std::string trace_path;       // Chrome trace-event JSON of the run ("" = no tracing)
 };
 
 struct LinearReport {
@@ -56,6 +57,8 @@ struct QuantizeReport {
   double total_seconds = 0;
   uint64_t peak_rss_bytes = 0;
   std::vector<BlockReport> blocks;
+  nlohmann::json profile;       // trace summary (stages, overlap) when traced
+  std::string profile_text;     // the same, formatted as `streamq profile` prints it
   nlohmann::json to_json() const;
 };
 

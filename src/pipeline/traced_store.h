@@ -1,0 +1,35 @@
+// An ActivationStore decorator that records every get/put as a trace span
+// (category read/write, with bytes, block, flow and chunk).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "io/activation_store.h"
+#include "scheduler/trace.h"
+
+namespace streamq {
+
+class TracedStore final : public ActivationStore {
+ public:
+  TracedStore(std::unique_ptr<ActivationStore> inner, TraceRecorder* trace)
+      : inner_(std::move(inner)), trace_(trace) {}
+  void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) override {
+    TraceSpan span(trace_, "store put", trace_cat::kWrite);
+    span.arg("bytes", numel * 4).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
+    inner_->put(block, flow, chunk, data, numel);
+  }
+  void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override {
+    TraceSpan span(trace_, "store get", trace_cat::kRead);
+    inner_->get(block, flow, chunk, out);
+    span.arg("bytes", static_cast<int64_t>(out->size() * 4)).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
+  }
+  void drop(int64_t block) override { inner_->drop(block); }
+  uint64_t bytes_held() const override { return inner_->bytes_held(); }
+
+ private:
+  std::unique_ptr<ActivationStore> inner_;
+  TraceRecorder* trace_;
+};
+
+}  // namespace streamq

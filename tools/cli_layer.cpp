@@ -1,0 +1,41 @@
+// `streamq layer`: quantize one linear from tensors on disk (for researchers).
+#include <cstdio>
+#include <iostream>
+
+#include "cli_common.h"
+#include "cli_method_flags.h"
+#include "kernels/backend.h"
+#include "pipeline/layer_job.h"
+
+namespace streamq::cli {
+
+int run_layer(const std::vector<std::string>& args) {
+  LayerJob job;
+  MethodFlags mf;
+  int threads = 0;
+  po::options_description opts("layer flags");
+  opts.add_options()
+      ("help,h", "show this help")
+      ("weight", po::value(&job.weight_path), "W as (out, in): .npy (float32/float64) or single-tensor .safetensors")
+      ("x", po::value(&job.x_path), "X as (in, tokens): the layer's input in the quantized model")
+      ("xfp", po::value(&job.xfp_path), "X~ as (in, tokens): the input in the FP model (default: X)")
+      ("out", po::value(&job.out_dir), "output directory: q.npy (dequantized (out, in), float64), codes.npy "
+       "(uint8), scales.npy and zeros.npy ((groups, out), float64), g_idx.npy ((in,), int32)")
+      ("chunk-tokens", po::value(&job.chunk_tokens)->default_value(4096), "tokens per statistics chunk")
+      ("threads", po::value(&threads)->default_value(0), "worker threads; 0 = all cores");
+  add_method_flags(opts, mf);
+  po::variables_map vm;
+  if (!parse("layer", "--weight W --x X [--xfp X~] --out DIR [method flags]", opts, args, &vm)) return 0;
+  require(vm, {"weight", "x", "out"});
+  finish_method_flags(mf);
+  job.quant = mf.quant;
+  job.loaq = mf.loaq;
+  const auto limit = set_threads(threads);
+  auto backend = make_cpu_backend();
+  const LayerResult r = run_layer(job, *backend);
+  std::printf("shape %lld %lld\ntokens %lld\nobjective_fp %.10e\nobjective_q %.10e\n", (long long)r.rows,
+              (long long)r.cols, (long long)r.tokens, r.objective_fp, r.objective_q);
+  return 0;
+}
+
+}  // namespace streamq::cli
