@@ -104,6 +104,7 @@ struct GgufTokenizer {
 // names). Every failure throws InputError naming the file (and tensor or key).
 // When general.architecture is "llama" the HF view is built and checked too
 // (every tensor mapped, every expected tensor present with the config's shape).
+// Const methods only read the mapping, so threads may share one GgufFile.
 class GgufFile {
  public:
   static std::unique_ptr<GgufFile> open(const std::string& path);

@@ -96,9 +96,6 @@ class Cursor {
   const std::string& path_;
 };
 
-void read_value(Cursor& c, GgufValueType type, const std::string& what, const std::string& path, uint32_t depth,
-                GgufValue* out);
-
 void read_array(Cursor& c, const std::string& what, const std::string& path, uint32_t depth, GgufValue* out) {
   if (depth >= kMaxArrayNesting)
     throw InputError(path + ": " + what + ": arrays nested deeper than " + std::to_string(kMaxArrayNesting));

@@ -29,6 +29,11 @@ struct Tokenizer::Impl {
   std::unique_ptr<tok::Decoder> decoder;
   std::unique_ptr<tok::PostProcessor> post;
   std::vector<tok::AddedToken> added;
+  // What decode writes for each added token and whether skip_special drops
+  // it. The reference writes a normalized token in its normalized form, and
+  // then no longer recognizes it as special: both quirks are kept.
+  std::vector<std::string> added_text;
+  std::vector<bool> added_skippable;
   std::unordered_map<int32_t, size_t> added_by_id;
   tok::StringMap<int32_t> added_by_content;
   std::unique_ptr<tok::AddedTokenMatcher> raw_matcher;         // normalized: false
@@ -179,6 +184,13 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& tokenizer_json_pat
         raw_tokens.push_back(a);
       }
     }
+    tok::StringMap<bool> special_contents;
+    for (const tok::AddedToken& a : t.added)
+      if (a.special) special_contents.emplace(a.content, true);
+    for (const tok::AddedToken& a : t.added) {
+      t.added_text.push_back(a.normalized && t.normalizer ? t.normalizer->normalize(a.content) : a.content);
+      t.added_skippable.push_back(special_contents.count(t.added_text.back()) > 0);
+    }
     t.raw_matcher = std::make_unique<tok::AddedTokenMatcher>(std::move(raw_patterns), std::move(raw_tokens));
     t.normalized_matcher = std::make_unique<tok::AddedTokenMatcher>(std::move(norm_patterns), std::move(norm_tokens));
   } catch (const InputError& e) {
@@ -229,7 +241,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   tokens.reserve(ids.size());
   for (const int32_t id : ids) {
     if (auto it = t.added_by_id.find(id); it != t.added_by_id.end()) {
-      if (!(skip_special && t.added[it->second].special)) tokens.push_back(t.added[it->second].content);
+      if (!(skip_special && t.added_skippable[it->second])) tokens.push_back(t.added_text[it->second]);
     } else if (const std::string* s = t.model->id_to_token(id)) {
       tokens.push_back(*s);
     } else {
@@ -260,7 +272,7 @@ int64_t Tokenizer::vocab_size() const {
 int32_t Tokenizer::token_to_id(std::string_view token) const { return impl_->token_to_id(token); }
 
 std::string Tokenizer::id_to_token(int32_t id) const {
-  if (auto it = impl_->added_by_id.find(id); it != impl_->added_by_id.end()) return impl_->added[it->second].content;
+  if (auto it = impl_->added_by_id.find(id); it != impl_->added_by_id.end()) return impl_->added_text[it->second];
   if (const std::string* s = impl_->model->id_to_token(id)) return *s;
   throw InputError("token id " + std::to_string(id) + " is not in the vocab of " + impl_->path);
 }

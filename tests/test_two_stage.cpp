@@ -195,6 +195,10 @@ TEST(TwoStage, Stage2EqualsNaiveCoordinateDescent) {
     naive_refine(L, w, naive, cfg.scale_refine_iters);
     for (size_t i = 0; i < fast.scales.size(); ++i)
       ASSERT_NEAR(fast.scales[i], naive.scales[i], kScaleRelTol * std::fabs(naive.scales[i])) << "scale " << i;
+    int moved = 0;  // a refinement that never moves would match trivially
+    for (size_t i = 0; i < fast.scales.size(); ++i)
+      moved += std::fabs(fast.scales[i] - start.scales[i]) > 1e-6 * std::fabs(start.scales[i]);
+    EXPECT_GT(moved * 2, static_cast<int>(fast.scales.size()));
     EXPECT_EQ(fast.codes, start.codes);  // integers frozen
     EXPECT_EQ(fast.zeros, start.zeros);
     // The full path (stage 1, sweep, stage 2) is the same computation.

@@ -182,6 +182,9 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.model_dir = job.model_dir;
   report.out_dir = job.out_dir;
   report.method = job.quant.describe();
+  if (job.loaq.enabled)
+    report.method += " loaq(alpha=" + std::to_string(job.loaq.alpha) + ", beta=" + std::to_string(job.loaq.beta) +
+                     (job.loaq.norm ? ", norm)" : ")");
   report.nsamples = job.nsamples;
   report.seqlen = job.seqlen;
   report.seed = job.seed;
