@@ -79,5 +79,37 @@ int main(int argc, char** argv) {
   std::printf("floor at peak: hessian %.3f s, factor %.3f s, sweep %.3f s\n", flop_h / sgemm / 1e9,
               flop_f / dgemm / 1e9, flop_s / dgemm / 1e9);
   std::printf("peak RSS %.1f MiB\n", peak_rss_bytes() / 1048576.0);
+
+  // GPTQ vs GPTAQ vs GPTAQ+CAE on the same layer, each timed whole: statistics
+  // (H alone, or H and the cross term dX X^T from an FP flow), factorization
+  // with P1/P2 precompute, and the sweep.
+  std::vector<float> x_fp(x.size());
+  for (size_t i = 0; i < x.size(); ++i) x_fp[i] = 1.05f * x[i] + 0.1f * nd(rng);
+  std::printf("\n%-14s %9s %9s %9s %9s %8s\n", "method", "stats s", "factor s", "sweep s", "total s", "vs gptq");
+  double base = 0;
+  for (int variant = 0; variant < 3; ++variant) {
+    QuantConfig c = cfg;
+    c.method = variant == 0 ? MethodKind::Gptq : MethodKind::Gptaq;
+    c.cae = variant == 2;
+    LinearStats st(n);
+    const Stopwatch t_s;
+    for (int64_t done = 0, shift = 0; done < tokens; done += chunk, ++shift) {
+      const int64_t t = std::min(chunk, tokens - done);
+      if (variant == 0) st.accumulate(*be, x.data() + shift, t - 1, 1);
+      else st.accumulate(*be, x.data() + shift, x_fp.data() + shift, t - 1, 1);
+    }
+    const double sec_s = t_s.seconds();
+    const std::vector<double> cross = variant == 0 ? std::vector<double>{} : st.cross();
+    const QuantResult q = gptq_quantize(*be, w.data(), m, n, st.hessian(), c, variant == 0 ? nullptr : &cross);
+    const double total_v = sec_s + q.seconds_factor + q.seconds_sweep;
+    if (variant == 0) base = total_v;
+    std::printf("%-14s %9.3f %9.3f %9.3f %9.3f %7.2fx\n", variant == 0 ? "gptq" : (variant == 1 ? "gptaq" : "gptaq+cae"),
+                sec_s, q.seconds_factor, q.seconds_sweep, total_v, total_v / base);
+  }
+  // The extra work is arithmetic the method needs: a second n^2 T product for
+  // dX X^T, two n^3 products per P matrix, and one more cross-block GEMM per term.
+  const double flop_gptq = flop_h + flop_f + flop_s;
+  const double flop_cae = 2 * flop_h + flop_f + 2 * 4.0 * n * n * n + 3 * flop_s;
+  std::printf("FLOP ratio gptaq+cae / gptq: %.2f (floor of the time ratio at equal efficiency)\n", flop_cae / flop_gptq);
   return 0;
 }

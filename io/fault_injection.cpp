@@ -31,7 +31,7 @@ class FaultInjectingBackend final : public IoBackend {
     const FaultInjector::Decision d = injector_->decide(*op);
     if (d.error > 0 || d.len != op->len) {
       std::lock_guard lk(m_);
-      altered_[op] = {op->kind, op->len, d.error};
+      altered_[op] = d.error;
       if (d.error > 0) op->kind = IoKind::Nop;
       else op->len = d.len;
     }
@@ -44,25 +44,20 @@ class FaultInjectingBackend final : public IoBackend {
     std::lock_guard lk(m_);
     for (size_t i = first; i < out->size(); ++i) {
       IoCompletion& c = (*out)[i];
+      // Only the result changes here: the op belongs to the engine again,
+      // which rebuilds kind and length from its own request when it retries.
       auto it = altered_.find(c.op);
       if (it == altered_.end()) continue;
-      c.op->kind = it->second.kind;  // the engine sees its own op again
-      c.op->len = it->second.len;
-      if (it->second.error > 0) c.res = -it->second.error;
+      if (it->second > 0) c.res = -it->second;
       altered_.erase(it);
     }
   }
 
  private:
-  struct Saved {
-    IoKind kind;
-    uint32_t len;
-    int error;
-  };
   std::unique_ptr<IoBackend> inner_;
   std::shared_ptr<FaultInjector> injector_;
   std::mutex m_;  // queue() and reap() run on different threads
-  std::map<IoOp*, Saved> altered_;
+  std::map<IoOp*, int> altered_;  // ops shortened (0) or failed (errno)
 };
 
 }  // namespace

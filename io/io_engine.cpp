@@ -113,6 +113,7 @@ void IoEngine::queue(IoKind kind, int fd, Slab slab, uint32_t len, uint64_t offs
   std::lock_guard lk(m_);
   Request& r = requests_[static_cast<size_t>(slab.index)];
   r.op = {kind, fd, slab.data, len, offset, slab.index, &r};
+  r.kind = kind;
   r.start = slab.data;
   r.start_offset = offset;
   r.total = len;
@@ -149,6 +150,7 @@ void IoEngine::wait_all() {
 }
 
 void IoEngine::requeue(Request& r) {
+  r.op.kind = r.kind;
   r.op.buf = r.start + r.done;
   r.op.offset = r.start_offset + r.done;
   r.op.len = r.total - r.done;
@@ -160,13 +162,13 @@ void IoEngine::requeue(Request& r) {
 void IoEngine::finish(Request& r, const std::string& error) {
   Group& g = *r.group;
   if (!error.empty() && g.error.empty()) {
-    const bool write = r.op.kind == IoKind::Write;
+    const bool write = r.kind == IoKind::Write;
     g.error = std::string(write ? "write of " : "read of ") + std::to_string(r.total) + " bytes at offset " +
               std::to_string(r.start_offset) + (write ? " to " : " from ") + g.path + " failed" +
               (r.done ? " after " + std::to_string(r.done) + " bytes" : std::string()) + ": " + error;
   }
   --g.pending;
-  if (r.op.kind == IoKind::Write) free_.push_back(static_cast<int>(&r - requests_.data()));
+  if (r.kind == IoKind::Write) free_.push_back(static_cast<int>(&r - requests_.data()));
 }
 
 void IoEngine::process(const std::vector<IoCompletion>& batch) {
@@ -180,7 +182,7 @@ void IoEngine::process(const std::vector<IoCompletion>& batch) {
     } else if (c.res < 0) {
       finish(r, std::strerror(static_cast<int>(-c.res)));
     } else if (c.res == 0 && remaining > 0) {
-      finish(r, r.op.kind == IoKind::Read ? "unexpected end of file" : "the device accepted no bytes");
+      finish(r, r.kind == IoKind::Read ? "unexpected end of file" : "the device accepted no bytes");
     } else if (static_cast<uint64_t>(c.res) > remaining) {
       finish(r, "the kernel reported " + std::to_string(c.res) + " bytes for a " + std::to_string(remaining) +
                     "-byte transfer");

@@ -66,7 +66,8 @@ class IoEngine {
 
  private:
   struct Request {
-    IoOp op;
+    IoOp op;  // what the backend sees; a wrapper may alter it, so the fields below are the truth
+    IoKind kind = IoKind::Nop;
     char* start = nullptr;
     uint64_t start_offset = 0;
     uint32_t total = 0, done = 0;

@@ -3,6 +3,7 @@
 // tokens on the normalized text -> pre-tokenizer -> BPE -> post-processor.
 #include "io/tokenizer.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 

@@ -3,6 +3,7 @@
 // checked for staleness when popped, so a word of n symbols costs O(n log n).
 #include "io/tokenizer_bpe.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 

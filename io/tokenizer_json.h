@@ -3,6 +3,7 @@
 // fields of the wrong type are an InputError rather than a nlohmann exception.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 

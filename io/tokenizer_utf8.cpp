@@ -1,6 +1,7 @@
 // UTF-8 validation/decoding and the GPT-2 byte-level table (see tokenizer_utf8.h).
 #include "io/tokenizer_utf8.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 

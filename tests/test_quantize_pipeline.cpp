@@ -110,6 +110,10 @@ TEST(QuantizePipeline, OutputIsCompleteConsistentAndDeterministic) {
       EXPECT_GT(l["objective"].get<double>(), 0) << l["name"];
       EXPECT_LT(l["relative_objective"].get<double>(), 0.2) << l["name"];
       EXPECT_EQ(l["cholesky_retries"].get<int>(), 0) << l["name"];
+      // At least U and the float64 weights: 8 (n^2 + m n) bytes.
+      const auto shape = l["shape"];
+      const uint64_t m = shape[0], n = shape[1];
+      EXPECT_GE(l["working_bytes"].get<uint64_t>(), 8 * (n * n + m * n)) << l["name"];
     }
   }
 }

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -106,6 +107,29 @@ TEST(Tokenizer, LongInputsAreNotQuadratic) {
     EXPECT_GT(ids.size(), 30000u);
     EXPECT_EQ(fixture(name).decode(ids), text) << name;
   }
+}
+
+TEST(Tokenizer, ConcurrentEncodesAgreeWithASerialOne) {
+  // The word cache and the regex scratch are shared by threads that tokenize
+  // calibration text in parallel; results must not depend on it.
+  const Tokenizer& tok = fixture("smollm2-135m-instruct");
+  std::vector<std::string> lines;
+  for (int i = 0; i < 400; ++i)
+    lines.push_back("line " + std::to_string(i * 7919) + ": the cat's " + std::string(i % 13, ' ') + "caf\xC3\xA9 #" +
+                    std::to_string(i));
+  std::vector<std::vector<int32_t>> serial;
+  for (const auto& l : lines) serial.push_back(tok.encode(l, false));
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (size_t k = 0; k < lines.size(); ++k) {
+        const size_t i = (k * (t + 1) * 31) % lines.size();
+        if (tok.encode(lines[i], false) != serial[i]) ++mismatches[t];
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
 }
 
 TEST(Tokenizer, InvalidUtf8AndUnknownIdsAreInputErrors) {

@@ -343,6 +343,11 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
     }
   }
   r.seconds_sweep = seconds_since(t1);
+  // Working set of this linear at the sweep's peak (float64): the shared
+  // factor and compensation matrices, W, W0, the processing-order results, the
+  // per-block coefficient panels, plus the result itself.
+  r.working_bytes = f.bytes() + 8 * (w.size() + w0.size() + qp.size() + err.size() + coef_a.size() + coef_c.size()) +
+                    codes_p.size() + 8 * r.dequant.size() + r.codes.size();
 
   for (int64_t row = 0; row < m; ++row) {
     for (int64_t c = 0; c < n; ++c) {

@@ -23,6 +23,7 @@ struct QuantResult {
   int64_t dead_inputs = 0;      // columns with diag(H) == 0
   double seconds_factor = 0;    // damping + Cholesky + inverse factor
   double seconds_sweep = 0;     // the column sweep
+  uint64_t working_bytes = 0;   // peak bytes the method held for this linear (compensation paper, Table 10)
 };
 
 // ||(W - Q) X||^2 / tokens from the raw sum X X^T ([cols, cols]): the mean per

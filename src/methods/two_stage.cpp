@@ -5,6 +5,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cstdlib>  // TEMP-EXPERIMENT
 #include <string>
 
 #include "core/error.h"
@@ -184,6 +185,7 @@ void two_stage_refine_scales(Backend& backend, const double* w, const std::vecto
                              const ScaleStepHook* hook) {
   const int64_t m = r.rows, n = r.cols;
   check_layout(r, m, n, h, "two-stage stage 2");
+  if (std::getenv("TS_NOCROSS")) cross = nullptr;  // TEMP-EXPERIMENT
   if (cross && static_cast<int64_t>(cross->size()) != n * n)
     throw InternalError("two-stage stage 2: cross term has " + std::to_string(cross->size()) + " entries, expected " +
                         std::to_string(n) + "^2");

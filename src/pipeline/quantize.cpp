@@ -236,6 +236,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
         lr.cholesky_retries = r.cholesky_retries;
         lr.damp = r.damp;
         lr.dead_inputs = r.dead_inputs;
+        lr.working_bytes = r.working_bytes;
         lr.seconds_factor = first_of_group ? r.seconds_factor : 0.0;  // shared: counted once
         lr.seconds_sweep = r.seconds_sweep;
         if (r.cholesky_retries > 0 && progress && first_of_group)
@@ -342,7 +343,8 @@ nlohmann::json QuantizeReport::to_json() const {
                                {"relative_objective", l.weight_sq > 0 ? l.objective / l.weight_sq : 0.0},
                                {"cholesky_retries", l.cholesky_retries},
                                {"damp", l.damp},
-                               {"dead_inputs", l.dead_inputs}});
+                               {"dead_inputs", l.dead_inputs},
+                               {"working_bytes", l.working_bytes}});
     j["blocks"].push_back(jb);
   }
   return j;

@@ -42,6 +42,7 @@ struct LinearReport {
   int cholesky_retries = 0;
   double damp = 0;
   int64_t dead_inputs = 0;
+  uint64_t working_bytes = 0;  // the method's peak working set for this linear
 };
 
 struct BlockReport {
