@@ -170,27 +170,20 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& tokenizer_json_pat
     // truncation and padding are ignored: streamq encodes whole documents.
 
     t.added = parse_added_tokens(root);
+    tok::StringMap<bool> special_contents;
+    for (const tok::AddedToken& a : t.added)
+      if (a.special) special_contents.emplace(a.content, true);
     std::vector<std::string> raw_patterns, norm_patterns;
     std::vector<tok::AddedToken> raw_tokens, norm_tokens;
     for (size_t i = 0; i < t.added.size(); ++i) {
       const tok::AddedToken& a = t.added[i];
       t.added_by_id.emplace(a.id, i);
       t.added_by_content.emplace(a.content, a.id);
-      if (a.normalized) {
-        // Matched on normalized text, so its pattern is its normalized form.
-        norm_patterns.push_back(t.normalizer ? t.normalizer->normalize(a.content) : a.content);
-        norm_tokens.push_back(a);
-      } else {
-        raw_patterns.push_back(a.content);
-        raw_tokens.push_back(a);
-      }
-    }
-    tok::StringMap<bool> special_contents;
-    for (const tok::AddedToken& a : t.added)
-      if (a.special) special_contents.emplace(a.content, true);
-    for (const tok::AddedToken& a : t.added) {
+      // A normalized token is matched on normalized text, so in its normalized form.
       t.added_text.push_back(a.normalized && t.normalizer ? t.normalizer->normalize(a.content) : a.content);
       t.added_skippable.push_back(special_contents.count(t.added_text.back()) > 0);
+      (a.normalized ? norm_patterns : raw_patterns).push_back(t.added_text.back());
+      (a.normalized ? norm_tokens : raw_tokens).push_back(a);
     }
     t.raw_matcher = std::make_unique<tok::AddedTokenMatcher>(std::move(raw_patterns), std::move(raw_tokens));
     t.normalized_matcher = std::make_unique<tok::AddedTokenMatcher>(std::move(norm_patterns), std::move(norm_tokens));

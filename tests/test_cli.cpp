@@ -42,6 +42,8 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
   a.insert(a.end(), {"--tokens-dtype", "int8"});
   expect_error(test::run_streamq(a), 2, "--tokens-dtype");
   expect_error(test::run_streamq({"eval", "--model", test::demo_model_dir()}), 2, "--data");
+  expect_error(test::run_streamq({"quantize", "--model", test::demo_model_dir(), "--out", dir.file("o")}), 2,
+               "--calib");
   EXPECT_FALSE(std::filesystem::exists(dir.file("o")));
 }
 
@@ -52,7 +54,12 @@ TEST(Cli, BadInputsExitTwoNameTheFileAndLeaveNoOutput) {
 
   // Calibration text instead of ids.
   test::write_all(dir.file("calib.txt"), std::string(600, 'a') + "\nOnce upon a time.\n");
-  expect_error(test::run_streamq(q_args(test::demo_model_dir(), out, dir.file("calib.txt"))), 2, "token ids");
+  expect_error(test::run_streamq(q_args(test::demo_model_dir(), out, dir.file("calib.txt"))), 2, "--calib-text");
+  // Text calibration needs the model's tokenizer.json (stories260K ships llama2.c's tok512 instead).
+  auto text_args = q_args(test::demo_model_dir(), out, kCalib);
+  text_args[6] = dir.file("calib.txt");
+  text_args[5] = "--calib-text";
+  expect_error(test::run_streamq(text_args), 2, "tokenizer.json");
 
   // A truncated weight file.
   const std::string trunc = dir.file("trunc");

@@ -220,6 +220,32 @@ TEST(GgufLlama, IncompleteOrInconsistentModelsFailNamingTheTensor) {
   }
 }
 
+// Corrupting the header of a llama GGUF (hyper-parameters, tokenizer, tensor
+// infos) fails with InputError or still yields a consistent view: never a
+// crash or another exception type.
+TEST(GgufLlama, RandomHeaderCorruptionFailsCleanly) {
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (STREAMQ_TEST_SEED to replay)");
+  std::mt19937_64 rng(seed);
+  const std::string full = make_tiny_llama(seed).builder.bytes();
+  test::ScratchDir dir("gguf-llama-fuzz");
+  const std::string path = dir.file("tiny.gguf");
+  const std::size_t header = full.size() / 8;  // metadata and tensor infos come first; data is the rest
+  for (int iter = 0; iter < 200; ++iter) {
+    std::string bytes = full;
+    for (int k = 0; k < 1 + static_cast<int>(rng() % 3); ++k) bytes[rng() % header] = static_cast<char>(rng());
+    test::write_all(path, bytes);
+    try {
+      const auto f = GgufFile::open(path);
+      if (f->architecture() != "llama") continue;
+      (void)f->hf_config().dump();
+      for (const auto& name : f->hf_tensor_names()) (void)f->read_hf_f32(name);
+      (void)gguf_tokenizer_to_hf_json(f->tokenizer(), path);
+    } catch (const InputError&) {
+    }
+  }
+}
+
 TEST(GgufTokenizer, ByteLevelBpeToHfJson) {
   const TinyLlama m = make_tiny_llama(3);
   test::ScratchDir dir("gguf-tok");

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "core/error.h"
 #include "kernels/backend.h"
 #include "pipeline/eval.h"
 
@@ -18,6 +19,9 @@ int run_eval(const std::vector<std::string>& args) {
       ("help,h", "show this help")
       ("model", po::value(&job.model_dir), "model directory (original or fake-quant output of quantize)")
       ("data", po::value(&job.data_path), "evaluation token ids: little-endian, no header (see --tokens-dtype)")
+      ("eval-text", po::value(&job.text_path),
+       "evaluation text instead of --data: .txt or .jsonl (\"text\" fields), tokenized with the model's "
+       "tokenizer.json")
       ("tokens-dtype", po::value(&tokens_dtype)->default_value("uint16"), "id width of --data: uint16 or int32")
       ("seqlen", po::value(&job.seqlen)->default_value(2048), "tokens per window; each window starts at position 0")
       ("windows", po::value(&job.windows)->default_value(0),
@@ -27,7 +31,9 @@ int run_eval(const std::vector<std::string>& args) {
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
   po::variables_map vm;
   if (!parse("eval", "--model DIR --data FILE [flags]", opts, args, &vm)) return 0;
-  require(vm, {"model", "data"});
+  require(vm, {"model"});
+  if (vm.count("data") == vm.count("eval-text"))
+    throw InputError("pass exactly one of --data (token ids) and --eval-text (text)");
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   const auto limit = set_threads(threads);
   auto backend = make_cpu_backend();

@@ -13,7 +13,7 @@ namespace streamq::cli {
 int run_quantize(const std::vector<std::string>& args) {
   QuantizeJob job;
   MethodFlags mf;
-  std::string tokens_dtype, activations, calib_text;
+  std::string tokens_dtype, activations;
   int threads = 0;
   bool quiet = false;
   po::options_description opts("quantize flags");
@@ -25,7 +25,9 @@ int run_quantize(const std::vector<std::string>& args) {
        "scales, zeros, g_idx) and streamq_report.json; written as <out>.partial-<pid> and renamed when complete")
       ("overwrite", po::bool_switch(), "replace --out if it exists and is not empty")
       ("calib", po::value(&job.calib_path), "calibration token ids: little-endian, no header (see --tokens-dtype)")
-      ("calib-text", po::value(&calib_text), "calibration text (not supported yet: tokenize to ids first)")
+      ("calib-text", po::value(&job.calib_text_path),
+       "calibration text instead of --calib: a .txt file (one document) or .jsonl (the \"text\" field of each "
+       "line, one document each), tokenized with the model's tokenizer.json, BOS/EOS per its config")
       ("tokens-dtype", po::value(&tokens_dtype)->default_value("uint16"), "id width of --calib: uint16 or int32")
       ("nsamples", po::value(&job.nsamples)->default_value(128), "calibration windows drawn from --calib")
       ("seqlen", po::value(&job.seqlen)->default_value(2048), "tokens per calibration window")
@@ -43,11 +45,9 @@ int run_quantize(const std::vector<std::string>& args) {
   add_method_flags(opts, mf);
   po::variables_map vm;
   if (!parse("quantize", "--model DIR --out DIR --calib FILE [flags]", opts, args, &vm)) return 0;
-  if (vm.count("calib-text"))
-    throw InputError("--calib-text " + calib_text +
-                     ": text calibration needs tokenizer.json support, which is not in streamq yet; pass token ids "
-                     "with --calib (little-endian uint16/int32, no header)");
-  require(vm, {"model", "out", "calib"});
+  require(vm, {"model", "out"});
+  if (vm.count("calib") == vm.count("calib-text"))
+    throw InputError("pass exactly one of --calib (token ids) and --calib-text (text)");
   finish_method_flags(mf);
   job.quant = mf.quant;
   job.loaq = mf.loaq;

@@ -29,9 +29,11 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch clock;
   Model model(job.model_dir);
   const ModelConfig& cfg = model.config();
-  const std::vector<int32_t> stream = read_token_file(job.data_path, job.tokens_dtype, cfg.vocab);
+  const std::vector<int32_t> stream =
+      load_token_stream(job.data_path, job.tokens_dtype, job.text_path, job.model_dir, cfg.vocab);
   EvalResult res;
-  const std::vector<int32_t> toks = eval_windows(stream, job.seqlen, job.windows, job.data_path, &res.windows);
+  const std::vector<int32_t> toks = eval_windows(stream, job.seqlen, job.windows,
+                                                 job.text_path.empty() ? job.data_path : job.text_path, &res.windows);
   const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
   const int64_t nchunks = (res.windows + spc - 1) / spc;
   auto seqs = [&](int64_t c) { return std::min(spc, res.windows - c * spc); };

@@ -15,6 +15,7 @@ class Backend;
 
 struct EvalJob {
   std::string model_dir, data_path;
+  std::string text_path;  // instead of data_path: text tokenized with the model's tokenizer.json
   TokensDType tokens_dtype = TokensDType::U16;
   int64_t seqlen = 2048;
   int64_t windows = 0;  // <= 0: every whole window of the file

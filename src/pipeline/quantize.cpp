@@ -137,8 +137,10 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const ModelConfig& cfg = model.config();
   const SafetensorsModel& st = model.tensors();
 
-  const std::vector<int32_t> stream = read_token_file(job.calib_path, job.tokens_dtype, cfg.vocab);
-  const std::vector<int32_t> calib = sample_windows(stream, job.nsamples, job.seqlen, job.seed, job.calib_path);
+  const std::vector<int32_t> stream =
+      load_token_stream(job.calib_path, job.tokens_dtype, job.calib_text_path, job.model_dir, cfg.vocab);
+  const std::string calib_name = job.calib_text_path.empty() ? job.calib_path : job.calib_text_path;
+  const std::vector<int32_t> calib = sample_windows(stream, job.nsamples, job.seqlen, job.seed, calib_name);
   const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
   const Chunking ch{spc, (job.nsamples + spc - 1) / spc};
   const RopeTable rope = model.rope_table(job.seqlen);

@@ -20,6 +20,7 @@ class Backend;
 
 struct QuantizeJob {
   std::string model_dir, out_dir, calib_path;
+  std::string calib_text_path;  // instead of calib_path: text tokenized with the model's tokenizer.json
   TokensDType tokens_dtype = TokensDType::U16;
   int64_t nsamples = 128;
   int64_t seqlen = 2048;

@@ -5,6 +5,9 @@
 
 #include "core/error.h"
 #include "io/file_util.h"
+#include "io/tokenizer.h"
+
+#include <filesystem>
 
 namespace streamq {
 
@@ -28,8 +31,8 @@ std::vector<int32_t> read_token_file(const std::string& path, TokensDType dtype,
     if ((ch >= 0x20 && ch < 0x7f) || ch == '\n' || ch == '\r' || ch == '\t') ++printable;
   }
   if (probe >= 16 && printable == probe)
-    throw InputError(path + ": looks like text, but streamq needs token ids (little-endian " + std::string(kind) +
-                     ", no header); tokenize it first (text input with tokenizer.json is not supported yet)");
+    throw InputError(path + ": looks like text, but this flag takes token ids (little-endian " + std::string(kind) +
+                     ", no header); pass text with --calib-text / --eval-text instead");
   if (bytes.size() % width != 0)
     throw InputError(path + ": size " + std::to_string(bytes.size()) + " is not a multiple of " +
                      std::to_string(width) + " bytes (" + kind + " ids); wrong --tokens-dtype or truncated file?");
@@ -52,6 +55,23 @@ std::vector<int32_t> read_token_file(const std::string& path, TokensDType dtype,
                        "); wrong --tokens-dtype or a file for another model?");
     ids[i] = static_cast<int32_t>(v);
   }
+  return ids;
+}
+
+std::vector<int32_t> load_token_stream(const std::string& ids_path, TokensDType dtype, const std::string& text_path,
+                                       const std::string& model_dir, int64_t vocab) {
+  if (text_path.empty()) return read_token_file(ids_path, dtype, vocab);
+  const std::string tok_path = model_dir + "/tokenizer.json";
+  if (!std::filesystem::exists(tok_path))
+    throw InputError(text_path + ": text input needs the model's tokenizer.json, but " + tok_path +
+                     " does not exist; pass token ids instead");
+  const auto tok = Tokenizer::load(tok_path);
+  std::vector<int32_t> ids = tokenize_text_file(text_path, *tok);
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw InputError(tok_path + ": token id " + std::to_string(ids[i]) + " (from " + text_path +
+                       ") is outside the model's vocabulary [0, " + std::to_string(vocab) + ")");
+  if (ids.empty()) throw InputError(text_path + ": no tokens");
   return ids;
 }
 

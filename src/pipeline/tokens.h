@@ -17,6 +17,12 @@ TokensDType parse_tokens_dtype(const std::string& s);
 // or holds an id outside [0, vocab).
 std::vector<int32_t> read_token_file(const std::string& path, TokensDType dtype, int64_t vocab);
 
+// Ids from either a token-id file or a text file (.txt whole, .jsonl "text"
+// fields) tokenized with the model's own tokenizer.json (BOS/EOS per its
+// config). Exactly one of ids_path / text_path is non-empty.
+std::vector<int32_t> load_token_stream(const std::string& ids_path, TokensDType dtype, const std::string& text_path,
+                                       const std::string& model_dir, int64_t vocab);
+
 // GPTQ's calibration convention: nsamples windows of seqlen tokens starting at
 // uniformly drawn offsets in [0, size - seqlen], deterministic for a seed
 // (splitmix64, so the draw does not depend on the standard library).
