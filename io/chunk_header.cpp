@@ -3,23 +3,28 @@
 #include "io/chunk_header.h"
 
 #include <xxhash.h>
+#include <zstd.h>
 
 #include <cstring>
-#include <zstd.h>
+#include <vector>
 
 namespace streamq {
 
 namespace {
 
 constexpr char kMagic[8] = {'S', 'Q', 'A', 'C', 'T', 'Z', 'S', 'T'};
-// Offsets of the fields in the header block.
+// Offsets of the fixed fields; the frame table follows at kFixedBytes.
 enum : size_t {
   kOffMagic = 0, kOffVersion = 8, kOffHeaderBytes = 12, kOffBlock = 16, kOffChunk = 24, kOffFlow = 32,
-  kOffStorage = 36, kOffShuffled = 40, kOffSegment = 44, kOffLevel = 48, kOffNumel = 56, kOffRaw = 64,
-  kOffCompressed = 72, kOffXxhCompressed = 80, kOffXxhRaw = 88, kOffXxhHeader = 96
+  kOffStorage = 36, kOffShuffled = 40, kOffFrameElems = 44, kOffLevel = 48, kOffFrames = 52, kOffNumel = 56,
+  kOffRaw = 64, kOffCompressed = 72, kOffXxhCompressed = 80, kOffXxhRaw = 88, kOffXxhHeader = 96,
+  kFixedBytes = 128, kFrameEntryBytes = 12
 };
 // Storage dtype codes in the file (stable, unlike the DType enum's order).
 constexpr uint32_t kCodeF32 = 1, kCodeBF16 = 2;
+// A header bigger than this is damage, not a chunk (it would describe ~1.4
+// billion frames).
+constexpr uint32_t kMaxHeaderBytes = 1u << 24;
 
 void put_u32(char* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
@@ -38,43 +43,76 @@ uint64_t get_u64(const char* p) {
   return v;
 }
 
-// The header's checksum: all 4096 bytes with the checksum field read as zero.
-uint64_t header_hash(const char* in) {
-  char copy[kChunkHeaderBytes];
-  std::memcpy(copy, in, kChunkHeaderBytes);
-  put_u64(copy + kOffXxhHeader, 0);
-  return XXH64(copy, kChunkHeaderBytes, 0);
+// The header's checksum: all its bytes with the checksum field read as zero.
+uint64_t header_hash(const char* in, uint32_t header_bytes) {
+  XXH64_state_t* s = XXH64_createState();
+  if (!s) throw InternalError("xxhash: cannot allocate a hash state");
+  char zero[8] = {};
+  XXH64_reset(s, 0);
+  XXH64_update(s, in, kOffXxhHeader);
+  XXH64_update(s, zero, sizeof zero);
+  XXH64_update(s, in + kOffXxhHeader + 8, header_bytes - kOffXxhHeader - 8);
+  const uint64_t h = XXH64_digest(s);
+  XXH64_freeState(s);
+  return h;
+}
+
+uint64_t frames_hash(const std::vector<ChunkFrame>& frames) {
+  std::vector<char> bytes(frames.size() * 8);
+  for (size_t i = 0; i < frames.size(); ++i) put_u64(bytes.data() + 8 * i, frames[i].xxh64_raw);
+  return XXH64(bytes.data(), bytes.size(), 0);
 }
 
 }  // namespace
 
-void encode_chunk_header(const ChunkHeader& h, char* out) {
-  std::memset(out, 0, kChunkHeaderBytes);
+uint64_t chunk_frame_count(uint64_t numel, uint32_t frame_elems) { return (numel + frame_elems - 1) / frame_elems; }
+
+uint32_t chunk_header_bytes(uint64_t nframes) {
+  const uint64_t b = (kFixedBytes + kFrameEntryBytes * nframes + kChunkAlign - 1) / kChunkAlign * kChunkAlign;
+  return b > kMaxHeaderBytes ? 0 : static_cast<uint32_t>(b);
+}
+
+void encode_chunk_header(ChunkHeader& h, char* out) {
+  const uint32_t header_bytes = chunk_header_bytes(h.frames.size());
+  h.xxh64_raw = frames_hash(h.frames);
+  std::memset(out, 0, header_bytes);
   std::memcpy(out + kOffMagic, kMagic, sizeof kMagic);
   put_u32(out + kOffVersion, kChunkFormatVersion);
-  put_u32(out + kOffHeaderBytes, kChunkHeaderBytes);
+  put_u32(out + kOffHeaderBytes, header_bytes);
   put_u64(out + kOffBlock, static_cast<uint64_t>(h.block));
   put_u64(out + kOffChunk, static_cast<uint64_t>(h.chunk));
   put_u32(out + kOffFlow, h.flow);
   put_u32(out + kOffStorage, h.storage == DType::F32 ? kCodeF32 : kCodeBF16);
   put_u32(out + kOffShuffled, h.shuffled ? 1 : 0);
-  put_u32(out + kOffSegment, h.segment_elems);
+  put_u32(out + kOffFrameElems, h.frame_elems);
   put_u32(out + kOffLevel, static_cast<uint32_t>(h.zstd_level));
+  put_u32(out + kOffFrames, static_cast<uint32_t>(h.frames.size()));
   put_u64(out + kOffNumel, h.numel);
   put_u64(out + kOffRaw, h.raw_bytes);
   put_u64(out + kOffCompressed, h.compressed_bytes);
   put_u64(out + kOffXxhCompressed, h.xxh64_compressed);
   put_u64(out + kOffXxhRaw, h.xxh64_raw);
-  put_u64(out + kOffXxhHeader, header_hash(out));
+  for (size_t i = 0; i < h.frames.size(); ++i) {
+    char* e = out + kFixedBytes + kFrameEntryBytes * i;
+    put_u32(e, h.frames[i].compressed_bytes);
+    put_u64(e + 4, h.frames[i].xxh64_raw);
+  }
+  put_u64(out + kOffXxhHeader, header_hash(out, header_bytes));
 }
 
-std::string decode_chunk_header(const char* in, ChunkHeader* h) {
+std::string peek_chunk_header_bytes(const char* in, uint32_t* header_bytes) {
   if (std::memcmp(in + kOffMagic, kMagic, sizeof kMagic) != 0) return "bad magic (not a streamq chunk file)";
-  if (get_u64(in + kOffXxhHeader) != header_hash(in)) return "header checksum mismatch";
   const uint32_t version = get_u32(in + kOffVersion);
   if (version != kChunkFormatVersion)
     return "format version " + std::to_string(version) + ", expected " + std::to_string(kChunkFormatVersion);
-  if (get_u32(in + kOffHeaderBytes) != kChunkHeaderBytes) return "unexpected header size";
+  *header_bytes = get_u32(in + kOffHeaderBytes);
+  if (*header_bytes < kChunkAlign || *header_bytes % kChunkAlign || *header_bytes > kMaxHeaderBytes)
+    return "header size " + std::to_string(*header_bytes) + " impossible";
+  return {};
+}
+
+std::string decode_chunk_header(const char* in, uint32_t header_bytes, ChunkHeader* h) {
+  if (get_u64(in + kOffXxhHeader) != header_hash(in, header_bytes)) return "header checksum mismatch";
   h->block = static_cast<int64_t>(get_u64(in + kOffBlock));
   h->chunk = static_cast<int64_t>(get_u64(in + kOffChunk));
   h->flow = get_u32(in + kOffFlow);
@@ -84,24 +122,42 @@ std::string decode_chunk_header(const char* in, ChunkHeader* h) {
   const uint32_t shuffled = get_u32(in + kOffShuffled);
   if (shuffled > 1) return "bad shuffle flag";
   h->shuffled = shuffled == 1;
-  h->segment_elems = get_u32(in + kOffSegment);
-  if (h->segment_elems == 0) return "zero segment size";
+  h->frame_elems = get_u32(in + kOffFrameElems);
   h->zstd_level = static_cast<int32_t>(get_u32(in + kOffLevel));
   h->numel = get_u64(in + kOffNumel);
   h->raw_bytes = get_u64(in + kOffRaw);
   h->compressed_bytes = get_u64(in + kOffCompressed);
   h->xxh64_compressed = get_u64(in + kOffXxhCompressed);
   h->xxh64_raw = get_u64(in + kOffXxhRaw);
-  if (h->numel > (uint64_t{1} << 48) || h->raw_bytes != h->numel * dtype_size(h->storage))
+  const size_t esz = dtype_size(h->storage);
+  if (h->frame_elems == 0) return "zero frame size";
+  if (h->numel > (uint64_t{1} << 48) || h->raw_bytes != h->numel * esz)
     return "raw size " + std::to_string(h->raw_bytes) + " does not match " + std::to_string(h->numel) + " values";
-  if (h->compressed_bytes == 0 || h->compressed_bytes > ZSTD_compressBound(h->raw_bytes))
-    return "compressed size " + std::to_string(h->compressed_bytes) + " impossible for " +
-           std::to_string(h->raw_bytes) + " raw bytes";
+  const uint64_t nframes = get_u32(in + kOffFrames);
+  if (nframes != chunk_frame_count(h->numel, h->frame_elems) || chunk_header_bytes(nframes) != header_bytes)
+    return std::to_string(nframes) + " frames do not match " + std::to_string(h->numel) + " values in a " +
+           std::to_string(header_bytes) + "-byte header";
+  h->frames.resize(nframes);
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < nframes; ++i) {
+    const char* e = in + kFixedBytes + kFrameEntryBytes * i;
+    ChunkFrame& f = h->frames[i];
+    f.compressed_bytes = get_u32(e);
+    f.xxh64_raw = get_u64(e + 4);
+    const uint64_t values = std::min<uint64_t>(h->frame_elems, h->numel - i * h->frame_elems);
+    if (f.compressed_bytes == 0 || f.compressed_bytes > ZSTD_compressBound(values * esz))
+      return "frame " + std::to_string(i) + ": compressed size " + std::to_string(f.compressed_bytes) +
+             " impossible for " + std::to_string(values) + " values";
+    total += f.compressed_bytes;
+  }
+  if (total != h->compressed_bytes)
+    return "frames add up to " + std::to_string(total) + " bytes, header says " + std::to_string(h->compressed_bytes);
+  if (frames_hash(h->frames) != h->xxh64_raw) return "frame checksums do not match the raw checksum";
   return {};
 }
 
 uint64_t chunk_file_bytes(const ChunkHeader& h) {
-  return kChunkHeaderBytes + (h.compressed_bytes + kChunkHeaderBytes - 1) / kChunkHeaderBytes * kChunkHeaderBytes;
+  return chunk_header_bytes(h.frames.size()) + (h.compressed_bytes + kChunkAlign - 1) / kChunkAlign * kChunkAlign;
 }
 
 }  // namespace streamq

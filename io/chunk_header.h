@@ -1,23 +1,33 @@
 // The on-disk format of one compressed activation chunk file:
-//   [0, 4096)            header (below), little-endian, zero padded; its own
-//                        xxh64 covers all 4096 bytes, so no flipped byte passes
-//   [4096, 4096 + C)     one zstd frame of the storage-dtype payload, byte-
-//                        shuffled per segment when `shuffled`
+//   [0, H)          header: fixed fields (below) and a frame table, little-
+//                   endian, zero padded to H, a multiple of 4096; its own
+//                   xxh64 covers all H bytes, so no flipped byte passes
+//   [H, H + C)      the frames back to back: frame i is an independent zstd
+//                   frame of values [i*F, (i+1)*F) in the storage dtype, byte-
+//                   shuffled (planes per frame) when `shuffled`
 //   zero padding up to a multiple of 4096 (O_DIRECT moves whole blocks)
-// The payload checksum covers the C compressed bytes; the raw checksum covers
-// the storage-dtype bytes before shuffling, i.e. what decoding must give back.
+// Independent frames let both directions run on all cores with output that
+// does not depend on how many. Checksums: xxh64 of the C compressed bytes, and
+// per frame xxh64 of its storage-dtype bytes before shuffling (what decoding
+// must give back); the header's raw checksum is the xxh64 of those.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/error.h"
 
 namespace streamq {
 
-constexpr uint32_t kChunkHeaderBytes = 4096;
+constexpr uint32_t kChunkAlign = 4096;
 constexpr uint32_t kChunkFormatVersion = 1;
+
+struct ChunkFrame {
+  uint32_t compressed_bytes = 0;
+  uint64_t xxh64_raw = 0;  // of its storage-dtype bytes before shuffling
+};
 
 struct ChunkHeader {
   int64_t block = 0;
@@ -26,12 +36,13 @@ struct ChunkHeader {
   uint64_t numel = 0;  // float32 values put
   DType storage = DType::BF16;  // F32 or BF16
   bool shuffled = false;
-  uint32_t segment_elems = 0;  // the shuffle's span: byte planes are per segment of this many elements
-  int32_t zstd_level = 0;      // informative: decoding does not need it
-  uint64_t raw_bytes = 0;      // numel * dtype_size(storage)
+  uint32_t frame_elems = 0;  // values per frame (the last may hold fewer)
+  int32_t zstd_level = 0;    // informative: decoding does not need it
+  uint64_t raw_bytes = 0;    // numel * dtype_size(storage)
   uint64_t compressed_bytes = 0;
   uint64_t xxh64_compressed = 0;
-  uint64_t xxh64_raw = 0;
+  uint64_t xxh64_raw = 0;  // of the frames' raw checksums
+  std::vector<ChunkFrame> frames;
 };
 
 // A stored chunk that does not decode to what was put: bad header, checksum,
@@ -41,12 +52,18 @@ class StoreCorruptionError : public InternalError {
   explicit StoreCorruptionError(const std::string& what) : InternalError(what) {}
 };
 
-// Writes the 4096-byte header block.
-void encode_chunk_header(const ChunkHeader& h, char* out);
-// Parses and checks a header block (magic, version, checksum, sizes
-// consistent with dtype and numel). Returns an empty string when sound, else
-// what is wrong.
-std::string decode_chunk_header(const char* in, ChunkHeader* h);
+// Frames of a chunk of numel values, and the size of its header.
+uint64_t chunk_frame_count(uint64_t numel, uint32_t frame_elems);
+uint32_t chunk_header_bytes(uint64_t nframes);
+// Writes the header (chunk_header_bytes(h.frames.size()) bytes); fills in
+// h.xxh64_raw from the frames.
+void encode_chunk_header(ChunkHeader& h, char* out);
+// From the first 4096 bytes of a file: the whole header's size, or an error.
+std::string peek_chunk_header_bytes(const char* in, uint32_t* header_bytes);
+// Parses and checks a whole header (magic, version, checksum, sizes
+// consistent with dtype, numel and frames). Returns an empty string when
+// sound, else what is wrong.
+std::string decode_chunk_header(const char* in, uint32_t header_bytes, ChunkHeader* h);
 // Bytes of the whole file: header plus payload padded to 4096.
 uint64_t chunk_file_bytes(const ChunkHeader& h);
 

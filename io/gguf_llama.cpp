@@ -96,7 +96,8 @@ void GgufFile::build_llama_view() {
   const GgufTensorInfo* embd = find_tensor("token_embd.weight");
   if (!embd) throw InputError(path_ + ": missing tensor 'token_embd.weight'");
   if (embd->ne.size() != 2)
-    throw InputError(path_ + ": tensor 'token_embd.weight' has " + std::to_string(embd->ne.size()) + " dims, expected 2");
+    throw InputError(path_ + ": tensor 'token_embd.weight' has " + std::to_string(embd->ne.size()) +
+                     " dims, expected 2");
   d.vocab = embd->ne[1];
   if (meta_int("llama.vocab_size", d.vocab) != d.vocab)
     throw InputError(path_ + ": llama.vocab_size " + std::to_string(meta_int("llama.vocab_size")) +

@@ -154,7 +154,8 @@ std::string gguf_tokenizer_to_hf_json(const GgufTokenizer& tok, const std::strin
   for (std::size_t id = 0; id < tok.tokens.size(); ++id) {
     const std::string& s = tok.tokens[id];
     if (!seen.insert(s).second)
-      throw InputError(source + ": token " + std::to_string(id) + " '" + s + "' appears twice in tokenizer.ggml.tokens");
+      throw InputError(source + ": token " + std::to_string(id) + " '" + s +
+                       "' appears twice in tokenizer.ggml.tokens");
     static_cast<Entries&>(entries).emplace_back(s, ojson(id));
     const int64_t type = tok.token_type.empty() ? 1 : tok.token_type[id];
     if (type != kTokenControl && type != kTokenUserDefined && type != kTokenUnknown) continue;

@@ -94,12 +94,14 @@ std::size_t elem_size(GgufValueType t) {
 int64_t GgufValue::as_int(const std::string& where) const {
   if (!is_integer(type)) wrong_type(where, *this, "an integer");
   int64_t v = 0;
-  if (!load_int(type, raw, &v)) throw InputError(where + " is " + std::to_string(load<uint64_t>(raw)) + ", out of range");
+  if (!load_int(type, raw, &v))
+    throw InputError(where + " is " + std::to_string(load<uint64_t>(raw)) + ", out of range");
   return v;
 }
 
 double GgufValue::as_double(const std::string& where) const {
-  if (!is_integer(type) && type != GgufValueType::F32 && type != GgufValueType::F64) wrong_type(where, *this, "a number");
+  if (!is_integer(type) && type != GgufValueType::F32 && type != GgufValueType::F64)
+    wrong_type(where, *this, "a number");
   return load_number(type, raw);
 }
 
@@ -134,7 +136,8 @@ std::vector<float> GgufValue::as_float_array(const std::string& where) const {
 }
 
 const std::vector<std::string>& GgufValue::as_string_array(const std::string& where) const {
-  if (type != GgufValueType::Array || elem_type != GgufValueType::String) wrong_type(where, *this, "an array of strings");
+  if (type != GgufValueType::Array || elem_type != GgufValueType::String)
+    wrong_type(where, *this, "an array of strings");
   return strings;
 }
 

@@ -139,7 +139,9 @@ inline RandomTensor random_gguf_tensor(uint32_t type, int64_t n, std::mt19937_64
       if (type == ggml_type::F32) GgufBuilder::put<float>(&t.bytes, v * 1.001f);
       if (type == ggml_type::F16) GgufBuilder::put<uint16_t>(&t.bytes, f32_to_f16(v));
       if (type == ggml_type::BF16) GgufBuilder::put<uint16_t>(&t.bytes, f32_to_bf16(v));
-      t.values.push_back(type == ggml_type::F32 ? v * 1.001f : type == ggml_type::F16 ? v : bf16_to_f32(f32_to_bf16(v)));
+      t.values.push_back(type == ggml_type::F32   ? v * 1.001f
+                         : type == ggml_type::F16 ? v
+                                                  : bf16_to_f32(f32_to_bf16(v)));
     }
     return t;
   }

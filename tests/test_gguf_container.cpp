@@ -181,7 +181,8 @@ TEST(GgufMalformed, BadMetadata) {
   expect_input_error(GgufBuilder().kv_raw("k", 13, "xxxx").bytes(), {"metadata 'k'", "unknown value type 13"});
   expect_input_error(GgufBuilder().kv_u32("k", 1).kv_u32("k", 2).bytes(), {"metadata 'k' appears twice"});
   expect_input_error(small_file().kv_u32("general.alignment", 3).bytes(), {"general.alignment", "power of two"});
-  expect_input_error(small_file().kv_str("general.alignment", "32").bytes(), {"general.alignment", "expected an integer"});
+  expect_input_error(small_file().kv_str("general.alignment", "32").bytes(),
+                     {"general.alignment", "expected an integer"});
   // Arrays of arrays nested past the limit.
   std::string deep;
   for (int i = 0; i < 9; ++i) {
@@ -215,13 +216,15 @@ TEST(GgufMalformed, BadTensorInfos) {
                          .tensor({"b", {8}, 0, std::string(32, '\0'), 32})
                          .bytes(),
                      {"tensor 'b' overlaps tensor 'a'"});
-  expect_input_error(GgufBuilder().tensor("a", {4}, 0, f4).tensor("a", {4}, 0, f4).bytes(), {"tensor 'a' appears twice"});
+  expect_input_error(GgufBuilder().tensor("a", {4}, 0, f4).tensor("a", {4}, 0, f4).bytes(),
+                     {"tensor 'a' appears twice"});
 }
 
 TEST(GgufMalformed, UnsupportedTypeFailsOnReadNamingTensorAndType) {
   // Q4_K is a valid container type (144-byte blocks of 256) that streamq does not dequantize.
   test::ScratchDir dir("gguf");
-  const auto f = GgufFile::open(write_tmp(dir, GgufBuilder().tensor("blk.0.x", {256}, 12, std::string(144, '\0')).bytes()));
+  const std::string bytes = GgufBuilder().tensor("blk.0.x", {256}, 12, std::string(144, '\0')).bytes();
+  const auto f = GgufFile::open(write_tmp(dir, bytes));
   try {
     f->read_f32(f->tensors()[0]);
     ADD_FAILURE() << "Q4_K dequantized";

@@ -200,10 +200,12 @@ void expect_open_error(const TinyLlama& m, const std::vector<std::string>& needl
 TEST(GgufLlama, IncompleteOrInconsistentModelsFailNamingTheTensor) {
   expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.skip = "blk.1.ffn_up.weight"; })),
                     {"missing tensor 'blk.1.ffn_up.weight'", "model.layers.1.mlp.up_proj.weight"});
-  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.extra = "rope_freqs.weight"; })), {"'rope_freqs.weight'", "llama3 RoPE"});
+  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.extra = "rope_freqs.weight"; })),
+                    {"'rope_freqs.weight'", "llama3 RoPE"});
   expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.extra = "blk.0.attn_q_norm.weight"; })),
                     {"'blk.0.attn_q_norm.weight' has no HF Llama equivalent"});
-  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.kv_heads = 3; })), {"head_count 4 is not a multiple of head_count_kv 3"});
+  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.kv_heads = 3; })),
+                    {"head_count 4 is not a multiple of head_count_kv 3"});
   expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.embd_rows = 41; })), {"llama.vocab_size 40", "41"});
 
   // Another architecture opens (the container is fine) but has no HF view.

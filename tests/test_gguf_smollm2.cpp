@@ -152,8 +152,9 @@ TEST_F(Smollm2Gguf, MatchesTheGgufPyGoldenValuesExactly) {
 // The q/k permutation undone by the reader equals numpy's
 // reshape(n_head, hd/2, 2, cols).swapaxes(1, 2) of the stored rows.
 TEST_F(Smollm2Gguf, RopePermutationMatchesAnIndependentReshape) {
-  for (const auto& [gguf, hf, heads] : {std::tuple{"blk.3.attn_q.weight", "model.layers.3.self_attn.q_proj.weight", 9},
-                                        std::tuple{"blk.3.attn_k.weight", "model.layers.3.self_attn.k_proj.weight", 3}}) {
+  using Case = std::tuple<const char*, const char*, int>;
+  for (const auto& [gguf, hf, heads] : {Case{"blk.3.attn_q.weight", "model.layers.3.self_attn.q_proj.weight", 9},
+                                        Case{"blk.3.attn_k.weight", "model.layers.3.self_attn.k_proj.weight", 3}}) {
     SCOPED_TRACE(hf);
     const GgufTensorInfo* t = f().find_tensor(gguf);
     ASSERT_NE(t, nullptr);

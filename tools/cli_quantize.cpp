@@ -19,7 +19,7 @@ int run_quantize(const std::vector<std::string>& args) {
   po::options_description opts("quantize flags");
   opts.add_options()
       ("help,h", "show this help")
-      ("model", po::value(&job.model_dir), "input model directory (config.json + *.safetensors)")
+      ("model", po::value(&job.model_dir), "input model: an HF directory (config.json + *.safetensors) or a GGUF file (llama architecture; dequantized to float32 first)")
       ("out", po::value(&job.out_dir), "output directory: fake-quant checkpoint (same tensors and dtypes, "
        "weights replaced by dequantized values), config/tokenizer files, streamq_quant.safetensors (codes, "
        "scales, zeros, g_idx) and streamq_report.json; written as <out>.partial-<pid> and renamed when complete")

@@ -5,7 +5,6 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
-#include <cstdlib>  // TEMP-EXPERIMENT
 #include <string>
 
 #include "core/error.h"
@@ -177,27 +176,34 @@ void two_stage_init_grids(const double* w, int64_t m, int64_t n, const std::vect
 // 2 delta c_i^T H_ii c_i, so the exact minimizer along s_i is
 //   s_i += ( c_i^T [H (w - q)]_i + c_i^T [C^T w]_i ) / ( c_i^T H_ii c_i ).
 // The paper's Eq. 9 with R = E[(X - X~) X^T] = -C: its "- w^T R_i w_int,i" is
-// our "+ (w^T C)_i c_i". Per row v = H (w - q) is kept up to date by
-// v -= H[:, k] dq_k for the group's columns (O(n g) per step) and u = C^T w
-// is fixed; both start as one GEMM over all rows.
+// our "+ (w^T C)_i c_i".
+//
+// Rows are independent, so the descent runs over groups in lockstep across
+// rows: per group, every row takes its step (in parallel), then one GEMM
+// V -= dQ_i H_{i,:} (m x g x n) brings every row's v = H (w - q) up to date.
+// Each row sees exactly the sequential descent; the cost is m n^2 per pass,
+// all in GEMMs (the first v, u = C^T w and the curvatures too).
 void two_stage_refine_scales(Backend& backend, const double* w, const std::vector<double>& h,
                              const std::vector<double>* cross, const QuantConfig& cfg, QuantResult& r,
                              const ScaleStepHook* hook) {
   const int64_t m = r.rows, n = r.cols;
   check_layout(r, m, n, h, "two-stage stage 2");
-  if (std::getenv("TS_NOCROSS")) cross = nullptr;  // TEMP-EXPERIMENT
   if (cross && static_cast<int64_t>(cross->size()) != n * n)
     throw InternalError("two-stage stage 2: cross term has " + std::to_string(cross->size()) + " entries, expected " +
                         std::to_string(n) + "^2");
-  std::vector<std::vector<int64_t>> cols(static_cast<size_t>(r.ngroups));
+  // Each group's columns: contiguous [c0, c0 + len) in every result streamq
+  // makes (g_idx = col / g); checked, since the GEMMs below rely on it.
+  std::vector<int64_t> c0(static_cast<size_t>(r.ngroups), -1), len(static_cast<size_t>(r.ngroups), 0);
   for (int64_t c = 0; c < n; ++c) {
     const int32_t gi = r.g_idx[c];
-    if (gi < 0 || gi >= r.ngroups)
+    if (gi < 0 || gi >= r.ngroups || (len[gi] > 0 && c0[gi] + len[gi] != c))
       throw InternalError("two-stage stage 2: g_idx[" + std::to_string(c) + "] = " + std::to_string(gi) +
-                          " outside [0, " + std::to_string(r.ngroups) + ")");
-    cols[gi].push_back(c);
+                          ": groups must be contiguous column ranges in [0, " + std::to_string(r.ngroups) + ")");
+    if (len[gi]++ == 0) c0[gi] = c;
   }
-  std::vector<double> v(static_cast<size_t>(m * n)), u;
+  std::vector<double> cm(static_cast<size_t>(m * n)), v(static_cast<size_t>(m * n)), u;
+  for (int64_t row = 0; row < m; ++row)
+    for (int64_t k = 0; k < n; ++k) cm[row * n + k] = r.codes[row * n + k] - r.zeros[r.g_idx[k] * m + row];
   {
     std::vector<double> d(static_cast<size_t>(m * n));
     for (size_t i = 0; i < d.size(); ++i) d[i] = w[i] - r.dequant[i];
@@ -208,47 +214,48 @@ void two_stage_refine_scales(Backend& backend, const double* w, const std::vecto
     u.resize(static_cast<size_t>(m * n));
     backend.gemm(Trans::N, Trans::N, m, n, n, 1.0, w, n, cross->data(), n, 0.0, u.data(), n);  // rows w^T C
   }
-  tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
-    double* q = &r.dequant[row * n];
-    double* vr = &v[row * n];
-    const double* ur = u.empty() ? nullptr : &u[row * n];
-    std::vector<double> c(static_cast<size_t>(n)), den(static_cast<size_t>(r.ngroups)), dq;
-    for (int64_t k = 0; k < n; ++k) c[k] = r.codes[row * n + k] - r.zeros[r.g_idx[k] * m + row];
-    for (int64_t gi = 0; gi < r.ngroups; ++gi) {  // c_i^T H_ii c_i: fixed with the codes
+  // Curvatures c_i^T H_ii c_i ([ngroups, m]): fixed with the codes.
+  std::vector<double> den(static_cast<size_t>(r.ngroups * m)), dq;
+  for (int64_t gi = 0; gi < r.ngroups; ++gi) {
+    std::vector<double> t(static_cast<size_t>(m * len[gi]));
+    backend.gemm(Trans::N, Trans::N, m, len[gi], len[gi], 1.0, &cm[c0[gi]], n, &h[c0[gi] * n + c0[gi]], n, 0.0,
+                 t.data(), len[gi]);
+    for (int64_t row = 0; row < m; ++row) {
       double s = 0;
-      for (int64_t a : cols[gi]) {
-        double t = 0;
-        for (int64_t b : cols[gi]) t += h[a * n + b] * c[b];
-        s += c[a] * t;
-      }
-      den[gi] = s;
+      for (int64_t a = 0; a < len[gi]; ++a) s += cm[row * n + c0[gi] + a] * t[row * len[gi] + a];
+      den[gi * m + row] = s;
     }
-    if (hook) (*hook)(row, q);
-    for (int it = 0; it < cfg.scale_refine_iters; ++it) {
-      for (int64_t gi = 0; gi < r.ngroups; ++gi) {
+  }
+  if (hook)
+    for (int64_t row = 0; row < m; ++row) (*hook)(row, &r.dequant[row * n]);
+  for (int it = 0; it < cfg.scale_refine_iters; ++it) {
+    for (int64_t gi = 0; gi < r.ngroups; ++gi) {
+      const int64_t g0 = c0[gi], gl = len[gi];
+      dq.assign(static_cast<size_t>(m * gl), 0.0);
+      tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
         // Zero curvature: every code of the group at its zero point, or only
         // dead inputs; the scale does not change the objective.
-        if (!(den[gi] > 0)) continue;
-        const std::vector<int64_t>& gc = cols[gi];
+        if (!(den[gi * m + row] > 0)) return;
+        const double* cr = &cm[row * n + g0];
+        const double* vr = &v[row * n + g0];
+        const double* ur = u.empty() ? nullptr : &u[row * n + g0];
         double num = 0;
-        for (int64_t k : gc) num += c[k] * (vr[k] + (ur ? ur[k] : 0.0));
+        for (int64_t a = 0; a < gl; ++a) num += cr[a] * (vr[a] + (ur ? ur[a] : 0.0));
         double& scale = r.scales[gi * m + row];
-        scale += num / den[gi];
-        dq.resize(gc.size());
-        for (size_t a = 0; a < gc.size(); ++a) {
-          const double qn = scale * c[gc[a]];  // q stays exactly s * c
-          dq[a] = qn - q[gc[a]];
-          q[gc[a]] = qn;
+        scale += num / den[gi * m + row];
+        double* q = &r.dequant[row * n + g0];
+        for (int64_t a = 0; a < gl; ++a) {
+          const double qn = scale * cr[a];  // q stays exactly s * c
+          dq[row * gl + a] = qn - q[a];
+          q[a] = qn;
         }
-        for (size_t a = 0; a < gc.size(); ++a) {
-          if (dq[a] == 0.0) continue;
-          const double* hk = &h[gc[a] * n];
-          for (int64_t j = 0; j < n; ++j) vr[j] -= dq[a] * hk[j];
-        }
-        if (hook) (*hook)(row, q);
-      }
+        if (hook) (*hook)(row, &r.dequant[row * n]);
+      });
+      const bool last = it + 1 == cfg.scale_refine_iters && gi + 1 == r.ngroups;
+      if (!last)  // v = H (w - q) loses H[:, i] dq_i; H symmetric, so rows g0.. of H
+        backend.gemm(Trans::N, Trans::N, m, n, gl, -1.0, dq.data(), gl, &h[g0 * n], n, 1.0, v.data(), n);
     }
-  });
+  }
 }
 
 QuantResult two_stage_rtn_quantize(Backend& backend, const double* w, int64_t m, int64_t n,

@@ -8,7 +8,10 @@
 #include "core/sysinfo.h"
 #include "io/activation_store.h"
 #include "model/model.h"
+#include "pipeline/model_source.h"
 #include "pipeline/progress.h"
+
+#include <filesystem>
 
 namespace streamq {
 
@@ -27,10 +30,11 @@ double sum_nll(const float* logits, const int32_t* targets, int64_t tokens, int6
 
 EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch clock;
-  Model model(job.model_dir);
+  const ModelSource source(job.model_dir, std::filesystem::temp_directory_path().string(), progress);
+  Model model(source.dir());
   const ModelConfig& cfg = model.config();
   const std::vector<int32_t> stream =
-      load_token_stream(job.data_path, job.tokens_dtype, job.text_path, job.model_dir, cfg.vocab);
+      load_token_stream(job.data_path, job.tokens_dtype, job.text_path, source.dir(), cfg.vocab);
   EvalResult res;
   const std::vector<int32_t> toks = eval_windows(stream, job.seqlen, job.windows,
                                                  job.text_path.empty() ? job.data_path : job.text_path, &res.windows);

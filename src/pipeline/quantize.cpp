@@ -17,6 +17,7 @@
 #include "methods/loaq.h"
 #include "methods/method.h"
 #include "model/model.h"
+#include "pipeline/model_source.h"
 #include "pipeline/output_dir.h"
 #include "pipeline/profile.h"
 #include "pipeline/progress.h"
@@ -133,12 +134,14 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const Stopwatch total;
   job.quant.validate();
   const auto method = make_method(job.quant);
-  Model model(job.model_dir);
+  const std::string out_parent = std::filesystem::absolute(job.out_dir).parent_path().string();
+  const ModelSource source(job.model_dir, out_parent, progress);
+  Model model(source.dir());
   const ModelConfig& cfg = model.config();
   const SafetensorsModel& st = model.tensors();
 
   const std::vector<int32_t> stream =
-      load_token_stream(job.calib_path, job.tokens_dtype, job.calib_text_path, job.model_dir, cfg.vocab);
+      load_token_stream(job.calib_path, job.tokens_dtype, job.calib_text_path, source.dir(), cfg.vocab);
   const std::string calib_name = job.calib_text_path.empty() ? job.calib_path : job.calib_text_path;
   const std::vector<int32_t> calib = sample_windows(stream, job.nsamples, job.seqlen, job.seed, calib_name);
   const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
@@ -158,7 +161,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     const TensorInfo& t = st.info(name);
     plan.push_back({name, t.dtype, t.shape});
   }
-  const bool sharded_input = std::filesystem::exists(job.model_dir + "/model.safetensors.index.json");
+  const bool sharded_input = std::filesystem::exists(source.dir() + "/model.safetensors.index.json");
   SafetensorsWriter fq(tmp, plan, {{"format", "pt"}, {"streamq", job.quant.describe()}},
                        sharded_input ? (5ull << 30) : UINT64_MAX);
   SafetensorsWriter qr(tmp, quant_results_plan(cfg, job.quant),
@@ -298,7 +301,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     fq.finish();
     qr.finish();
   }
-  out.copy_side_files(job.model_dir);
+  out.copy_side_files(source.dir());
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
   if (trace) {

@@ -1,0 +1,43 @@
+// GGUF-or-directory model inputs.
+#include "pipeline/model_source.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <ostream>
+
+#include "core/dtype.h"
+#include "io/gguf.h"
+
+namespace fs = std::filesystem;
+
+namespace streamq {
+
+ModelSource::ModelSource(const std::string& model, const std::string& scratch_parent, std::ostream* log) {
+  std::error_code ec;
+  if (!(fs::is_regular_file(model, ec) && fs::path(model).extension() == ".gguf")) {
+    dir_ = model;
+    return;
+  }
+  temp_ = (fs::path(scratch_parent.empty() ? "." : scratch_parent) /
+           (".streamq-gguf-" + std::to_string(::getpid()))).string();
+  fs::remove_all(temp_, ec);
+  // F32 keeps the dequantized values exactly: the quantizer starts from what
+  // the GGUF actually holds.
+  const GgufConversion c = gguf_to_hf_dir(model, temp_, DType::F32);
+  if (log) {
+    *log << "streamq: converted " << model << " (" << c.tensors << " tensors) to HF layout in " << temp_;
+    if (!c.tokenizer_written) *log << "; no tokenizer.json: " << c.tokenizer_note;
+    *log << "\n";
+  }
+  dir_ = temp_;
+}
+
+ModelSource::~ModelSource() {
+  if (!temp_.empty()) {
+    std::error_code ec;
+    fs::remove_all(temp_, ec);
+  }
+}
+
+}  // namespace streamq
