@@ -29,9 +29,19 @@ methods=(
   "gptaq two-stage|--method gptaq --grid two-stage"
   "loaq+gptq|--method gptq --loaq"
   "loaq-norm+gptq|--method gptq --loaq --loaq-norm"
+  "gptaq+cae two-stage|--method gptaq --cae --grid two-stage"
+  "loaq+gptq two-stage|--method gptq --loaq --grid two-stage"
+  "loaq+gptaq two-stage|--method gptaq --loaq --grid two-stage"
 )
+# QUALITY_ONLY=REGEX runs only the methods whose name matches (rows go to stdout only).
+if [[ -n "${QUALITY_ONLY:-}" ]]; then
+  keep=()
+  for entry in "${methods[@]}"; do [[ ${entry%%|*} =~ $QUALITY_ONLY ]] && keep+=("$entry"); done
+  methods=("${keep[@]}")
+fi
 fp=$("$bin" eval --model "$model" --data "$valid" --seqlen 256 --windows 64 --quiet | awk '/^ppl/ {print $2}')
 out=bench/quality-stories260K.md
+[[ -n "${QUALITY_ONLY:-}" ]] && out=/dev/null
 {
   echo "| method | bits | group | perplexity | vs FP | mean rel. objective | seconds |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -44,6 +44,12 @@ class ChunkCodec {
  private:
   Frame* take_frame();
   void give_back(Frame* f);
+  // Puts every frame back in the free list when a pipeline ends, also when an
+  // exception abandoned some on the way.
+  struct FramesBack {
+    ChunkCodec* c;
+    ~FramesBack();
+  };
 
   std::vector<std::unique_ptr<Frame>> frames_;  // as many as the pipeline keeps alive
   std::mutex m_;

@@ -25,10 +25,6 @@ namespace streamq {
 
 namespace {
 
-// Byte planes are shuffled per segment of this many values: 256 KiB of bf16
-// stays in L2 between conversion, shuffle and zstd, and zstd's window spans
-// segments, so a longer span gains nothing.
-constexpr uint32_t kSegmentElems = 1u << 17;
 
 std::string where(int64_t block, Flow flow, int64_t chunk) {
   return "activation store: block " + std::to_string(block) + ", flow " + to_string(flow) + ", chunk " +
@@ -83,6 +79,7 @@ class CompressedStoreImpl final : public CompressedStore {
     if (opts_.storage != DType::F32 && opts_.storage != DType::BF16)
       throw InputError(std::string("activation store: storage dtype must be F32 or BF16, got ") +
                        dtype_name(opts_.storage));
+    if (opts_.frame_elems == 0) throw InputError("activation store: frame_elems must be positive");
     make_dirs(opts_.dir);
   }
 
@@ -113,11 +110,13 @@ class CompressedStoreImpl final : public CompressedStore {
     h.numel = static_cast<uint64_t>(numel);
     h.storage = opts_.storage;
     h.shuffled = opts_.shuffle;
-    h.segment_elems = kSegmentElems;
+    h.frame_elems = opts_.frame_elems;
     h.zstd_level = opts_.zstd_level;
     try {
       auto codec = codecs_.lease();
       e->header = codec->write(io_, e->fd.get(), &e->group, h, data);
+      e->file_bytes = chunk_file_bytes(e->header);
+      e->header.frames = {};  // only get() needs them, and it reads them from the file
     } catch (const std::exception& ex) {
       io_.wait(&e->group);  // what was queued still refers to the descriptor
       e->fd.reset();
@@ -203,7 +202,7 @@ class CompressedStoreImpl final : public CompressedStore {
       s.input_bytes += e->header.numel * sizeof(float);
       s.raw_bytes += e->header.raw_bytes;
       s.compressed_bytes += e->header.compressed_bytes;
-      s.file_bytes += chunk_file_bytes(e->header);
+      s.file_bytes += e->file_bytes;
     }
     return s;
   }
@@ -220,6 +219,7 @@ class CompressedStoreImpl final : public CompressedStore {
     Fd fd;                  // open while its writes may be in flight
     IoEngine::Group group;  // its writes
     ChunkHeader header;
+    uint64_t file_bytes = 0;
     bool writing = true;    // completion not yet collected
     bool failed = false, reported = false;
     bool dirty = true;      // not yet fsynced

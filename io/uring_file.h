@@ -13,7 +13,7 @@ namespace streamq {
 
 class UringBackend final : public IoBackend {
  public:
-  // Throws nothing; check ok() (make_uring_backend does).
+  // Throws nothing: check init_error() (make_uring_backend does).
   explicit UringBackend(unsigned entries);
   ~UringBackend() override;
   UringBackend(const UringBackend&) = delete;

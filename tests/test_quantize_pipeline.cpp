@@ -55,8 +55,15 @@ TEST(QuantizePipeline, OutputIsCompleteConsistentAndDeterministic) {
   auto rb = test::run_streamq(quantize_args(b, {"--bits", "3", "--group", "32", "--act-order", "--threads", "1",
                                                 "--activations", "disk"}));
   ASSERT_EQ(rb.exit_code, 0) << rb.err;
-  for (const char* f : {"model.safetensors", "streamq_quant.safetensors"})
+  // And through the pread/pwrite path with another zstd level.
+  const std::string c = dir.file("c");
+  auto rc = test::run_streamq(quantize_args(c, {"--bits", "3", "--group", "32", "--act-order", "--activations",
+                                                "disk", "--io", "posix", "--zstd-level", "5"}));
+  ASSERT_EQ(rc.exit_code, 0) << rc.err;
+  for (const char* f : {"model.safetensors", "streamq_quant.safetensors"}) {
     EXPECT_TRUE(test::read_all(a + "/" + f) == test::read_all(b + "/" + f)) << f << " differs between runs";
+    EXPECT_TRUE(test::read_all(a + "/" + f) == test::read_all(c + "/" + f)) << f << " differs with --io posix";
+  }
   EXPECT_TRUE(std::filesystem::exists(a + "/config.json"));
   for (const auto& e : std::filesystem::directory_iterator(dir.path()))
     EXPECT_EQ(e.path().filename().string().find(".partial"), std::string::npos) << "left behind: " << e.path();

@@ -35,7 +35,13 @@ int run_quantize(const std::vector<std::string>& args) {
       ("chunk-tokens", po::value(&job.chunk_tokens)->default_value(4096),
        "tokens per activation chunk (whole sequences; bounds activation memory)")
       ("activations", po::value(&activations)->default_value("memory"),
-       "where block-boundary activations live: memory or disk (under the staging directory)")
+       "where block-boundary activations live: memory, or disk (zstd-compressed float32 chunks with xxh64 "
+       "checksums under the staging directory, read and written through io_uring with O_DIRECT)")
+      ("io", po::value(&job.io_path)->default_value("auto"),
+       "disk activations' I/O path: auto (io_uring, else pread/pwrite, said once), uring (fail if unavailable), "
+       "posix")
+      ("zstd-level", po::value(&job.zstd_level)->default_value(1),
+       "disk activations' zstd level (1: measured best ratio and speed on real activations, bench/RESULTS.md)")
       ("report", po::value(&job.report_path), "also write the JSON run report to this file")
       ("trace", po::value(&job.trace_path),
        "write a Chrome trace-event JSON of the run (open in Perfetto or chrome://tracing; summarize with "

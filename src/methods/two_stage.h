@@ -40,7 +40,8 @@ using ScaleStepHook = std::function<void(int64_t row, const double* q_row)>;
 // C = dX X^T = LinearStats::cross() (the paper's R = E[(X - X~) X^T] = -C).
 // w[m, n]: the target the sweep started from (original weights, dead inputs
 // zeroed), original order; h: undamped H; cross: C with h's scale, or null
-// (no FP flow: C = 0). Groups are read from r.g_idx; updates r.scales and
+// (no FP flow: C = 0). Groups are read from r.g_idx (contiguous column
+// ranges, as every streamq result has them); updates r.scales and
 // r.dequant. Deterministic (rows in parallel, each row sequential).
 void two_stage_refine_scales(Backend& backend, const double* w, const std::vector<double>& h,
                              const std::vector<double>* cross, const QuantConfig& cfg, QuantResult& r,

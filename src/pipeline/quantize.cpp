@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/sysinfo.h"
 #include "io/activation_store.h"
+#include "io/io_backend.h"
 #include "io/file_util.h"
 #include "io/safetensors.h"
 #include "methods/loaq.h"
@@ -152,8 +153,18 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const std::string tmp = out.staging_path();
   std::unique_ptr<TraceRecorder> trace;
   if (!job.trace_path.empty()) trace = std::make_unique<TraceRecorder>();
-  std::unique_ptr<ActivationStore> store = std::make_unique<TracedStore>(
-      job.disk_store ? make_disk_store(tmp + "/.activations") : make_memory_store(), trace.get());
+  std::unique_ptr<ActivationStore> inner_store;
+  if (job.disk_store) {
+    CompressedStoreOptions opts;
+    opts.dir = tmp + "/.activations";
+    opts.storage = DType::F32;  // lossless: memory and disk placements give identical outputs
+    opts.zstd_level = job.zstd_level;
+    opts.io = parse_io_path(job.io_path);
+    inner_store = make_compressed_store(opts);
+  } else {
+    inner_store = make_memory_store();
+  }
+  std::unique_ptr<ActivationStore> store = std::make_unique<TracedStore>(std::move(inner_store), trace.get());
 
   // The fake-quant checkpoint mirrors the input's tensors, names and dtypes.
   std::vector<TensorSpec> plan;

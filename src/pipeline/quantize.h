@@ -29,6 +29,10 @@ struct QuantizeJob {
   LoaqConfig loaq;              // LoaQ: quantize a transformed target instead of W
   int64_t chunk_tokens = 4096;  // tokens per activation chunk (whole sequences, at least one)
   bool disk_store = false;      // activations on disk (under out_dir's temp dir) instead of memory
+  // The disk store: zstd-compressed, checksummed chunks through io_uring (or
+  // pread/pwrite). Stored as float32 so every placement gives the same bytes.
+  std::string io_path = "auto";  // auto | uring | posix
+  int zstd_level = 1;
   bool overwrite = false;       // replace an existing non-empty out_dir
   std::string report_path;      // extra copy of the JSON report ("" = none)
   std::string trace_path;       // Chrome trace-event JSON of the run ("" = no tracing)
