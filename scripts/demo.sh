@@ -17,15 +17,17 @@ ppl() { ./build/streamq eval --model "$1" --data "$valid" --seqlen 256 --windows
 
 fp=$(ppl "$model")
 rows=("| model | perplexity | vs FP |" "| --- | ---: | ---: |" "| FP (float32) | $fp | |")
-for cfg in "gptq 4 32" "rtn 4 32" "gptq 3 -1" "rtn 3 -1"; do
-  read -r method bits group <<<"$cfg"
-  out="$work/${method}-w${bits}g${group}"
-  echo "== streamq quantize --method $method --bits $bits --group $group" >&2
+# The last row is the recommended configuration (bench/RESULTS.md).
+for cfg in "gptq 4 32" "rtn 4 32" "gptq 3 -1" "rtn 3 -1" "gptq 3 32 --loaq --grid two-stage"; do
+  read -r method bits group extra <<<"$cfg"
+  out="$work/${method}-w${bits}g${group}${extra:+-recommended}"
+  echo "== streamq quantize --method $method --bits $bits --group $group $extra" >&2
+  # shellcheck disable=SC2086
   ./build/streamq quantize --model "$model" --out "$out" --overwrite --calib "$calib" \
-    --nsamples 32 --seqlen 256 --seed 0 --method "$method" --bits "$bits" --group "$group" \
+    --nsamples 32 --seqlen 256 --seed 0 --method "$method" --bits "$bits" --group "$group" $extra \
     --report "$out.report.json"
   q=$(ppl "$out")
-  label="$method w${bits} $([ "$group" = -1 ] && echo per-channel || echo "g$group")"
+  label="$method w${bits} $([ "$group" = -1 ] && echo per-channel || echo "g$group")${extra:+ $extra}"
   rows+=("| $label | $q | $(awk -v a="$q" -v b="$fp" 'BEGIN {printf "%+.1f%%", 100 * (a / b - 1)}') |")
 done
 echo
