@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "io/mapped_file.h"
 #include "core/dtype.h"
 
 namespace streamq {
@@ -164,8 +165,7 @@ class GgufFile {
   const HfEntry& hf_entry(const std::string& hf_name) const;
 
   std::string path_;
-  int fd_ = -1;
-  void* map_ = nullptr;
+  MappedFile file_;
   uint64_t file_size_ = 0;
   uint32_t version_ = 0;
   uint64_t alignment_ = kGgufDefaultAlignment;

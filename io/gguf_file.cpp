@@ -138,31 +138,19 @@ uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }  // a 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->path_ = path;
-  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f->fd_ < 0) throw InputError(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(f->fd_, &st) != 0) throw InputError(path + ": cannot stat: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw InputError(path + ": not a regular file");
-  f->file_size_ = static_cast<uint64_t>(st.st_size);
+  f->file_.open(path);
+  f->file_size_ = f->file_.size();
   if (f->file_size_ == 0) throw InputError(path + ": empty file (truncated?)");
-  f->map_ = ::mmap(nullptr, f->file_size_, PROT_READ, MAP_PRIVATE, f->fd_, 0);
-  if (f->map_ == MAP_FAILED) {
-    f->map_ = nullptr;
-    throw InputError(path + ": mmap failed: " + std::strerror(errno));
-  }
   f->parse();
   if (f->architecture() == "llama") f->build_llama_view();
   else f->hf_unavailable_ = "general.architecture is '" + f->architecture() + "'; only 'llama' maps to HF names";
   return f;
 }
 
-GgufFile::~GgufFile() {
-  if (map_) ::munmap(map_, file_size_);
-  if (fd_ >= 0) ::close(fd_);
-}
+GgufFile::~GgufFile() = default;
 
 void GgufFile::parse() {
-  const auto* base = static_cast<const unsigned char*>(map_);
+  const auto* base = file_.data();
   Cursor c(base, file_size_, path_);
 
   c.need(4, "magic");
@@ -332,7 +320,7 @@ const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
 }
 
 const void* GgufFile::data(const GgufTensorInfo& t) const {
-  return static_cast<const unsigned char*>(map_) + t.offset;
+  return file_.data() + t.offset;
 }
 
 std::vector<float> GgufFile::read_f32(const GgufTensorInfo& t) const {

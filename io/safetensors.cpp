@@ -98,24 +98,14 @@ void parse_entry(const std::string& where, const json& e, uint64_t data_size, Te
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f->fd_ < 0) throw InputError(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(f->fd_, &st) != 0) throw InputError(path + ": cannot stat: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw InputError(path + ": not a regular file");
-  f->file_size_ = static_cast<uint64_t>(st.st_size);
+  f->file_.open(path);
+  f->file_size_ = f->file_.size();
   if (f->file_size_ < 8)
     throw InputError(path + ": file is " + std::to_string(f->file_size_) +
                      " bytes, too short for the 8-byte header length (empty or truncated?)");
-
   // Everything below reads through the mapping; the header length is checked
   // against the file size before anything is allocated for the header.
-  f->map_ = ::mmap(nullptr, f->file_size_, PROT_READ, MAP_PRIVATE, f->fd_, 0);
-  if (f->map_ == MAP_FAILED) {
-    f->map_ = nullptr;
-    throw InputError(path + ": mmap failed: " + std::strerror(errno));
-  }
-  const auto* bytes = static_cast<const unsigned char*>(f->map_);
+  const auto* bytes = f->file_.data();
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];  // little-endian
   if (header_len == 0) throw InputError(path + ": header length is 0");
@@ -186,10 +176,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   return f;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(map_, file_size_);
-  if (fd_ >= 0) ::close(fd_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {
   const auto it = index_.find(name);
@@ -197,7 +184,7 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
 }
 
 const void* SafetensorsFile::data(const TensorInfo& t) const {
-  return static_cast<const unsigned char*>(map_) + t.offset;
+  return file_.data() + t.offset;
 }
 
 // ---- model directory

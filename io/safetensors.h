@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "io/mapped_file.h"
 
 namespace streamq {
 
@@ -49,8 +50,7 @@ class SafetensorsFile {
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::size_t> index_;
   std::map<std::string, std::string> metadata_;
-  int fd_ = -1;
-  void* map_ = nullptr;
+  MappedFile file_;
   uint64_t file_size_ = 0;
 };
 
