@@ -74,40 +74,41 @@ void gemm_tiled(Trans ta, Trans tb, int64_t m, int64_t n, const T* a, int64_t ld
   tbb::parallel_for(int64_t{0}, tiles_m * tiles_n, run_tile);
 }
 
+// One BLAS call per precision, so the tiled driver below is written once.
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha, const float* a, int lda,
+               const float* b, int ldb, float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, double alpha, const double* a, int lda,
+               const double* b, int ldb, double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <typename T>
+void gemm_any(const char* op, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+              const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  check_gemm_args(op, ta, tb, m, n, k, lda, ldb, ldc);
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    scale_c(m, n, beta, c, ldc);
+    return;
+  }
+  gemm_tiled<T>(ta, tb, m, n, a, lda, b, ldb, c, ldc, [&](int64_t mm, int64_t nn, const T* at, const T* bt, T* ct) {
+    blas_gemm(to_cblas(ta), to_cblas(tb), static_cast<int>(mm), static_cast<int>(nn), static_cast<int>(k), alpha, at,
+              static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct, static_cast<int>(ldc));
+  });
+}
+
 }  // namespace
 
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  check_gemm_args("gemm<f32>", ta, tb, m, n, k, lda, ldb, ldc);
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    scale_c(m, n, beta, c, ldc);
-    return;
-  }
-  gemm_tiled<float>(ta, tb, m, n, a, lda, b, ldb, c, ldc,
-                    [&](int64_t mm, int64_t nn, const float* at, const float* bt, float* ct) {
-                      cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), static_cast<int>(mm),
-                                  static_cast<int>(nn), static_cast<int>(k), alpha, at,
-                                  static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct,
-                                  static_cast<int>(ldc));
-                    });
+  gemm_any<float>("gemm<f32>", ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  check_gemm_args("gemm<f64>", ta, tb, m, n, k, lda, ldb, ldc);
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    scale_c(m, n, beta, c, ldc);
-    return;
-  }
-  gemm_tiled<double>(ta, tb, m, n, a, lda, b, ldb, c, ldc,
-                     [&](int64_t mm, int64_t nn, const double* at, const double* bt, double* ct) {
-                       cblas_dgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), static_cast<int>(mm),
-                                   static_cast<int>(nn), static_cast<int>(k), alpha, at,
-                                   static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct,
-                                   static_cast<int>(ldc));
-                     });
+  gemm_any<double>("gemm<f64>", ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace streamq::cpu
