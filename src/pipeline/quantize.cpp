@@ -17,6 +17,7 @@
 #include "io/safetensors.h"
 #include "methods/loaq.h"
 #include "methods/method.h"
+#include "methods/quant_config_json.h"
 #include "model/model.h"
 #include "pipeline/model_source.h"
 #include "pipeline/output_dir.h"
@@ -176,7 +177,9 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   SafetensorsWriter fq(tmp, plan, {{"format", "pt"}, {"streamq", job.quant.describe()}},
                        sharded_input ? (5ull << 30) : UINT64_MAX);
   SafetensorsWriter qr(tmp, quant_results_plan(cfg, job.quant),
-                       {{"format", "streamq-quant"}, {"streamq", job.quant.describe()}}, UINT64_MAX,
+                       {{"format", "streamq-quant"},
+                        {"streamq", job.quant.describe()},
+                        {"quant_config", quant_config_to_json(job.quant).dump()}}, UINT64_MAX,
                        "streamq_quant");
   std::vector<std::string> block_tensors;
   for (const auto& name : st.tensor_names())
