@@ -167,6 +167,29 @@ class CompressedStoreImpl final : public CompressedStore {
 
   uint64_t bytes_held() const override { return stats(-1).file_bytes; }
 
+  void adopt(int64_t block, int64_t nchunks) override {
+    for (const Flow flow : {Flow::Fp, Flow::Quant}) {
+      for (int64_t c = 0; c < nchunks; ++c) {
+        const std::string w = where(block, flow, c);
+        auto e = std::make_shared<Entry>();
+        e->key = Key{block, static_cast<int>(flow), c};
+        e->path = compressed_chunk_path(opts_.dir, block, flow, c);
+        e->header = read_header(e->path, w);
+        if (e->header.block != block || e->header.flow != static_cast<uint32_t>(flow) || e->header.chunk != c)
+          throw StoreCorruptionError(w + ": " + e->path + " holds another chunk's header");
+        struct stat st {};
+        if (::stat(e->path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) < chunk_file_bytes(e->header))
+          throw StoreCorruptionError(w + ": " + e->path + " is truncated");
+        e->file_bytes = static_cast<uint64_t>(st.st_size);
+        e->header.frames = {};
+        e->writing = false;
+        e->dirty = false;
+        std::lock_guard lk(m_);
+        table_[e->key] = std::move(e);
+      }
+    }
+  }
+
   void flush() override {
     for (auto& e : snapshot()) io_.wait(&e->group);
     collect(false);
@@ -248,6 +271,29 @@ class CompressedStoreImpl final : public CompressedStore {
     if (fd < 0)
       throw InternalError(w + ": cannot open " + path + ": " + std::strerror(-fd));
     return Fd(fd);
+  }
+
+  // The header of a chunk file, read with plain buffered reads.
+  static ChunkHeader read_header(const std::string& path, const std::string& w) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) throw StoreCorruptionError(w + ": " + path + " is missing: " + std::strerror(errno));
+    auto read_at = [&](std::vector<char>* buf) {
+      const ssize_t n = ::pread(fd.get(), buf->data(), buf->size(), 0);
+      if (n != static_cast<ssize_t>(buf->size())) throw StoreCorruptionError(w + ": " + path + " is truncated");
+    };
+    std::vector<char> head(kChunkAlign);
+    read_at(&head);
+    uint32_t header_bytes = 0;
+    std::string bad = peek_chunk_header_bytes(head.data(), &header_bytes);
+    if (!bad.empty()) throw StoreCorruptionError(w + ": " + path + ": " + bad);
+    if (header_bytes > head.size()) {
+      head.resize(header_bytes);
+      read_at(&head);
+    }
+    ChunkHeader h;
+    bad = decode_chunk_header(head.data(), header_bytes, &h);
+    if (!bad.empty()) throw StoreCorruptionError(w + ": " + path + ": " + bad);
+    return h;
   }
 
   std::shared_ptr<Entry> find(const Key& key) {

@@ -35,6 +35,11 @@ class CompressedStore : public ActivationStore {
   // the last flush and the directory. Throws InternalError naming block, flow,
   // chunk and file for any chunk whose write failed (that chunk stays absent).
   virtual void flush() = 0;
+  // Takes over chunk files of boundary `block` that an earlier process left
+  // in the directory (a resumed job): `nchunks` chunks of each flow, whose
+  // headers are checked now (StoreCorruptionError naming the file when one is
+  // missing or damaged) and whose data is checked by get() as always.
+  virtual void adopt(int64_t block, int64_t nchunks) = 0;
   // What is held for `block`, or for all blocks when block < 0.
   virtual StoreStats stats(int64_t block = -1) const = 0;
   // "io_uring (registered buffers), O_DIRECT", "posix, buffered", ...

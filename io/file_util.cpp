@@ -67,7 +67,8 @@ std::string read_file(const std::string& path) {
   return out;
 }
 
-void atomic_write_file(const std::string& path, const std::string& content) {
+void atomic_write_file(const std::string& path, const std::string& content,
+                       const std::function<void()>& before_rename) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   try {
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -83,6 +84,7 @@ void atomic_write_file(const std::string& path, const std::string& content) {
     }
     if (::fsync(fd.get()) != 0) throw InternalError(tmp + ": fsync failed: " + errno_text());
     if (fd.release_and_close() != 0) throw InternalError(tmp + ": close failed: " + errno_text());
+    if (before_rename) before_rename();
     if (::rename(tmp.c_str(), path.c_str()) != 0)
       throw InternalError(tmp + ": rename to " + path + " failed: " + errno_text());
   } catch (...) {

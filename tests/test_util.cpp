@@ -51,14 +51,16 @@ static std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-CliResult run_streamq(const std::vector<std::string>& args) {
+CliResult run_streamq(const std::vector<std::string>& args) { return run_streamq_with("", args); }
+
+CliResult run_streamq_with(const std::string& prefix, const std::vector<std::string>& args) {
   ScratchDir tmp("cli");
-  std::string cmd = shell_quote(STREAMQ_BIN);
+  std::string cmd = prefix + (prefix.empty() ? "" : " ") + shell_quote(STREAMQ_BIN);
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " >" + shell_quote(tmp.file("out")) + " 2>" + shell_quote(tmp.file("err"));
   const int status = std::system(cmd.c_str());
   CliResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : (WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1);
   r.out = read_all(tmp.file("out"));
   r.err = read_all(tmp.file("err"));
   return r;

@@ -34,6 +34,10 @@ struct CliResult {
 };
 // Runs the built `streamq` binary with `args` (shell-quoted for you).
 CliResult run_streamq(const std::vector<std::string>& args);
+// The same with `prefix` before the binary in the shell command line:
+// environment assignments ("STREAMQ_TEST_KILL_AT=put:3") and/or a wrapper
+// ("timeout -s KILL 0.5"). A process killed by a signal gives 128 + signal.
+CliResult run_streamq_with(const std::string& prefix, const std::vector<std::string>& args);
 
 std::string read_all(const std::string& path);
 void write_all(const std::string& path, const std::string& bytes);

@@ -29,6 +29,7 @@ int run_eval(const std::vector<std::string>& args);
 int run_inspect(const std::vector<std::string>& args);
 int run_layer(const std::vector<std::string>& args);
 int run_profile(const std::vector<std::string>& args);
+int run_status(const std::vector<std::string>& args);
 int run_synth(const std::vector<std::string>& args);
 
 }  // namespace streamq::cli

@@ -1,5 +1,6 @@
 // `streamq quantize`: flags -> QuantizeJob -> pipeline, summary on stderr.
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli_common.h"
@@ -24,6 +25,13 @@ int run_quantize(const std::vector<std::string>& args) {
        "weights replaced by dequantized values), config/tokenizer files, streamq_quant.safetensors (codes, "
        "scales, zeros, g_idx) and streamq_report.json; written as <out>.partial-<pid> and renamed when complete")
       ("overwrite", po::bool_switch(), "replace --out if it exists and is not empty")
+      ("workdir", po::value(&job.workdir),
+       "make the job resumable: DIR keeps a manifest (model fingerprint, method, calibration hash, last finished "
+       "block, checksums), each finished block and the next block's input activations (compressed on disk "
+       "whatever --activations says). Running the same command again after a crash or kill resumes after the "
+       "last finished block and gives byte-identical outputs; a different model, method or calibration is "
+       "refused (see --restart). `streamq status --workdir DIR` shows progress")
+      ("restart", po::bool_switch(&job.restart), "discard the job found in --workdir and start over")
       ("calib", po::value(&job.calib_path), "calibration token ids: little-endian, no header (see --tokens-dtype)")
       ("calib-text", po::value(&job.calib_text_path),
        "calibration text instead of --calib: a .txt file (one document) or .jsonl (the \"text\" field of each "
@@ -63,6 +71,10 @@ int run_quantize(const std::vector<std::string>& args) {
     throw InputError("--activations '" + activations + "': expected memory or disk");
   job.disk_store = activations == "disk";
   if (job.chunk_tokens < 1) throw InputError("--chunk-tokens must be >= 1");
+  if (job.restart && job.workdir.empty()) throw InputError("--restart needs --workdir");
+  // Test-only hook of the crash test (tests/test_resume.cpp): SIGKILL at a
+  // named point of the job, e.g. "put:3" or "manifest:2".
+  if (const char* k = std::getenv("STREAMQ_TEST_KILL_AT")) job.kill_at = k;
 
   const auto limit = set_threads(threads);
   auto backend = make_cpu_backend();
@@ -82,7 +94,7 @@ int run_quantize(const std::vector<std::string>& args) {
                   "peak RSS %.1f MiB -> %s\n",
                   r.method.c_str(), static_cast<long long>(n), n ? rel / n : 0.0, static_cast<long long>(retries),
                   format_duration(r.total_seconds).c_str(), r.peak_rss_bytes / 1048576.0, job.out_dir.c_str());
-    std::cerr << buf;
+    if (!r.already_complete) std::cerr << buf;
     if (!r.profile_text.empty()) std::cerr << r.profile_text;
   }
   return 0;

@@ -20,6 +20,7 @@ constexpr const char* kUsage =
     "  eval       perplexity of a model over non-overlapping token windows\n"
     "  inspect    show a model's config and tensor table\n"
     "  layer      quantize one linear from .npy/.safetensors tensors (W, X, X~) with any method\n"
+    "  status     show how far the resumable job in a --workdir got\n"
     "  profile    summarize a --trace file (stage totals, I/O hidden under compute), optional HTML timeline\n"
     "  synth      write a random-weight Llama/Qwen2 checkpoint of any shape or a preset's\n";
 
@@ -39,8 +40,9 @@ int main(int argc, char** argv) {
     if (cmd == "inspect") return streamq::cli::run_inspect(args);
     if (cmd == "layer") return streamq::cli::run_layer(args);
     if (cmd == "profile") return streamq::cli::run_profile(args);
+    if (cmd == "status") return streamq::cli::run_status(args);
     if (cmd == "synth") return streamq::cli::run_synth(args);
-    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, inspect, layer, profile, synth)\n";
+    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, inspect, layer, profile, status, synth)\n";
     return 2;
   } catch (const streamq::InputError& e) {
     std::cerr << "streamq " << cmd << ": error: " << e.what() << "\n";

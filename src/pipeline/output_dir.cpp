@@ -1,7 +1,10 @@
 // Staged, atomically committed output directories.
 #include "pipeline/output_dir.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <filesystem>
 
@@ -12,7 +15,8 @@ namespace fs = std::filesystem;
 
 namespace streamq {
 
-OutputDir::OutputDir(std::string path, bool overwrite) : path_(std::move(path)), overwrite_(overwrite) {
+OutputDir::OutputDir(std::string path, bool overwrite, const std::string& tag)
+    : path_(std::move(path)), overwrite_(overwrite) {
   if (path_.empty()) throw InputError("--out: an output directory is required");
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
   std::error_code ec;
@@ -21,9 +25,30 @@ OutputDir::OutputDir(std::string path, bool overwrite) : path_(std::move(path)),
     if (!fs::is_empty(path_, ec) && !overwrite_)
       throw InputError("--out " + path_ + ": directory exists and is not empty; pass --overwrite to replace it");
   }
-  staging_ = path_ + ".partial-" + std::to_string(::getpid());
+  remove_dead_stagings();
+  staging_ = path_ + ".partial-" + (tag.empty() ? std::to_string(::getpid()) : tag);
   fs::remove_all(staging_, ec);
   make_dirs(staging_);
+}
+
+// A killed run leaves <path>.partial-<pid> (and, mid-commit, .old-<pid>)
+// behind; once that pid is gone nobody will finish it. (A process just
+// SIGKILLed may still exist for a moment; its leftover goes next time.)
+void OutputDir::remove_dead_stagings() const {
+  const fs::path p(path_);
+  const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  const std::string base = p.filename().string();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    const std::string name = e.path().filename().string();
+    for (const std::string tag : {".partial-", ".old-"}) {
+      if (name.rfind(base + tag, 0) != 0) continue;
+      const std::string pid_text = name.substr(base.size() + tag.size());
+      if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+      const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+      if (::kill(pid, 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+    }
+  }
 }
 
 OutputDir::~OutputDir() {

@@ -9,8 +9,11 @@ namespace streamq {
 class OutputDir {
  public:
   // Refuses (InputError naming it) an existing non-empty `path` unless
-  // `overwrite`; creates the staging directory `<path>.partial-<pid>`.
-  OutputDir(std::string path, bool overwrite);
+  // `overwrite`; creates the staging directory `<path>.partial-<tag>`, tag
+  // the pid by default. A resumable job passes its job id as the tag, so a
+  // rerun replaces what its killed predecessor left (it holds the job's lock,
+  // so that predecessor is gone even if the kernel has not reaped it yet).
+  OutputDir(std::string path, bool overwrite, const std::string& tag = "");
   // Removes the staging directory when commit() was not reached.
   ~OutputDir();
   OutputDir(const OutputDir&) = delete;
@@ -25,6 +28,7 @@ class OutputDir {
   void commit();
 
  private:
+  void remove_dead_stagings() const;
   std::string path_, staging_;
   bool overwrite_;
   bool committed_ = false;

@@ -13,7 +13,9 @@ namespace streamq {
 
 class Progress {
  public:
-  Progress(std::ostream* out, std::string what, int64_t total) : out_(out), what_(std::move(what)), total_(total) {}
+  // `done`: steps an earlier process finished (a resumed job).
+  Progress(std::ostream* out, std::string what, int64_t total, int64_t done = 0)
+      : out_(out), what_(std::move(what)), total_(total), done_(done) {}
   // Marks one step done and prints "<what> block i/n  <step>s  elapsed  ETA  <extra>".
   void step(const std::string& extra);
 

@@ -1,7 +1,9 @@
-// The block loop of `streamq quantize`.
+// The block loop of `streamq quantize`: a job in a workdir (resumable when the
+// user names one), one block at a time, each finished block made durable
+// before the manifest says so, the checkpoint assembled at the end.
 #include "pipeline/quantize.h"
 
-#include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,122 +14,258 @@
 #include "core/error.h"
 #include "core/sysinfo.h"
 #include "io/activation_store.h"
-#include "io/io_backend.h"
+#include "io/file_hash.h"
 #include "io/file_util.h"
+#include "io/io_backend.h"
 #include "io/safetensors.h"
 #include "methods/loaq.h"
 #include "methods/method.h"
 #include "methods/quant_config_json.h"
 #include "model/model.h"
+#include "pipeline/block_files.h"
+#include "pipeline/block_stats.h"
+#include "pipeline/kill_points.h"
 #include "pipeline/model_source.h"
 #include "pipeline/output_dir.h"
 #include "pipeline/profile.h"
 #include "pipeline/progress.h"
 #include "pipeline/traced_store.h"
+#include "pipeline/workdir.h"
 #include "scheduler/trace.h"
+
+namespace fs = std::filesystem;
 
 namespace streamq {
 namespace {
 
-struct Chunking {
-  int64_t seqs_per_chunk, nchunks;
-  int64_t seqs(int64_t c, int64_t total) const { return std::min(seqs_per_chunk, total - c * seqs_per_chunk); }
+// Model files are identified by name, size and xxh64 of their first 4 MiB
+// (the safetensors header and the first tensors) and last 1 MiB: reading a
+// 140 GB model in full on every resume would cost minutes, and any other
+// model differs in those bytes.
+nlohmann::json model_identity(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && (e.path().extension() == ".safetensors" || name == "config.json" ||
+                                name == "model.safetensors.index.json"))
+      names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& n : names) {
+    const std::string path = dir + "/" + n;
+    files.push_back({{"name", n}, {"bytes", fs::file_size(path)}, {"xxh64_ends", hex64(xxh64_file_ends(path, 4 << 20, 1 << 20))}});
+  }
+  return {{"files", files}};
+}
+
+JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, const std::vector<int32_t>& calib,
+                          const std::string& calib_name, const std::string& method_text) {
+  JobIdentity id;
+  id.model = model_identity(model_dir);
+  id.method = {{"quant", quant_config_to_json(job.quant)}, {"loaq", loaq_config_to_json(job.loaq)}};
+  id.calibration = {{"tokens_xxh64", hex64(XXH64(calib.data(), calib.size() * sizeof(int32_t), 0))},
+                    {"nsamples", job.nsamples},
+                    {"seqlen", job.seqlen},
+                    {"seed", job.seed}};
+  id.info = {{"model_dir", fs::absolute(job.model_dir).string()}, {"method", method_text}, {"calibration", calib_name}};
+  return id;
+}
+
+std::string method_text(const QuantizeJob& job) {
+  std::string m = job.quant.describe();
+  if (job.loaq.enabled)
+    m += " loaq(alpha=" + std::to_string(job.loaq.alpha) + ", beta=" + std::to_string(job.loaq.beta) +
+         (job.loaq.norm ? ", norm)" : ")");
+  return m;
+}
+
+// The activation store of a job: its own durable, compressed store in the
+// workdir for a resumable job; memory or a scratch compressed store otherwise.
+struct JobStore {
+  std::unique_ptr<ActivationStore> top;  // what the loop uses (traced, kill points)
+  CompressedStore* disk = nullptr;       // the compressed store under it, if any
+  std::string description;
 };
 
-// Collects one sub-layer group's input statistics over all chunks of the
-// quantized flow, running the partly quantized block up to that group.
-// With `fp_flow`, also the cross term against the FP flow's input of the same
-// group: the original block run on the FP-flow chunk (token-aligned). With
-// LoaQ on an output projection (o_proj, down_proj), both flows' tokens are
-// first rescaled (loaq.norm) and the residual-stream term is accumulated too.
-LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
-                          const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
-                          const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
-                          const LoaqConfig& loaq, TraceRecorder* trace) {
-  const ModelConfig& cfg = model.config();
-  const int64_t in = sublayer_in_features(cfg, group), hidden = cfg.hidden;
-  const bool out_proj = loaq.enabled && (group == SubLayer::O || group == SubLayer::Down);
-  const Linear* w_out = nullptr;
-  if (out_proj) w_out = &w.linears.at(group == SubLayer::O ? "self_attn.o_proj" : "mlp.down_proj");
-  LinearStats stats(in);
-  std::vector<float> x, x_fp, in_fp, res_fp, in_q, res_q;
-  auto grab = [&](std::vector<float>* dst_in, std::vector<float>* dst_res) {
-    return [&, dst_in, dst_res](SubLayer s, const float* input, const float* residual, int64_t tokens,
-                                int64_t width) {
-      if (s != group) return;
-      dst_in->assign(input, input + tokens * width);
-      if (out_proj) dst_res->assign(residual, residual + tokens * hidden);
-    };
-  };
-  for (int64_t c = 0; c < ch.nchunks; ++c) {
-    const int64_t nseq = ch.seqs(c, nsamples), tokens = nseq * seqlen;
-    TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
-    span.arg("block", block).arg("chunk", c).arg("tokens", tokens);
-    if (fp_flow) {
-      store.get(block, Flow::Fp, c, &x_fp);
-      block_forward(be, cfg, w, rope, x_fp.data(), nseq, seqlen, grab(&in_fp, &res_fp), static_cast<int>(group));
-    }
-    store.get(block, Flow::Quant, c, &x);
-    block_forward(be, cfg, wq, rope, x.data(), nseq, seqlen, grab(&in_q, &res_q), static_cast<int>(group));
-    if (!out_proj) {
-      if (fp_flow) stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
-      else stats.accumulate(be, in_q.data(), tokens, nseq);
-      continue;
-    }
-    // Per-token scales of the sub-layer outputs h + W x (original W), or 1.
-    std::vector<float> s_fp(tokens, 1.0f), s_q(tokens, 1.0f);
-    if (loaq.norm) {
-      std::vector<float> y(static_cast<size_t>(tokens * hidden));
-      be.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, in_fp.data(), in, w_out->w.data(), in, 0.0f, y.data(),
-              hidden);
-      if (!w_out->b.empty()) be.add_bias(y.data(), w_out->b.data(), tokens, hidden);
-      loaq_token_scales(res_fp.data(), y.data(), tokens, hidden, cfg.rms_eps, s_fp.data());
-      be.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, in_q.data(), in, w_out->w.data(), in, 0.0f, y.data(),
-              hidden);
-      if (!w_out->b.empty()) be.add_bias(y.data(), w_out->b.data(), tokens, hidden);
-      loaq_token_scales(res_q.data(), y.data(), tokens, hidden, cfg.rms_eps, s_q.data());
-    }
-    std::vector<float> r(static_cast<size_t>(tokens * hidden));
-    for (int64_t t = 0; t < tokens; ++t) {
-      for (int64_t i = 0; i < in; ++i) {
-        in_fp[t * in + i] *= s_fp[t];
-        in_q[t * in + i] *= s_q[t];
+JobStore open_store(const QuantizeJob& job, const Workdir& wd, TraceRecorder* trace, KillPoints* kill) {
+  JobStore s;
+  std::unique_ptr<ActivationStore> inner;
+  if (job.disk_store || !job.workdir.empty()) {
+    CompressedStoreOptions opts;
+    opts.dir = wd.acts_dir();
+    opts.storage = DType::F32;  // lossless: every placement, and a resumed run, gives identical outputs
+    opts.zstd_level = job.zstd_level;
+    opts.io = parse_io_path(job.io_path);
+    opts.keep_files = !job.workdir.empty();  // a resumable job's boundary survives the process
+    auto cs = open_compressed_store(opts, job.io_wrap);
+    s.disk = cs.get();
+    s.description = "disk (" + cs->io_description() + ")";
+    inner = std::move(cs);
+  } else {
+    inner = make_memory_store();
+    s.description = "memory";
+  }
+  s.top = std::make_unique<TracedStore>(std::move(inner), trace, kill);
+  return s;
+}
+
+struct JobContext {
+  const QuantizeJob& job;
+  Backend& be;
+  const Model& model;
+  const RopeTable& rope;
+  const Chunking& ch;
+  Method& method;
+  JobStore& store;
+  Workdir& wd;
+  TraceRecorder* trace;
+  KillPoints& kill;
+  std::ostream* progress;
+};
+
+// Quantizes block b (true-sequential sub-layer groups) into its block file,
+// then runs both flows through it into boundary b+1.
+BlockReport quantize_block(JobContext& c, int64_t b) {
+  const QuantizeJob& job = c.job;
+  Backend& be = c.be;
+  const ModelConfig& cfg = c.model.config();
+  const SafetensorsModel& st = c.model.tensors();
+  const Stopwatch block_time;
+  BlockReport br;
+  br.index = b;
+  const BlockWeights w = c.model.load_block(b);
+  BlockWeights wq = w;  // filled with quantized linears in true-sequential order
+  const auto linears = block_linears(cfg);
+  SafetensorsWriter bf(c.wd.blocks_dir(), block_file_plan(cfg, st, job.quant, b),
+                       {{"format", "streamq-block"}, {"streamq", job.quant.describe()}}, UINT64_MAX,
+                       Workdir::block_base(b));
+  for (int g = 0; g < kNumSubLayers; ++g) {
+    const SubLayer group = static_cast<SubLayer>(g);
+    const Stopwatch t_stats;
+    const LinearStats stats = collect_stats(be, c.model, w, wq, c.rope, *c.store.top, b, group, c.ch, job.nsamples,
+                                            job.seqlen, job.quant.needs_fp_flow() || job.loaq.enabled, job.loaq,
+                                            c.trace);
+    c.kill.hit("stats");
+    br.seconds_stats += t_stats.seconds();
+    const Stopwatch t_quant;
+    // One factorization per shared input, reused by each linear of the group.
+    const std::unique_ptr<PreparedInput> prepared = c.method.prepare(be, stats);
+    bool first_of_group = true;
+    for (const auto& l : linears) {
+      if (l.group != group) continue;
+      const Stopwatch t_lin;
+      const std::string name = block_prefix(b) + l.name;
+      TraceSpan span(c.trace, "quantize " + l.name, trace_cat::kQuantize);
+      span.arg("block", b).arg("linear", name);
+      const std::vector<float>& wf = w.linears.at(l.name).w;
+      const std::vector<double> wd(wf.begin(), wf.end());
+      std::vector<double> target;
+      if (job.loaq.enabled) {
+        const std::vector<double> d1 = stats.cross(), e = stats.has_residual() ? stats.residual() : std::vector<double>{};
+        target = loaq_target(be, wd.data(), l.out, l.in, stats.hessian(), &d1, e.empty() ? nullptr : &e,
+                             job.loaq.alpha, job.loaq.beta, job.quant.percdamp);
       }
-      for (int64_t o = 0; o < hidden; ++o) r[t * hidden + o] = s_fp[t] * res_fp[t * hidden + o] - s_q[t] * res_q[t * hidden + o];
+      const QuantResult r = c.method.quantize(be, target.empty() ? wd.data() : target.data(), l.out, l.in, *prepared);
+      LinearReport lr;
+      lr.name = name;
+      lr.out = l.out;
+      lr.in = l.in;
+      lr.objective = layer_objective(be, wd.data(), r, stats.xx_sum(), stats.tokens());
+      {
+        QuantResult zero = r;  // ||W X||^2: the objective of an all-zero Q
+        std::fill(zero.dequant.begin(), zero.dequant.end(), 0.0);
+        lr.weight_sq = layer_objective(be, wd.data(), zero, stats.xx_sum(), stats.tokens());
+      }
+      lr.cholesky_retries = r.cholesky_retries;
+      lr.damp = r.damp;
+      lr.dead_inputs = r.dead_inputs;
+      lr.working_bytes = r.working_bytes;
+      lr.seconds_factor = first_of_group ? r.seconds_factor : 0.0;  // shared: counted once
+      lr.seconds_sweep = r.seconds_sweep;
+      if (r.cholesky_retries > 0 && c.progress && first_of_group)
+        *c.progress << "warning: " << name << ": Hessian not positive definite; damping raised to " << r.damp
+                    << " after " << r.cholesky_retries << " retries\n";
+      auto& lin_q = wq.linears.at(l.name).w;
+      lin_q.assign(r.dequant.begin(), r.dequant.end());
+      bf.write_f32(name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
+      write_quant_result(bf, name, r);
+      lr.seconds = t_lin.seconds() + lr.seconds_factor;
+      first_of_group = false;
+      br.linears.push_back(lr);
+      c.kill.hit("quantize");
     }
-    stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
-    stats.accumulate_residual(be, r.data(), in_q.data(), tokens, hidden);
+    br.seconds_quant += t_quant.seconds();
   }
-  return stats;
-}
-
-std::vector<TensorSpec> quant_results_plan(const ModelConfig& cfg, const QuantConfig& q) {
-  std::vector<TensorSpec> plan;
-  for (int64_t b = 0; b < cfg.layers; ++b) {
-    for (const auto& l : block_linears(cfg)) {
-      const std::string p = block_prefix(b) + l.name;
-      const int64_t ngroups = q.group > 0 ? (l.in + q.group - 1) / q.group : 1;
-      plan.push_back({p + ".codes", DType::U8, {l.out, l.in}});
-      plan.push_back({p + ".scales", DType::F32, {ngroups, l.out}});
-      plan.push_back({p + ".zeros", DType::F32, {ngroups, l.out}});
-      plan.push_back({p + ".g_idx", DType::I32, {l.in}});
+  {
+    TraceSpan span(c.trace, "write block file", trace_cat::kWrite);
+    span.arg("block", b);
+    bf.finish();
+  }
+  c.kill.hit("block-file");
+  // Both flows through the whole block: the quantized one through the
+  // quantized block, the FP one through the original.
+  const Stopwatch t_prop;
+  std::vector<float> x;
+  ActivationStore& store = *c.store.top;
+  for (int64_t ck = 0; ck < c.ch.nchunks; ++ck) {
+    const int64_t nseq = c.ch.seqs(ck, job.nsamples);
+    store.get(b, Flow::Quant, ck, &x);
+    {
+      TraceSpan span(c.trace, "forward quant", trace_cat::kForward);
+      span.arg("block", b).arg("chunk", ck);
+      block_forward(be, cfg, wq, c.rope, x.data(), nseq, job.seqlen);
     }
+    store.put(b + 1, Flow::Quant, ck, x.data(), static_cast<int64_t>(x.size()));
+    store.get(b, Flow::Fp, ck, &x);
+    {
+      TraceSpan span(c.trace, "forward fp", trace_cat::kForward);
+      span.arg("block", b).arg("chunk", ck);
+      block_forward(be, cfg, w, c.rope, x.data(), nseq, job.seqlen);
+    }
+    store.put(b + 1, Flow::Fp, ck, x.data(), static_cast<int64_t>(x.size()));
   }
-  return plan;
+  if (c.store.disk) {
+    TraceSpan span(c.trace, "flush activations", trace_cat::kWrite);
+    span.arg("block", b + 1);
+    c.store.disk->flush();
+    const StoreStats s = c.store.disk->stats(b + 1);
+    br.activation_raw_bytes = s.raw_bytes;
+    br.activation_compressed_bytes = s.compressed_bytes;
+    c.kill.hit("flush");
+  }
+  br.seconds_propagate = t_prop.seconds();
+  br.seconds = block_time.seconds();
+  return br;
 }
 
-void write_quant_result(SafetensorsWriter& w, const std::string& p, const QuantResult& r) {
-  w.write(p + ".codes", r.codes.data(), r.codes.size());
-  std::vector<float> f(r.scales.begin(), r.scales.end());
-  w.write_f32(p + ".scales", f.data(), static_cast<int64_t>(f.size()));
-  f.assign(r.zeros.begin(), r.zeros.end());
-  w.write_f32(p + ".zeros", f.data(), static_cast<int64_t>(f.size()));
-  w.write(p + ".g_idx", r.g_idx.data(), r.g_idx.size() * sizeof(int32_t));
+// Block 0's input: the embeddings, identical in both flows.
+void write_first_boundary(const Model& model, const std::vector<int32_t>& calib, const Chunking& ch,
+                          const QuantizeJob& job, JobStore& store) {
+  std::vector<float> x;
+  for (int64_t c = 0; c < ch.nchunks; ++c) {
+    const int64_t nseq = ch.seqs(c, job.nsamples);
+    x.resize(static_cast<size_t>(nseq * job.seqlen * model.config().hidden));
+    model.embed(calib.data() + c * ch.seqs_per_chunk * job.seqlen, nseq * job.seqlen, x.data());
+    store.top->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
+    store.top->put(0, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
+  }
+  if (store.disk) store.disk->flush();
 }
 
-void copy_raw(SafetensorsWriter& w, const SafetensorsModel& st, const std::string& name) {
-  const TensorInfo& t = st.info(name);
-  w.write(name, st.file_of(name).data(t), t.nbytes);
+// The output of a finished job that is already in place: its report.
+bool finished_output(const Workdir& wd, const std::string& out, QuantizeReport* report) {
+  const std::string path = out + "/streamq_report.json";
+  if (!wd.has_job() || !wd.finished() || !fs::exists(path)) return false;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(read_file(path));
+    if (j.value("job_id", "") != wd.job_id()) return false;
+    *report = QuantizeReport::from_json(j);
+  } catch (const std::exception&) {
+    return false;
+  }
+  report->already_complete = true;
+  return true;
 }
 
 }  // namespace
@@ -135,8 +273,9 @@ void copy_raw(SafetensorsWriter& w, const SafetensorsModel& st, const std::strin
 QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch total;
   job.quant.validate();
+  KillPoints kill(job.kill_at);
   const auto method = make_method(job.quant);
-  const std::string out_parent = std::filesystem::absolute(job.out_dir).parent_path().string();
+  const std::string out_parent = fs::absolute(job.out_dir).parent_path().string();
   const ModelSource source(job.model_dir, out_parent, progress);
   Model model(source.dir());
   const ModelConfig& cfg = model.config();
@@ -146,161 +285,75 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       load_token_stream(job.calib_path, job.tokens_dtype, job.calib_text_path, source.dir(), cfg.vocab);
   const std::string calib_name = job.calib_text_path.empty() ? job.calib_path : job.calib_text_path;
   const std::vector<int32_t> calib = sample_windows(stream, job.nsamples, job.seqlen, job.seed, calib_name);
-  const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
-  const Chunking ch{spc, (job.nsamples + spc - 1) / spc};
+  const std::string method_desc = method_text(job);
+
+  // The workdir first: a finished job's output may already be in place.
+  std::unique_ptr<Workdir> wd;
+  std::unique_ptr<OutputDir> out;
+  if (!job.workdir.empty()) {
+    wd = std::make_unique<Workdir>(job.workdir, job.restart, true, &kill);
+    const JobIdentity id = make_identity(job, source.dir(), calib, calib_name, method_desc);
+    if (wd->has_job()) {
+      wd->check_identity(id);
+      QuantizeReport done;
+      if (finished_output(*wd, job.out_dir, &done)) {
+        if (progress) *progress << "quantize: the job in " << job.workdir << " is complete; output at " << job.out_dir << "\n";
+        return done;
+      }
+      wd->verify_block_files();
+      if (progress && wd->completed_blocks() > 0)
+        *progress << "quantize: resuming the job in " << job.workdir << " after block " << wd->completed_blocks()
+                  << "/" << cfg.layers << "\n";
+    } else {
+      const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
+      wd->begin(id, {cfg.layers, job.nsamples, job.seqlen, spc, (job.nsamples + spc - 1) / spc});
+    }
+    out = std::make_unique<OutputDir>(job.out_dir, job.overwrite, "job-" + wd->job_id());
+  } else {
+    out = std::make_unique<OutputDir>(job.out_dir, job.overwrite);
+    wd = std::make_unique<Workdir>(out->staging_path() + "/.work", false, false, &kill);
+    const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
+    wd->begin({}, {cfg.layers, job.nsamples, job.seqlen, spc, (job.nsamples + spc - 1) / spc});
+  }
+  const JobLayout layout = wd->layout();
+  const Chunking ch{layout.seqs_per_chunk, layout.nchunks};
   const RopeTable rope = model.rope_table(job.seqlen);
 
-  OutputDir out(job.out_dir, job.overwrite);
-  const std::string tmp = out.staging_path();
   std::unique_ptr<TraceRecorder> trace;
   if (!job.trace_path.empty()) trace = std::make_unique<TraceRecorder>();
-  std::unique_ptr<ActivationStore> inner_store;
-  if (job.disk_store) {
-    CompressedStoreOptions opts;
-    opts.dir = tmp + "/.activations";
-    opts.storage = DType::F32;  // lossless: memory and disk placements give identical outputs
-    opts.zstd_level = job.zstd_level;
-    opts.io = parse_io_path(job.io_path);
-    inner_store = make_compressed_store(opts);
-  } else {
-    inner_store = make_memory_store();
-  }
-  std::unique_ptr<ActivationStore> store = std::make_unique<TracedStore>(std::move(inner_store), trace.get());
-
-  // The fake-quant checkpoint mirrors the input's tensors, names and dtypes.
-  std::vector<TensorSpec> plan;
-  for (const auto& name : st.tensor_names()) {
-    const TensorInfo& t = st.info(name);
-    plan.push_back({name, t.dtype, t.shape});
-  }
-  const bool sharded_input = std::filesystem::exists(source.dir() + "/model.safetensors.index.json");
-  SafetensorsWriter fq(tmp, plan, {{"format", "pt"}, {"streamq", job.quant.describe()}},
-                       sharded_input ? (5ull << 30) : UINT64_MAX);
-  SafetensorsWriter qr(tmp, quant_results_plan(cfg, job.quant),
-                       {{"format", "streamq-quant"},
-                        {"streamq", job.quant.describe()},
-                        {"quant_config", quant_config_to_json(job.quant).dump()}}, UINT64_MAX,
-                       "streamq_quant");
-  std::vector<std::string> block_tensors;
-  for (const auto& name : st.tensor_names())
-    if (name.rfind("model.layers.", 0) != 0) copy_raw(fq, st, name);
-
-  // Block 0's input: the embeddings, identical in both flows.
-  {
-    std::vector<float> x;
-    for (int64_t c = 0; c < ch.nchunks; ++c) {
-      const int64_t nseq = ch.seqs(c, job.nsamples);
-      x.resize(static_cast<size_t>(nseq * job.seqlen * cfg.hidden));
-      model.embed(calib.data() + c * spc * job.seqlen, nseq * job.seqlen, x.data());
-      store->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
-      store->put(0, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
-    }
-  }
+  JobStore store = open_store(job, *wd, trace.get(), &kill);
 
   QuantizeReport report;
   report.model_dir = job.model_dir;
   report.out_dir = job.out_dir;
-  report.method = job.quant.describe();
-  if (job.loaq.enabled)
-    report.method += " loaq(alpha=" + std::to_string(job.loaq.alpha) + ", beta=" + std::to_string(job.loaq.beta) +
-                     (job.loaq.norm ? ", norm)" : ")");
+  report.method = method_desc;
   report.nsamples = job.nsamples;
   report.seqlen = job.seqlen;
   report.seed = job.seed;
-  Progress prog(progress, "quantize", cfg.layers);
+  report.activations = store.description;
+  if (!job.workdir.empty()) {
+    report.workdir = job.workdir;
+    report.job_id = wd->job_id();
+    report.resumed_at_block = wd->completed_blocks();
+  }
+  for (const auto& jb : wd->block_reports()) report.blocks.push_back(BlockReport::from_json(jb));
 
-  for (int64_t b = 0; b < cfg.layers; ++b) {
-    const Stopwatch block_time;
-    BlockReport br;
-    br.index = b;
-    const BlockWeights w = model.load_block(b);
-    BlockWeights wq = w;  // filled with quantized linears in true-sequential order
-    const auto linears = block_linears(cfg);
-    for (int g = 0; g < kNumSubLayers; ++g) {
-      const SubLayer group = static_cast<SubLayer>(g);
-      const Stopwatch t_stats;
-      const LinearStats stats = collect_stats(be, model, w, wq, rope, *store, b, group, ch, job.nsamples, job.seqlen,
-                                                job.quant.needs_fp_flow() || job.loaq.enabled, job.loaq,
-                                                trace.get());
-      br.seconds_stats += t_stats.seconds();
-      const Stopwatch t_quant;
-      // One factorization per shared input, reused by each linear of the group.
-      const std::unique_ptr<PreparedInput> prepared = method->prepare(be, stats);
-      bool first_of_group = true;
-      for (const auto& l : linears) {
-        if (l.group != group) continue;
-        const Stopwatch t_lin;
-        const std::string name = block_prefix(b) + l.name;
-        TraceSpan span(trace.get(), "quantize " + l.name, trace_cat::kQuantize);
-        span.arg("block", b).arg("linear", name);
-        const std::vector<float>& wf = w.linears.at(l.name).w;
-        const std::vector<double> wd(wf.begin(), wf.end());
-        std::vector<double> target;
-        if (job.loaq.enabled) {
-          const std::vector<double> d1 = stats.cross(), e = stats.has_residual() ? stats.residual() : std::vector<double>{};
-          target = loaq_target(be, wd.data(), l.out, l.in, stats.hessian(), &d1, e.empty() ? nullptr : &e,
-                               job.loaq.alpha, job.loaq.beta, job.quant.percdamp);
-        }
-        const QuantResult r = method->quantize(be, target.empty() ? wd.data() : target.data(), l.out, l.in, *prepared);
-        LinearReport lr;
-        lr.name = name;
-        lr.out = l.out;
-        lr.in = l.in;
-        lr.objective = layer_objective(be, wd.data(), r, stats.xx_sum(), stats.tokens());
-        {
-          QuantResult zero = r;  // ||W X||^2: the objective of an all-zero Q
-          std::fill(zero.dequant.begin(), zero.dequant.end(), 0.0);
-          lr.weight_sq = layer_objective(be, wd.data(), zero, stats.xx_sum(), stats.tokens());
-        }
-        lr.cholesky_retries = r.cholesky_retries;
-        lr.damp = r.damp;
-        lr.dead_inputs = r.dead_inputs;
-        lr.working_bytes = r.working_bytes;
-        lr.seconds_factor = first_of_group ? r.seconds_factor : 0.0;  // shared: counted once
-        lr.seconds_sweep = r.seconds_sweep;
-        if (r.cholesky_retries > 0 && progress && first_of_group)
-          *progress << "warning: " << name << ": Hessian not positive definite; damping raised to " << r.damp
-                    << " after " << r.cholesky_retries << " retries\n";
-        auto& lin_q = wq.linears.at(l.name).w;
-        lin_q.assign(r.dequant.begin(), r.dequant.end());
-        fq.write_f32(name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
-        write_quant_result(qr, name, r);
-        lr.seconds = t_lin.seconds() + lr.seconds_factor;
-        first_of_group = false;
-        br.linears.push_back(lr);
-      }
-      br.seconds_quant += t_quant.seconds();
+  const int64_t first = wd->completed_blocks();
+  if (first < cfg.layers) {
+    if (wd->boundary_ready()) {
+      store.disk->adopt(first, ch.nchunks);
+    } else {
+      write_first_boundary(model, calib, ch, job, store);
+      wd->boundary_written();
     }
-    // Both flows through the whole block: the quantized one through the
-    // quantized block, the FP one through the original.
-    const Stopwatch t_prop;
-    std::vector<float> x;
-    for (int64_t c = 0; c < ch.nchunks; ++c) {
-      const int64_t nseq = ch.seqs(c, job.nsamples);
-      store->get(b, Flow::Quant, c, &x);
-      {
-        TraceSpan span(trace.get(), "forward quant", trace_cat::kForward);
-        span.arg("block", b).arg("chunk", c);
-        block_forward(be, cfg, wq, rope, x.data(), nseq, job.seqlen);
-      }
-      store->put(b + 1, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
-      store->get(b, Flow::Fp, c, &x);
-      {
-        TraceSpan span(trace.get(), "forward fp", trace_cat::kForward);
-        span.arg("block", b).arg("chunk", c);
-        block_forward(be, cfg, w, rope, x.data(), nseq, job.seqlen);
-      }
-      store->put(b + 1, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
-    }
-    store->drop(b);
-    br.seconds_propagate = t_prop.seconds();
-    for (const auto& name : st.tensor_names()) {
-      if (name.rfind(block_prefix(b), 0) != 0) continue;
-      bool is_linear_weight = false;
-      for (const auto& l : linears) is_linear_weight |= name == block_prefix(b) + l.name + ".weight";
-      if (!is_linear_weight) copy_raw(fq, st, name);
-    }
-    br.seconds = block_time.seconds();
+  }
+  Progress prog(progress, "quantize", cfg.layers, first);
+  JobContext ctx{job, be, model, rope, ch, *method, store, *wd, trace.get(), kill, progress};
+  for (int64_t b = first; b < cfg.layers; ++b) {
+    BlockReport br = quantize_block(ctx, b);
+    wd->commit_block(b, br.to_json(), br.seconds);
+    store.top->drop(b);
+    kill.hit("drop");
     double rel = 0;
     for (const auto& lr : br.linears) rel += lr.weight_sq > 0 ? lr.objective / lr.weight_sq : 0;
     rel /= static_cast<double>(br.linears.size());
@@ -309,13 +362,27 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     prog.step(extra);
     report.blocks.push_back(std::move(br));
   }
-  store.reset();
+  store.top.reset();
+
+  // The checkpoint, from the block files and the source's other tensors.
+  const std::string tmp = out->staging_path();
   {
     TraceSpan span(trace.get(), "write checkpoint", trace_cat::kWrite);
-    fq.finish();
-    qr.finish();
+    AssembleInput in;
+    in.cfg = &cfg;
+    in.source = &st;
+    in.quant = job.quant;
+    in.block_path = [&](int64_t b) { return wd->block_path(b); };
+    in.fq_metadata = {{"format", "pt"}, {"streamq", job.quant.describe()}};
+    in.qr_metadata = {{"format", "streamq-quant"},
+                      {"streamq", job.quant.describe()},
+                      {"quant_config", quant_config_to_json(job.quant).dump()}};
+    const bool sharded_input = fs::exists(source.dir() + "/model.safetensors.index.json");
+    in.max_shard_bytes = sharded_input ? (5ull << 30) : UINT64_MAX;
+    in.on_tensor = [&] { kill.hit("assemble"); };
+    assemble_checkpoint(in, tmp);
   }
-  out.copy_side_files(source.dir());
+  out->copy_side_files(source.dir());
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
   if (trace) {
@@ -326,47 +393,16 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     report.profile_text = format_summary(summary);
     trace->write(job.trace_path);
   }
+  if (job.workdir.empty()) {
+    wd.reset();
+    fs::remove_all(tmp + "/.work");
+  }
   atomic_write_file(tmp + "/streamq_report.json", report.to_json().dump(1) + "\n");
-  out.commit();
+  if (wd) wd->mark_finished(fs::absolute(job.out_dir).string());
+  kill.hit("commit");
+  out->commit();
   if (!job.report_path.empty()) atomic_write_file(job.report_path, report.to_json().dump(1) + "\n");
   return report;
-}
-
-nlohmann::json QuantizeReport::to_json() const {
-  nlohmann::json j;
-  j["model_dir"] = model_dir;
-  j["out_dir"] = out_dir;
-  j["method"] = method;
-  j["nsamples"] = nsamples;
-  j["seqlen"] = seqlen;
-  j["seed"] = seed;
-  j["total_seconds"] = total_seconds;
-  j["peak_rss_bytes"] = peak_rss_bytes;
-  if (!profile.is_null()) j["profile"] = profile;
-  j["blocks"] = nlohmann::json::array();
-  for (const auto& b : blocks) {
-    nlohmann::json jb{{"index", b.index},
-                      {"seconds", b.seconds},
-                      {"seconds_stats", b.seconds_stats},
-                      {"seconds_quantize", b.seconds_quant},
-                      {"seconds_propagate", b.seconds_propagate}};
-    jb["linears"] = nlohmann::json::array();
-    for (const auto& l : b.linears)
-      jb["linears"].push_back({{"name", l.name},
-                               {"shape", {l.out, l.in}},
-                               {"seconds", l.seconds},
-                               {"seconds_factor", l.seconds_factor},
-                               {"seconds_sweep", l.seconds_sweep},
-                               {"objective", l.objective},
-                               {"output_sq", l.weight_sq},
-                               {"relative_objective", l.weight_sq > 0 ? l.objective / l.weight_sq : 0.0},
-                               {"cholesky_retries", l.cholesky_retries},
-                               {"damp", l.damp},
-                               {"dead_inputs", l.dead_inputs},
-                               {"working_bytes", l.working_bytes}});
-    j["blocks"].push_back(jb);
-  }
-  return j;
 }
 
 }  // namespace streamq

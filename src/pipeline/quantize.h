@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/compressed_store.h"
 #include "methods/loaq.h"
 #include "methods/quant_config.h"
 #include "pipeline/tokens.h"
@@ -36,6 +37,15 @@ struct QuantizeJob {
   bool overwrite = false;       // replace an existing non-empty out_dir
   std::string report_path;      // extra copy of the JSON report ("" = none)
   std::string trace_path;       // Chrome trace-event JSON of the run ("" = no tracing)
+  // A resumable job directory ("" = a scratch one removed at the end): the
+  // manifest, finished blocks and the next block's input activations; the
+  // same command run again resumes from the last finished block.
+  std::string workdir;
+  bool restart = false;         // discard a job found in workdir
+  // Test hooks: SIGKILL at a named point (pipeline/kill_points.h), and the
+  // activation store's file layer wrapped (fault injection).
+  std::string kill_at;
+  IoBackendWrapper io_wrap;
 };
 
 struct LinearReport {
@@ -53,7 +63,12 @@ struct LinearReport {
 struct BlockReport {
   int64_t index = 0;
   double seconds = 0, seconds_stats = 0, seconds_quant = 0, seconds_propagate = 0;
+  // The block's output activations as stored (disk placement): bytes before
+  // and after compression, both flows.
+  uint64_t activation_raw_bytes = 0, activation_compressed_bytes = 0;
   std::vector<LinearReport> linears;
+  nlohmann::json to_json() const;
+  static BlockReport from_json(const nlohmann::json& j);
 };
 
 struct QuantizeReport {
@@ -62,10 +77,15 @@ struct QuantizeReport {
   uint64_t seed = 0;
   double total_seconds = 0;
   uint64_t peak_rss_bytes = 0;
+  std::string workdir, job_id;  // a resumable job's directory and id
+  int64_t resumed_at_block = 0; // blocks an earlier process had finished
+  std::string activations;      // where the activations lived: "memory", or the store's I/O path
   std::vector<BlockReport> blocks;
   nlohmann::json profile;       // trace summary (stages, overlap) when traced
   std::string profile_text;     // the same, formatted as `streamq profile` prints it
+  bool already_complete = false;  // the workdir's job had finished and its output exists
   nlohmann::json to_json() const;
+  static QuantizeReport from_json(const nlohmann::json& j);
 };
 
 // Runs the job; progress lines (one per block, with ETA) go to `progress`

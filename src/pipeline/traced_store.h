@@ -1,28 +1,32 @@
 // An ActivationStore decorator that records every get/put as a trace span
-// (category read/write, with bytes, block, flow and chunk).
+// (category read/write, with bytes, block, flow and chunk), and counts them as
+// kill points ("put", "get") for the crash test.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "io/activation_store.h"
+#include "pipeline/kill_points.h"
 #include "scheduler/trace.h"
 
 namespace streamq {
 
 class TracedStore final : public ActivationStore {
  public:
-  TracedStore(std::unique_ptr<ActivationStore> inner, TraceRecorder* trace)
-      : inner_(std::move(inner)), trace_(trace) {}
+  TracedStore(std::unique_ptr<ActivationStore> inner, TraceRecorder* trace, KillPoints* kill = nullptr)
+      : inner_(std::move(inner)), trace_(trace), kill_(kill) {}
   void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) override {
     TraceSpan span(trace_, "store put", trace_cat::kWrite);
     span.arg("bytes", numel * 4).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
     inner_->put(block, flow, chunk, data, numel);
+    if (kill_) kill_->hit("put");
   }
   void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override {
     TraceSpan span(trace_, "store get", trace_cat::kRead);
     inner_->get(block, flow, chunk, out);
     span.arg("bytes", static_cast<int64_t>(out->size() * 4)).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
+    if (kill_) kill_->hit("get");
   }
   void drop(int64_t block) override { inner_->drop(block); }
   uint64_t bytes_held() const override { return inner_->bytes_held(); }
@@ -30,6 +34,7 @@ class TracedStore final : public ActivationStore {
  private:
   std::unique_ptr<ActivationStore> inner_;
   TraceRecorder* trace_;
+  KillPoints* kill_;
 };
 
 }  // namespace streamq

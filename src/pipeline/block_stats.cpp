@@ -1,0 +1,73 @@
+// Statistics of one sub-layer group over the calibration chunks.
+#include "pipeline/block_stats.h"
+
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "scheduler/trace.h"
+
+namespace streamq {
+
+LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
+                          const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
+                          const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
+                          const LoaqConfig& loaq, TraceRecorder* trace) {
+  const ModelConfig& cfg = model.config();
+  const int64_t in = sublayer_in_features(cfg, group), hidden = cfg.hidden;
+  const bool out_proj = loaq.enabled && (group == SubLayer::O || group == SubLayer::Down);
+  const Linear* w_out = nullptr;
+  if (out_proj) w_out = &w.linears.at(group == SubLayer::O ? "self_attn.o_proj" : "mlp.down_proj");
+  LinearStats stats(in);
+  std::vector<float> x, x_fp, in_fp, res_fp, in_q, res_q;
+  auto grab = [&](std::vector<float>* dst_in, std::vector<float>* dst_res) {
+    return [&, dst_in, dst_res](SubLayer s, const float* input, const float* residual, int64_t tokens,
+                                int64_t width) {
+      if (s != group) return;
+      dst_in->assign(input, input + tokens * width);
+      if (out_proj) dst_res->assign(residual, residual + tokens * hidden);
+    };
+  };
+  for (int64_t c = 0; c < ch.nchunks; ++c) {
+    const int64_t nseq = ch.seqs(c, nsamples), tokens = nseq * seqlen;
+    TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
+    span.arg("block", block).arg("chunk", c).arg("tokens", tokens);
+    if (fp_flow) {
+      store.get(block, Flow::Fp, c, &x_fp);
+      block_forward(be, cfg, w, rope, x_fp.data(), nseq, seqlen, grab(&in_fp, &res_fp), static_cast<int>(group));
+    }
+    store.get(block, Flow::Quant, c, &x);
+    block_forward(be, cfg, wq, rope, x.data(), nseq, seqlen, grab(&in_q, &res_q), static_cast<int>(group));
+    if (!out_proj) {
+      if (fp_flow) stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
+      else stats.accumulate(be, in_q.data(), tokens, nseq);
+      continue;
+    }
+    // Per-token scales of the sub-layer outputs h + W x (original W), or 1.
+    std::vector<float> s_fp(tokens, 1.0f), s_q(tokens, 1.0f);
+    if (loaq.norm) {
+      std::vector<float> y(static_cast<size_t>(tokens * hidden));
+      be.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, in_fp.data(), in, w_out->w.data(), in, 0.0f, y.data(),
+              hidden);
+      if (!w_out->b.empty()) be.add_bias(y.data(), w_out->b.data(), tokens, hidden);
+      loaq_token_scales(res_fp.data(), y.data(), tokens, hidden, cfg.rms_eps, s_fp.data());
+      be.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, in_q.data(), in, w_out->w.data(), in, 0.0f, y.data(),
+              hidden);
+      if (!w_out->b.empty()) be.add_bias(y.data(), w_out->b.data(), tokens, hidden);
+      loaq_token_scales(res_q.data(), y.data(), tokens, hidden, cfg.rms_eps, s_q.data());
+    }
+    std::vector<float> r(static_cast<size_t>(tokens * hidden));
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t i = 0; i < in; ++i) {
+        in_fp[t * in + i] *= s_fp[t];
+        in_q[t * in + i] *= s_q[t];
+      }
+      for (int64_t o = 0; o < hidden; ++o) r[t * hidden + o] = s_fp[t] * res_fp[t * hidden + o] - s_q[t] * res_q[t * hidden + o];
+    }
+    stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
+    stats.accumulate_residual(be, r.data(), in_q.data(), tokens, hidden);
+  }
+  return stats;
+}
+
+}  // namespace streamq

@@ -1,0 +1,35 @@
+// One sub-layer group's input statistics over all calibration chunks: the
+// Hessian of the quantized flow, and (for methods that need it) the cross
+// term against the FP flow and LoaQ's residual term.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "io/activation_store.h"
+#include "methods/linear_stats.h"
+#include "methods/loaq.h"
+#include "model/model.h"
+
+namespace streamq {
+
+class Backend;
+class TraceRecorder;
+
+// How the calibration sequences are cut into store chunks.
+struct Chunking {
+  int64_t seqs_per_chunk = 1, nchunks = 0;
+  int64_t seqs(int64_t c, int64_t total) const { return std::min(seqs_per_chunk, total - c * seqs_per_chunk); }
+};
+
+// Runs the partly quantized block (wq) up to `group` on every chunk of the
+// quantized flow at boundary `block`; with `fp_flow`, also the original
+// block (w) on the FP flow's chunk, token-aligned, for the cross term. With
+// LoaQ on an output projection both flows' tokens are rescaled (loaq.norm)
+// and the residual-stream term is accumulated too.
+LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
+                          const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
+                          const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
+                          const LoaqConfig& loaq, TraceRecorder* trace);
+
+}  // namespace streamq

@@ -1,0 +1,22 @@
+// `streamq status`: how far the job in a workdir got.
+#include <iostream>
+
+#include "cli_common.h"
+#include "pipeline/workdir.h"
+
+namespace streamq::cli {
+
+int run_status(const std::vector<std::string>& args) {
+  std::string workdir;
+  po::options_description opts("status flags");
+  opts.add_options()
+      ("help,h", "show this help")
+      ("workdir", po::value(&workdir), "the --workdir of a `streamq quantize` job");
+  po::variables_map vm;
+  if (!parse("status", "--workdir DIR", opts, args, &vm)) return 0;
+  require(vm, {"workdir"});
+  std::cout << describe_workdir(workdir);
+  return 0;
+}
+
+}  // namespace streamq::cli
