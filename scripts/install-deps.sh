@@ -14,9 +14,11 @@ set -euo pipefail
 #   liburing-dev                  - io_uring reads/writes of the activation store
 #   libxxhash-dev                 - checksums of stored chunks and checkpoint files
 #   libpcre2-dev                  - tokenizer pre-tokenizer regexes (Unicode properties)
+#   python3-numpy                 - the gptq_export_numpy test: an independent numpy reader of
+#                                   exported GPTQ checkpoints (tests/gptq_unpack.py)
 packages=(cmake g++ make pkg-config libtbb-dev libboost-program-options-dev libgtest-dev
           libopenblas-dev liblapacke-dev nlohmann-json3-dev libzstd-dev liburing-dev
-          libxxhash-dev libpcre2-dev)
+          libxxhash-dev libpcre2-dev python3-numpy)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -21,6 +21,7 @@ TEST(QuantConfigJson, RoundTripsEveryNonDefaultField) {
   c.mse_norm = 2.0;
   c.act_order = true;
   c.static_groups = true;
+  c.checkpoint_format = CheckpointFormat::GptqV2;
   c.percdamp = 0.05;
   c.blocksize = 64;
   c.max_damp_retries = 3;
@@ -40,6 +41,8 @@ TEST(QuantConfigJson, RoundTripsEveryNonDefaultField) {
   EXPECT_EQ(quant_config_to_json(back), j);
   EXPECT_NE(quant_config_to_json(QuantConfig{}), j);
   EXPECT_EQ(back.describe(), c.describe());
+  EXPECT_EQ(back.checkpoint_format, CheckpointFormat::GptqV2);
+  EXPECT_EQ(j.at("checkpoint_format"), "gptq_v2");  // config.json's spelling
 }
 
 TEST(QuantConfigJson, RejectsUnknownSpellingsAndMissingFields) {
@@ -48,6 +51,9 @@ TEST(QuantConfigJson, RejectsUnknownSpellingsAndMissingFields) {
   EXPECT_THROW(quant_config_from_json(j, "x"), InputError);
   j = quant_config_to_json(QuantConfig{});
   j.erase("bits");
+  EXPECT_THROW(quant_config_from_json(j, "x"), InputError);
+  j = quant_config_to_json(QuantConfig{});
+  j["checkpoint_format"] = "gptq_v3";
   EXPECT_THROW(quant_config_from_json(j, "x"), InputError);
 }
 

@@ -76,7 +76,9 @@ double group_form(const std::vector<double>& h, int64_t n, int64_t c0, int64_t l
 }
 
 // Naive stage 2: each step rebuilds the residual r_t = q^T x_t - w^T x~_t
-// over all tokens and takes the exact Newton step of the quadratic in s_i.
+// over all tokens and takes the exact Newton step of the quadratic in s_i,
+// rounded to fp16. The nearest fp16 value to a quadratic's minimizer is at
+// least as good as the previous (fp16) scale, so monotonicity survives.
 void naive_refine(const NaiveLayer& L, const std::vector<double>& w, QuantResult& r, int iters) {
   const int64_t m = L.m, n = L.n;
   for (int64_t row = 0; row < m; ++row) {
@@ -97,7 +99,11 @@ void naive_refine(const NaiveLayer& L, const std::vector<double>& w, QuantResult
         }
         if (!(g2 > 0)) continue;
         double& s = r.scales[gi * m + row];
-        s -= g1 / g2;
+        // Scales live on the fp16 grid: the step lands on the fp16 value
+        // nearest the exact minimizer (and is not taken if that is <= 0).
+        const double target = s - g1 / g2;
+        if (!(target > 0)) continue;
+        s = round_scale_fp16(target);
         for (int64_t i = 0; i < n; ++i)
           if (r.g_idx[i] == gi) q[i] = s * c[i];
       }

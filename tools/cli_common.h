@@ -26,6 +26,7 @@ void require(const po::variables_map& vm, const std::vector<std::string>& flags)
 
 int run_quantize(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
+int run_export(const std::vector<std::string>& args);
 int run_inspect(const std::vector<std::string>& args);
 int run_layer(const std::vector<std::string>& args);
 int run_profile(const std::vector<std::string>& args);

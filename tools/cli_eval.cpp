@@ -17,7 +17,7 @@ int run_eval(const std::vector<std::string>& args) {
   po::options_description opts("eval flags");
   opts.add_options()
       ("help,h", "show this help")
-      ("model", po::value(&job.model_dir), "model: an HF directory (original or the fake-quant output of quantize) or a GGUF file")
+      ("model", po::value(&job.model_dir), "model: an HF directory (original, the fake-quant output of quantize, or a GPTQ checkpoint such as `streamq export` or `quantize --format gptq` writes: dequantized on load) or a GGUF file")
       ("data", po::value(&job.data_path), "evaluation token ids: little-endian, no header (see --tokens-dtype)")
       ("eval-text", po::value(&job.text_path),
        "evaluation text instead of --data: .txt or .jsonl (\"text\" fields), tokenized with the model's "

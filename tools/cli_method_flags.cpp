@@ -39,6 +39,12 @@ CaeSource parse_cae_source(const std::string& s) {
   throw InputError("--cae-source '" + s + "': expected xx or xfx");
 }
 
+CheckpointFormat parse_checkpoint_format(const std::string& s) {
+  if (s == "gptq") return CheckpointFormat::Gptq;
+  if (s == "gptq_v2") return CheckpointFormat::GptqV2;
+  throw InputError("--checkpoint-format '" + s + "': expected gptq or gptq_v2");
+}
+
 }  // namespace
 
 void add_method_flags(po::options_description& opts, MethodFlags& f) {
@@ -73,6 +79,11 @@ void add_method_flags(po::options_description& opts, MethodFlags& f) {
       ("group", po::value(&q.group)->default_value(-1), "input columns per scale group; -1 = one per output row")
       ("sym", po::bool_switch(&f.sym), "symmetric grid (the default)")
       ("asym", po::bool_switch(&f.asym), "asymmetric grid with a zero point")
+      ("checkpoint-format", po::value(&f.checkpoint_format)->default_value("gptq"),
+       "GPTQ checkpoint the grids must fit (see streamq export --help): gptq (classic layout that vLLM, "
+       "transformers and gptqmodel load; stores zero - 1, so --asym zero points are kept >= 1 by widening the "
+       "scale where min/max would give 0) or gptq_v2 (zero points stored as is, 0 allowed; read by gptqmodel "
+       "and vLLM's gptq kernel, not by AutoGPTQ or older vLLM). Symmetric grids are identical in both")
       ("grid-style", po::value(&f.grid_style)->default_value("quarot"),
        "integer grid: quarot (signed symmetric range, as the GPTAQ/CAE code) or gptq (the original GPTQ's)")
       ("grid", po::value(&f.grid)->default_value("minmax"),
@@ -101,6 +112,7 @@ void finish_method_flags(MethodFlags& f) {
   q.cae_source = parse_cae_source(f.cae_source);
   q.grid_style = parse_grid_style(f.grid_style);
   q.clip = parse_grid(f.grid);
+  q.checkpoint_format = parse_checkpoint_format(f.checkpoint_format);
   if (f.loaq.alpha < 0 || f.loaq.beta < 0) throw InputError("--loaq-alpha and --loaq-beta must be >= 0");
   q.validate();
 }

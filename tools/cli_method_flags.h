@@ -13,7 +13,7 @@ namespace streamq::cli {
 struct MethodFlags {
   QuantConfig quant;
   LoaqConfig loaq;
-  std::string method, grid_style, grid, variant, cae_source;
+  std::string method, grid_style, grid, variant, cae_source, checkpoint_format;
   bool sym = false, asym = false;
 };
 

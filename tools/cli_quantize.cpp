@@ -25,6 +25,11 @@ int run_quantize(const std::vector<std::string>& args) {
        "weights replaced by dequantized values), config/tokenizer files, streamq_quant.safetensors (codes, "
        "scales, zeros, g_idx) and streamq_report.json; written as <out>.partial-<pid> and renamed when complete")
       ("overwrite", po::bool_switch(), "replace --out if it exists and is not empty")
+      ("format", po::value(&job.format)->default_value("fake"),
+       "what --out holds: fake (the fake-quant checkpoint in the input's layout and dtypes, plus "
+       "streamq_quant.safetensors with codes/scales/zeros/g_idx; `streamq export` packs it later) or gptq (the "
+       "packed GPTQ checkpoint vLLM and transformers load, in --checkpoint-format; linears the format cannot "
+       "hold stay dense and are listed; docs/gptq-format.md)")
       ("workdir", po::value(&job.workdir),
        "make the job resumable: DIR keeps a manifest (model fingerprint, method, calibration hash, last finished "
        "block, checksums), each finished block and the next block's input activations (compressed on disk "

@@ -17,7 +17,8 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  quantize   quantize a model (HF safetensors + config.json) block by block\n"
-    "  eval       perplexity of a model over non-overlapping token windows\n"
+    "  eval       perplexity of a model over non-overlapping token windows (HF, GPTQ checkpoint or GGUF)\n"
+    "  export     write a quantize output as a packed GPTQ checkpoint (vLLM, transformers, gptqmodel)\n"
     "  inspect    show a model's config and tensor table\n"
     "  layer      quantize one linear from .npy/.safetensors tensors (W, X, X~) with any method\n"
     "  status     show how far the resumable job in a --workdir got\n"
@@ -37,12 +38,13 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "quantize") return streamq::cli::run_quantize(args);
     if (cmd == "eval") return streamq::cli::run_eval(args);
+    if (cmd == "export") return streamq::cli::run_export(args);
     if (cmd == "inspect") return streamq::cli::run_inspect(args);
     if (cmd == "layer") return streamq::cli::run_layer(args);
     if (cmd == "profile") return streamq::cli::run_profile(args);
     if (cmd == "status") return streamq::cli::run_status(args);
     if (cmd == "synth") return streamq::cli::run_synth(args);
-    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, inspect, layer, profile, status, synth)\n";
+    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, export, inspect, layer, profile, status, synth)\n";
     return 2;
   } catch (const streamq::InputError& e) {
     std::cerr << "streamq " << cmd << ": error: " << e.what() << "\n";

@@ -5,7 +5,24 @@
 #include <cmath>
 #include <limits>
 
+#include "core/dtype.h"
+
 namespace streamq {
+
+double round_scale_fp16(double s) {
+  constexpr double kMinSubnormal = 5.9604644775390625e-08;  // 2^-24
+  constexpr double kMaxFinite = 65504.0;
+  if (!(s > kMinSubnormal)) return kMinSubnormal;  // also NaN: never a zero or non-finite scale
+  if (s >= kMaxFinite) return kMaxFinite;
+  // Through float, then the neighbour on s's side is checked: rounding
+  // double -> float first can cross an fp16 midpoint. Nearest matters: the
+  // two-stage descent relies on the nearest fp16 value to a minimizer being
+  // no worse than the previous scale.
+  const uint16_t h = f32_to_f16(static_cast<float>(s));
+  const double v = f16_to_f32(h);
+  const double other = f16_to_f32(static_cast<uint16_t>(v < s ? h + 1 : h - 1));
+  return std::fabs(other - s) < std::fabs(v - s) ? other : v;
+}
 
 Grid::Grid(const QuantConfig& cfg) : cfg_(cfg), maxq_((1 << cfg.bits) - 1) {}
 
@@ -19,6 +36,28 @@ int32_t Grid::code(double x, const GridParams& p) const {
 
 // xmin <= 0 <= xmax already (row ranges always include 0).
 GridParams Grid::from_range(double xmin, double xmax) const {
+  if (cfg_.grid_style == GridStyle::Gptq && xmin == 0 && xmax == 0) {
+    xmin = -1;  // GPTQ's grid for an all-zero row
+    xmax = 1;
+  }
+  GridParams p = from_range_unrounded(xmin, xmax);
+  p.scale = round_scale_fp16(p.scale);
+  if (cfg_.sym) return p;
+  // The zero point from the fp16 scale; the classic GPTQ checkpoint stores
+  // zero - 1 in an unsigned field, so it cannot hold a zero point of 0. Zero 0
+  // arises when the range barely reaches below 0 (-xmin < scale / 2); zero 1
+  // then covers [-scale, (maxq - 1) scale], so the scale widens to keep xmax
+  // on the grid (-xmin < scale / 2 stays covered).
+  const int32_t lo = cfg_.checkpoint_format == CheckpointFormat::Gptq ? 1 : 0;
+  p.zero = std::clamp(round_even(-xmin / p.scale), 0.0, static_cast<double>(maxq_));
+  if (p.zero < lo) {
+    p.zero = lo;
+    p.scale = round_scale_fp16(std::max(p.scale, xmax / (maxq_ - lo)));
+  }
+  return p;
+}
+
+GridParams Grid::from_range_unrounded(double xmin, double xmax) const {
   GridParams p;
   const double half = static_cast<double>(1 << (cfg_.bits - 1));
   if (cfg_.grid_style == GridStyle::Quarot) {
@@ -29,7 +68,6 @@ GridParams Grid::from_range(double xmin, double xmax) const {
       p.zero = half;
     } else {
       p.scale = std::max(xmax - xmin, 1e-5) / maxq_;
-      p.zero = round_even(-xmin / p.scale);
     }
     return p;
   }
@@ -38,12 +76,8 @@ GridParams Grid::from_range(double xmin, double xmax) const {
     xmax = std::max(-xmin, xmax);
     if (xmin < 0) xmin = -xmax;
   }
-  if (xmin == 0 && xmax == 0) {
-    xmin = -1;
-    xmax = 1;
-  }
-  p.scale = (xmax - xmin) / maxq_;
-  p.zero = cfg_.sym ? (maxq_ + 1) / 2 : round_even(-xmin / p.scale);
+  p.scale = (xmax - xmin) / maxq_;  // from_range replaced an all-zero range by [-1, 1]
+  if (cfg_.sym) p.zero = (maxq_ + 1) / 2;
   return p;
 }
 

@@ -1,6 +1,8 @@
 // Uniform integer grids: per-row (or per-group) scale and zero point, codes in
 // [0, 2^bits - 1], dequantized value s * (code - zero). Both grid styles and the
-// MSE clip search reduce to this one representation.
+// MSE clip search reduce to this one representation. Every scale is an fp16
+// value (GPTQ checkpoints store fp16 scales, so the sweep optimizes the grid a
+// loader will see), and asymmetric zero points honour cfg.checkpoint_format.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,11 @@ struct GridParams {
   double scale = 1.0;
   double zero = 0.0;  // an integer value
 };
+
+// The nearest positive finite fp16 value to s (s > 0 expected): tiny scales
+// become the smallest fp16 subnormal rather than 0, huge ones the largest
+// finite fp16. Exactly representable in float32 and float64.
+double round_scale_fp16(double s);
 
 class Grid {
  public:
@@ -27,6 +34,8 @@ class Grid {
 
  private:
   GridParams from_range(double xmin, double xmax) const;
+  // The style's scale (and symmetric zero) before fp16 rounding.
+  GridParams from_range_unrounded(double xmin, double xmax) const;
   QuantConfig cfg_;
   int32_t maxq_;
 };

@@ -16,6 +16,7 @@ const char* to_string(MethodKind m) {
 }
 const char* to_string(Variant v) { return v == Variant::Exact ? "exact" : "official"; }
 const char* to_string(CaeSource s) { return s == CaeSource::Xx ? "xx" : "xfx"; }
+const char* to_string(CheckpointFormat f) { return f == CheckpointFormat::Gptq ? "gptq" : "gptq_v2"; }
 
 void QuantConfig::validate() const {
   if (bits < 2 || bits > 8) throw InputError("--bits " + std::to_string(bits) + ": must be 2..8");
@@ -54,6 +55,8 @@ std::string QuantConfig::describe() const {
     if (static_groups) s << " static-groups";
   }
   if (two_stage()) s << " scale-refine-iters=" << scale_refine_iters;
+  // Only the non-default spelling: the zero convention matters for asymmetric grids.
+  if (!sym && checkpoint_format != CheckpointFormat::Gptq) s << " checkpoint-format=" << to_string(checkpoint_format);
   return s.str();
 }
 

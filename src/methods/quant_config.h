@@ -24,6 +24,12 @@ enum class Variant { Exact, Official };
 // Which product P2 (the compensation-aware term) is built from under GPTQ+CAE:
 // X X^T (the paper's Algorithm 2 with dX = 0) or X~ X^T.
 enum class CaeSource { Xx, Xfx };
+// The GPTQ checkpoint layout the grids must be storable in (docs/gptq-format.md).
+// Gptq (the classic "v1" layout vLLM, transformers and every GPTQ loader read)
+// stores zero - 1 in an unsigned field, so asymmetric zero points are kept in
+// [1, 2^bits - 1]; GptqV2 (read by gptqmodel, and by vLLM's gptq kernel when
+// checkpoint_format says so) stores the zero as is, so 0 is allowed.
+enum class CheckpointFormat { Gptq, GptqV2 };
 
 struct QuantConfig {
   MethodKind method = MethodKind::Gptq;
@@ -37,6 +43,7 @@ struct QuantConfig {
   double mse_norm = 2.4;       // error = sum |q - x|^mse_norm
   bool act_order = false;      // process columns by descending diag(H)
   bool static_groups = false;  // group grids fixed up front in original column order
+  CheckpointFormat checkpoint_format = CheckpointFormat::Gptq;  // constrains asymmetric zero points
   double percdamp = 0.01;      // damping = percdamp * mean(diag H)
   int64_t blocksize = 128;     // lazy-batch block of columns
   int max_damp_retries = 6;    // Cholesky failures: damping x10 each retry
@@ -76,5 +83,6 @@ const char* to_string(ClipSearch c);
 const char* to_string(MethodKind m);
 const char* to_string(Variant v);
 const char* to_string(CaeSource s);
+const char* to_string(CheckpointFormat f);  // "gptq" or "gptq_v2", as config.json spells it
 
 }  // namespace streamq

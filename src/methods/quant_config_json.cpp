@@ -30,6 +30,7 @@ nlohmann::json quant_config_to_json(const QuantConfig& c) {
           {"mse_norm", c.mse_norm},
           {"act_order", c.act_order},
           {"static_groups", c.static_groups},
+          {"checkpoint_format", to_string(c.checkpoint_format)},
           {"percdamp", c.percdamp},
           {"blocksize", c.blocksize},
           {"max_damp_retries", c.max_damp_retries},
@@ -59,6 +60,8 @@ QuantConfig quant_config_from_json(const nlohmann::json& j, const std::string& w
     c.mse_norm = j.at("mse_norm").get<double>();
     c.act_order = j.at("act_order").get<bool>();
     c.static_groups = j.at("static_groups").get<bool>();
+    c.checkpoint_format =
+        parse_enum(j, "checkpoint_format", {CheckpointFormat::Gptq, CheckpointFormat::GptqV2}, where);
     c.percdamp = j.at("percdamp").get<double>();
     c.blocksize = j.at("blocksize").get<int64_t>();
     c.max_damp_retries = j.at("max_damp_retries").get<int>();

@@ -5,6 +5,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "core/error.h"
@@ -242,7 +243,13 @@ void two_stage_refine_scales(Backend& backend, const double* w, const std::vecto
         double num = 0;
         for (int64_t a = 0; a < gl; ++a) num += cr[a] * (vr[a] + (ur ? ur[a] : 0.0));
         double& scale = r.scales[gi * m + row];
-        scale += num / den[gi * m + row];
+        // The step lands on the nearest fp16 scale (what a GPTQ checkpoint
+        // stores), so q below is exactly what a loader dequantizes; a step
+        // that would leave the positive fp16 range is not taken (the scale is
+        // kept, a valid, if not optimal, point of the descent).
+        const double target = scale + num / den[gi * m + row];
+        if (!(target > 0) || !std::isfinite(target)) return;
+        scale = round_scale_fp16(target);
         double* q = &r.dequant[row * n + g0];
         for (int64_t a = 0; a < gl; ++a) {
           const double qn = scale * cr[a];  // q stays exactly s * c

@@ -42,7 +42,9 @@ using ScaleStepHook = std::function<void(int64_t row, const double* q_row)>;
 // zeroed), original order; h: undamped H; cross: C with h's scale, or null
 // (no FP flow: C = 0). Groups are read from r.g_idx (contiguous column
 // ranges, as every streamq result has them); updates r.scales and
-// r.dequant. Deterministic (rows in parallel, each row sequential).
+// r.dequant. Every updated scale is rounded to the nearest fp16 value (the
+// exact minimizer's neighbour on the fp16 grid), as every streamq grid is.
+// Deterministic (rows in parallel, each row sequential).
 void two_stage_refine_scales(Backend& backend, const double* w, const std::vector<double>& h,
                              const std::vector<double>* cross, const QuantConfig& cfg, QuantResult& r,
                              const ScaleStepHook* hook = nullptr);

@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "io/gguf.h"
+#include "pipeline/gptq_import.h"
 
 namespace fs = std::filesystem;
 
@@ -15,6 +16,22 @@ namespace streamq {
 
 ModelSource::ModelSource(const std::string& model, const std::string& scratch_parent, std::ostream* log) {
   std::error_code ec;
+  if (is_gptq_dir(model)) {
+    temp_ = (fs::path(scratch_parent.empty() ? "." : scratch_parent) /
+             (".streamq-gptq-" + std::to_string(::getpid()))).string();
+    fs::remove_all(temp_, ec);
+    try {
+      const GptqImport g = gptq_to_hf_dir(model, temp_);
+      if (log)
+        *log << "streamq: dequantized GPTQ checkpoint " << model << " (" << g.linears << " packed linears) to HF layout in "
+             << temp_ << "\n";
+    } catch (...) {
+      fs::remove_all(temp_, ec);  // the destructor does not run for a throwing constructor
+      throw;
+    }
+    dir_ = temp_;
+    return;
+  }
   if (!(fs::is_regular_file(model, ec) && fs::path(model).extension() == ".gguf")) {
     dir_ = model;
     return;

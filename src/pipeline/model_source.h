@@ -1,5 +1,7 @@
-// What --model may name: an HF model directory, or a GGUF file that is first
-// converted (dequantized, one tensor at a time) into a temporary HF directory.
+// What --model may name: an HF model directory, a GPTQ checkpoint directory
+// (config.json quantization_config.quant_method "gptq", e.g. streamq export's
+// output) or a GGUF file; the last two are first converted (dequantized, one
+// tensor at a time) into a temporary HF directory.
 #pragma once
 
 #include <iosfwd>
@@ -9,7 +11,7 @@ namespace streamq {
 
 class ModelSource {
  public:
-  // `scratch_parent`: where a GGUF's converted directory may be created
+  // `scratch_parent`: where a GGUF's or GPTQ checkpoint's converted directory may be created
   // (removed by the destructor).
   ModelSource(const std::string& model, const std::string& scratch_parent, std::ostream* log);
   ~ModelSource();

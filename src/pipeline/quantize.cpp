@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "pipeline/block_files.h"
 #include "pipeline/block_stats.h"
+#include "pipeline/gptq_export.h"
 #include "pipeline/kill_points.h"
 #include "pipeline/model_source.h"
 #include "pipeline/output_dir.h"
@@ -38,31 +39,10 @@ namespace fs = std::filesystem;
 namespace streamq {
 namespace {
 
-// Model files are identified by name, size and xxh64 of their first 4 MiB
-// (the safetensors header and the first tensors) and last 1 MiB: reading a
-// 140 GB model in full on every resume would cost minutes, and any other
-// model differs in those bytes.
-nlohmann::json model_identity(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_regular_file() && (e.path().extension() == ".safetensors" || name == "config.json" ||
-                                name == "model.safetensors.index.json"))
-      names.push_back(name);
-  }
-  std::sort(names.begin(), names.end());
-  nlohmann::json files = nlohmann::json::array();
-  for (const auto& n : names) {
-    const std::string path = dir + "/" + n;
-    files.push_back({{"name", n}, {"bytes", fs::file_size(path)}, {"xxh64_ends", hex64(xxh64_file_ends(path, 4 << 20, 1 << 20))}});
-  }
-  return {{"files", files}};
-}
-
 JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, const std::vector<int32_t>& calib,
                           const std::string& calib_name, const std::string& method_text) {
   JobIdentity id;
-  id.model = model_identity(model_dir);
+  id.model = model_files_identity(model_dir);
   id.method = {{"quant", quant_config_to_json(job.quant)}, {"loaq", loaq_config_to_json(job.loaq)}};
   id.calibration = {{"tokens_xxh64", hex64(XXH64(calib.data(), calib.size() * sizeof(int32_t), 0))},
                     {"nsamples", job.nsamples},
@@ -273,6 +253,8 @@ bool finished_output(const Workdir& wd, const std::string& out, QuantizeReport* 
 QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch total;
   job.quant.validate();
+  if (job.format != "fake" && job.format != "gptq")
+    throw InputError("--format '" + job.format + "': expected fake or gptq");
   KillPoints kill(job.kill_at);
   const auto method = make_method(job.quant);
   const std::string out_parent = fs::absolute(job.out_dir).parent_path().string();
@@ -366,6 +348,10 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
 
   // The checkpoint, from the block files and the source's other tensors.
   const std::string tmp = out->staging_path();
+  // A GPTQ export is packed from the fake-quant checkpoint, assembled beside it.
+  const bool gptq = job.format == "gptq";
+  const std::string fq_dir = gptq ? tmp + "/.fakequant" : tmp;
+  if (gptq) make_dirs(fq_dir);
   {
     TraceSpan span(trace.get(), "write checkpoint", trace_cat::kWrite);
     AssembleInput in;
@@ -380,9 +366,18 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     const bool sharded_input = fs::exists(source.dir() + "/model.safetensors.index.json");
     in.max_shard_bytes = sharded_input ? (5ull << 30) : UINT64_MAX;
     in.on_tensor = [&] { kill.hit("assemble"); };
-    assemble_checkpoint(in, tmp);
+    assemble_checkpoint(in, fq_dir);
   }
   out->copy_side_files(source.dir());
+  if (gptq) {
+    TraceSpan span(trace.get(), "write GPTQ checkpoint", trace_cat::kWrite);
+    atomic_write_file(fq_dir + "/config.json", read_file(tmp + "/config.json"));
+    GptqExportOptions opts;
+    opts.format = job.quant.checkpoint_format;
+    const GptqExportReport ex = write_gptq_checkpoint(fq_dir, tmp, opts, progress);
+    report.gptq_export = ex.to_json();
+    fs::remove_all(fq_dir);
+  }
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
   if (trace) {

@@ -35,6 +35,10 @@ struct QuantizeJob {
   std::string io_path = "auto";  // auto | uring | posix
   int zstd_level = 1;
   bool overwrite = false;       // replace an existing non-empty out_dir
+  // "fake": the fake-quant checkpoint plus streamq_quant.safetensors; "gptq":
+  // the packed GPTQ checkpoint (pipeline/gptq_export.h) in the quant config's
+  // checkpoint_format.
+  std::string format = "fake";
   std::string report_path;      // extra copy of the JSON report ("" = none)
   std::string trace_path;       // Chrome trace-event JSON of the run ("" = no tracing)
   // A resumable job directory ("" = a scratch one removed at the end): the
@@ -83,6 +87,7 @@ struct QuantizeReport {
   std::vector<BlockReport> blocks;
   nlohmann::json profile;       // trace summary (stages, overlap) when traced
   std::string profile_text;     // the same, formatted as `streamq profile` prints it
+  nlohmann::json gptq_export;   // --format gptq: what was packed and what stayed dense
   bool already_complete = false;  // the workdir's job had finished and its output exists
   nlohmann::json to_json() const;
   static QuantizeReport from_json(const nlohmann::json& j);

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -63,6 +64,27 @@ std::string random_job_id() {
 }
 
 }  // namespace
+
+// Model files are identified by name, size and xxh64 of their first 4 MiB
+// (the safetensors header and the first tensors) and last 1 MiB: reading a
+// 140 GB model in full on every resume would cost minutes, and any other
+// model differs in those bytes.
+nlohmann::json model_files_identity(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && (e.path().extension() == ".safetensors" || name == "config.json" ||
+                                name == "model.safetensors.index.json"))
+      names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& n : names) {
+    const std::string path = dir + "/" + n;
+    files.push_back({{"name", n}, {"bytes", fs::file_size(path)}, {"xxh64_ends", hex64(xxh64_file_ends(path, 4 << 20, 1 << 20))}});
+  }
+  return {{"files", files}};
+}
 
 nlohmann::json JobIdentity::to_json() const {
   return {{"model", model}, {"method", method}, {"calibration", calibration}};

@@ -30,6 +30,10 @@ struct JobIdentity {
   nlohmann::json info;
 };
 
+// The model part of a JobIdentity: the model directory's safetensors files,
+// index and config.json by name, size and xxh64 of their ends.
+nlohmann::json model_files_identity(const std::string& dir);
+
 // How the job cut its calibration data; a resumed job keeps the stored one
 // (its activation chunks on disk have that shape).
 struct JobLayout {

@@ -1,0 +1,86 @@
+// `streamq export`: a quantize output -> a packed GPTQ checkpoint.
+#include <iostream>
+
+#include "cli_common.h"
+#include "core/error.h"
+#include <filesystem>
+
+#include "pipeline/gptq_export.h"
+#include "pipeline/workdir_export.h"
+
+namespace streamq::cli {
+namespace {
+
+CheckpointFormat parse_format(const std::string& s) {
+  if (s == "gptq") return CheckpointFormat::Gptq;
+  if (s == "gptq_v2") return CheckpointFormat::GptqV2;
+  throw InputError("--checkpoint-format '" + s + "': expected gptq or gptq_v2");
+}
+
+// "5GB", "500MB", "2GiB", "123" (bytes); decimal and binary units.
+uint64_t parse_size(const std::string& s) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    throw InputError("--max-shard-size '" + s + "': expected a size such as 5GB, 500MB or 2GiB");
+  }
+  const std::string unit = s.substr(pos);
+  double mult = 0;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KB") mult = 1e3;
+  else if (unit == "MB") mult = 1e6;
+  else if (unit == "GB") mult = 1e9;
+  else if (unit == "KiB") mult = 1024.0;
+  else if (unit == "MiB") mult = 1048576.0;
+  else if (unit == "GiB") mult = 1073741824.0;
+  if (mult == 0 || !(v > 0))
+    throw InputError("--max-shard-size '" + s + "': expected a positive size such as 5GB, 500MB or 2GiB");
+  return static_cast<uint64_t>(v * mult);
+}
+
+}  // namespace
+
+int run_export(const std::vector<std::string>& args) {
+  std::string from, out, format, max_shard;
+  GptqExportOptions opts;
+  bool quiet = false;
+  po::options_description opts_desc("export flags");
+  opts_desc.add_options()
+      ("help,h", "show this help")
+      ("from", po::value(&from),
+       "the output directory of streamq quantize (model.safetensors, streamq_quant.safetensors, config.json), "
+       "or the --workdir of a finished quantize job (packed from its block files and the source model, which "
+       "must still be where the job read it)")
+      ("out", po::value(&out),
+       "the GPTQ checkpoint directory to write (staged, appears only when complete): model safetensors with "
+       "qweight/qzeros/scales/g_idx per packed linear, config.json with quantization_config, "
+       "quantize_config.json, tokenizer and side files, streamq_export.json")
+      ("checkpoint-format", po::value(&format)->default_value("gptq"),
+       "zero-point convention. gptq: the classic layout (qzeros hold zero - 1, loaders add 1 back) that vLLM, "
+       "HF transformers (optimum / gptqmodel), gptqmodel and AutoGPTQ load; a checkpoint with an asymmetric "
+       "zero point of 0 cannot be written (quantize with --checkpoint-format gptq, the default, to avoid them). "
+       "gptq_v2: qzeros hold the zero point as is; read by gptqmodel (and transformers with gptqmodel) and by "
+       "vLLM's gptq kernel when checkpoint_format says so, misread by AutoGPTQ and older vLLM. Symmetric "
+       "checkpoints load the same either way")
+      ("max-shard-size", po::value(&max_shard)->default_value("5GB"),
+       "split model.safetensors into shards of at most this size with model.safetensors.index.json "
+       "(units B, KB, MB, GB, KiB, MiB, GiB)")
+      ("overwrite", po::bool_switch(&opts.overwrite), "replace an existing non-empty --out")
+      ("quiet", po::bool_switch(&quiet), "print nothing but errors");
+  po::variables_map vm;
+  if (!parse("export", "--from QUANT_DIR --out GPTQ_DIR [flags]", opts_desc, args, &vm)) return 0;
+  require(vm, {"from", "out"});
+  opts.format = parse_format(format);
+  opts.max_shard_bytes = parse_size(max_shard);
+  const bool workdir = std::filesystem::exists(from + "/manifest.json");
+  const GptqExportReport rep = workdir ? export_gptq_from_workdir(from, out, opts, quiet ? nullptr : &std::cerr)
+                                       : export_gptq(from, out, opts, quiet ? nullptr : &std::cerr);
+  if (!quiet)
+    std::cout << "packed " << rep.packed.size() << "\ndense " << rep.excluded.size() << "\ncheckpoint_format "
+              << to_string(rep.format) << "\nout " << out << "\n";
+  return 0;
+}
+
+}  // namespace streamq::cli
