@@ -1,0 +1,86 @@
+// Host memory budgets: sizes as the user writes them (--host-mem-limit 48G)
+// and a thread-safe counter of reserved bytes that refuses, with a message
+// saying which flag to raise, whatever would go past the limit.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "core/error.h"
+
+namespace streamq {
+
+// "768M", "48G", "1.5G", "512K", "100000", "2T", "48GiB", "48gb": binary
+// units (K = 1024), case-insensitive, an optional trailing "B" or "iB".
+// Throws InputError naming `flag` for anything else (empty, negative, junk,
+// more than 2^64 - 1 bytes).
+uint64_t parse_size(const std::string& text, const std::string& flag);
+// "1.50 GiB", "768.00 MiB", "512 B"; "unlimited" for UINT64_MAX.
+std::string format_size(uint64_t bytes);
+
+constexpr uint64_t kUnlimitedBytes = UINT64_MAX;
+
+// A request the budget cannot grant. An InputError because the remedy is the
+// user's (a larger limit, a smaller chunk): the CLI exits 2.
+class BudgetError : public InputError {
+ public:
+  explicit BudgetError(const std::string& what) : InputError(what) {}
+};
+
+class MemoryBudget;
+
+// Bytes held from a MemoryBudget until destruction or release(). Movable; a
+// default-constructed one holds nothing.
+class Reservation {
+ public:
+  Reservation() = default;
+  Reservation(Reservation&& other) noexcept;
+  Reservation& operator=(Reservation&& other) noexcept;
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+  ~Reservation() { release(); }
+
+  uint64_t bytes() const { return bytes_; }
+  void release();
+
+ private:
+  friend class MemoryBudget;
+  Reservation(MemoryBudget* budget, uint64_t bytes) : budget_(budget), bytes_(bytes) {}
+  MemoryBudget* budget_ = nullptr;
+  uint64_t bytes_ = 0;
+};
+
+// Every method is thread-safe. The budget must outlive its reservations.
+class MemoryBudget {
+ public:
+  // `flag` is what the error messages tell the user to raise.
+  explicit MemoryBudget(uint64_t limit = kUnlimitedBytes, std::string flag = "--host-mem-limit");
+  MemoryBudget(const MemoryBudget&) = delete;
+  MemoryBudget& operator=(const MemoryBudget&) = delete;
+
+  // Throws BudgetError ("<what> needs X; Y of the Z limit is in use; raise
+  // <flag>") when in_use() + bytes would pass the limit.
+  Reservation reserve(uint64_t bytes, const std::string& what);
+  // The same without throwing: false (and *out untouched) when it does not fit.
+  bool try_reserve(uint64_t bytes, Reservation* out);
+
+  uint64_t limit() const { return limit_; }
+  bool unlimited() const { return limit_ == kUnlimitedBytes; }
+  uint64_t in_use() const;
+  // The most ever reserved at once.
+  uint64_t high_water() const;
+
+ private:
+  friend class Reservation;
+  bool grant_locked(uint64_t bytes);
+  void give_back(uint64_t bytes);
+
+  const uint64_t limit_;
+  const std::string flag_;
+  mutable std::mutex mu_;
+  uint64_t in_use_ = 0;
+  uint64_t high_water_ = 0;
+};
+
+}  // namespace streamq
