@@ -27,6 +27,8 @@ constexpr const char* kCompute = "compute";
 constexpr const char* kQuantize = "quantize";
 constexpr const char* kForward = "forward";
 constexpr const char* kStats = "stats";
+// Neither: the compute thread waiting for I/O another lane does.
+constexpr const char* kWait = "wait";
 }  // namespace trace_cat
 
 // Collects complete events ("ph":"X") with microsecond times from its own

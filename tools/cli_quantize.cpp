@@ -9,12 +9,13 @@
 #include "kernels/backend.h"
 #include "pipeline/progress.h"
 #include "pipeline/quantize.h"
+#include "scheduler/memory_budget.h"
 
 namespace streamq::cli {
 int run_quantize(const std::vector<std::string>& args) {
   QuantizeJob job;
   MethodFlags mf;
-  std::string tokens_dtype, activations;
+  std::string tokens_dtype, activations, host_mem_limit;
   int threads = 0;
   bool quiet = false;
   po::options_description opts("quantize flags");
@@ -47,9 +48,17 @@ int run_quantize(const std::vector<std::string>& args) {
       ("seed", po::value(&job.seed)->default_value(0), "seed of the window draw (same seed, same output bytes)")
       ("chunk-tokens", po::value(&job.chunk_tokens)->default_value(4096),
        "tokens per activation chunk (whole sequences; bounds activation memory)")
-      ("activations", po::value(&activations)->default_value("memory"),
-       "where block-boundary activations live: memory, or disk (zstd-compressed float32 chunks with xxh64 "
-       "checksums under the staging directory, read and written through io_uring with O_DIRECT)")
+      ("activations", po::value(&activations)->default_value("auto"),
+       "where block-boundary activations live: auto (memory when --host-mem-limit holds them, else disk), "
+       "memory, or disk (zstd-compressed float32 chunks with xxh64 checksums, read and written through io_uring "
+       "with O_DIRECT by a background thread that reads ahead and writes behind). A --workdir job keeps them on "
+       "disk in the workdir so it can resume")
+      ("host-mem-limit", po::value<std::string>(&host_mem_limit),
+       "host memory the job may use (SIZE: 768M, 48G, 1.5G; binary units; default unlimited). The memory plan "
+       "(printed, and in the report) picks placement, sequences per chunk and I/O depth to stay under it, and "
+       "fails up front with what it needs when even the minimum does not fit")
+      ("prefetch-depth", po::value(&job.prefetch_depth)->default_value(2),
+       "chunks read ahead and written behind while compute runs (disk placement; the plan may lower it)")
       ("io", po::value(&job.io_path)->default_value("auto"),
        "disk activations' I/O path: auto (io_uring, else pread/pwrite, said once), uring (fail if unavailable), "
        "posix")
@@ -72,9 +81,9 @@ int run_quantize(const std::vector<std::string>& args) {
   job.loaq = mf.loaq;
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   job.overwrite = vm["overwrite"].as<bool>();
-  if (activations != "memory" && activations != "disk")
-    throw InputError("--activations '" + activations + "': expected memory or disk");
-  job.disk_store = activations == "disk";
+  job.activations = activations;
+  if (vm.count("host-mem-limit")) job.host_mem_limit = parse_size(host_mem_limit, "--host-mem-limit");
+  if (job.prefetch_depth < 0) throw InputError("--prefetch-depth must be >= 0");
   if (job.chunk_tokens < 1) throw InputError("--chunk-tokens must be >= 1");
   if (job.restart && job.workdir.empty()) throw InputError("--restart needs --workdir");
   // Test-only hook of the crash test (tests/test_resume.cpp): SIGKILL at a

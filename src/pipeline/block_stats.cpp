@@ -12,7 +12,7 @@ namespace streamq {
 LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
                           const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
                           const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
-                          const LoaqConfig& loaq, TraceRecorder* trace) {
+                          const LoaqConfig& loaq, TraceRecorder* trace, const ReadAheadHint& hint) {
   const ModelConfig& cfg = model.config();
   const int64_t in = sublayer_in_features(cfg, group), hidden = cfg.hidden;
   const bool out_proj = loaq.enabled && (group == SubLayer::O || group == SubLayer::Down);
@@ -28,15 +28,22 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
       if (out_proj) dst_res->assign(residual, residual + tokens * hidden);
     };
   };
+  ReadAhead ahead(hint, block, ReadAhead::stats_order(ch.nchunks, fp_flow));
+  ahead.consumed(-1);
+  const int64_t per_chunk = fp_flow ? 2 : 1;
   for (int64_t c = 0; c < ch.nchunks; ++c) {
     const int64_t nseq = ch.seqs(c, nsamples), tokens = nseq * seqlen;
+    if (fp_flow) {
+      store.get(block, Flow::Fp, c, &x_fp);
+      ahead.consumed(c * per_chunk);
+    }
+    store.get(block, Flow::Quant, c, &x);
+    ahead.consumed(c * per_chunk + per_chunk - 1);
     TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
     span.arg("block", block).arg("chunk", c).arg("tokens", tokens);
     if (fp_flow) {
-      store.get(block, Flow::Fp, c, &x_fp);
       block_forward(be, cfg, w, rope, x_fp.data(), nseq, seqlen, grab(&in_fp, &res_fp), static_cast<int>(group));
     }
-    store.get(block, Flow::Quant, c, &x);
     block_forward(be, cfg, wq, rope, x.data(), nseq, seqlen, grab(&in_q, &res_q), static_cast<int>(group));
     if (!out_proj) {
       if (fp_flow) stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);

@@ -10,6 +10,7 @@
 #include "methods/linear_stats.h"
 #include "methods/loaq.h"
 #include "model/model.h"
+#include "pipeline/read_ahead.h"
 
 namespace streamq {
 
@@ -26,10 +27,11 @@ struct Chunking {
 // quantized flow at boundary `block`; with `fp_flow`, also the original
 // block (w) on the FP flow's chunk, token-aligned, for the cross term. With
 // LoaQ on an output projection both flows' tokens are rescaled (loaq.norm)
-// and the residual-stream term is accumulated too.
+// and the residual-stream term is accumulated too. `hint` starts reading the
+// next chunks while this one computes.
 LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
                           const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
                           const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
-                          const LoaqConfig& loaq, TraceRecorder* trace);
+                          const LoaqConfig& loaq, TraceRecorder* trace, const ReadAheadHint& hint = {});
 
 }  // namespace streamq

@@ -3,6 +3,7 @@
 // before the manifest says so, the checkpoint assembled at the end.
 #include "pipeline/quantize.h"
 
+#include <tbb/task_arena.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -30,8 +31,12 @@
 #include "pipeline/output_dir.h"
 #include "pipeline/profile.h"
 #include "pipeline/progress.h"
+#include "pipeline/read_ahead.h"
 #include "pipeline/traced_store.h"
 #include "pipeline/workdir.h"
+#include "scheduler/memory_budget.h"
+#include "scheduler/memory_plan.h"
+#include "scheduler/prefetch_store.h"
 #include "scheduler/trace.h"
 
 namespace fs = std::filesystem;
@@ -60,18 +65,27 @@ std::string method_text(const QuantizeJob& job) {
   return m;
 }
 
-// The activation store of a job: its own durable, compressed store in the
-// workdir for a resumable job; memory or a scratch compressed store otherwise.
+// The activation store of a job, as the memory plan places it: memory, or the
+// compressed store (the workdir's own, durable, for a resumable job) behind a
+// read-ahead/write-behind stage.
 struct JobStore {
   std::unique_ptr<ActivationStore> top;  // what the loop uses (traced, kill points)
   CompressedStore* disk = nullptr;       // the compressed store under it, if any
+  PrefetchStore* prefetch = nullptr;     // the asynchronous stage, if any
+  ReadAheadHint hint;                    // empty without the asynchronous stage
   std::string description;
+  // Every put durable (disk) before a manifest names it.
+  void flush() {
+    if (prefetch) prefetch->flush();
+    else if (disk) disk->flush();
+  }
 };
 
-JobStore open_store(const QuantizeJob& job, const Workdir& wd, TraceRecorder* trace, KillPoints* kill) {
+JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan& plan, int64_t chunk_floats,
+                    MemoryBudget* budget, TraceRecorder* trace, KillPoints* kill) {
   JobStore s;
   std::unique_ptr<ActivationStore> inner;
-  if (job.disk_store || !job.workdir.empty()) {
+  if (plan.placement == Placement::Disk) {
     CompressedStoreOptions opts;
     opts.dir = wd.acts_dir();
     opts.storage = DType::F32;  // lossless: every placement, and a resumed run, gives identical outputs
@@ -82,11 +96,25 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, TraceRecorder* tr
     s.disk = cs.get();
     s.description = "disk (" + cs->io_description() + ")";
     inner = std::move(cs);
+    if (plan.prefetch_depth > 0) {
+      PrefetchOptions po;
+      po.depth = plan.prefetch_depth;
+      po.budget = budget;
+      po.chunk_bytes = static_cast<uint64_t>(chunk_floats) * sizeof(float);
+      po.trace = trace;
+      auto ps = std::make_unique<PrefetchStore>(std::move(inner), po);
+      s.prefetch = ps.get();
+      s.hint = [p = ps.get()](int64_t b, Flow f, int64_t c) { return p->prefetch(b, f, c); };
+      s.description += ", read-ahead/write-behind depth " + std::to_string(plan.prefetch_depth);
+      inner = std::move(ps);
+    }
   } else {
     inner = make_memory_store();
     s.description = "memory";
   }
-  s.top = std::make_unique<TracedStore>(std::move(inner), trace, kill);
+  // With the asynchronous stage the I/O spans are on its own lane; the loop's
+  // spans then measure how long compute waited for it.
+  s.top = std::make_unique<TracedStore>(std::move(inner), trace, kill, s.prefetch != nullptr);
   return s;
 }
 
@@ -117,6 +145,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   const BlockWeights w = c.model.load_block(b);
   BlockWeights wq = w;  // filled with quantized linears in true-sequential order
   const auto linears = block_linears(cfg);
+  const bool fp_flow = job.quant.needs_fp_flow() || job.loaq.enabled;
   SafetensorsWriter bf(c.wd.blocks_dir(), block_file_plan(cfg, st, job.quant, b),
                        {{"format", "streamq-block"}, {"streamq", job.quant.describe()}}, UINT64_MAX,
                        Workdir::block_base(b));
@@ -124,9 +153,13 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     const SubLayer group = static_cast<SubLayer>(g);
     const Stopwatch t_stats;
     const LinearStats stats = collect_stats(be, c.model, w, wq, c.rope, *c.store.top, b, group, c.ch, job.nsamples,
-                                            job.seqlen, job.quant.needs_fp_flow() || job.loaq.enabled, job.loaq,
-                                            c.trace);
+                                            job.seqlen, fp_flow, job.loaq, c.trace, c.store.hint);
     c.kill.hit("stats");
+    // The next pass's first chunks load while this group quantizes.
+    ReadAhead next(c.store.hint, b,
+                   g + 1 < kNumSubLayers ? ReadAhead::stats_order(c.ch.nchunks, fp_flow)
+                                         : ReadAhead::propagate_order(c.ch.nchunks));
+    next.consumed(-1);
     br.seconds_stats += t_stats.seconds();
     const Stopwatch t_quant;
     // One factorization per shared input, reused by each linear of the group.
@@ -188,9 +221,11 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   const Stopwatch t_prop;
   std::vector<float> x;
   ActivationStore& store = *c.store.top;
+  ReadAhead ahead(c.store.hint, b, ReadAhead::propagate_order(c.ch.nchunks));
   for (int64_t ck = 0; ck < c.ch.nchunks; ++ck) {
     const int64_t nseq = c.ch.seqs(ck, job.nsamples);
     store.get(b, Flow::Quant, ck, &x);
+    ahead.consumed(2 * ck);
     {
       TraceSpan span(c.trace, "forward quant", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
@@ -198,6 +233,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     }
     store.put(b + 1, Flow::Quant, ck, x.data(), static_cast<int64_t>(x.size()));
     store.get(b, Flow::Fp, ck, &x);
+    ahead.consumed(2 * ck + 1);
     {
       TraceSpan span(c.trace, "forward fp", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
@@ -206,9 +242,9 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     store.put(b + 1, Flow::Fp, ck, x.data(), static_cast<int64_t>(x.size()));
   }
   if (c.store.disk) {
-    TraceSpan span(c.trace, "flush activations", trace_cat::kWrite);
+    TraceSpan span(c.trace, "flush activations", trace_cat::kWait);
     span.arg("block", b + 1);
-    c.store.disk->flush();
+    c.store.flush();
     const StoreStats s = c.store.disk->stats(b + 1);
     br.activation_raw_bytes = s.raw_bytes;
     br.activation_compressed_bytes = s.compressed_bytes;
@@ -230,7 +266,7 @@ void write_first_boundary(const Model& model, const std::vector<int32_t>& calib,
     store.top->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
     store.top->put(0, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
   }
-  if (store.disk) store.disk->flush();
+  store.flush();
 }
 
 // The output of a finished job that is already in place: its report.
@@ -252,7 +288,10 @@ bool finished_output(const Workdir& wd, const std::string& out, QuantizeReport* 
 
 QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch total;
+  const uint64_t baseline_rss = peak_rss_bytes();  // binary, libraries, thread pools
   job.quant.validate();
+  if (job.activations != "auto" && job.activations != "memory" && job.activations != "disk")
+    throw InputError("--activations '" + job.activations + "': expected auto, memory or disk");
   if (job.format != "fake" && job.format != "gptq")
     throw InputError("--format '" + job.format + "': expected fake or gptq");
   KillPoints kill(job.kill_at);
@@ -269,6 +308,30 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const std::vector<int32_t> calib = sample_windows(stream, job.nsamples, job.seqlen, job.seed, calib_name);
   const std::string method_desc = method_text(job);
 
+  // The memory plan for a chunk size: placement, chunking and I/O depth under
+  // --host-mem-limit. A resumable job keeps its activations in its workdir.
+  auto plan_for = [&](int64_t chunk_tokens) {
+    MemoryPlanInput in;
+    in.model = cfg;
+    in.nsamples = job.nsamples;
+    in.seqlen = job.seqlen;
+    in.chunk_tokens = chunk_tokens;
+    in.prefetch_depth = job.prefetch_depth;
+    in.quant = job.quant;
+    in.loaq = job.loaq.enabled;
+    in.fp_stats = job.quant.needs_fp_flow() || job.loaq.enabled;
+    in.placement = !job.workdir.empty() || job.activations == "disk"
+                       ? Placement::Disk
+                       : (job.activations == "memory" ? Placement::Memory : Placement::Auto);
+    in.threads = tbb::this_task_arena::max_concurrency();
+    in.baseline_bytes = baseline_rss;
+    in.mapped_model_bytes = st.total_bytes();
+    in.calib_stream_tokens = static_cast<int64_t>(stream.size());
+    in.host_limit = job.host_mem_limit;
+    return plan_memory(in);
+  };
+  MemoryPlan plan;
+
   // The workdir first: a finished job's output may already be in place.
   std::unique_ptr<Workdir> wd;
   std::unique_ptr<OutputDir> out;
@@ -283,19 +346,26 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
         return done;
       }
       wd->verify_block_files();
+      // Its chunks are on disk already cut: keep them, whatever the plan prefers.
+      const JobLayout stored = wd->layout();
+      plan = plan_for(stored.seqs_per_chunk * job.seqlen);
+      if (plan.seqs_per_chunk != stored.seqs_per_chunk && progress)
+        *progress << "quantize: note: the job was started with " << stored.seqs_per_chunk
+                  << " sequences per chunk; the memory plan would now pick " << plan.seqs_per_chunk
+                  << "; keeping " << stored.seqs_per_chunk << " (a resumed job cannot re-cut its chunks)\n";
       if (progress && wd->completed_blocks() > 0)
         *progress << "quantize: resuming the job in " << job.workdir << " after block " << wd->completed_blocks()
                   << "/" << cfg.layers << "\n";
     } else {
-      const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
-      wd->begin(id, {cfg.layers, job.nsamples, job.seqlen, spc, (job.nsamples + spc - 1) / spc});
+      plan = plan_for(job.chunk_tokens);
+      wd->begin(id, {cfg.layers, job.nsamples, job.seqlen, plan.seqs_per_chunk, plan.nchunks});
     }
     out = std::make_unique<OutputDir>(job.out_dir, job.overwrite, "job-" + wd->job_id());
   } else {
     out = std::make_unique<OutputDir>(job.out_dir, job.overwrite);
     wd = std::make_unique<Workdir>(out->staging_path() + "/.work", false, false, &kill);
-    const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
-    wd->begin({}, {cfg.layers, job.nsamples, job.seqlen, spc, (job.nsamples + spc - 1) / spc});
+    plan = plan_for(job.chunk_tokens);
+    wd->begin({}, {cfg.layers, job.nsamples, job.seqlen, plan.seqs_per_chunk, plan.nchunks});
   }
   const JobLayout layout = wd->layout();
   const Chunking ch{layout.seqs_per_chunk, layout.nchunks};
@@ -303,7 +373,9 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
 
   std::unique_ptr<TraceRecorder> trace;
   if (!job.trace_path.empty()) trace = std::make_unique<TraceRecorder>();
-  JobStore store = open_store(job, *wd, trace.get(), &kill);
+  MemoryBudget budget(job.host_mem_limit);
+  JobStore store = open_store(job, *wd, plan, ch.seqs_per_chunk * job.seqlen * cfg.hidden, &budget, trace.get(), &kill);
+  if (progress && job.host_mem_limit != UINT64_MAX) *progress << plan.describe() << "\n";
 
   QuantizeReport report;
   report.model_dir = job.model_dir;
@@ -313,6 +385,14 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.seqlen = job.seqlen;
   report.seed = job.seed;
   report.activations = store.description;
+  report.memory_text = plan.describe();
+  report.memory = {{"host_limit_bytes", job.host_mem_limit == UINT64_MAX ? nlohmann::json(nullptr)
+                                                                          : nlohmann::json(job.host_mem_limit)},
+                   {"placement", to_string(plan.placement)},
+                   {"seqs_per_chunk", ch.seqs_per_chunk},
+                   {"prefetch_depth", plan.prefetch_depth},
+                   {"estimated_peak_bytes", plan.peak_bytes},
+                   {"estimated_peak_phase", plan.peak_phase}};
   if (!job.workdir.empty()) {
     report.workdir = job.workdir;
     report.job_id = wd->job_id();
@@ -380,6 +460,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   }
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
+  report.memory["measured_peak_rss_bytes"] = report.peak_rss_bytes;
   if (trace) {
     trace->set_other("command", "streamq quantize");
     trace->set_other("method", job.quant.describe());

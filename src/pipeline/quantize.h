@@ -29,7 +29,11 @@ struct QuantizeJob {
   QuantConfig quant;
   LoaqConfig loaq;              // LoaQ: quantize a transformed target instead of W
   int64_t chunk_tokens = 4096;  // tokens per activation chunk (whole sequences, at least one)
-  bool disk_store = false;      // activations on disk (under out_dir's temp dir) instead of memory
+  // Where block-boundary activations live: "auto" (memory when the host
+  // budget holds them, else disk), "memory" or "disk" (the compressed store).
+  std::string activations = "auto";
+  uint64_t host_mem_limit = UINT64_MAX;  // --host-mem-limit; the plan (scheduler/memory_plan.h) keeps under it
+  int prefetch_depth = 2;                // chunks read ahead / written behind (disk placement)
   // The disk store: zstd-compressed, checksummed chunks through io_uring (or
   // pread/pwrite). Stored as float32 so every placement gives the same bytes.
   std::string io_path = "auto";  // auto | uring | posix
@@ -87,6 +91,8 @@ struct QuantizeReport {
   std::vector<BlockReport> blocks;
   nlohmann::json profile;       // trace summary (stages, overlap) when traced
   std::string profile_text;     // the same, formatted as `streamq profile` prints it
+  nlohmann::json memory;        // the memory plan: limit, placement, chunking, depth, estimated peak
+  std::string memory_text;      // the plan as `describe()` prints it
   nlohmann::json gptq_export;   // --format gptq: what was packed and what stayed dense
   bool already_complete = false;  // the workdir's job had finished and its output exists
   nlohmann::json to_json() const;

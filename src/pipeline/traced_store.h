@@ -14,16 +14,19 @@ namespace streamq {
 
 class TracedStore final : public ActivationStore {
  public:
-  TracedStore(std::unique_ptr<ActivationStore> inner, TraceRecorder* trace, KillPoints* kill = nullptr)
-      : inner_(std::move(inner)), trace_(trace), kill_(kill) {}
+  // `io_elsewhere`: the inner store does its I/O on its own thread and lane
+  // (scheduler/prefetch_store.h); these spans then only measure the wait.
+  TracedStore(std::unique_ptr<ActivationStore> inner, TraceRecorder* trace, KillPoints* kill = nullptr,
+              bool io_elsewhere = false)
+      : inner_(std::move(inner)), trace_(trace), kill_(kill), io_elsewhere_(io_elsewhere) {}
   void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) override {
-    TraceSpan span(trace_, "store put", trace_cat::kWrite);
+    TraceSpan span(trace_, "store put", io_elsewhere_ ? trace_cat::kWait : trace_cat::kWrite);
     span.arg("bytes", numel * 4).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
     inner_->put(block, flow, chunk, data, numel);
     if (kill_) kill_->hit("put");
   }
   void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override {
-    TraceSpan span(trace_, "store get", trace_cat::kRead);
+    TraceSpan span(trace_, "store get", io_elsewhere_ ? trace_cat::kWait : trace_cat::kRead);
     inner_->get(block, flow, chunk, out);
     span.arg("bytes", static_cast<int64_t>(out->size() * 4)).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
     if (kill_) kill_->hit("get");
@@ -35,6 +38,7 @@ class TracedStore final : public ActivationStore {
   std::unique_ptr<ActivationStore> inner_;
   TraceRecorder* trace_;
   KillPoints* kill_;
+  bool io_elsewhere_;
 };
 
 }  // namespace streamq
