@@ -62,21 +62,21 @@ void assemble_checkpoint(const AssembleInput& in, const std::string& out_dir) {
   auto tick = [&] {
     if (in.on_tensor) in.on_tensor();
   };
+  auto copy_source = [&](const std::string& name) {
+    const TensorInfo& t = st.info(name);
+    fq.write(name, st.file_of(name).data(t), t.nbytes);
+  };
   for (const auto& name : st.tensor_names()) {
     if (name.rfind("model.layers.", 0) == 0) continue;
-    fq.write(name, st.file_of(name).data(st.info(name)), st.info(name).nbytes);
+    copy_source(name);
     tick();
   }
   for (int64_t b = 0; b < cfg.layers; ++b) {
     const auto block = SafetensorsFile::open(in.block_path(b));
     for (const auto& name : st.tensor_names()) {
       if (name.rfind(block_prefix(b), 0) != 0) continue;
-      if (block->find(name)) {
-        copy_tensor(fq, *block, name);  // a quantized linear's weight
-      } else {
-        const TensorInfo& t = st.info(name);
-        fq.write(name, st.file_of(name).data(t), t.nbytes);
-      }
+      if (block->find(name)) copy_tensor(fq, *block, name);  // a quantized linear's weight
+      else copy_source(name);
       tick();
     }
     for (const auto& l : block_linears(cfg)) {
