@@ -1,8 +1,10 @@
 // CPU benchmark of one GPTQ layer: Hessian accumulation, factorization and the
 // column sweep, each as seconds and achieved GFLOP/s next to the machine's
-// sgemm/dgemm rate measured in the same run.
+// sgemm/dgemm rate measured in the same run; then GPTQ against GPTAQ and CAE
+// (exact variant) per layer and per group of linears sharing one input.
 //
 // usage: bench_gptq_layer [rows cols tokens]   (default 4096 4096 8192)
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -10,6 +12,7 @@
 
 #include "core/sysinfo.h"
 #include "kernels/backend.h"
+#include "methods/compensation.h"
 #include "methods/gptq.h"
 #include "methods/linear_stats.h"
 
@@ -80,36 +83,93 @@ int main(int argc, char** argv) {
               flop_f / dgemm / 1e9, flop_s / dgemm / 1e9);
   std::printf("peak RSS %.1f MiB\n", peak_rss_bytes() / 1048576.0);
 
-  // GPTQ vs GPTAQ vs GPTAQ+CAE on the same layer, each timed whole: statistics
-  // (H alone, or H and the cross term dX X^T from an FP flow), factorization
-  // with P1/P2 precompute, and the sweep.
+  // GPTQ vs GPTQ+CAE vs GPTAQ vs GPTAQ+CAE (exact variant) on the same
+  // input, each timed whole: statistics (H alone, or H and the cross term
+  // dX X^T from an FP flow), factorization with the compensation matrix, and
+  // the sweep. "layer" is one linear (W m x n); "group" adds the linears that
+  // share the input's statistics, factor and P (q,k,v at Llama's GQA 4:1:
+  // k and v have m/4 rows each). "unfolded" is the previous formulation (P1
+  // and P2 by full GEMMs, three sweep terms), for comparison in the same run.
   std::vector<float> x_fp(x.size());
   for (size_t i = 0; i < x.size(); ++i) x_fp[i] = 1.05f * x[i] + 0.1f * nd(rng);
-  std::printf("\n%-14s %9s %9s %9s %9s %8s\n", "method", "stats s", "factor s", "sweep s", "total s", "vs gptq");
-  double base = 0;
-  for (int variant = 0; variant < 3; ++variant) {
+  const int64_t m_kv = std::max<int64_t>(1, m / 4);
+  std::vector<double> w_kv(static_cast<size_t>(m_kv * n));
+  for (auto& v : w_kv) v = ndd(rng) * 0.02;
+  struct Variant_ {
+    const char* name;
+    MethodKind method;
+    bool cae;
+    CompensationForm form;
+    int sweep_terms;     // cross-block GEMM terms (U, PD, ...)
+    int stats_products;  // n^2 T products: X X^T, dX X^T
+    int p_matrices;      // 0, 1 (triangular panels) or 2 (unfolded, full GEMMs)
+  };
+  const Variant_ variants[] = {
+      {"gptq", MethodKind::Gptq, false, CompensationForm::Folded, 1, 1, 0},
+      {"gptq+cae", MethodKind::Gptq, true, CompensationForm::Folded, 1, 1, 0},
+      {"gptaq", MethodKind::Gptaq, false, CompensationForm::Folded, 2, 2, 1},
+      {"gptaq+cae", MethodKind::Gptaq, true, CompensationForm::Folded, 2, 2, 1},
+      {"gptaq+cae unf", MethodKind::Gptaq, true, CompensationForm::Unfolded, 3, 2, 2},
+  };
+  const CompensationPanels panels = compensation_panels(n);
+  const double flop_p_tri = compensation_flops_blocked(n, panels), flop_p_full = 4.0 * n * n * n;
+  auto sweep_flops = [&](int64_t rows, int terms) {
+    return terms * (2.0 * rows * n * n / 2.0 + 2.0 * rows * n * cfg.blocksize / 2.0);
+  };
+  auto flops_of = [&](const Variant_& v, bool group) {
+    const double p = v.p_matrices == 0 ? 0.0 : (v.p_matrices == 1 ? flop_p_tri : 2 * flop_p_full);
+    const double sw = sweep_flops(m, v.sweep_terms) + (group ? 2 * sweep_flops(m_kv, v.sweep_terms) : 0.0);
+    return v.stats_products * flop_h + flop_f + p + sw;
+  };
+  std::printf("\nexact variant; layer: W %lldx%lld; group: + 2 x W %lldx%lld sharing stats, factor and P\n",
+              (long long)m, (long long)n, (long long)m_kv, (long long)n);
+  std::printf("%-14s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", "method", "stats s", "factor s", "sweep s", "kv sw s",
+              "layer s", "vs gptq", "group s", "vs gptq", "flop x");
+  double base_layer = 0, base_group = 0;
+  for (const Variant_& v : variants) {
     QuantConfig c = cfg;
-    c.method = variant == 0 ? MethodKind::Gptq : MethodKind::Gptaq;
-    c.cae = variant == 2;
+    c.method = v.method;
+    c.cae = v.cae;
+    const bool fp = c.needs_fp_flow();
     LinearStats st(n);
     const Stopwatch t_s;
     for (int64_t done = 0, shift = 0; done < tokens; done += chunk, ++shift) {
       const int64_t t = std::min(chunk, tokens - done);
-      if (variant == 0) st.accumulate(*be, x.data() + shift, t - 1, 1);
+      if (!fp) st.accumulate(*be, x.data() + shift, t - 1, 1);
       else st.accumulate(*be, x.data() + shift, x_fp.data() + shift, t - 1, 1);
     }
     const double sec_s = t_s.seconds();
-    const std::vector<double> cross = variant == 0 ? std::vector<double>{} : st.cross();
-    const QuantResult q = gptq_quantize(*be, w.data(), m, n, st.hessian(), c, variant == 0 ? nullptr : &cross);
-    const double total_v = sec_s + q.seconds_factor + q.seconds_sweep;
-    if (variant == 0) base = total_v;
-    std::printf("%-14s %9.3f %9.3f %9.3f %9.3f %7.2fx\n", variant == 0 ? "gptq" : (variant == 1 ? "gptaq" : "gptaq+cae"),
-                sec_s, q.seconds_factor, q.seconds_sweep, total_v, total_v / base);
+    const std::vector<double> cross = fp ? st.cross() : std::vector<double>{};
+    const FactoredHessian f = factor_hessian(*be, st.hessian(), fp ? &cross : nullptr, n, c, v.form);
+    const QuantResult q = gptq_quantize(*be, w.data(), m, n, f, c);
+    double sec_kv = 0;
+    for (int rep = 0; rep < 2; ++rep) sec_kv += gptq_quantize(*be, w_kv.data(), m_kv, n, f, c).seconds_sweep;
+    const double layer = sec_s + f.seconds + q.seconds_sweep, group = layer + sec_kv;
+    if (base_layer == 0) base_layer = layer, base_group = group;
+    std::printf("%-14s %8.3f %8.3f %8.3f %8.3f %8.3f %7.2fx %8.3f %7.2fx %7.2fx\n", v.name, sec_s, f.seconds,
+                q.seconds_sweep, sec_kv, layer, layer / base_layer, group, group / base_group,
+                flops_of(v, false) / flops_of(variants[0], false));
   }
-  // The extra work is arithmetic the method needs: a second n^2 T product for
-  // dX X^T, two n^3 products per P matrix, and one more cross-block GEMM per term.
-  const double flop_gptq = flop_h + flop_f + flop_s;
-  const double flop_cae = 2 * flop_h + flop_f + 2 * 4.0 * n * n * n + 3 * flop_s;
-  std::printf("FLOP ratio gptaq+cae / gptq: %.2f (floor of the time ratio at equal efficiency)\n", flop_cae / flop_gptq);
+  // The P product alone, for its rate.
+  {
+    std::vector<double> d(static_cast<size_t>(n * n)), u(static_cast<size_t>(n * n), 0.0);
+    for (auto& v : d) v = ndd(rng);
+    for (int64_t a = 0; a < n; ++a)
+      for (int64_t b = a; b < n; ++b) u[a * n + b] = a == b ? 1.0 : 0.01 * ndd(rng);
+    const Stopwatch t_p;
+    const std::vector<double> p = compensation_matrix_triangular(*be, d, u, n, 1.0);
+    const double sec = t_p.seconds();
+    std::printf("P = triu(D U^T,1) U on panels %lld/%lld: %.3f s, %.1f GFLOP (ideal %.1f, full GEMMs %.1f), %.1f GFLOP/s\n",
+                (long long)panels.first, (long long)panels.second, sec, flop_p_tri / 1e9,
+                compensation_flops_ideal(n) / 1e9, flop_p_full / 1e9, flop_p_tri / sec / 1e9);
+  }
+  // FLOPs per term (G): the floor of each time ratio at equal efficiency.
+  std::printf("FLOPs (G): stats %.1f per n^2 T product; factor %.1f; P %.1f (triangular) or %.1f (full, per matrix); "
+              "sweep term %.1f (layer) + %.1f (k,v)\n",
+              flop_h / 1e9, flop_f / 1e9, flop_p_tri / 1e9, flop_p_full / 1e9, sweep_flops(m, 1) / 1e9,
+              2 * sweep_flops(m_kv, 1) / 1e9);
+  for (const Variant_& v : variants)
+    std::printf("FLOP ratio %-14s / gptq: layer %.2f, group %.2f\n", v.name, flops_of(v, false) / flops_of(variants[0], false),
+                flops_of(v, true) / flops_of(variants[0], true));
   return 0;
 }

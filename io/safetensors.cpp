@@ -116,6 +116,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     throw InputError(path + ": header length " + std::to_string(header_len) + " runs beyond file size " +
                      std::to_string(f->file_size_) + " (file truncated?)");
   const uint64_t data_start = 8 + header_len;
+  f->data_start_ = data_start;
   const uint64_t data_size = f->file_size_ - data_start;
 
   // nlohmann keeps the last of duplicate keys; a callback sees every top-level
@@ -185,6 +186,46 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
 
 const void* SafetensorsFile::data(const TensorInfo& t) const {
   return file_.data() + t.offset;
+}
+
+uint64_t SafetensorsFile::release(const std::vector<const TensorInfo*>& tensors) const {
+  if (tensors.empty() || !file_.data()) return 0;
+  std::set<const TensorInfo*> released;
+  for (const TensorInfo* t : tensors) {
+    if (find(t->name) != t)
+      throw InternalError(path_ + ": release of tensor '" + t->name + "', which is not in this file");
+    released.insert(t);
+  }
+  // Byte-holding tensors in file order; runs of released ones between kept
+  // ones (or the header) are advised, minus the edge pages they share.
+  std::vector<const TensorInfo*> order;
+  for (const TensorInfo& t : tensors_)
+    if (t.nbytes > 0) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  auto down = [&](uint64_t v) { return v / page * page; };
+  auto up = [&](uint64_t v) { return (v + page - 1) / page * page; };
+  uint64_t advised = 0, kept_end = data_start_;
+  for (std::size_t i = 0; i < order.size();) {
+    if (!released.count(order[i])) {
+      kept_end = order[i]->offset + order[i]->nbytes;
+      ++i;
+      continue;
+    }
+    const uint64_t run_begin = order[i]->offset;
+    uint64_t run_end = run_begin;
+    for (; i < order.size() && released.count(order[i]); ++i) run_end = order[i]->offset + order[i]->nbytes;
+    const uint64_t next_kept = i < order.size() ? order[i]->offset : up(file_size_);
+    const uint64_t begin = std::max(down(run_begin), up(kept_end));
+    const uint64_t end = std::min(up(run_end), down(next_kept));
+    if (end <= begin) continue;
+    auto* addr = const_cast<unsigned char*>(file_.data()) + begin;
+    if (::madvise(addr, end - begin, MADV_DONTNEED) != 0)
+      throw InternalError(path_ + ": madvise(MADV_DONTNEED) of bytes [" + std::to_string(begin) + ", " +
+                          std::to_string(end) + ") failed: " + std::strerror(errno));
+    advised += end - begin;
+  }
+  return advised;
 }
 
 // ---- model directory
@@ -313,6 +354,17 @@ std::vector<float> SafetensorsModel::read_f32(const std::string& name, int64_t e
   std::vector<float> out(static_cast<std::size_t>(t.numel()));
   convert_to_f32(t.dtype, f.data(t), out.data(), out.size());
   return out;
+}
+
+uint64_t SafetensorsModel::release(const std::vector<std::string>& names) const {
+  std::map<const SafetensorsFile*, std::vector<const TensorInfo*>> by_file;
+  for (const std::string& name : names) {
+    const SafetensorsFile& f = file_of(name);
+    by_file[&f].push_back(f.find(name));
+  }
+  uint64_t advised = 0;
+  for (const auto& [f, tensors] : by_file) advised += f->release(tensors);
+  return advised;
 }
 
 uint64_t SafetensorsModel::total_bytes() const {

@@ -43,6 +43,13 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // Zero-copy view of the tensor's bytes (the file is mmapped read-only).
   const void* data(const TensorInfo& t) const;
+  // Tells the kernel these tensors' mapped pages are not needed for now
+  // (madvise MADV_DONTNEED), so they stop counting in this process's RSS.
+  // Pages that also hold bytes of other tensors (or the header) at the edges
+  // of a range are kept. Reading the tensors later is safe: the mapping is
+  // private and read-only, so the pages fault back in from the file. Returns
+  // the bytes advised.
+  uint64_t release(const std::vector<const TensorInfo*>& tensors) const;
 
  private:
   SafetensorsFile() = default;
@@ -52,6 +59,7 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
   MappedFile file_;
   uint64_t file_size_ = 0;
+  uint64_t data_start_ = 0;  // 8 + header length: the header's pages are never released
 };
 
 // A model directory: `model.safetensors`, or `model.safetensors.index.json`
@@ -73,6 +81,9 @@ class SafetensorsModel {
   std::vector<float> read_f32(const std::string& name, int64_t expect_numel = -1) const;
   // Sum of all tensors' bytes.
   uint64_t total_bytes() const;
+  // SafetensorsFile::release for named tensors, each in its own file;
+  // InputError when one is absent. Returns the bytes advised.
+  uint64_t release(const std::vector<std::string>& names) const;
 
  private:
   std::string dir_;

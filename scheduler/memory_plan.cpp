@@ -4,6 +4,8 @@
 // Calibrated against measured peak RSS: see MEASUREMENTS at the end of this file.
 #include "scheduler/memory_plan.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
@@ -18,6 +20,7 @@ const char* to_string(Placement p) {
     case Placement::Auto: return "auto";
     case Placement::Memory: return "memory";
     case Placement::Disk: return "disk";
+    case Placement::MemoryMirrored: return "memory-mirrored";
   }
   return "?";
 }
@@ -118,15 +121,24 @@ std::pair<u64, u64> prepare_bytes(const QuantConfig& q, bool fp_stats, u64 n) {
   return {kept + temps, kept};
 }
 
-// One linear's quantization on top of the prepared input: quantize.cpp's
-// float64 W (and LoaQ's target), the sweep's W, W0, processing-order results,
-// two-stage's target and the per-block panels, the result; then the
-// objective's zeroed copy of the result and layer_objective's two m x n.
-u64 linear_bytes(const MemoryPlanInput& in, SubLayer group, u64 m, u64 n) {
+// LoaQ's inputs, computed once per group and read by each of its linears:
+// the scaled H and dX X^T, and on an output projection the residual term E.
+u64 loaq_group_bytes(const MemoryPlanInput& in, SubLayer group, u64 hidden, u64 n) {
+  if (!in.loaq) return 0;
+  return f64(2 * n * n) + (out_projection(group) ? f64(hidden * n) : 0);
+}
+
+// One linear's quantization on top of the prepared input, as one task of
+// quantize_block holds it: its float64 W (and LoaQ's target, whose
+// computation holds M, the damped H and M L^-T), the sweep's W, W0,
+// processing-order results, two-stage's target and the per-block panels, the
+// result; then the objective's zeroed dequant and layer_objective's two m x n.
+u64 linear_bytes(const MemoryPlanInput& in, u64 m, u64 n) {
   const QuantConfig& q = in.quant;
   const u64 mn = m * n;
   u64 caller = f64(mn);  // wd
-  if (in.loaq) caller += f64(mn) + f64(n * n) + (out_projection(group) ? f64(mn) : 0);
+  if (in.loaq) caller += f64(mn);  // the target
+  const u64 loaq_temps = in.loaq ? f64(2 * mn + n * n) : 0;
   const u64 result = f64(mn) + mn;  // dequant + codes
   u64 sweep = result;
   if (q.method != MethodKind::Rtn) {
@@ -136,8 +148,8 @@ u64 linear_bytes(const MemoryPlanInput& in, SubLayer group, u64 m, u64 n) {
     sweep += f64(m * static_cast<u64>(q.blocksize) * panels);
   }
   if (q.two_stage()) sweep += f64(mn);
-  const u64 objective = 2 * result + f64(2 * mn);
-  return caller + std::max(sweep, objective);
+  const u64 objective = result + f64(3 * mn);
+  return caller + std::max({sweep, objective, loaq_temps});
 }
 
 void add(Parts* p, const std::string& name, u64 bytes) {
@@ -152,8 +164,15 @@ u64 sum(const Parts& p) {
 
 }  // namespace
 
-MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64_t seqs_per_chunk, int depth) {
-  if (placement == Placement::Auto) throw InternalError("estimate_memory: placement must be memory or disk");
+int max_group_linears(const ModelConfig& model) {
+  int most = 1;
+  for (const GroupShape& g : group_shapes(model)) most = std::max(most, static_cast<int>(g.linears.size()));
+  return most;
+}
+
+MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64_t seqs_per_chunk, int depth,
+                           int linear_concurrency) {
+  if (placement == Placement::Auto) throw InternalError("estimate_memory: placement must not be auto");
   const ModelConfig& c = in.model;
   const u64 seqlen = static_cast<u64>(in.seqlen), hidden = static_cast<u64>(c.hidden);
   const u64 spc = static_cast<u64>(std::clamp<int64_t>(seqs_per_chunk, 1, std::max<int64_t>(in.nsamples, 1)));
@@ -161,22 +180,29 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
   const u64 chunk = f32(tokens * hidden);
   const u64 boundary = f32(static_cast<u64>(in.nsamples) * seqlen * hidden) * static_cast<u64>(in.flows_stored);
   const bool disk = placement == Placement::Disk;
+  // The mirror holds what memory holds and, beside it, runs the disk
+  // placement's compressed store and write-behind queue.
+  const bool store_on_disk = disk || placement == Placement::MemoryMirrored;
   const int threads = std::max(in.threads, 1);
+  const int concurrency = std::clamp(linear_concurrency, 1, max_group_linears(c));
 
   Parts fixed;
   add(&fixed, "baseline (before the job)", in.baseline_bytes);
   add(&fixed, "runtime buffers (BLAS, TBB, per thread)", kPerThreadRuntimeBytes * static_cast<u64>(threads));
-  add(&fixed, "mapped model pages", in.mapped_model_bytes);
+  add(&fixed, "mapped model pages (one block, embeddings, head)", in.mapped_block_bytes + in.mapped_other_bytes);
   add(&fixed, "calibration tokens", 4 * static_cast<u64>(in.calib_stream_tokens) +
                                         4 * static_cast<u64>(in.nsamples) * seqlen);
   add(&fixed, "block weights (fp32 original + quantized copy)", 2 * block_weight_bytes(c));
-  if (disk) {
+  if (store_on_disk) {
     const u64 frames = static_cast<u64>(std::clamp(2 * threads, 2, 16));
     const u64 codecs = depth > 0 ? 2 : 1;  // the I/O thread's and a direct get's
     const u64 codec = frames * (3 * f32(in.store.frame_elems) + kZstdContextsBytes);
     add(&fixed, "compressed-store buffers (slabs + codec frames)",
         static_cast<u64>(in.store.slabs) * in.store.slab_bytes + codecs * codec);
-    add(&fixed, "chunks in flight (read-ahead + write-behind)", 2 * static_cast<u64>(depth) * chunk);
+    add(&fixed,
+        disk ? "chunks in flight (read-ahead + write-behind)"
+             : "chunks in flight (workdir write-behind + read-ahead)",
+        2 * static_cast<u64>(depth) * chunk);
   }
   const u64 scratch = forward_scratch_bytes(c, tokens, seqlen, threads);
 
@@ -206,19 +232,25 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
       add(&p, "stats matrices", st);
       consider(std::string("stats ") + to_string(g.group), p);
     }
-    // quantizing its linears
+    // quantizing its linears, up to `concurrency` at once: the largest
+    // working sets are the ones that may coincide
     const auto [prepare_peak, kept] = prepare_bytes(in.quant, in.fp_stats, g.n);
+    std::vector<std::pair<u64, std::string>> lins;
+    for (const auto& [name, m] : g.linears) lins.push_back({linear_bytes(in, m, g.n), name});
+    std::sort(lins.begin(), lins.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    const size_t live_lins = std::min(lins.size(), static_cast<size_t>(concurrency));
     u64 lin = 0;
-    std::string lin_name;
-    for (const auto& [name, m] : g.linears) {
-      const u64 b = linear_bytes(in, g.group, m, g.n);
-      if (b > lin) lin = b, lin_name = name;
+    std::string lin_names;
+    for (size_t i = 0; i < live_lins; ++i) {
+      lin += lins[i].first;
+      lin_names += (i ? " + " : "") + lins[i].second;
     }
     Parts p;
     add(&p, "activations held (boundary b)", disk ? 0 : boundary);
     add(&p, "stats matrices", st);
-    add(&p, "method working set (" + lin_name + ")", std::max(prepare_peak, kept + lin));
-    consider("quantize " + lin_name, p);
+    add(&p, "method working set (" + lin_names + ")",
+        std::max(prepare_peak, kept + loaq_group_bytes(in, g.group, hidden, g.n) + lin));
+    consider("quantize " + lin_names, p);
   }
   {  // propagating both flows to boundary b + 1
     Parts p;
@@ -234,7 +266,8 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
   best.seqs_per_chunk = static_cast<int64_t>(spc);
   best.chunk_tokens = static_cast<int64_t>(tokens);
   best.nchunks = (in.nsamples + best.seqs_per_chunk - 1) / best.seqs_per_chunk;
-  best.prefetch_depth = disk ? depth : 0;
+  best.prefetch_depth = store_on_disk ? depth : 0;
+  best.linear_concurrency = concurrency;
   best.breakdown = std::move(worst);
   best.peak_bytes = sum(best.breakdown);
   best.host_limit = in.host_limit;
@@ -245,9 +278,12 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   if (in.nsamples < 1 || in.seqlen < 1) throw InputError("memory plan: --nsamples and --seqlen must be positive");
   const int64_t want_spc = std::clamp<int64_t>(in.chunk_tokens / in.seqlen, 1, in.nsamples);
   const int want_depth = std::max(in.prefetch_depth, 0);
+  const int most = max_group_linears(in.model);
+  const int want_conc = in.linear_concurrency > 0 ? std::min(in.linear_concurrency, most) : most;
   auto fits = [&](const MemoryPlan& p) { return p.peak_bytes <= in.host_limit; };
+  const Placement memory = in.mirror_to_workdir ? Placement::MemoryMirrored : Placement::Memory;
   std::vector<Placement> placements;
-  if (in.placement != Placement::Disk) placements.push_back(Placement::Memory);
+  if (in.placement != Placement::Disk) placements.push_back(memory);
   if (in.placement != Placement::Memory) placements.push_back(Placement::Disk);
   for (Placement pl : placements) {
     // Depth before chunk size: read-ahead buffers cost whole chunks, and
@@ -255,18 +291,22 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
     std::vector<int> depths{want_depth};
     if (pl == Placement::Memory) depths = {0};  // nothing to hide: a memory get is a copy
     else for (int d : {1, 0}) if (d < want_depth) depths.push_back(d);
+    // Concurrency innermost: it costs only speed, and never changes the
+    // output bytes, which the chunk size does.
     for (int64_t spc = want_spc; spc >= 1; --spc) {
-      for (int d : depths) {
-        MemoryPlan p = estimate_memory(in, pl, spc, d);
+      for (int d : depths) for (int conc = want_conc; conc >= 1; --conc) {
+        MemoryPlan p = estimate_memory(in, pl, spc, d, conc);
         if (!fits(p)) continue;
         std::vector<std::string> why;
         if (in.placement == Placement::Auto && pl == Placement::Disk)
           why.push_back("activations on disk: both boundaries in memory would need " +
-                        format_size(estimate_memory(in, Placement::Memory, 1, 0).peak_bytes));
+                        format_size(estimate_memory(in, memory, 1, 0).peak_bytes));
         if (spc < want_spc)
           why.push_back(std::to_string(spc) + " sequences per chunk instead of " + std::to_string(want_spc));
-        if (pl == Placement::Disk && d < want_depth)
+        if (pl != Placement::Memory && d < want_depth)
           why.push_back("prefetch depth " + std::to_string(d) + " instead of " + std::to_string(want_depth));
+        if (conc < want_conc)
+          why.push_back("linear concurrency " + std::to_string(conc) + " instead of " + std::to_string(want_conc));
         for (size_t i = 0; i < why.size(); ++i) p.reason += (i ? "; " : "") + why[i];
         if (!p.reason.empty()) p.reason += " (to fit --host-mem-limit " + format_size(in.host_limit) + ")";
         return p;
@@ -286,8 +326,11 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
 
 std::string MemoryPlan::describe() const {
   std::ostringstream o;
-  o << "memory plan: activations " << to_string(placement) << ", " << seqs_per_chunk << " sequences ("
-    << chunk_tokens << " tokens) per chunk, " << nchunks << " chunks, prefetch depth " << prefetch_depth << "\n";
+  o << "memory plan: activations " << to_string(placement)
+    << (placement == Placement::MemoryMirrored ? " (in memory, each boundary written behind to the workdir)" : "")
+    << ", " << seqs_per_chunk << " sequences ("
+    << chunk_tokens << " tokens) per chunk, " << nchunks << " chunks, prefetch depth " << prefetch_depth
+    << ", linear concurrency " << linear_concurrency << "\n";
   if (!reason.empty()) o << "  " << reason << "\n";
   o << "  estimated peak " << format_size(peak_bytes) << " of " << format_size(host_limit) << ", during "
     << peak_phase << ":\n";
@@ -297,6 +340,13 @@ std::string MemoryPlan::describe() const {
     o << line;
   }
   return o.str();
+}
+
+void use_plan_allocator_policy() {
+  // Buffers this large are few (weights, chunks, n x n matrices), so the
+  // mmap/munmap per allocation is small next to the work done on them.
+  constexpr int kMmapThresholdBytes = 1 << 20;
+  mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
 }
 
 PlanCheck check_plan(const MemoryPlan& plan, uint64_t measured_peak_rss, double max_ratio) {

@@ -128,7 +128,7 @@ void PrefetchStore::run_task(Task& t) {
 
 void PrefetchStore::throw_failure_locked() {
   if (!failure_) return;
-  std::exception_ptr e = std::exchange(failure_, nullptr);
+  std::exception_ptr e = opts_.keep_failure ? failure_ : std::exchange(failure_, nullptr);
   std::rethrow_exception(e);
 }
 
@@ -279,6 +279,11 @@ void PrefetchStore::flush() {
     std::lock_guard inner_lk(inner_mu_);
     compressed->flush();
   }
+}
+
+void PrefetchStore::check() {
+  std::lock_guard lk(mu_);
+  throw_failure_locked();
 }
 
 int64_t PrefetchStore::prefetch_hits() const {

@@ -36,6 +36,9 @@ struct PrefetchOptions {
   uint64_t chunk_bytes = 0;
   // Spans of the I/O thread's reads and writes (its lane is "activation io").
   TraceRecorder* trace = nullptr;
+  // A background failure stays: every later call rethrows it, not just the
+  // next (a store whose lost write must block every later checkpoint).
+  bool keep_failure = false;
 };
 
 // Every chunk a get() returns is byte-for-byte what the inner store would
@@ -43,7 +46,8 @@ struct PrefetchOptions {
 // (read-your-writes included): timing changes only when the bytes move.
 // A failure of background work is rethrown, as InternalError (InputError
 // when the inner store threw one) naming the direction, block, flow and
-// chunk, by the next call of any method below; it is reported once.
+// chunk, by the next call of any method below; it is reported once (every
+// time with keep_failure).
 // The public methods are for one caller thread (the job's), as the inner
 // stores are; only the I/O thread runs beside it. The inner store is only
 // ever called by one thread at a time, so any ActivationStore works.
@@ -74,6 +78,9 @@ class PrefetchStore final : public ActivationStore {
   // Waits for every queued put, rethrows the first failure, then flushes the
   // inner store when it is a CompressedStore (durable on disk).
   void flush();
+  // Rethrows a background failure now, as every call above does first (for a
+  // caller that serves some reads elsewhere, scheduler/mirrored_store.h).
+  void check();
 
   const MemoryBudget& budget() const { return *budget_; }
   // Counters for tests and the report: read-aheads get() used, and gets

@@ -78,11 +78,22 @@ const std::vector<std::pair<std::string, int>> kPoints = {
     {"get", 60},      {"put", 30},  {"stats", 16}, {"quantize", 25}, {"block-file", 4}, {"flush", 4},
     {"manifest", 5},  {"manifest-done", 5}, {"drop", 4}, {"assemble", 40}, {"commit", 1}};
 
-TEST(Resume, KilledAtTwentyPlusPointsResumesToIdenticalBytes) {
-  test::ScratchDir dir("resume-kill");
+// `activations` is --activations for the killed runs: "disk" reads every
+// boundary back from the workdir; "memory" keeps them in memory, mirrored to
+// the workdir, and a resumed run reads only its first boundary from disk. The
+// reference is a plain run (memory placement, no workdir): the bytes must not
+// depend on placement either. Sequences go on until `min_kills` kills landed
+// and every named point was hit.
+void kill_and_resume(const std::string& activations, int min_kills) {
+  test::ScratchDir dir("resume-kill-" + activations);
   const std::string ref = dir.file("ref");
   auto r = test::run_streamq(job_args(ref, ""));
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto args = [&](const std::string& out, const std::string& wd) {
+    auto a = job_args(out, wd);
+    a.insert(a.end(), {"--activations", activations});
+    return a;
+  };
 
   const uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed) + " (STREAMQ_TEST_SEED replays it)");
@@ -92,7 +103,7 @@ TEST(Resume, KilledAtTwentyPlusPointsResumesToIdenticalBytes) {
   std::string history;  // every run of the sequence, printed when something fails
   // Sequences of kill-and-resume runs on one workdir, each ending with a run
   // that completes; the output of each must equal the uninterrupted run's.
-  while (kills < 24 || kills_at.size() < kPoints.size()) {
+  while (kills < min_kills || kills_at.size() < kPoints.size()) {
     ASSERT_LT(attempt, 400) << "kills are not landing: " << kills << " so far";
     const std::string out = dir.file("out" + std::to_string(sequences)), wd = dir.file("wd" + std::to_string(sequences));
     bool done = false;
@@ -114,7 +125,7 @@ TEST(Resume, KilledAtTwentyPlusPointsResumesToIdenticalBytes) {
         const int n = 1 + static_cast<int>(rng() % kPoints[i].second);
         prefix = "STREAMQ_TEST_KILL_AT=" + point + ":" + std::to_string(n);
       }
-      r = test::run_streamq_with(prefix, job_args(out, wd));
+      r = test::run_streamq_with(prefix, args(out, wd));
       history += prefix + " -> " + std::to_string(r.exit_code) + "\n";
       if (r.exit_code == 137) {
         ++kills;
@@ -133,6 +144,8 @@ TEST(Resume, KilledAtTwentyPlusPointsResumesToIdenticalBytes) {
     }
     expect_same_outputs(ref, out, "sequence " + std::to_string(sequences));
     EXPECT_EQ(manifest_blocks(wd), 5);
+    const auto rep = nlohmann::json::parse(test::read_all(out + "/streamq_report.json"));
+    EXPECT_EQ(rep.at("memory").at("placement"), activations == "disk" ? "disk" : "memory-mirrored");
     // Nothing half-written is left beside the output.
     for (const auto& e : fs::directory_iterator(dir.path()))
       EXPECT_EQ(e.path().filename().string().find(".partial-"), std::string::npos) << e.path() << "\n" << history;
@@ -141,10 +154,16 @@ TEST(Resume, KilledAtTwentyPlusPointsResumesToIdenticalBytes) {
   }
   std::string where;
   for (const auto& [p, n] : kills_at) where += " " + p + ":" + std::to_string(n);
-  std::cout << "kills: " << kills << " (" << timed_kills << " at random instants; named:" << where << ") over "
-            << sequences << " resumed jobs\n";
-  EXPECT_GE(kills, 20);
+  std::cout << "activations " << activations << ": kills: " << kills << " (" << timed_kills
+            << " at random instants; named:" << where << ") over " << sequences << " resumed jobs\n";
+  EXPECT_GE(kills, min_kills);
 }
+
+TEST(Resume, KilledAtTwentyPlusPointsResumesToIdenticalBytes) { kill_and_resume("disk", 24); }
+
+// The default for a workdir job whose activations fit: memory mirrored to the
+// workdir. Fewer kills (the runs are the same length), every named point.
+TEST(Resume, MirroredMemoryKilledAtEveryPointResumesToIdenticalBytes) { kill_and_resume("memory", 14); }
 
 TEST(Resume, RerunOfAFinishedJobChangesNothing) {
   test::ScratchDir dir("resume-done");
@@ -214,13 +233,16 @@ TEST(Resume, SecondProcessOnTheSameWorkdirIsRefused) {
   }
 }
 
-TEST(Resume, FullDiskStopsCleanlyKeepsTheLastGoodBlockAndResumes) {
-  test::ScratchDir dir("resume-enospc");
+// With --activations `activations` (disk, or memory mirrored to the workdir,
+// whose writes fail on its writer thread).
+void full_disk(const std::string& activations) {
+  test::ScratchDir dir("resume-enospc-" + activations);
   auto be = make_cpu_backend();
   const std::string ref = dir.file("ref");
   // How many bytes a whole job writes to its activation store.
   auto measure = std::make_shared<FaultInjector>();
   QuantizeJob job = in_process_job(ref, dir.file("wd-ref"));
+  job.activations = activations;
   job.io_wrap = [&](std::unique_ptr<IoBackend> b) { return wrap_with_faults(std::move(b), measure); };
   run_quantize(job, *be, nullptr);
   const uint64_t total = measure->counters().bytes_written;
@@ -231,6 +253,7 @@ TEST(Resume, FullDiskStopsCleanlyKeepsTheLastGoodBlockAndResumes) {
   full.write_budget = total / 2;
   auto disk = std::make_shared<FaultInjector>(full);
   job = in_process_job(dir.file("out"), dir.file("wd"));
+  job.activations = activations;
   job.io_wrap = [&](std::unique_ptr<IoBackend> b) { return wrap_with_faults(std::move(b), disk); };
   try {
     run_quantize(job, *be, nullptr);
@@ -253,8 +276,16 @@ TEST(Resume, FullDiskStopsCleanlyKeepsTheLastGoodBlockAndResumes) {
   const QuantizeReport rep = run_quantize(job, *be, nullptr);
   EXPECT_EQ(rep.resumed_at_block, kept);
   EXPECT_EQ(rep.blocks.size(), 5u);
+  EXPECT_EQ(rep.memory.at("placement"), activations == "disk" ? "disk" : "memory-mirrored");
   expect_same_outputs(ref, dir.file("out"), "after ENOSPC");
+  // Every placement gives the bytes of a plain run.
+  auto r = test::run_streamq(job_args(dir.file("plain"), ""));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_same_outputs(dir.file("plain"), ref, "plain vs " + activations);
 }
+
+TEST(Resume, FullDiskStopsCleanlyKeepsTheLastGoodBlockAndResumes) { full_disk("disk"); }
+TEST(Resume, FullDiskUnderTheMirrorStopsCleanlyAndResumes) { full_disk("memory"); }
 
 TEST(Resume, WorkdirRunEqualsAPlainRunAndReportsCompression) {
   test::ScratchDir dir("resume-plain");

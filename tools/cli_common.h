@@ -32,5 +32,6 @@ int run_layer(const std::vector<std::string>& args);
 int run_profile(const std::vector<std::string>& args);
 int run_status(const std::vector<std::string>& args);
 int run_synth(const std::vector<std::string>& args);
+int run_tokenize(const std::vector<std::string>& args);
 
 }  // namespace streamq::cli

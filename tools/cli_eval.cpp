@@ -28,6 +28,9 @@ int run_eval(const std::vector<std::string>& args) {
        "evaluate the first N non-overlapping windows; 0 = every whole window in --data")
       ("chunk-tokens", po::value(&job.chunk_tokens)->default_value(4096), "tokens per activation chunk")
       ("threads", po::value(&threads)->default_value(0), "worker threads; 0 = all cores")
+      ("logits-out", po::value(&job.logits_out),
+       "also write the first window's logits to this .npy file (float32, [seqlen, vocab]) "
+       "for comparing against another implementation")
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
   po::variables_map vm;
   if (!parse("eval", "--model DIR --data FILE [flags]", opts, args, &vm)) return 0;

@@ -33,8 +33,8 @@ int run_quantize(const std::vector<std::string>& args) {
        "hold stay dense and are listed; docs/gptq-format.md)")
       ("workdir", po::value(&job.workdir),
        "make the job resumable: DIR keeps a manifest (model fingerprint, method, calibration hash, last finished "
-       "block, checksums), each finished block and the next block's input activations (compressed on disk "
-       "whatever --activations says). Running the same command again after a crash or kill resumes after the "
+       "block, checksums), each finished block and the next block's input activations (compressed, fsynced; "
+       "with memory placement they stay in memory too and are mirrored to DIR by a background writer). Running the same command again after a crash or kill resumes after the "
        "last finished block and gives byte-identical outputs; a different model, method or calibration is "
        "refused (see --restart). `streamq status --workdir DIR` shows progress")
       ("restart", po::bool_switch(&job.restart), "discard the job found in --workdir and start over")
@@ -51,14 +51,19 @@ int run_quantize(const std::vector<std::string>& args) {
       ("activations", po::value(&activations)->default_value("auto"),
        "where block-boundary activations live: auto (memory when --host-mem-limit holds them, else disk), "
        "memory, or disk (zstd-compressed float32 chunks with xxh64 checksums, read and written through io_uring "
-       "with O_DIRECT by a background thread that reads ahead and writes behind). A --workdir job keeps them on "
-       "disk in the workdir so it can resume")
+       "with O_DIRECT by a background thread that reads ahead and writes behind). With --workdir, memory "
+       "placement also writes each boundary to the workdir in the background so the job can resume")
       ("host-mem-limit", po::value<std::string>(&host_mem_limit),
        "host memory the job may use (SIZE: 768M, 48G, 1.5G; binary units; default unlimited). The memory plan "
        "(printed, and in the report) picks placement, sequences per chunk and I/O depth to stay under it, and "
        "fails up front with what it needs when even the minimum does not fit")
       ("prefetch-depth", po::value(&job.prefetch_depth)->default_value(2),
-       "chunks read ahead and written behind while compute runs (disk placement; the plan may lower it)")
+       "chunks read ahead and written behind while compute runs (disk placement, and the workdir mirror of "
+       "memory placement; the plan may lower it)")
+      ("linear-concurrency", po::value(&job.linear_concurrency)->default_value(0),
+       "linears of one sub-layer group (q,k,v share an input; gate,up share one) quantized at the same time, "
+       "each with its own working set: 0 = as many as fit under --host-mem-limit (up to the largest group, 3), "
+       "N = at most N (the plan may lower it; shown in the plan and the report). Output bytes never depend on it")
       ("io", po::value(&job.io_path)->default_value("auto"),
        "disk activations' I/O path: auto (io_uring, else pread/pwrite, said once), uring (fail if unavailable), "
        "posix")
@@ -84,6 +89,7 @@ int run_quantize(const std::vector<std::string>& args) {
   job.activations = activations;
   if (vm.count("host-mem-limit")) job.host_mem_limit = parse_size(host_mem_limit, "--host-mem-limit");
   if (job.prefetch_depth < 0) throw InputError("--prefetch-depth must be >= 0");
+  if (job.linear_concurrency < 0) throw InputError("--linear-concurrency must be >= 0 (0 = auto)");
   if (job.chunk_tokens < 1) throw InputError("--chunk-tokens must be >= 1");
   if (job.restart && job.workdir.empty()) throw InputError("--restart needs --workdir");
   // Test-only hook of the crash test (tests/test_resume.cpp): SIGKILL at a

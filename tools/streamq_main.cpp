@@ -23,7 +23,8 @@ constexpr const char* kUsage =
     "  layer      quantize one linear from .npy/.safetensors tensors (W, X, X~) with any method\n"
     "  status     show how far the resumable job in a --workdir got\n"
     "  profile    summarize a --trace file (stage totals, I/O hidden under compute), optional HTML timeline\n"
-    "  synth      write a random-weight Llama/Qwen2 checkpoint of any shape or a preset's\n";
+    "  synth      write a random-weight Llama/Qwen2 checkpoint of any shape or a preset's\n"
+    "  tokenize   turn text into the token-id file --calib/--data read, with the model's tokenizer\n";
 
 }  // namespace
 
@@ -44,7 +45,8 @@ int main(int argc, char** argv) {
     if (cmd == "profile") return streamq::cli::run_profile(args);
     if (cmd == "status") return streamq::cli::run_status(args);
     if (cmd == "synth") return streamq::cli::run_synth(args);
-    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, export, inspect, layer, profile, status, synth)\n";
+    if (cmd == "tokenize") return streamq::cli::run_tokenize(args);
+    std::cerr << "streamq: error: unknown command '" << cmd << "' (commands: quantize, eval, export, inspect, layer, profile, status, synth, tokenize)\n";
     return 2;
   } catch (const streamq::InputError& e) {
     std::cerr << "streamq " << cmd << ": error: " << e.what() << "\n";

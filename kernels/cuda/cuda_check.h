@@ -89,6 +89,42 @@ inline const char* cusolver_status_name(cusolverStatus_t s) {
     }                                                                                     \
   } while (0)
 
+// The same three checks with the op and its shapes in the message, for calls
+// whose failure means little without them (a GEMM, a factorization):
+// `context` is a std::string (or const char*) built only on failure.
+#define CUDA_CHECK_CTX(expr, context)                                                     \
+  do {                                                                                    \
+    const cudaError_t streamq_cuda_err_ = (expr);                                         \
+    if (streamq_cuda_err_ != cudaSuccess) {                                               \
+      cudaGetLastError();                                                                 \
+      ::streamq::cuda_detail::throw_cuda_failure(                                         \
+          "CUDA", std::string(#expr) + " in " + (context), __FILE__, __LINE__,            \
+          std::string(cudaGetErrorName(streamq_cuda_err_)) + " (" +                       \
+              cudaGetErrorString(streamq_cuda_err_) + ")");                               \
+    }                                                                                     \
+  } while (0)
+
+#define CUBLAS_CHECK_CTX(expr, context)                                                   \
+  do {                                                                                    \
+    const cublasStatus_t streamq_cublas_st_ = (expr);                                     \
+    if (streamq_cublas_st_ != CUBLAS_STATUS_SUCCESS) {                                    \
+      ::streamq::cuda_detail::throw_cuda_failure(                                         \
+          "cuBLAS", std::string(#expr) + " in " + (context), __FILE__, __LINE__,          \
+          std::string(cublasGetStatusName(streamq_cublas_st_)) + " (" +                   \
+              cublasGetStatusString(streamq_cublas_st_) + ")");                           \
+    }                                                                                     \
+  } while (0)
+
+#define CUSOLVER_CHECK_CTX(expr, context)                                                 \
+  do {                                                                                    \
+    const cusolverStatus_t streamq_cusolver_st_ = (expr);                                 \
+    if (streamq_cusolver_st_ != CUSOLVER_STATUS_SUCCESS) {                                \
+      ::streamq::cuda_detail::throw_cuda_failure(                                         \
+          "cuSOLVER", std::string(#expr) + " in " + (context), __FILE__, __LINE__,        \
+          ::streamq::cuda_detail::cusolver_status_name(streamq_cusolver_st_));            \
+    }                                                                                     \
+  } while (0)
+
 // cuSOLVER reports numerical failure through devInfo, not the status: pass the
 // value copied back to the host. Negative means a bad argument (a bug: throws);
 // positive is returned for the caller to handle (e.g. "not positive definite").

@@ -1,5 +1,5 @@
-// RAII owners for CUDA device memory and streams, so that an exception thrown
-// by a CUDA_CHECK does not leak them. Move-only.
+// RAII owners for CUDA device memory, streams and cuBLAS/cuSOLVER handles, so
+// that an exception thrown by a CUDA_CHECK does not leak them.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -56,6 +56,49 @@ class CudaStream {
 
  private:
   cudaStream_t stream_ = nullptr;
+};
+
+// A cuBLAS handle bound to `stream`. Not copyable or movable: kernels keep
+// the raw handle, so its address must not change.
+class CublasHandle {
+ public:
+  explicit CublasHandle(cudaStream_t stream) {
+    CUBLAS_CHECK(cublasCreate(&handle_));
+    const cublasStatus_t st = cublasSetStream(handle_, stream);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      cublasDestroy(handle_);
+      CUBLAS_CHECK(st);
+    }
+  }
+  ~CublasHandle() { cublasDestroy(handle_); }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+
+  cublasHandle_t get() const { return handle_; }
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+};
+
+// A dense cuSOLVER handle bound to `stream`; same rules as CublasHandle.
+class CusolverHandle {
+ public:
+  explicit CusolverHandle(cudaStream_t stream) {
+    CUSOLVER_CHECK(cusolverDnCreate(&handle_));
+    const cusolverStatus_t st = cusolverDnSetStream(handle_, stream);
+    if (st != CUSOLVER_STATUS_SUCCESS) {
+      cusolverDnDestroy(handle_);
+      CUSOLVER_CHECK(st);
+    }
+  }
+  ~CusolverHandle() { cusolverDnDestroy(handle_); }
+  CusolverHandle(const CusolverHandle&) = delete;
+  CusolverHandle& operator=(const CusolverHandle&) = delete;
+
+  cusolverDnHandle_t get() const { return handle_; }
+
+ private:
+  cusolverDnHandle_t handle_ = nullptr;
 };
 
 }  // namespace streamq

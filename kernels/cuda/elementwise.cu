@@ -19,6 +19,25 @@ __global__ void swiglu_kernel(const float* gate, const float* up, float* out, in
   }
 }
 
+// No __restrict__: a caller may pass y == x (doubling y), which is still one
+// read and one write per element by the same thread.
+__global__ void add_inplace_kernel(float* y, const float* x, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    y[i] += x[i];
+  }
+}
+
+__global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__ bias,
+                                int64_t total, int64_t cols) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    y[i] += bias[i % cols];
+  }
+}
+
 }  // namespace
 
 void cuda_swiglu(cudaStream_t stream, const float* gate, const float* up, float* out,
@@ -28,6 +47,25 @@ void cuda_swiglu(cudaStream_t stream, const float* gate, const float* up, float*
   swiglu_kernel<<<cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock, 0,
                   stream>>>(gate, up, out, n);
   CUDA_CHECK_LAUNCH("swiglu_kernel, n=" + std::to_string(n));
+}
+
+void cuda_add_inplace(cudaStream_t stream, float* y, const float* x, int64_t n) {
+  cuda_detail::check_count("cuda_add_inplace", n);
+  if (n == 0) return;
+  add_inplace_kernel<<<cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock, 0,
+                       stream>>>(y, x, n);
+  CUDA_CHECK_LAUNCH("add_inplace_kernel, n=" + std::to_string(n));
+}
+
+void cuda_add_bias(cudaStream_t stream, float* y, const float* bias, int64_t rows, int64_t cols) {
+  cuda_detail::check_count("cuda_add_bias rows", rows);
+  cuda_detail::check_count("cuda_add_bias cols", cols);
+  if (rows == 0 || cols == 0) return;
+  const int64_t total = rows * cols;
+  add_bias_kernel<<<cuda_detail::elementwise_blocks(total), cuda_detail::kElementwiseBlock, 0,
+                    stream>>>(y, bias, total, cols);
+  CUDA_CHECK_LAUNCH("add_bias_kernel, rows=" + std::to_string(rows) +
+                    ", cols=" + std::to_string(cols));
 }
 
 }  // namespace streamq

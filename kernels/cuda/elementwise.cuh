@@ -13,4 +13,12 @@ namespace streamq {
 void cuda_swiglu(cudaStream_t stream, const float* gate /*[n]*/, const float* up /*[n]*/,
                  float* out /*[n]*/, int64_t n);
 
+// y[i] += x[i]. Asynchronous on `stream`; bit-identical to the CPU.
+void cuda_add_inplace(cudaStream_t stream, float* y /*[n]*/, const float* x /*[n]*/, int64_t n);
+
+// y[rows, cols] += bias[cols] broadcast over rows. Asynchronous on `stream`;
+// bit-identical to the CPU.
+void cuda_add_bias(cudaStream_t stream, float* y /*[rows, cols]*/, const float* bias /*[cols]*/,
+                   int64_t rows, int64_t cols);
+
 }  // namespace streamq

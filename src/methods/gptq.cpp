@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "kernels/backend.h"
+#include "methods/compensation.h"
 #include "methods/grid.h"
 #include "methods/two_stage.h"
 
@@ -105,11 +106,13 @@ std::vector<double> permuted(const std::vector<double>& m, const std::vector<int
 }  // namespace
 
 FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in,
-                               const std::vector<double>* cross, int64_t n, const QuantConfig& cfg) {
+                               const std::vector<double>* cross, int64_t n, const QuantConfig& cfg,
+                               CompensationForm form) {
   cfg.validate();
   const auto t0 = std::chrono::steady_clock::now();
   FactoredHessian f;
   f.n = n;
+  f.form = cfg.variant == Variant::Official ? CompensationForm::Unfolded : form;
   std::vector<double> h(h_in);
   f.dead.assign(static_cast<size_t>(n), 0);
   for (int64_t i = 0; i < n; ++i) {
@@ -151,8 +154,13 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
         if (f.dead[b]) d1[a * n + b] = 0.0;
     if (cfg.act_order) d1 = permuted(d1, f.perm, n);
   }
-  if (gptaq) f.p1 = compensation_matrix(backend, d1, f.u, n, cfg.gptaq_alpha);
-  if (cfg.cae) {
+  if (f.form == CompensationForm::Folded) {
+    // X X^T's share of P2 is implied by U (see CompensationForm): only D1's P is formed.
+    if (!d1.empty()) f.pd = compensation_matrix_triangular(backend, d1, f.u, n, 1.0);
+  } else if (gptaq) {
+    f.p1 = compensation_matrix(backend, d1, f.u, n, cfg.gptaq_alpha);
+  }
+  if (cfg.cae && f.form == CompensationForm::Unfolded) {
     // D2 = X~ X^T = dX X^T + X X^T, or X X^T alone; h is undamped (dead fix applied).
     std::vector<double> d2 = h;
     if (cfg.method == MethodKind::Gptaq || cfg.cae_source == CaeSource::Xfx)
@@ -188,8 +196,20 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
   const int64_t g = per_channel ? n : cfg.group;
   const std::vector<double>& u = f.u;
   const std::vector<int32_t>& perm = f.perm;
-  const bool has_p1 = !f.p1.empty(), has_p2 = !f.p2.empty();
   const bool official = cfg.variant == Variant::Official;
+  // The sweep's compensation terms: (P1, a_j) and (P2, c_j) unfolded, or
+  // (PD, a'_j) folded with CAE's X X^T share in e'_j (see CompensationForm).
+  const bool folded = f.form == CompensationForm::Folded;
+  const bool gptaq = cfg.method == MethodKind::Gptaq;
+  const bool cae_d1 = cfg.cae && (gptaq || cfg.cae_source == CaeSource::Xfx);  // D2 holds D1
+  if (folded && official)
+    throw InternalError("gptq_quantize: the official variant needs the unfolded P1/P2 (factor_hessian with its cfg)");
+  if (folded && (gptaq || cae_d1) == f.pd.empty())
+    throw InternalError("gptq_quantize: the folded factored Hessian does not match " + cfg.describe());
+  const double* pa = folded ? (f.pd.empty() ? nullptr : f.pd.data()) : (f.p1.empty() ? nullptr : f.p1.data());
+  const double* pc = folded || f.p2.empty() ? nullptr : f.p2.data();
+  const bool has_p1 = pa != nullptr, has_p2 = pc != nullptr;
+  const double a1 = cfg.gptaq_alpha, a2 = cfg.cae_alpha;
   // Two-stage grids are fixed before the sweep, in original column order, as static groups are.
   const bool two_stage = cfg.two_stage();
   const bool fixed_groups = cfg.static_groups || two_stage;
@@ -237,15 +257,16 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
   }
   // W0: the original weights (dead inputs zeroed), processing order (CAE, p1-original).
   std::vector<double> w0;
-  if (has_p2 || cfg.p1_original) w0 = w;
+  if (has_p2 || cfg.p1_original || (folded && cfg.cae)) w0 = w;
   const auto t1 = std::chrono::steady_clock::now();
 
   // Sweep. Column j of a block updates every later column k by
   //   -e_j U[j,k] + a_j P1[j,k] + c_j P2[j,k],
   // e_j = (w_j - q_j) / U[j,j], a_j = w_j (or w0_j with --p1-original),
-  // c_j = w0_j - w_j. Within a block each row is independent (its grid, its
-  // coefficients, its in-block updates), so rows run in parallel; the
-  // cross-block update is one GEMM per term.
+  // c_j = w0_j - w_j; in the folded form (exact variant) the same update is
+  // -e'_j U[j,k] + a'_j PD[j,k] (see CompensationForm). Within a block each
+  // row is independent (its grid, its coefficients, its in-block updates), so
+  // rows run in parallel; the cross-block update is one GEMM per term.
   std::vector<double> qp(static_cast<size_t>(m * n));  // dequantized, processing order
   std::vector<uint8_t> codes_p(static_cast<size_t>(m * n));
   const int64_t bs = cfg.blocksize;
@@ -285,8 +306,8 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
                 for (int64_t jj = 0; jj < j; ++jj) {
                   const int64_t src = (i1 + jj) * n + c;
                   double d = -er[jj] * u[src];
-                  if (ar) d += ar[jj] * f.p1[src];
-                  if (cr) d += cr[jj] * f.p2[src];
+                  if (ar) d += ar[jj] * pa[src];
+                  if (cr) d += cr[jj] * pc[src];
                   cur[c - col] += d;
                 }
             }
@@ -300,13 +321,19 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
         const double q = grid.dequant(code, p);
         qp[row * n + col] = q;
         codes_p[row * n + col] = static_cast<uint8_t>(code);
-        const double e = (x - q) / u[col * n + col];
+        double e = (x - q) / u[col * n + col], a = 0.0, c = 0.0;
+        if (folded) {
+          const double cc = cfg.cae ? w0r[col] - x : 0.0;
+          if (cfg.cae) e = (x - q + a2 * cc) / u[col * n + col];
+          if (ar) a = (gptaq ? a1 * (cfg.p1_original ? w0r[col] : x) : 0.0) + (cae_d1 ? a2 * cc : 0.0);
+        } else {
+          a = ar ? (cfg.p1_original ? w0r[col] : x) : 0.0;
+          c = cr ? w0r[col] - x : 0.0;
+        }
         er[j] = e;
-        const double a = ar ? (cfg.p1_original ? w0r[col] : x) : 0.0;
-        const double c = cr ? w0r[col] - x : 0.0;
         const double* ur = &u[col * n];
-        const double* p1r = ar ? &f.p1[col * n] : nullptr;
-        const double* p2r = cr ? &f.p2[col * n] : nullptr;
+        const double* p1r = ar ? &pa[col * n] : nullptr;
+        const double* p2r = cr ? &pc[col * n] : nullptr;
         for (int64_t k = col + 1; k < i2; ++k) {
           double d = -e * ur[k];
           if (p1r) d += a * p1r[k];
@@ -337,9 +364,9 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
     if (i2 < n) {
       backend.gemm(Trans::N, Trans::N, m, n - i2, b, -1.0, err.data(), b, &u[i1 * n + i2], n, 1.0, &w[i2], n);
       if (has_p1)
-        backend.gemm(Trans::N, Trans::N, m, n - i2, b, 1.0, coef_a.data(), b, &f.p1[i1 * n + i2], n, 1.0, &w[i2], n);
+        backend.gemm(Trans::N, Trans::N, m, n - i2, b, 1.0, coef_a.data(), b, &pa[i1 * n + i2], n, 1.0, &w[i2], n);
       if (has_p2)
-        backend.gemm(Trans::N, Trans::N, m, n - i2, b, 1.0, coef_c.data(), b, &f.p2[i1 * n + i2], n, 1.0, &w[i2], n);
+        backend.gemm(Trans::N, Trans::N, m, n - i2, b, 1.0, coef_c.data(), b, &pc[i1 * n + i2], n, 1.0, &w[i2], n);
     }
   }
   r.seconds_sweep = seconds_since(t1);

@@ -77,6 +77,29 @@ BlockWeights Model::load_block(int64_t b) const {
   return w;
 }
 
+std::vector<std::string> Model::block_tensor_names(int64_t b) const {
+  if (b < 0 || b >= cfg_.layers) throw InternalError("block " + std::to_string(b) + " out of range");
+  const std::string p = block_prefix(b);
+  std::vector<std::string> names = {p + "input_layernorm.weight", p + "post_attention_layernorm.weight"};
+  if (cfg_.qk_norm) {
+    names.push_back(p + "self_attn.q_norm.weight");
+    names.push_back(p + "self_attn.k_norm.weight");
+  }
+  for (const auto& l : block_linears(cfg_)) {
+    names.push_back(p + l.name + ".weight");
+    if (l.has_bias) names.push_back(p + l.name + ".bias");
+  }
+  return names;
+}
+
+uint64_t Model::release_block(int64_t b) const { return st_->release(block_tensor_names(b)); }
+
+uint64_t Model::block_stored_bytes(int64_t b) const {
+  uint64_t n = 0;
+  for (const auto& name : block_tensor_names(b)) n += st_->info(name).nbytes;
+  return n;
+}
+
 void Model::embed(const int32_t* ids, int64_t tokens, float* out) const {
   const std::string name = "model.embed_tokens.weight";
   const TensorInfo& t = st_->info(name);

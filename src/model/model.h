@@ -41,6 +41,12 @@ class Model {
 
   // Loads block b, checking shapes and that every value is finite.
   BlockWeights load_block(int64_t b) const;
+  // Drops block b's mapped file pages from this process (they fault back in
+  // if read again): a finished block stops counting in RSS, so a job holds
+  // about one block of the mapped model. Returns the bytes advised.
+  uint64_t release_block(int64_t b) const;
+  // The stored bytes of block b's tensors (what its mapped pages come to).
+  uint64_t block_stored_bytes(int64_t b) const;
   // Embeds token ids [tokens] into out[tokens, hidden], reading rows straight
   // from the mapped file; ids must be < vocab.
   void embed(const int32_t* ids, int64_t tokens, float* out) const;
@@ -50,6 +56,8 @@ class Model {
   RopeTable rope_table(int64_t max_pos);
 
  private:
+  std::vector<std::string> block_tensor_names(int64_t b) const;
+
   std::string dir_;
   ModelConfig cfg_;
   std::unique_ptr<SafetensorsModel> st_;

@@ -7,6 +7,7 @@
 
 #include "core/sysinfo.h"
 #include "io/activation_store.h"
+#include "io/npy.h"
 #include "model/model.h"
 #include "pipeline/model_source.h"
 #include "pipeline/progress.h"
@@ -69,6 +70,8 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
       // One window's logits at a time: [seqlen, vocab] stays small.
       logits.resize(static_cast<size_t>(job.seqlen * cfg.vocab));
       model.head(be, x.data() + s * job.seqlen * cfg.hidden, job.seqlen, logits.data());
+      if (c == 0 && s == 0 && !job.logits_out.empty())
+        write_npy(job.logits_out, DType::F32, {job.seqlen, cfg.vocab}, logits.data());
       const int32_t* window = toks.data() + (c * spc + s) * job.seqlen;
       const double nll = sum_nll(logits.data(), window + 1, job.seqlen - 1, cfg.vocab);
       res.per_window_nll.push_back(nll / static_cast<double>(job.seqlen - 1));

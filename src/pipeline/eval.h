@@ -20,6 +20,9 @@ struct EvalJob {
   int64_t seqlen = 2048;
   int64_t windows = 0;  // <= 0: every whole window of the file
   int64_t chunk_tokens = 4096;
+  // When set: the first window's logits, float32 [seqlen, vocab], as .npy, so
+  // other implementations (bench/torch_gptq_check.py) can be compared logit by logit.
+  std::string logits_out;
 };
 
 struct EvalResult {

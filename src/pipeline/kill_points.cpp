@@ -21,7 +21,7 @@ KillPoints::KillPoints(const std::string& spec) {
 
 void KillPoints::hit(const char* name) {
   if (target_ == 0 || (name_ != "any" && name_ != name)) return;
-  if (++count_ == target_) std::raise(SIGKILL);
+  if (count_.fetch_add(1) + 1 == target_) std::raise(SIGKILL);
 }
 
 }  // namespace streamq

@@ -4,6 +4,7 @@
 // STREAMQ_TEST_KILL_AT, a test-only hook).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -16,12 +17,14 @@ class KillPoints {
   // N-th hit of any point. Empty: never. InputError on anything else.
   explicit KillPoints(const std::string& spec);
   // Counts a hit of `name`; raises SIGKILL on this process when it is the one.
+  // Safe from any thread (the count is atomic: concurrent hits each count once).
   void hit(const char* name);
   bool armed() const { return target_ > 0; }
 
  private:
   std::string name_;
-  int64_t target_ = 0, count_ = 0;
+  int64_t target_ = 0;
+  std::atomic<int64_t> count_{0};
 };
 
 }  // namespace streamq

@@ -3,6 +3,7 @@
 // before the manifest says so, the checkpoint assembled at the end.
 #include "pipeline/quantize.h"
 
+#include <tbb/parallel_pipeline.h>
 #include <tbb/task_arena.h>
 #include <xxhash.h>
 
@@ -36,6 +37,7 @@
 #include "pipeline/workdir.h"
 #include "scheduler/memory_budget.h"
 #include "scheduler/memory_plan.h"
+#include "scheduler/mirrored_store.h"
 #include "scheduler/prefetch_store.h"
 #include "scheduler/trace.h"
 
@@ -65,19 +67,28 @@ std::string method_text(const QuantizeJob& job) {
   return m;
 }
 
-// The activation store of a job, as the memory plan places it: memory, or the
+// The activation store of a job, as the memory plan places it: memory; the
 // compressed store (the workdir's own, durable, for a resumable job) behind a
-// read-ahead/write-behind stage.
+// read-ahead/write-behind stage; or, for a resumable job whose activations
+// fit in memory, memory mirrored to that durable store.
 struct JobStore {
   std::unique_ptr<ActivationStore> top;  // what the loop uses (traced, kill points)
   CompressedStore* disk = nullptr;       // the compressed store under it, if any
-  PrefetchStore* prefetch = nullptr;     // the asynchronous stage, if any
-  ReadAheadHint hint;                    // empty without the asynchronous stage
+  PrefetchStore* prefetch = nullptr;     // the asynchronous stage over disk, if any
+  MirroredStore* mirror = nullptr;       // the mirrored store, if that is the placement
+  ReadAheadHint hint;                    // empty without an asynchronous stage
   std::string description;
   // Every put durable (disk) before a manifest names it.
   void flush() {
-    if (prefetch) prefetch->flush();
+    if (mirror) mirror->flush();
+    else if (prefetch) prefetch->flush();
     else if (disk) disk->flush();
+  }
+  // A resumed job's boundary, left on disk by the earlier process.
+  void adopt(int64_t block, int64_t nchunks) {
+    if (mirror) mirror->adopt(block, nchunks);
+    else if (disk) disk->adopt(block, nchunks);
+    else throw InternalError("quantize: a resumed boundary needs an on-disk activation store");
   }
 };
 
@@ -85,7 +96,8 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
                     MemoryBudget* budget, TraceRecorder* trace, KillPoints* kill) {
   JobStore s;
   std::unique_ptr<ActivationStore> inner;
-  if (plan.placement == Placement::Disk) {
+  const uint64_t chunk_bytes = static_cast<uint64_t>(chunk_floats) * sizeof(float);
+  if (plan.placement == Placement::Disk || plan.placement == Placement::MemoryMirrored) {
     CompressedStoreOptions opts;
     opts.dir = wd.acts_dir();
     opts.storage = DType::F32;  // lossless: every placement, and a resumed run, gives identical outputs
@@ -94,13 +106,28 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
     opts.keep_files = !job.workdir.empty();  // a resumable job's boundary survives the process
     auto cs = open_compressed_store(opts, job.io_wrap);
     s.disk = cs.get();
-    s.description = "disk (" + cs->io_description() + ")";
-    inner = std::move(cs);
-    if (plan.prefetch_depth > 0) {
+    const std::string io = cs->io_description();
+    if (plan.placement == Placement::MemoryMirrored) {
+      MirrorOptions mo;
+      mo.depth = plan.prefetch_depth;
+      mo.budget = budget;
+      mo.chunk_bytes = chunk_bytes;
+      mo.trace = trace;
+      auto ms = std::make_unique<MirroredStore>(std::move(cs), mo);
+      s.mirror = ms.get();
+      s.hint = [m = ms.get()](int64_t b, Flow f, int64_t c) { return m->prefetch(b, f, c); };
+      s.description = "memory, mirrored to the workdir (" + io + ", write-behind depth " +
+                      std::to_string(plan.prefetch_depth) + ")";
+      inner = std::move(ms);
+    } else {
+      s.description = "disk (" + io + ")";
+      inner = std::move(cs);
+    }
+    if (plan.placement == Placement::Disk && plan.prefetch_depth > 0) {
       PrefetchOptions po;
       po.depth = plan.prefetch_depth;
       po.budget = budget;
-      po.chunk_bytes = static_cast<uint64_t>(chunk_floats) * sizeof(float);
+      po.chunk_bytes = chunk_bytes;
       po.trace = trace;
       auto ps = std::make_unique<PrefetchStore>(std::move(inner), po);
       s.prefetch = ps.get();
@@ -112,9 +139,9 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
     inner = make_memory_store();
     s.description = "memory";
   }
-  // With the asynchronous stage the I/O spans are on its own lane; the loop's
-  // spans then measure how long compute waited for it.
-  s.top = std::make_unique<TracedStore>(std::move(inner), trace, kill, s.prefetch != nullptr);
+  // With an asynchronous stage the disk I/O spans are on its own lane; the
+  // loop's spans then measure how long compute waited for it (or copied).
+  s.top = std::make_unique<TracedStore>(std::move(inner), trace, kill, s.prefetch != nullptr || s.mirror != nullptr);
   return s;
 }
 
@@ -130,10 +157,68 @@ struct JobContext {
   TraceRecorder* trace;
   KillPoints& kill;
   std::ostream* progress;
+  int linear_concurrency = 1;  // the memory plan's: linears of a group quantized at once
 };
 
+// LoaQ's statistics of a group's shared input, scaled once for its linears.
+struct LoaqInputs {
+  std::vector<double> h, d1, e;  // H, dX X^T, residual term E (output projections; else empty)
+};
+
+// One linear of a sub-layer group in flight: filled by its task, emptied
+// when it is written (so at most `linear_concurrency` results are alive).
+struct LinearSlot {
+  const LinearDesc* desc = nullptr;
+  QuantResult result;
+  LinearReport report;
+};
+
+// Quantizes one linear of the group against the group's shared inputs into
+// its slot: result, objectives, timings. Runs as a task beside its group's
+// other linears; it only reads shared state (w, stats, prepared, LoaQ's
+// inputs) and writes its own slot. Backend calls come from several threads
+// at once: the CPU backend is stateless (OpenBLAS single-threaded per call).
+void quantize_linear(JobContext& c, int64_t b, const BlockWeights& w, const LinearStats& stats,
+                     const PreparedInput& prepared, const LoaqInputs& loaq, LinearSlot* slot) {
+  const QuantizeJob& job = c.job;
+  const LinearDesc& l = *slot->desc;
+  const Stopwatch t_lin;
+  LinearReport& lr = slot->report;
+  lr.name = block_prefix(b) + l.name;
+  TraceSpan span(c.trace, "quantize " + l.name, trace_cat::kQuantize);
+  span.arg("block", b).arg("linear", lr.name);
+  const std::vector<float>& wf = w.linears.at(l.name).w;
+  const std::vector<double> wd(wf.begin(), wf.end());
+  std::vector<double> target;
+  if (job.loaq.enabled)
+    target = loaq_target(c.be, wd.data(), l.out, l.in, loaq.h, &loaq.d1, loaq.e.empty() ? nullptr : &loaq.e,
+                         job.loaq.alpha, job.loaq.beta, job.quant.percdamp);
+  slot->result = c.method.quantize(c.be, target.empty() ? wd.data() : target.data(), l.out, l.in, prepared);
+  target = {};
+  const QuantResult& r = slot->result;
+  lr.out = l.out;
+  lr.in = l.in;
+  lr.objective = layer_objective(c.be, wd.data(), r, stats.xx_sum(), stats.tokens());
+  {
+    QuantResult zero;  // ||W X||^2: the objective of an all-zero Q (only rows, cols, dequant are read)
+    zero.rows = r.rows;
+    zero.cols = r.cols;
+    zero.dequant.assign(r.dequant.size(), 0.0);
+    lr.weight_sq = layer_objective(c.be, wd.data(), zero, stats.xx_sum(), stats.tokens());
+  }
+  lr.cholesky_retries = r.cholesky_retries;
+  lr.damp = r.damp;
+  lr.dead_inputs = r.dead_inputs;
+  lr.working_bytes = r.working_bytes;
+  lr.seconds_sweep = r.seconds_sweep;
+  lr.seconds = t_lin.seconds();
+}
+
 // Quantizes block b (true-sequential sub-layer groups) into its block file,
-// then runs both flows through it into boundary b+1.
+// then runs both flows through it into boundary b+1. Within a group the
+// linears (q,k,v; gate,up) run as concurrent tasks, up to the plan's
+// linear_concurrency; their block-file entries, reports, warnings and kill
+// points follow in the fixed linear order, so the bytes never depend on it.
 BlockReport quantize_block(JobContext& c, int64_t b) {
   const QuantizeJob& job = c.job;
   Backend& be = c.be;
@@ -162,52 +247,52 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     next.consumed(-1);
     br.seconds_stats += t_stats.seconds();
     const Stopwatch t_quant;
-    // One factorization per shared input, reused by each linear of the group.
+    // One factorization per shared input, reused by each linear of the group;
+    // likewise LoaQ's scaled statistics.
     const std::unique_ptr<PreparedInput> prepared = c.method.prepare(be, stats);
-    bool first_of_group = true;
-    for (const auto& l : linears) {
-      if (l.group != group) continue;
-      const Stopwatch t_lin;
-      const std::string name = block_prefix(b) + l.name;
-      TraceSpan span(c.trace, "quantize " + l.name, trace_cat::kQuantize);
-      span.arg("block", b).arg("linear", name);
-      const std::vector<float>& wf = w.linears.at(l.name).w;
-      const std::vector<double> wd(wf.begin(), wf.end());
-      std::vector<double> target;
-      if (job.loaq.enabled) {
-        const std::vector<double> d1 = stats.cross(), e = stats.has_residual() ? stats.residual() : std::vector<double>{};
-        target = loaq_target(be, wd.data(), l.out, l.in, stats.hessian(), &d1, e.empty() ? nullptr : &e,
-                             job.loaq.alpha, job.loaq.beta, job.quant.percdamp);
-      }
-      const QuantResult r = c.method.quantize(be, target.empty() ? wd.data() : target.data(), l.out, l.in, *prepared);
-      LinearReport lr;
-      lr.name = name;
-      lr.out = l.out;
-      lr.in = l.in;
-      lr.objective = layer_objective(be, wd.data(), r, stats.xx_sum(), stats.tokens());
-      {
-        QuantResult zero = r;  // ||W X||^2: the objective of an all-zero Q
-        std::fill(zero.dequant.begin(), zero.dequant.end(), 0.0);
-        lr.weight_sq = layer_objective(be, wd.data(), zero, stats.xx_sum(), stats.tokens());
-      }
-      lr.cholesky_retries = r.cholesky_retries;
-      lr.damp = r.damp;
-      lr.dead_inputs = r.dead_inputs;
-      lr.working_bytes = r.working_bytes;
-      lr.seconds_factor = first_of_group ? r.seconds_factor : 0.0;  // shared: counted once
-      lr.seconds_sweep = r.seconds_sweep;
-      if (r.cholesky_retries > 0 && c.progress && first_of_group)
-        *c.progress << "warning: " << name << ": Hessian not positive definite; damping raised to " << r.damp
-                    << " after " << r.cholesky_retries << " retries\n";
-      auto& lin_q = wq.linears.at(l.name).w;
-      lin_q.assign(r.dequant.begin(), r.dequant.end());
-      bf.write_f32(name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
-      write_quant_result(bf, name, r);
-      lr.seconds = t_lin.seconds() + lr.seconds_factor;
-      first_of_group = false;
-      br.linears.push_back(lr);
-      c.kill.hit("quantize");
+    LoaqInputs loaq;
+    if (job.loaq.enabled) {
+      loaq.h = stats.hessian();
+      loaq.d1 = stats.cross();
+      if (stats.has_residual()) loaq.e = stats.residual();
     }
+    std::vector<LinearSlot> slots;
+    for (const auto& l : linears)
+      if (l.group == group) slots.push_back({&l, {}, {}});
+    // Tokens in flight bound the live working sets (the memory plan counts
+    // linear_concurrency of them); the last stage is serial and in order.
+    size_t next_slot = 0;
+    tbb::parallel_pipeline(
+        static_cast<size_t>(std::max(c.linear_concurrency, 1)),
+        tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
+                                       [&](tbb::flow_control& fc) -> size_t {
+                                         if (next_slot == slots.size()) fc.stop();
+                                         return next_slot++;
+                                       }) &
+            tbb::make_filter<size_t, size_t>(tbb::filter_mode::parallel,
+                                             [&](size_t i) {
+                                               quantize_linear(c, b, w, stats, *prepared, loaq, &slots[i]);
+                                               return i;
+                                             }) &
+            tbb::make_filter<size_t, void>(tbb::filter_mode::serial_in_order, [&](size_t i) {
+              LinearSlot& s = slots[i];
+              const Stopwatch t_write;
+              const QuantResult& r = s.result;
+              LinearReport& lr = s.report;
+              const bool first_of_group = i == 0;
+              lr.seconds_factor = first_of_group ? r.seconds_factor : 0.0;  // shared: counted once
+              if (r.cholesky_retries > 0 && c.progress && first_of_group)
+                *c.progress << "warning: " << lr.name << ": Hessian not positive definite; damping raised to "
+                            << r.damp << " after " << r.cholesky_retries << " retries\n";
+              auto& lin_q = wq.linears.at(s.desc->name).w;
+              lin_q.assign(r.dequant.begin(), r.dequant.end());
+              bf.write_f32(lr.name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
+              write_quant_result(bf, lr.name, r);
+              s.result = QuantResult{};  // written: free it before the next linear's result arrives
+              lr.seconds += t_write.seconds() + lr.seconds_factor;
+              br.linears.push_back(std::move(lr));
+              c.kill.hit("quantize");
+            }));
     br.seconds_quant += t_quant.seconds();
   }
   {
@@ -241,6 +326,9 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     }
     store.put(b + 1, Flow::Fp, ck, x.data(), static_cast<int64_t>(x.size()));
   }
+  // Block b's mapped pages are read for the last time: drop them so the job
+  // holds about one block of the mapped model (the memory plan counts one).
+  c.model.release_block(b);
   if (c.store.disk) {
     TraceSpan span(c.trace, "flush activations", trace_cat::kWait);
     span.arg("block", b + 1);
@@ -288,6 +376,7 @@ bool finished_output(const Workdir& wd, const std::string& out, QuantizeReport* 
 
 QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch total;
+  use_plan_allocator_policy();  // freed buffers go back to the kernel, as the memory plan assumes
   const uint64_t baseline_rss = peak_rss_bytes();  // binary, libraries, thread pools
   job.quant.validate();
   if (job.activations != "auto" && job.activations != "memory" && job.activations != "disk")
@@ -320,12 +409,22 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     in.quant = job.quant;
     in.loaq = job.loaq.enabled;
     in.fp_stats = job.quant.needs_fp_flow() || job.loaq.enabled;
-    in.placement = !job.workdir.empty() || job.activations == "disk"
-                       ? Placement::Disk
-                       : (job.activations == "memory" ? Placement::Memory : Placement::Auto);
+    in.placement = job.activations == "disk" ? Placement::Disk
+                   : job.activations == "memory" ? Placement::Memory
+                                                 : Placement::Auto;
+    in.mirror_to_workdir = !job.workdir.empty();  // in memory, each boundary also durable in the workdir
     in.threads = tbb::this_task_arena::max_concurrency();
     in.baseline_bytes = baseline_rss;
-    in.mapped_model_bytes = st.total_bytes();
+    // One block's mapped pages at a time (released after each block), plus
+    // the tensors outside the blocks, which embedding and assembly touch.
+    uint64_t blocks_bytes = 0;
+    for (int64_t b = 0; b < cfg.layers; ++b) {
+      const uint64_t bytes = model.block_stored_bytes(b);
+      in.mapped_block_bytes = std::max(in.mapped_block_bytes, bytes);
+      blocks_bytes += bytes;
+    }
+    in.mapped_other_bytes = st.total_bytes() - blocks_bytes;
+    in.linear_concurrency = job.linear_concurrency;
     in.calib_stream_tokens = static_cast<int64_t>(stream.size());
     in.host_limit = job.host_mem_limit;
     return plan_memory(in);
@@ -391,6 +490,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
                    {"placement", to_string(plan.placement)},
                    {"seqs_per_chunk", ch.seqs_per_chunk},
                    {"prefetch_depth", plan.prefetch_depth},
+                   {"linear_concurrency", plan.linear_concurrency},
                    {"estimated_peak_bytes", plan.peak_bytes},
                    {"estimated_peak_phase", plan.peak_phase}};
   if (!job.workdir.empty()) {
@@ -403,7 +503,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const int64_t first = wd->completed_blocks();
   if (first < cfg.layers) {
     if (wd->boundary_ready()) {
-      store.disk->adopt(first, ch.nchunks);
+      store.adopt(first, ch.nchunks);  // read from disk; memory (if mirrored) takes over from the next boundary
     } else {
       write_first_boundary(model, calib, ch, job, store);
       wd->boundary_written();
@@ -411,6 +511,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   }
   Progress prog(progress, "quantize", cfg.layers, first);
   JobContext ctx{job, be, model, rope, ch, *method, store, *wd, trace.get(), kill, progress};
+  ctx.linear_concurrency = plan.linear_concurrency;
   for (int64_t b = first; b < cfg.layers; ++b) {
     BlockReport br = quantize_block(ctx, b);
     wd->commit_block(b, br.to_json(), br.seconds);

@@ -33,7 +33,11 @@ struct QuantizeJob {
   // budget holds them, else disk), "memory" or "disk" (the compressed store).
   std::string activations = "auto";
   uint64_t host_mem_limit = UINT64_MAX;  // --host-mem-limit; the plan (scheduler/memory_plan.h) keeps under it
-  int prefetch_depth = 2;                // chunks read ahead / written behind (disk placement)
+  int prefetch_depth = 2;                // chunks read ahead / written behind (disk placement, workdir mirror)
+  // Linears of a sub-layer group (q,k,v; gate,up) quantized at once: 0 = as
+  // many as memory allows (the plan's choice, up to the largest group), N =
+  // at most N. Never changes the output bytes.
+  int linear_concurrency = 0;
   // The disk store: zstd-compressed, checksummed chunks through io_uring (or
   // pread/pwrite). Stored as float32 so every placement gives the same bytes.
   std::string io_path = "auto";  // auto | uring | posix

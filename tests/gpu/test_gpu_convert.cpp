@@ -5,9 +5,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_reduce.h>
 
-#include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -20,55 +18,22 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_raii.h"
 #include "kernels/cuda/elementwise.cuh"
+#include "tests/gpu/gpu_test_util.h"
 
 namespace streamq {
 namespace {
 
+using gpu_test::download;
+using gpu_test::fresh_seed;
+using gpu_test::guard_intact;
+using gpu_test::kGuard;
+using gpu_test::kPoisonByte;
+using gpu_test::poisoned_device;
+using gpu_test::upload;
+
 // Both sides compute g / (1 + exp(-g)) * up with identically rounded float
 // ops; only exp differs (CUDA expf <= 2 ulp, glibc <= 1 ulp), so a few ulp.
 constexpr double kSwigluGpuVsCpuTol = 8 * std::numeric_limits<float>::epsilon();
-// Elements past n that the kernels must leave alone.
-constexpr size_t kGuard = 64;
-constexpr unsigned char kPoisonByte = 0xAB;
-
-// tests/test_util.cpp's fresh_seed() (not linked into this binary): fresh each
-// run unless STREAMQ_TEST_SEED replays one.
-uint64_t fresh_seed() {
-  if (const char* s = std::getenv("STREAMQ_TEST_SEED")) return std::strtoull(s, nullptr, 10);
-  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-}
-
-template <typename T>
-std::vector<T> download(const DeviceBuffer<T>& d, const CudaStream& stream) {
-  std::vector<T> h(d.size());
-  CUDA_CHECK(cudaMemcpyAsync(h.data(), d.get(), d.bytes(), cudaMemcpyDeviceToHost, stream.get()));
-  stream.synchronize();
-  return h;
-}
-
-template <typename T>
-DeviceBuffer<T> upload(const std::vector<T>& h, const CudaStream& stream) {
-  DeviceBuffer<T> d(h.size());
-  CUDA_CHECK(cudaMemcpyAsync(d.get(), h.data(), d.bytes(), cudaMemcpyHostToDevice, stream.get()));
-  return d;
-}
-
-template <typename T>
-DeviceBuffer<T> poisoned_device(size_t n, const CudaStream& stream) {
-  DeviceBuffer<T> d(n);
-  CUDA_CHECK(cudaMemsetAsync(d.get(), kPoisonByte, d.bytes(), stream.get()));
-  return d;
-}
-
-template <typename T>
-bool guard_intact(const std::vector<T>& h, size_t n) {
-  for (size_t i = n; i < h.size(); ++i) {
-    const auto* p = reinterpret_cast<const unsigned char*>(&h[i]);
-    for (size_t b = 0; b < sizeof(T); ++b)
-      if (p[b] != kPoisonByte) return false;
-  }
-  return true;
-}
 
 TEST(GpuConvert, F32ToBf16MatchesCpuOnAllBitPatterns) {
   CudaStream stream;
@@ -82,7 +47,7 @@ TEST(GpuConvert, F32ToBf16MatchesCpuOnAllBitPatterns) {
                                stream.get()));
     CUDA_CHECK(cudaMemsetAsync(d_out.get(), kPoisonByte, d_out.bytes(), stream.get()));
     cuda_f32_to_bf16(stream.get(), d_in.get(), d_out.get(), kChunk);
-    const std::vector<uint16_t> out = download(d_out, stream);
+    const std::vector<uint16_t> out = download(d_out, stream.get());
     ASSERT_TRUE(guard_intact(out, kChunk)) << "wrote past n in chunk at " << base;
     // Index of the first mismatch, or kChunk.
     const size_t first_bad = tbb::parallel_reduce(
@@ -115,10 +80,10 @@ TEST(GpuConvert, F32ToBf16EmptyAndOddSizes) {
   for (size_t n : {size_t{1}, size_t{7}, size_t{255}, size_t{257}, size_t{(1 << 24) + 3}}) {
     std::vector<float> in(n);
     for (auto& x : in) x = dist(rng);
-    const DeviceBuffer<float> d_in = upload(in, stream);
-    DeviceBuffer<uint16_t> d_out = poisoned_device<uint16_t>(n + kGuard, stream);
+    const DeviceBuffer<float> d_in = upload(in, stream.get());
+    DeviceBuffer<uint16_t> d_out = poisoned_device<uint16_t>(n + kGuard, stream.get());
     cuda_f32_to_bf16(stream.get(), d_in.get(), d_out.get(), static_cast<int64_t>(n));
-    const std::vector<uint16_t> out = download(d_out, stream);
+    const std::vector<uint16_t> out = download(d_out, stream.get());
     ASSERT_TRUE(guard_intact(out, n)) << "n=" << n;
     for (size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], f32_to_bf16(in[i])) << "n=" << n << " i=" << i;
   }
@@ -142,10 +107,10 @@ TEST(GpuSwiglu, MatchesCpuBackend) {
     }
     std::vector<float> want(n, NAN);
     cpu->swiglu(gate.data(), up.data(), want.data(), static_cast<int64_t>(n));
-    const DeviceBuffer<float> d_gate = upload(gate, stream), d_up = upload(up, stream);
-    DeviceBuffer<float> d_out = poisoned_device<float>(n + kGuard, stream);
+    const DeviceBuffer<float> d_gate = upload(gate, stream.get()), d_up = upload(up, stream.get());
+    DeviceBuffer<float> d_out = poisoned_device<float>(n + kGuard, stream.get());
     cuda_swiglu(stream.get(), d_gate.get(), d_up.get(), d_out.get(), static_cast<int64_t>(n));
-    const std::vector<float> got = download(d_out, stream);
+    const std::vector<float> got = download(d_out, stream.get());
     ASSERT_TRUE(guard_intact(got, n));
     double diff = 0.0, norm = 0.0;
     for (size_t i = 0; i < n; ++i) {
@@ -163,7 +128,7 @@ TEST(GpuSwiglu, MatchesCpuBackend) {
     // In place, out aliasing gate: same bits as the separate output.
     CUDA_CHECK(cudaMemcpyAsync(d_gate.get(), gate.data(), n * 4, cudaMemcpyHostToDevice, stream.get()));
     cuda_swiglu(stream.get(), d_gate.get(), d_up.get(), d_gate.get(), static_cast<int64_t>(n));
-    const std::vector<float> in_place = download(d_gate, stream);
+    const std::vector<float> in_place = download(d_gate, stream.get());
     ASSERT_EQ(std::memcmp(in_place.data(), got.data(), n * 4), 0);
   }
 }

@@ -1,0 +1,114 @@
+// The CUDA Backend: owns a stream, a cuBLAS and a cuSOLVER handle bound to it,
+// and their workspaces from the pool; each op forwards to its launcher in the
+// kernels/cuda file of its family (gemm, linalg, rmsnorm, rope, attention,
+// elementwise).
+#include "kernels/cuda/cuda_backend.h"
+
+#include <string>
+
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_raii.h"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/gemm.cuh"
+#include "kernels/cuda/linalg.cuh"
+#include "kernels/cuda/rmsnorm.cuh"
+#include "kernels/cuda/rope.cuh"
+
+namespace streamq {
+namespace {
+
+// cuBLAS's recommended workspace on Hopper. Given explicitly so it comes from
+// the pool, and so results stay deterministic (cuBLAS documents its
+// bitwise reproducibility for a handle with a fixed workspace and stream).
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
+class CudaBackendImpl final : public CudaBackend {
+ public:
+  explicit CudaBackendImpl(DevicePool& pool)
+      : cublas_workspace_(pool.allocate<unsigned char>(kCublasWorkspaceBytes,
+                                                       "cuBLAS workspace of the CUDA backend")),
+        cublas_(stream_.get()),
+        cusolver_(stream_.get()),
+        solver_workspace_(pool) {
+    CUBLAS_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.get(),
+                                    cublas_workspace_.bytes()));
+    // Plain fp32 math: TF32 tensor cores would cost the float GEMM ~10 bits
+    // and the agreement with the CPU backend.
+    CUBLAS_CHECK(cublasSetMathMode(cublas_.get(), CUBLAS_DEFAULT_MATH));
+  }
+
+  ~CudaBackendImpl() override {
+    // Queued work may still use the workspaces freed after this; errors
+    // cannot be thrown here and will resurface at the next checked call.
+    if (cudaStreamSynchronize(stream_.get()) != cudaSuccess) cudaGetLastError();
+  }
+
+  std::string name() const override { return "cuda"; }
+  cudaStream_t stream() const override { return stream_.get(); }
+  void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
+
+  void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+            int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+            int64_t ldc) override {
+    cuda_gemm(cublas_.get(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+            int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+            int64_t ldc) override {
+    cuda_gemm(cublas_.get(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h,
+                            float beta) override {
+    cuda_gram_bf16_accumulate(cublas_.get(), x_bf16, n, tokens, h, beta);
+  }
+
+  bool cholesky_lower(double* a, int64_t n) override {
+    return cuda_cholesky_lower(cusolver_.get(), solver_workspace_, a, n);
+  }
+  void invert_lower_triangular(double* l, int64_t n) override {
+    cuda_invert_lower_triangular(cusolver_.get(), solver_workspace_, l, n);
+  }
+  bool inverse_upper_factor(double* h, int64_t n) override {
+    return cuda_inverse_upper_factor(cusolver_.get(), solver_workspace_, h, n);
+  }
+
+  void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
+               float eps) override {
+    cuda_rmsnorm(stream_.get(), x, w, y, rows, dim, eps);
+  }
+  void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+            const RopeTable& table) override {
+    cuda_rope(stream_.get(), x, nseq, seqlen, nheads, head_dim, table);
+  }
+  void attention(const float* q, const float* k, const float* v, float* out, int64_t nseq,
+                 int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim) override {
+    cuda_attention(stream_.get(), q, k, v, out, nseq, seqlen, nheads, nkv, head_dim);
+  }
+  void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
+    cuda_swiglu(stream_.get(), gate, up, out, n);
+  }
+  void add_inplace(float* y, const float* x, int64_t n) override {
+    cuda_add_inplace(stream_.get(), y, x, n);
+  }
+  void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
+    cuda_add_bias(stream_.get(), y, bias, rows, cols);
+  }
+
+ private:
+  // Declaration order is destruction order reversed: the handles go before
+  // the workspace they point at, and everything before the stream.
+  CudaStream stream_;
+  PoolBuffer<unsigned char> cublas_workspace_;
+  CublasHandle cublas_;
+  CusolverHandle cusolver_;
+  SolverWorkspace solver_workspace_;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaBackend> make_cuda_backend(DevicePool& pool) {
+  return std::make_unique<CudaBackendImpl>(pool);
+}
+
+}  // namespace streamq

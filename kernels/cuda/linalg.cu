@@ -1,0 +1,212 @@
+// cuSOLVER factorizations for row-major matrices (see linalg.cuh). As on the
+// CPU, a row-major matrix read as column-major is its transpose, so the
+// column-major routines run with the triangle flipped: row-major lower ==
+// column-major upper. No transposed copy is ever made.
+#include "kernels/cuda/linalg.cuh"
+
+#include <algorithm>
+#include <string>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch_util.cuh"
+
+namespace streamq {
+namespace {
+
+// --- row-major triangle kernels; a grid-stride loop over the n*n elements
+
+// Zeros a[i][j] for j > i (upper) or j < i (lower).
+__global__ void zero_strict_triangle_kernel(double* a, int64_t n, bool upper) {
+  const int64_t total = n * n;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += stride) {
+    const int64_t i = idx / n, j = idx % n;
+    if (upper ? j > i : j < i) a[idx] = 0.0;
+  }
+}
+
+// a[i][j] = a[j][i] for j > i: reads only the lower triangle and writes only
+// the strict upper, so no element is both read and written.
+__global__ void mirror_lower_to_upper_kernel(double* a, int64_t n) {
+  const int64_t total = n * n;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += stride) {
+    const int64_t i = idx / n, j = idx % n;
+    if (j > i) a[idx] = a[j * n + i];
+  }
+}
+
+// *flag = 1 when the row-major lower triangle (diagonal included) holds a NaN:
+// the triangle LAPACKE's NaN check reads for the CPU backend's calls.
+__global__ void flag_nan_lower_kernel(const double* a, int64_t n, int* flag) {
+  const int64_t total = n * n;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += stride) {
+    const int64_t i = idx / n, j = idx % n;
+    if (j <= i && isnan(a[idx])) *flag = 1;  // every writer stores the same value
+  }
+}
+
+struct Call {
+  cusolverDnHandle_t handle;
+  SolverWorkspace& ws;
+  cudaStream_t stream;
+  int64_t n;
+  int ni;
+  std::string context;  // "cholesky_lower(n=4096)"
+};
+
+Call make_call(cusolverDnHandle_t handle, SolverWorkspace& ws, const char* op, int64_t n) {
+  const int ni = cuda_detail::checked_int(n, op, "n");
+  cudaStream_t stream = nullptr;
+  CUSOLVER_CHECK(cusolverDnGetStream(handle, &stream));
+  return Call{handle, ws, stream, n, ni, std::string(op) + "(n=" + std::to_string(n) + ")"};
+}
+
+void zero_strict_triangle(const Call& c, double* a, bool upper) {
+  zero_strict_triangle_kernel<<<cuda_detail::elementwise_blocks(c.n * c.n),
+                                cuda_detail::kElementwiseBlock, 0, c.stream>>>(a, c.n, upper);
+  CUDA_CHECK_LAUNCH("zero_strict_triangle_kernel in " + c.context);
+}
+
+void mirror_lower_to_upper(const Call& c, double* a) {
+  mirror_lower_to_upper_kernel<<<cuda_detail::elementwise_blocks(c.n * c.n),
+                                 cuda_detail::kElementwiseBlock, 0, c.stream>>>(a, c.n);
+  CUDA_CHECK_LAUNCH("mirror_lower_to_upper_kernel in " + c.context);
+}
+
+// Clears both flags, then raises the NaN flag if the input's lower triangle
+// has a NaN; read back by finish_step() together with devInfo.
+void start_checked(const Call& c, const double* a) {
+  CUDA_CHECK_CTX(cudaMemsetAsync(c.ws.flags(), 0, 2 * sizeof(int), c.stream), c.context);
+  flag_nan_lower_kernel<<<cuda_detail::elementwise_blocks(c.n * c.n),
+                          cuda_detail::kElementwiseBlock, 0, c.stream>>>(a, c.n,
+                                                                         c.ws.flags() + 1);
+  CUDA_CHECK_LAUNCH("flag_nan_lower_kernel in " + c.context);
+}
+
+void start_unchecked(const Call& c) {
+  CUDA_CHECK_CTX(cudaMemsetAsync(c.ws.flags(), 0, 2 * sizeof(int), c.stream), c.context);
+}
+
+// Waits for the step and returns its devInfo: throws on a NaN input or a
+// negative devInfo (a bad argument), returns a positive one to the caller.
+int finish_step(const Call& c, const char* routine) {
+  int host[2] = {0, 0};
+  CUDA_CHECK_CTX(cudaMemcpyAsync(host, c.ws.flags(), sizeof host, cudaMemcpyDeviceToHost,
+                                 c.stream),
+                 c.context);
+  CUDA_CHECK_CTX(cudaStreamSynchronize(c.stream), c.context);
+  if (host[1] != 0) {
+    throw InternalError(c.context + ": the " + std::to_string(c.n) + "x" + std::to_string(c.n) +
+                        " input holds a NaN (the CPU backend rejects it the same way)");
+  }
+  return CUSOLVER_CHECK_INFO(host[0], std::string(routine) + " in " + c.context);
+}
+
+// Column-major potrf of `uplo` (the other triangle, row-major); devInfo in flags[0].
+void potrf(const Call& c, cublasFillMode_t uplo, double* a) {
+  int lwork = 0;
+  CUSOLVER_CHECK_CTX(cusolverDnDpotrf_bufferSize(c.handle, uplo, c.ni, a, c.ni, &lwork),
+                     c.context);
+  auto* work = static_cast<double*>(c.ws.device(static_cast<size_t>(lwork) * sizeof(double),
+                                                c.stream, "cuSOLVER potrf workspace of " +
+                                                              c.context));
+  CUSOLVER_CHECK_CTX(
+      cusolverDnDpotrf(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
+}
+
+void potri(const Call& c, cublasFillMode_t uplo, double* a) {
+  int lwork = 0;
+  CUSOLVER_CHECK_CTX(cusolverDnDpotri_bufferSize(c.handle, uplo, c.ni, a, c.ni, &lwork),
+                     c.context);
+  auto* work = static_cast<double*>(c.ws.device(static_cast<size_t>(lwork) * sizeof(double),
+                                                c.stream, "cuSOLVER potri workspace of " +
+                                                              c.context));
+  CUSOLVER_CHECK_CTX(
+      cusolverDnDpotri(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
+}
+
+}  // namespace
+
+SolverWorkspace::SolverWorkspace(DevicePool& pool)
+    : pool_(pool), flags_(pool.allocate<int>(2, "cuSOLVER devInfo and NaN flag")) {}
+
+void* SolverWorkspace::device(size_t bytes, cudaStream_t stream, const std::string& what) {
+  // Never hand cuSOLVER a null workspace, even when it asks for none.
+  bytes = std::max<size_t>(bytes, 256);
+  if (device_.bytes() < bytes) {
+    // The old block may still be in use by work queued on the stream.
+    CUDA_CHECK_CTX(cudaStreamSynchronize(stream), what);
+    device_.reset();  // first, so the pool never holds old and new at once
+    device_ = pool_.allocate<unsigned char>(bytes, what);
+  }
+  return device_.get();
+}
+
+void* SolverWorkspace::host(size_t bytes) {
+  if (host_.size() < bytes) host_.resize(bytes);
+  return host_.data();
+}
+
+bool cuda_cholesky_lower(cusolverDnHandle_t handle, SolverWorkspace& ws, double* a, int64_t n) {
+  const Call c = make_call(handle, ws, "cholesky_lower", n);
+  if (n == 0) return true;
+  start_checked(c, a);
+  potrf(c, CUBLAS_FILL_MODE_UPPER, a);
+  if (finish_step(c, "cusolverDnDpotrf") > 0) return false;
+  zero_strict_triangle(c, a, /*upper=*/true);
+  return true;
+}
+
+void cuda_invert_lower_triangular(cusolverDnHandle_t handle, SolverWorkspace& ws, double* l,
+                                  int64_t n) {
+  const Call c = make_call(handle, ws, "invert_lower_triangular", n);
+  if (n == 0) return;
+  zero_strict_triangle(c, l, /*upper=*/true);
+  start_checked(c, l);
+  size_t device_bytes = 0, host_bytes = 0;
+  CUSOLVER_CHECK_CTX(cusolverDnXtrtri_bufferSize(handle, CUBLAS_FILL_MODE_UPPER,
+                                                 CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, l, n,
+                                                 &device_bytes, &host_bytes),
+                     c.context);
+  void* device_work = ws.device(device_bytes, c.stream, "cuSOLVER trtri workspace of " + c.context);
+  void* host_work = ws.host(std::max<size_t>(host_bytes, 1));
+  CUSOLVER_CHECK_CTX(cusolverDnXtrtri(handle, CUBLAS_FILL_MODE_UPPER, CUBLAS_DIAG_NON_UNIT, n,
+                                      CUDA_R_64F, l, n, device_work, device_bytes, host_work,
+                                      host_bytes, ws.flags()),
+                     c.context);
+  const int info = finish_step(c, "cusolverDnXtrtri");
+  if (info > 0) {
+    throw InternalError("invert_lower_triangular: the " + std::to_string(n) + "x" +
+                        std::to_string(n) + " factor is singular (diagonal element " +
+                        std::to_string(info - 1) + " is zero)");
+  }
+}
+
+bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws, double* h,
+                               int64_t n) {
+  const Call c = make_call(handle, ws, "inverse_upper_factor", n);
+  if (n == 0) return true;
+  // L = chol(H), row-major lower.
+  start_checked(c, h);
+  potrf(c, CUBLAS_FILL_MODE_UPPER, h);
+  if (finish_step(c, "cusolverDnDpotrf(H)") > 0) return false;
+  // H^-1 from L, into the row-major lower triangle only.
+  start_unchecked(c);
+  potri(c, CUBLAS_FILL_MODE_UPPER, h);
+  if (finish_step(c, "cusolverDnDpotri") > 0) return false;
+  // The next factorization reads the row-major upper triangle.
+  mirror_lower_to_upper(c, h);
+  // U = chol(H^-1), row-major upper, so H^-1 = U^T U.
+  start_unchecked(c);
+  potrf(c, CUBLAS_FILL_MODE_LOWER, h);
+  if (finish_step(c, "cusolverDnDpotrf(H^-1)") > 0) return false;
+  zero_strict_triangle(c, h, /*upper=*/false);
+  return true;
+}
+
+}  // namespace streamq

@@ -1,0 +1,73 @@
+// RMSNorm (see rmsnorm.cuh): one block per row, a double-precision block
+// reduction of the squares, then the scaled write.
+#include "kernels/cuda/rmsnorm.cuh"
+
+#include <string>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch_util.cuh"
+
+namespace streamq {
+namespace {
+
+constexpr int kRmsnormBlock = 256;
+constexpr int kWarpsPerBlock = kRmsnormBlock / 32;
+// Rows beyond this many blocks are covered by the grid-stride loop.
+constexpr int64_t kMaxRmsnormBlocks = 1 << 16;
+
+// No __restrict__: y may alias x. Safe because a row's sum is complete (and
+// the block synchronized) before any thread writes that row, and each element
+// is then read and written by the same thread.
+__global__ void __launch_bounds__(kRmsnormBlock)
+    rmsnorm_kernel(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
+                   float eps) {
+  __shared__ double warp_sums[kWarpsPerBlock];
+  __shared__ float inv_rms_shared;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    // Double, as on the CPU: the sum then does not depend on dim or on the
+    // summation order beyond double rounding.
+    double sum_sq = 0.0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+      const double v = xr[i];
+      sum_sq += v * v;
+    }
+    for (int offset = 16; offset > 0; offset /= 2)
+      sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, offset);
+    if (lane == 0) warp_sums[warp] = sum_sq;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double total = 0.0;
+      for (int i = 0; i < kWarpsPerBlock; ++i) total += warp_sums[i];
+      // Same expression as the CPU: eps is added in double, one rounding to float.
+      inv_rms_shared = static_cast<float>(1.0 / sqrt(total / static_cast<double>(dim) + eps));
+    }
+    __syncthreads();
+    const float inv_rms = inv_rms_shared;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+      // HF order: normalize in float, then multiply by the weight (two
+      // roundings, never fused).
+      yr[i] = __fmul_rn(__fmul_rn(xr[i], inv_rms), w[i]);
+    }
+    // warp_sums and inv_rms_shared are reused by the next row.
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+void cuda_rmsnorm(cudaStream_t stream, const float* x, const float* w, float* y, int64_t rows,
+                  int64_t dim, float eps) {
+  cuda_detail::check_count("cuda_rmsnorm rows", rows);
+  cuda_detail::check_count("cuda_rmsnorm dim", dim);
+  if (rows == 0 || dim == 0) return;
+  const unsigned blocks =
+      static_cast<unsigned>(rows < kMaxRmsnormBlocks ? rows : kMaxRmsnormBlocks);
+  rmsnorm_kernel<<<blocks, kRmsnormBlock, 0, stream>>>(x, w, y, rows, dim, eps);
+  CUDA_CHECK_LAUNCH("rmsnorm_kernel, rows=" + std::to_string(rows) +
+                    ", dim=" + std::to_string(dim));
+}
+
+}  // namespace streamq

@@ -1,0 +1,19 @@
+// Rotary position embedding on the GPU, HF's rotate_half convention. CPU
+// twin: kernels/cpu/cpu_rope.cpp (same products and sum, never fused).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace streamq {
+
+// In place on x[nseq*seqlen, nheads*head_dim]; token t of a sequence has
+// position t. table.cos/sin are device pointers [max_pos, head_dim/2].
+// Throws InternalError on the CPU's argument errors. Asynchronous on `stream`.
+void cuda_rope(cudaStream_t stream, float* x /*[nseq*seqlen, nheads*head_dim]*/, int64_t nseq,
+               int64_t seqlen, int64_t nheads, int64_t head_dim, const RopeTable& table);
+
+}  // namespace streamq
