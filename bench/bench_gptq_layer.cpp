@@ -3,7 +3,10 @@
 // sgemm/dgemm rate measured in the same run; then GPTQ against GPTAQ and CAE
 // (exact variant) per layer and per group of linears sharing one input.
 //
-// usage: bench_gptq_layer [rows cols tokens]   (default 4096 4096 8192)
+// usage: bench_gptq_layer [rows cols tokens rounds]   (default 4096 4096 8192 1)
+// rounds > 1 repeats the method comparison round-robin (every method once per
+// round, so that a machine's changing load hits them alike) and ends with the
+// median and range of each ratio over the rounds.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -35,6 +38,7 @@ int main(int argc, char** argv) {
   const int64_t m = argc > 1 ? std::atoll(argv[1]) : 4096;
   const int64_t n = argc > 2 ? std::atoll(argv[2]) : 4096;
   const int64_t tokens = argc > 3 ? std::atoll(argv[3]) : 8192;
+  const int rounds = argc > 4 ? std::max(1, std::atoi(argv[4])) : 1;
   const int64_t chunk = 2048;
   auto be = make_cpu_backend();
   const double sgemm = gemm_gflops<float>(*be, 2048), dgemm = gemm_gflops<double>(*be, 2048);
@@ -125,8 +129,13 @@ int main(int argc, char** argv) {
               (long long)m, (long long)n, (long long)m_kv, (long long)n);
   std::printf("%-14s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", "method", "stats s", "factor s", "sweep s", "kv sw s",
               "layer s", "vs gptq", "group s", "vs gptq", "flop x");
+  const size_t nv = std::size(variants);
+  std::vector<std::vector<double>> layer_ratio(nv), group_ratio(nv);
+  for (int round = 0; round < rounds; ++round) {
+  if (rounds > 1) std::printf("round %d\n", round + 1);
   double base_layer = 0, base_group = 0;
-  for (const Variant_& v : variants) {
+  for (size_t vi = 0; vi < nv; ++vi) {
+    const Variant_& v = variants[vi];
     QuantConfig c = cfg;
     c.method = v.method;
     c.cae = v.cae;
@@ -146,9 +155,27 @@ int main(int argc, char** argv) {
     for (int rep = 0; rep < 2; ++rep) sec_kv += gptq_quantize(*be, w_kv.data(), m_kv, n, f, c).seconds_sweep;
     const double layer = sec_s + f.seconds + q.seconds_sweep, group = layer + sec_kv;
     if (base_layer == 0) base_layer = layer, base_group = group;
+    layer_ratio[vi].push_back(layer / base_layer);
+    group_ratio[vi].push_back(group / base_group);
     std::printf("%-14s %8.3f %8.3f %8.3f %8.3f %8.3f %7.2fx %8.3f %7.2fx %7.2fx\n", v.name, sec_s, f.seconds,
                 q.seconds_sweep, sec_kv, layer, layer / base_layer, group, group / base_group,
                 flops_of(v, false) / flops_of(variants[0], false));
+  }
+  }
+  if (rounds > 1) {
+    auto summary = [](std::vector<double> r) {
+      std::sort(r.begin(), r.end());
+      const size_t k = r.size();
+      const double med = k % 2 ? r[k / 2] : 0.5 * (r[k / 2 - 1] + r[k / 2]);
+      std::printf(" %6.2fx [%.2f-%.2f]", med, r.front(), r.back());
+    };
+    std::printf("over %d rounds: median ratio vs gptq [min-max]\n%-14s %21s %21s\n", rounds, "method", "layer", "group");
+    for (size_t vi = 0; vi < nv; ++vi) {
+      std::printf("%-14s", variants[vi].name);
+      summary(layer_ratio[vi]);
+      summary(group_ratio[vi]);
+      std::printf("\n");
+    }
   }
   // The P product alone, for its rate.
   {

@@ -6,7 +6,7 @@
 # g32, sym and asym, act-order, classic and gptq_v2 zero points; SmolLM2-135M at
 # 4 bits g128 when its GGUF can be fetched. Runs on the GPU when torch sees one.
 # Writes the table to stdout and bench/torch-gptq-check.md.
-# usage: bench/torch_gptq_check.sh [build dir]
+# usage: bench/torch_gptq_check.sh [build dir]   (TORCH_CHECK_ONLY=REGEX: those rows only, stdout only)
 #   PYTHON=/path/to/python with torch, transformers, safetensors and numpy; without
 #   it a venv is made in ~/.cache/streamq/torch-venv from the package registry.
 set -euo pipefail
@@ -30,6 +30,7 @@ fail=0
 run() {  # name, model, eval args (tokens file, dtype, seqlen, windows), quantize flags...
   local name=$1 m=$2 tokens=$3 dtype=$4 seqlen=$5 windows=$6
   shift 6
+  [[ -z "${TORCH_CHECK_ONLY:-}" || $name =~ $TORCH_CHECK_ONLY ]] || return 0
   local q=$work/q g=$work/g
   rm -rf "$q" "$g"
   "$bin" quantize --model "$m" --out "$q" "$@" --quiet
@@ -59,14 +60,15 @@ run() {  # name, model, eval args (tokens file, dtype, seqlen, windows), quantiz
       done
     done
   done
-  if smol=$(scripts/fetch-smollm2.sh 2>/dev/null); then
+  if [[ -z "${TORCH_CHECK_ONLY:-}" || SmolLM2 =~ $TORCH_CHECK_ONLY ]] && smol=$(scripts/fetch-smollm2.sh 2>/dev/null); then
     # SmolLM2's evaluation tokens: WikiText-2 test through its own tokenizer.json (streamq's, checked
     # against HF tokenizers in the test suite), as int32 ids for both sides.
     "$bin" tokenize --model "$smol" --text ../shared/fixtures/text/wiki.test.raw --out "$work/wiki.bin" >/dev/null 2>&1
     fmt=gptq
-      run "SmolLM2-135M w4 g128 asym act-order gptq" "$smol" "$work/wiki.bin" int32 512 2 \
-        --calib-text ../shared/fixtures/text/tinystories_valid_head.txt --nsamples 16 --seqlen 512 --seed 0 \
-        --bits 4 --group 128 --asym --act-order --method gptq --checkpoint-format gptq
+    # g64: every SmolLM2 linear's input width (576, 1536) is a multiple of 64, not of 128.
+    run "SmolLM2-135M w4 g64 asym act-order gptq" "$smol" "$work/wiki.bin" int32 512 2 \
+      --calib-text ../shared/fixtures/text/tinystories_valid_head.txt --nsamples 16 --seqlen 512 --seed 0 \
+      --bits 4 --group 64 --asym --act-order --method gptq --checkpoint-format gptq
   fi
-} | tee bench/torch-gptq-check.md
+} | tee "$([[ -n "${TORCH_CHECK_ONLY:-}" ]] && echo /dev/null || echo bench/torch-gptq-check.md)"
 exit $fail

@@ -33,10 +33,11 @@ using Parts = std::vector<std::pair<std::string, u64>>;
 // Query rows per attention task (kernels/cpu/cpu_attention.cpp kTileRows): a
 // worker's scores are kTileRows x seqlen floats, plus key/value panels.
 constexpr u64 kAttentionTileRows = 64;
-// Memory the allocator holds beyond what is live: freed blocks below glibc's
-// mmap threshold (up to 32 MiB) stay in the heap, and OpenBLAS/TBB touch
-// per-thread buffers on first use. Measured (end of file): the live-byte sum
-// alone underestimated by up to 12%; these cover that with room.
+// Memory the allocator holds beyond what is live: freed blocks below the
+// mmap threshold (fixed at 1 MiB by use_plan_allocator_policy) stay in the
+// heap, and OpenBLAS/TBB touch per-thread buffers on first use. Measured (end
+// of file): the live-byte sum alone underestimated by up to 12%; these cover
+// that with room.
 constexpr double kAllocatorSlack = 0.15;
 constexpr u64 kPerThreadRuntimeBytes = 8ull << 20;
 // A zstd level-1 compression context for a 1 MiB frame with its window, and
@@ -386,5 +387,11 @@ std::string PlanCheck::describe() const {
 // prepare's hessian() copy 18.9 MB, X^T X 18.9 MB, the chunk product 9.4 MB,
 // the two block weight copies 13.6 MB each: the terms modelled above. Without
 // the allocator slack the sums came to 0.89-1.04x of the measured peaks.
+// Remeasured the same day with linear concurrency, one block's mapped pages
+// and the fixed 1 MiB mmap threshold (bench/RESULTS.md, second table): 10
+// jobs of 31-336 MiB on stories260K and synth 256/512 models, estimate
+// 1.07-2.33x the measured peak, never under. With glibc's dynamic threshold
+// the 32 x 256 memory job had peaked at 260 MiB (293 MiB at concurrency 3)
+// against this 254 MiB estimate.
 
 }  // namespace streamq

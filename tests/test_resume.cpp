@@ -206,6 +206,24 @@ TEST(Resume, WorkdirRefusesADifferentJobUntilRestart) {
   EXPECT_NE(Workdir::read_manifest(wd).dump().find("\"bits\":4"), std::string::npos);
 }
 
+// --restart discards the old job, and with it the output staging directory
+// named after the old job's id, which no later run would otherwise remove.
+TEST(Resume, RestartRemovesTheDiscardedJobsStaging) {
+  test::ScratchDir dir("resume-restart-staging");
+  const std::string wd = dir.file("wd"), out = dir.file("a");
+  auto r = test::run_streamq_with("STREAMQ_TEST_KILL_AT=drop:2", job_args(out, wd));
+  ASSERT_EQ(r.exit_code, 137) << r.err;
+  const std::string old_staging = out + ".partial-job-" + Workdir::read_manifest(wd).at("job_id").get<std::string>();
+  ASSERT_TRUE(fs::exists(old_staging)) << "the killed job staged nothing under its id";
+  auto again = with_flag(job_args(out, wd), "--bits", "4");
+  again.push_back("--restart");
+  r = test::run_streamq(again);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(fs::exists(old_staging)) << old_staging << " survived --restart";
+  for (const auto& e : fs::directory_iterator(dir.path()))
+    EXPECT_EQ(e.path().filename().string().find("a.partial-"), std::string::npos) << e.path();
+}
+
 TEST(Resume, DamagedBlockFileIsNamedNotTrusted) {
   test::ScratchDir dir("resume-damage");
   const std::string wd = dir.file("wd");

@@ -51,6 +51,12 @@ void OutputDir::remove_dead_stagings() const {
   }
 }
 
+void OutputDir::remove_abandoned_staging(std::string path, const std::string& tag) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  std::error_code ec;
+  fs::remove_all(path + ".partial-" + tag, ec);
+}
+
 OutputDir::~OutputDir() {
   if (!committed_) {
     std::error_code ec;

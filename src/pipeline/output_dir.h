@@ -14,6 +14,9 @@ class OutputDir {
   // rerun replaces what its killed predecessor left (it holds the job's lock,
   // so that predecessor is gone even if the kernel has not reaped it yet).
   OutputDir(std::string path, bool overwrite, const std::string& tag = "");
+  // Removes `<path>.partial-<tag>` left by a job that will never finish (one
+  // discarded by --restart): no live process owns that name.
+  static void remove_abandoned_staging(std::string path, const std::string& tag);
   // Removes the staging directory when commit() was not reached.
   ~OutputDir();
   OutputDir(const OutputDir&) = delete;

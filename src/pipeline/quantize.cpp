@@ -459,6 +459,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       plan = plan_for(job.chunk_tokens);
       wd->begin(id, {cfg.layers, job.nsamples, job.seqlen, plan.seqs_per_chunk, plan.nchunks});
     }
+    if (!wd->discarded_job_id().empty())
+      OutputDir::remove_abandoned_staging(job.out_dir, "job-" + wd->discarded_job_id());
     out = std::make_unique<OutputDir>(job.out_dir, job.overwrite, "job-" + wd->job_id());
   } else {
     out = std::make_unique<OutputDir>(job.out_dir, job.overwrite);

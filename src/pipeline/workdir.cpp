@@ -121,6 +121,11 @@ Workdir::Workdir(std::string dir, bool restart, bool durable, KillPoints* kill)
   const std::string manifest = dir_ + "/manifest.json";
   if (restart) {
     std::error_code ec;
+    try {
+      discarded_job_id_ = nlohmann::json::parse(read_file(manifest)).value("job_id", "");
+    } catch (const std::exception&) {
+      // No readable manifest: nothing staged under a known name.
+    }
     fs::remove(manifest, ec);
     fs::remove_all(blocks_dir(), ec);
     fs::remove_all(acts_dir(), ec);

@@ -80,6 +80,9 @@ class Workdir {
   std::vector<nlohmann::json> block_reports() const;
   // A short id of this job (changes with --restart), stamped in its output.
   std::string job_id() const;
+  // The id of the job --restart discarded (empty when none): its output
+  // staging directory is named after it and nobody else will remove it.
+  const std::string& discarded_job_id() const { return discarded_job_id_; }
 
   const std::string& dir() const { return dir_; }
   std::string blocks_dir() const { return dir_ + "/blocks"; }
@@ -102,6 +105,7 @@ class Workdir {
   KillPoints* kill_;
   int lock_fd_ = -1;
   nlohmann::json manifest_;
+  std::string discarded_job_id_;
 };
 
 // `streamq status`: a few lines describing the job in `dir`.
