@@ -1,8 +1,17 @@
 // Normalizers of tokenizer.json (see tokenizer_normalizer.h). Semantics follow
 // the reference Rust `tokenizers`: Prepend skips empty text, Strip trims
-// Unicode White_Space, Replace is literal for String patterns.
+// Unicode White_Space, Replace is literal for String patterns, the Unicode
+// forms and Lowercase come from ICU.
 #include "io/tokenizer_normalizer.h"
 
+#include <unicode/bytestream.h>
+#include <unicode/casemap.h>
+#include <unicode/normalizer2.h>
+#include <unicode/uniset.h>
+#include <unicode/utypes.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "io/tokenizer_json.h"
@@ -110,36 +119,103 @@ class ByteLevelNormalizer : public Normalizer {
   std::string normalize(std::string_view text) const override { return byte_level_encode(text); }
 };
 
-// NFC/NFD/NFKC/NFKD and Lowercase need Unicode data tables streamq does not
-// carry. Each is exact below a bound (NFC changes nothing below U+0300, NFKC
-// and NFKD nothing below U+00A0, NFD nothing below U+00C0; lowercasing below
-// U+0100 is Latin-1's fixed +0x20), so text inside the bound is handled and
-// text outside it is refused with the first offending character named.
-class BoundedUnicodeNormalizer : public Normalizer {
+// ICU takes lengths as int32_t.
+icu::StringPiece icu_piece(std::string_view text) {
+  if (text.size() > static_cast<size_t>(INT32_MAX))
+    throw InputError("text of " + std::to_string(text.size()) + " bytes is too long to normalize in one piece");
+  return icu::StringPiece(text.data(), static_cast<int32_t>(text.size()));
+}
+
+// NFC/NFD/NFKC/NFKD through ICU's normalizers, which work on UTF-8 directly.
+// The reference's tables (crate unicode-normalization-alignments) are Unicode
+// 9.0: characters assigned later neither decompose, compose nor reorder (e.g.
+// U+32FF, Unicode 12.1, stays as is under NFKC). ICU's FilteredNormalizer2
+// restricted to [:age=9.0:] gives exactly that: other characters are copied
+// and act as boundaries. ICU failures (missing data, allocation) are the
+// machine's, so InternalError.
+class UnicodeFormNormalizer : public Normalizer {
  public:
-  BoundedUnicodeNormalizer(std::string name, char32_t bound, bool lowercase)
-      : name_(std::move(name)), bound_(bound), lowercase_(lowercase) {}
+  using Getter = const icu::Normalizer2* (*)(UErrorCode&);
+  UnicodeFormNormalizer(const std::string& name, Getter get) : name_(name) {
+    UErrorCode status = U_ZERO_ERROR;
+    const icu::Normalizer2* form = get(status);
+    if (U_SUCCESS(status)) unicode_9_ = std::make_unique<icu::UnicodeSet>(icu::UnicodeString("[:age=9.0:]"), status);
+    if (U_FAILURE(status)) throw InternalError("normalizer '" + name + "': ICU: " + u_errorName(status));
+    unicode_9_->freeze();
+    form_ = std::make_unique<icu::FilteredNormalizer2>(*form, *unicode_9_);
+  }
   std::string normalize(std::string_view text) const override {
     std::string out;
     out.reserve(text.size());
-    size_t i = 0;
-    while (i < text.size()) {
-      const size_t at = i;
-      char32_t cp = utf8_next(text, i);
-      if (cp >= bound_)
-        throw InputError("tokenizer normalizer '" + name_ + "' is supported only for text below " +
-                         code_point_name(bound_) + " (streamq carries no Unicode normalization tables); the text has " +
-                         code_point_name(cp) + " at byte " + std::to_string(at));
-      if (lowercase_ && ((cp >= 'A' && cp <= 'Z') || (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7))) cp += 0x20;
-      utf8_append(out, cp);
-    }
+    icu::StringByteSink<std::string> sink(&out);
+    UErrorCode status = U_ZERO_ERROR;
+    form_->normalizeUTF8(0, icu_piece(text), sink, nullptr, status);
+    if (U_FAILURE(status)) throw InternalError("normalizer '" + name_ + "': ICU: " + u_errorName(status));
     return out;
   }
 
  private:
   std::string name_;
-  char32_t bound_;
-  bool lowercase_;
+  std::unique_ptr<icu::UnicodeSet> unicode_9_;        // before form_, which refers to it
+  std::unique_ptr<icu::FilteredNormalizer2> form_;  // wraps an ICU-owned singleton
+};
+
+// The reference lowercases with Rust's char::to_lowercase, one character at a
+// time: the full (SpecialCasing) mapping, locale-free, so U+0130 becomes
+// "i\u0307", but with no context. ICU's root-locale toLower is the same
+// mapping except for (1) the final-sigma rule: the reference maps every
+// capital sigma to U+03C3, never U+03C2; (2) Unicode versions: the reference's
+// Rust std has Unicode 17, Debian's ICU 72 has 15.0, which lacks the case pairs
+// below. Those code points are mapped here and everything between them by ICU;
+// the table is right for any ICU version. (Checked on every code point against
+// HF tokenizers 0.23.3: no other differences.)
+class LowercaseNormalizer : public Normalizer {
+ public:
+  std::string normalize(std::string_view text) const override {
+    std::string out;
+    out.reserve(text.size());
+    icu::StringByteSink<std::string> sink(&out);
+    auto lower_run = [&](std::string_view run) {
+      UErrorCode status = U_ZERO_ERROR;
+      icu::CaseMap::utf8ToLower("", 0, icu_piece(run), sink, nullptr, status);
+      if (U_FAILURE(status)) throw InternalError(std::string("normalizer 'Lowercase': ICU: ") + u_errorName(status));
+    };
+    size_t run_start = 0, i = 0;
+    while (i < text.size()) {
+      const size_t at = i;
+      const char32_t cp = utf8_next(text, i);
+      if (cp < kOverrides[0].first) continue;
+      for (const Override& o : kOverrides) {
+        if (cp < o.first || cp > o.last) continue;
+        lower_run(text.substr(run_start, at - run_start));
+        utf8_append(out, o.lower_of_first + (cp - o.first));
+        run_start = i;
+        break;
+      }
+    }
+    lower_run(text.substr(run_start));
+    return out;
+  }
+
+ private:
+  // Code points first..last lowercase to lower_of_first + (cp - first).
+  struct Override {
+    char32_t first, last, lower_of_first;
+  };
+  static constexpr Override kOverrides[] = {
+      {0x03A3, 0x03A3, 0x03C3},  // capital sigma, never final sigma
+      // Case pairs added after Unicode 15 (Latin, Cyrillic, Garay, Beria Erfe).
+      {0x1C89, 0x1C89, 0x1C8A},
+      {0xA7CB, 0xA7CB, 0x0264},
+      {0xA7CC, 0xA7CC, 0xA7CD},
+      {0xA7CE, 0xA7CE, 0xA7CF},
+      {0xA7D2, 0xA7D2, 0xA7D3},
+      {0xA7D4, 0xA7D4, 0xA7D5},
+      {0xA7DA, 0xA7DA, 0xA7DB},
+      {0xA7DC, 0xA7DC, 0x019B},
+      {0x10D50, 0x10D65, 0x10D70},
+      {0x16EA0, 0x16EB8, 0x16EBB},
+  };
 };
 
 }  // namespace
@@ -167,13 +243,14 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j) {
     return std::make_unique<StripNormalizer>(json_bool(j, "strip_left", true, where),
                                              json_bool(j, "strip_right", true, where));
   if (type == "ByteLevel") return std::make_unique<ByteLevelNormalizer>();
-  if (type == "NFC") return std::make_unique<BoundedUnicodeNormalizer>(type, 0x300, false);
-  if (type == "NFD") return std::make_unique<BoundedUnicodeNormalizer>(type, 0xC0, false);
-  if (type == "NFKC" || type == "NFKD") return std::make_unique<BoundedUnicodeNormalizer>(type, 0xA0, false);
-  if (type == "Lowercase") return std::make_unique<BoundedUnicodeNormalizer>(type, 0x100, true);
+  if (type == "NFC") return std::make_unique<UnicodeFormNormalizer>(type, &icu::Normalizer2::getNFCInstance);
+  if (type == "NFD") return std::make_unique<UnicodeFormNormalizer>(type, &icu::Normalizer2::getNFDInstance);
+  if (type == "NFKC") return std::make_unique<UnicodeFormNormalizer>(type, &icu::Normalizer2::getNFKCInstance);
+  if (type == "NFKD") return std::make_unique<UnicodeFormNormalizer>(type, &icu::Normalizer2::getNFKDInstance);
+  if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
   throw InputError("unsupported normalizer '" + type +
-                   "'; streamq supports Sequence, Prepend, Replace, Strip, ByteLevel and (for text "
-                   "they leave unchanged) NFC/NFD/NFKC/NFKD/Lowercase");
+                   "'; streamq supports Sequence, Prepend, Replace, Strip, ByteLevel, NFC, NFD, NFKC, NFKD "
+                   "and Lowercase");
 }
 
 }  // namespace streamq::tok

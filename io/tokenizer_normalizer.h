@@ -13,8 +13,7 @@ namespace streamq::tok {
 class Normalizer {
  public:
   virtual ~Normalizer() = default;
-  // `text` is valid UTF-8. Throws InputError for text this normalizer cannot
-  // handle exactly (the Unicode forms beyond the range where they are the identity).
+  // `text` is valid UTF-8 (the tokenizer rejects invalid text before this).
   virtual std::string normalize(std::string_view text) const = 0;
 };
 

@@ -14,11 +14,12 @@ set -euo pipefail
 #   liburing-dev                  - io_uring reads/writes of the activation store
 #   libxxhash-dev                 - checksums of stored chunks and checkpoint files
 #   libpcre2-dev                  - tokenizer pre-tokenizer regexes (Unicode properties)
+#   libicu-dev                    - tokenizer normalizers (NFC/NFD/NFKC/NFKD, Unicode lowercase)
 #   python3-numpy                 - the gptq_export_numpy test: an independent numpy reader of
 #                                   exported GPTQ checkpoints (tests/gptq_unpack.py)
 packages=(cmake g++ make pkg-config libtbb-dev libboost-program-options-dev libgtest-dev
           libopenblas-dev liblapacke-dev nlohmann-json3-dev libzstd-dev liburing-dev
-          libxxhash-dev libpcre2-dev python3-numpy)
+          libxxhash-dev libpcre2-dev libicu-dev python3-numpy)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "kernels/backend.h"
+#include "tests/attention_reference.h"
 #include "tests/backend_test_util.h"
 
 namespace streamq::test {
@@ -22,54 +23,6 @@ namespace {
 // the term count; 4x covers the tail (observed ~0.4 eps at every size).
 double attention_tolerance(int64_t head_dim, int64_t seqlen) {
   return 4.0 * std::sqrt(double(head_dim + seqlen)) * kF32Eps;
-}
-
-struct AttentionCase {
-  int64_t nseq, seqlen, nheads, nkv, hd;
-};
-
-struct AttentionInputs {
-  std::vector<float> q, k, v;
-  AttentionInputs(std::mt19937_64& rng, const AttentionCase& c)
-      : q(random_normal<float>(rng, c.nseq * c.seqlen * c.nheads * c.hd)),
-        k(random_normal<float>(rng, c.nseq * c.seqlen * c.nkv * c.hd)),
-        v(random_normal<float>(rng, c.nseq * c.seqlen * c.nkv * c.hd)) {}
-};
-
-// Straight from the definition: per sequence, head and query t, softmax over
-// keys 0..t of q.k / sqrt(hd), then the weighted sum of v. `mag` gets the same
-// weighted sum of |v|.
-void reference_attention(const AttentionInputs& in, const AttentionCase& c,
-                         std::vector<double>& out, std::vector<double>& mag) {
-  const int64_t qw = c.nheads * c.hd, kw = c.nkv * c.hd;
-  out.assign(c.nseq * c.seqlen * qw, 0.0);
-  mag.assign(out.size(), 0.0);
-  std::vector<double> p(c.seqlen);
-  for (int64_t s = 0; s < c.nseq; ++s)
-    for (int64_t h = 0; h < c.nheads; ++h) {
-      const int64_t g = h / (c.nheads / c.nkv);
-      for (int64_t t = 0; t < c.seqlen; ++t) {
-        const float* qr = &in.q[(s * c.seqlen + t) * qw + h * c.hd];
-        double mx = -INFINITY, sum = 0.0;
-        for (int64_t j = 0; j <= t; ++j) {
-          const float* kr = &in.k[(s * c.seqlen + j) * kw + g * c.hd];
-          double d = 0.0;
-          for (int64_t i = 0; i < c.hd; ++i) d += double(qr[i]) * kr[i];
-          p[j] = d / std::sqrt(double(c.hd));
-          mx = std::max(mx, p[j]);
-        }
-        for (int64_t j = 0; j <= t; ++j) sum += (p[j] = std::exp(p[j] - mx));
-        double* o = &out[(s * c.seqlen + t) * qw + h * c.hd];
-        double* m = &mag[(s * c.seqlen + t) * qw + h * c.hd];
-        for (int64_t j = 0; j <= t; ++j) {
-          const float* vr = &in.v[(s * c.seqlen + j) * kw + g * c.hd];
-          for (int64_t i = 0; i < c.hd; ++i) {
-            o[i] += p[j] / sum * vr[i];
-            m[i] += p[j] / sum * std::abs(vr[i]);
-          }
-        }
-      }
-    }
 }
 
 std::vector<float> run_attention(Backend& be, const AttentionInputs& in, const AttentionCase& c) {

@@ -1,8 +1,9 @@
 // Tokenizer against the reference: the 20 edge-case strings per real
 // tokenizer in ../shared/fixtures/tokenizers/golden_encodings.json (ids with
 // and without special tokens, decode with and without skipping them), BOS/EOS
-// resolution, and round trips. Larger goldens: test_tokenizer_golden.cpp;
-// malformed files: test_tokenizer_errors.cpp.
+// resolution, round trips, and the ICU-backed Unicode normalizers on the
+// reference's outputs. Larger goldens: test_tokenizer_golden.cpp (the
+// normalizer variants there); malformed files: test_tokenizer_errors.cpp.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -12,6 +13,8 @@
 
 #include "core/error.h"
 #include "io/tokenizer.h"
+#include "io/tokenizer_normalizer.h"
+#include "io/tokenizer_utf8.h"
 #include "test_util.h"
 
 namespace streamq {
@@ -142,6 +145,67 @@ TEST(Tokenizer, InvalidUtf8AndUnknownIdsAreInputErrors) {
   }
   EXPECT_THROW(tok.decode({15496, 999999}), InputError);
   EXPECT_THROW(tok.id_to_token(-1), InputError);
+}
+
+std::string utf8(std::u32string_view s) {
+  std::string out;
+  for (char32_t cp : s) tok::utf8_append(out, cp);
+  return out;
+}
+
+TEST(TokenizerNormalizer, UnicodeFormsAndLowercaseMatchTheReference) {
+  // Expected values are HF tokenizers' normalize_str() outputs.
+  struct Case {
+    const char* type;
+    std::u32string_view in, out;
+  };
+  const Case cases[] = {
+      {"NFC", U"e\u0301", U"\u00e9"},
+      {"NFC", U"\u1100\u1161\u11a8", U"\uac01"},                                // conjoining jamo -> syllable
+      {"NFC", U"\u2126", U"\u03a9"},                                            // singleton
+      {"NFC", U"q\u0307\u0323", U"q\u0323\u0307"},                              // canonical reordering
+      {"NFC", U"\u0958", U"\u0915\u093c"},                                      // composition exclusion
+      {"NFC", U"\u65e5\U0001F917", U"\u65e5\U0001F917"},
+      {"NFD", U"\u00e9", U"e\u0301"},
+      {"NFD", U"\ud55c", U"\u1112\u1161\u11ab"},
+      {"NFKC", U"\ufb01", U"fi"},
+      {"NFKC", U"\uff11\uff12\u3000", U"12 "},
+      {"NFKD", U"\u00bd\u00e9", U"1\u20442e\u0301"},
+      {"Lowercase", U"\u0130", U"i\u0307"},                                     // full mapping
+      {"Lowercase", U"\u039f\u0394\u039f\u03a3", U"\u03bf\u03b4\u03bf\u03c3"},  // no final sigma
+      {"Lowercase", U"\u03a3\u03a3 \u03a3", U"\u03c3\u03c3 \u03c3"},
+      {"Lowercase", U"\u01c5\u1e9e ABC \u00c9", U"\u01c6\u00df abc \u00e9"},
+      {"Lowercase", U"", U""},
+      // Newer than the reference's tables: normalization is Unicode 9.0,
+      // lowercasing Unicode 17 (ahead of ICU 72).
+      {"NFKC", U"\u32ff\U0001f16c", U"\u32ff\U0001f16c"},
+      {"NFD", U"a\u1df6\u0323", U"a\u1df6\u0323"},
+      {"NFD", U"a\u08d4\u0323", U"a\u0323\u08d4"},
+      {"Lowercase", U"\u1c89\ua7dc\U00010d50", U"\u1c8a\u019b\U00010d70"},
+  };
+  for (const Case& c : cases) {
+    auto n = tok::make_normalizer(json{{"type", c.type}});
+    EXPECT_EQ(n->normalize(utf8(c.in)), utf8(c.out)) << c.type << " of " << json(utf8(c.in)).dump();
+  }
+}
+
+TEST(TokenizerNormalizer, NfcTokenizerEncodesAnyTextAndStillRejectsInvalidUtf8) {
+  // Qwen2 declares NFC: GPT-2's vocab behind it must take CJK, emoji and both
+  // spellings of an accent, which must encode alike.
+  json j = json::parse(test::read_all(fixture_path("gpt2")));
+  j["normalizer"] = {{"type", "NFC"}};
+  test::ScratchDir dir("tok-nfc");
+  test::write_all(dir.file("tokenizer.json"), j.dump());
+  auto tok = Tokenizer::load(dir.file("tokenizer.json"));
+  EXPECT_EQ(tok->encode(utf8(U"caf\u00e9 \u65e5\U0001F917"), false),
+            tok->encode(utf8(U"cafe\u0301 \u65e5\U0001F917"), false));
+  EXPECT_EQ(tok->encode(utf8(U"caf\u00e9"), false), fixture("gpt2").encode(utf8(U"caf\u00e9"), false));
+  try {
+    tok->encode("ok \xC3( bad", false);
+    FAIL() << "invalid UTF-8 accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("not valid UTF-8 at byte 3"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 // Variants (tests/data/tokenizers/variants/*.json) patch a real file to
 // cover what the four do not use: Llama-3's Split regex, ignore_merges,
 // [left, right] merges, added-token flags, Metaspace splitting, unk fusing,
-// every split behaviour and the word splitters.
+// every split behaviour, the word splitters, and the NFC/NFD/NFKC/NFKD and
+// Lowercase normalizers (Qwen2's NFC among them).
 #include <gtest/gtest.h>
 #include <zstd.h>
 
@@ -148,7 +149,8 @@ TEST_P(TokenizerVariantGolden, ExactIdsOnEveryLine) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, TokenizerVariantGolden,
-                         ::testing::Values("llama3-style", "metaspace-split", "split-behaviors", "bert-whitespace"),
+                         ::testing::Values("llama3-style", "metaspace-split", "split-behaviors", "bert-whitespace",
+                                           "qwen2-nfc", "nfkc-llama", "nfd-lowercase", "nfkd-metaspace"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s)

@@ -4,7 +4,8 @@ streamq's C++ tokenizer tests, produced by Hugging Face's own `tokenizers`
 library (pip install tokenizers zstandard). Not run in CI; rerun by hand when
 the fixtures or the line selection change:
 
-    python3 tools/make_tokenizer_golden.py
+    python3 tools/make_tokenizer_golden.py            # everything
+    python3 tools/make_tokenizer_golden.py --only qwen2-nfc nfkc-llama   # just these variants
 
 For each of the four tokenizers in ../shared/fixtures/tokenizers/ it encodes
 (add_special_tokens=False, matching streamq's encode(text, false)):
@@ -20,8 +21,10 @@ It also writes tests/data/tokenizers/variants/<variant>.golden.jsonl.zst for
 each variant patch there (<variant>.json: a fixture's tokenizer.json with some
 components replaced, to cover Llama-3-style Split regexes, ignore_merges,
 [left, right] merges, added-token flags, Metaspace splitting, unk fusing and
-the other split behaviours the four files do not use). The C++ test applies
-the same patch; see apply_variant() for its keys.
+the other split behaviours the four files do not use, and the NFC/NFD/NFKC/
+NFKD/Lowercase normalizers). The C++ test applies the same patch; see
+apply_variant() for its keys. A variant with "normalizer_cases": true also gets
+NORMALIZER_CASES and seeded random strings over NORMALIZER_POOL.
 
 File format: zstd-compressed JSON lines. Line 1 is a header
 {"tokenizer", "generator", "add_special_tokens", "sources": {file: sha256}};
@@ -29,6 +32,7 @@ every other line is {"src": file, "line": i, "ids": [...]} or
 {"text": "...", "ids": [...]}, plus "decoded": "..." when the reference's
 decode(ids) differs from the text (otherwise decode must give the text back).
 """
+import argparse
 import hashlib
 import json
 import os
@@ -76,6 +80,43 @@ EDGE_CASES = [
     "a" * 300, "ab" * 150, " " * 100, "\u00a0" * 10, "\u3000full-width\u3000space",
 ]
 
+# Strings where the Unicode forms and lowercasing differ from the identity:
+# precomposed vs decomposed accents, canonical reordering of combining marks,
+# Hangul syllables vs conjoining jamo, singletons (U+2126, U+212B, U+F900),
+# composition exclusions (U+0958), compatibility characters (ligatures,
+# full-width and half-width forms, super/subscripts, math letters, U+3000),
+# the full lowercase mapping (U+0130 -> i + U+0307) and capital sigma, which
+# the reference lowercases without the final-sigma rule. The last lines hold
+# characters newer than the reference's normalization tables (Unicode 9.0),
+# which it leaves alone, and case pairs newer than Unicode 15 (Debian's ICU).
+NORMALIZER_CASES = [
+    "e\u0301", "\u00e9", "cafe\u0301 vs caf\u00e9", "E\u0301COLE \u00c9COLE \u00e9cole", "n\u0303 \u00f1 N\u0303",
+    "a\u0328\u0301 \u0105\u0301", "q\u0307\u0323 q\u0323\u0307", "\u1e0b\u0323 d\u0323\u0307", "\u1e9b\u0323",
+    "A\u030a \u212b \u00c5 \u00e5", "\u2126 \u03a9 \u03c9 \u212a K", "\u0344 \u0308\u0301", "\u2000\u2001 quad",
+    "\u1100\u1161\u11a8", "\u1100\u1161", "\uac00\u11a8", "\ud55c\uad6d\uc5b4 \u1112\u1161\u11ab\u1100\u116e\u11a8",
+    "\u3131\u314f \uffa1", "\ufb01le \ufb02ow \ufb00 \ufb03 \ufb06", "\uff11\uff12\uff13 \uff21\uff22\uff23 \uff41\uff42\uff43\uff01",
+    "\uff76\uff9e \u30ab\u3099 \u30ac", "\u00bd \u00b2 \u2167 \u2460 \u33a1 \u2122 \u00aa \u2082", "\U0001d400\U0001d41a \u210c",
+    "\u3000\u00a0\u2009\u202f spaces", "\u0958 \u0915\u093c \u0929", "\uf900 \u2f00 \u3250 \u32ff",
+    "\u0130stanbul \u0130I\u0131i \u0049\u0307", "\u0130", "i\u0307",
+    "\u039f\u0394\u039f\u03a3 \u03a3\u0391\u03a3 \u03a3", "\u039f\u0394\u039f\u03a3.", "\u03c2\u03c3\u03a3\u03c2",
+    "\u1f08\u0399 \u1f88 \u1fbc \u0386\u0388", "\u00df \u1e9e STRASSE", "\u01c4 \u01c5 \u01c6 \u01f1",
+    "\u0416\u0401\u0419 \u0418\u0306", "\u0587 \u0535\u0552", "\u13a0\u13a1 \uab70", "\u0100\u0101\u0178\u00ff",
+    "emoji \U0001F917\U0001F680 \U0001F468\u200d\U0001F469\u200d\U0001F467 \u2764\ufe0f \U0001F44D\U0001F3FD",
+    "\u65e5\u672c\u8a9e\u306e\u6587\u7ae0 \u4e2d\u6587\uff0c\u6807\u70b9\u3002", "ALL CAPS \u00c0\u00c9\u00ce\u00d5\u00dc TEXT",
+    "\U0001f16c \u32ff \U0001fbf0 \ua7f2 \uab69", "a\u1df6\u0323 a\U00010d24\u0323 a\ufe2e\u0323 a\U0001e944\u0323",
+    "\U00011935\U00011930 \U00011347\U0001133e", "\u1c89\ua7cb\ua7dc \U00010d50\U00010d65 \U00016ea0\U00016eb8",
+]
+
+NORMALIZER_POOL = (
+    list("aeiouAEIOUnNcCsSkK") * 2 + [" "] * 8
+    + ["\u0300", "\u0301", "\u0302", "\u0303", "\u0308", "\u030a", "\u0323", "\u0327", "\u0328", "\u0307", "\u0345"]
+    + ["\u00e9", "\u00c9", "\u00f1", "\u00c5", "\u212b", "\u2126", "\u0130", "\u03a3", "\u03c3", "\u03c2", "\u0391"]
+    + ["\u1100", "\u1161", "\u11a8", "\uac00", "\ud55c", "\ufb01", "\uff21", "\uff11", "\u00bd", "\u3000", "\u2460"]
+    + ["\u65e5", "\u4e2d", "\uf900", "\u30ab", "\u3099", "\uff76", "\uff9e", "\U0001F917", "\u200d", "\ufe0f", "\u00df"]
+)
+NORMALIZER_RANDOM_STRINGS = 200
+NORMALIZER_SEED = 20240607
+
 POOL = (
     list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") * 4
     + list("0123456789") * 3
@@ -105,6 +146,12 @@ def sha256(path):
 def random_strings():
     rng = random.Random(SEED)
     return ["".join(rng.choice(POOL) for _ in range(rng.randint(1, 40))) for _ in range(RANDOM_STRINGS)]
+
+
+def normalizer_random_strings():
+    rng = random.Random(NORMALIZER_SEED)
+    return ["".join(rng.choice(NORMALIZER_POOL) for _ in range(rng.randint(1, 24)))
+            for _ in range(NORMALIZER_RANDOM_STRINGS)]
 
 
 def apply_variant(patch):
@@ -152,24 +199,31 @@ def write_golden(tok, name, path, lines_per_source, texts, sources):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="VARIANT",
+                        help="regenerate only these variants (names of variants/<name>.json), nothing else")
+    args = parser.parse_args()
     os.makedirs(OUT_DIR, exist_ok=True)
     texts = EDGE_CASES + random_strings()
     sources = {name: read_lines(name) for name, _, _ in SOURCES}
     total = 0
-    for name in NAMES:
+    for name in NAMES if args.only is None else []:
         tok = tokenizers.Tokenizer.from_file(os.path.join(FIXTURES, "tokenizers", name, "tokenizer.json"))
         total += write_golden(tok, name, os.path.join(OUT_DIR, name + ".golden.jsonl.zst"), 10**9, texts, sources)
     variants_dir = os.path.join(OUT_DIR, "variants")
-    for file in sorted(os.listdir(variants_dir)):
-        if not file.endswith(".json"):
-            continue
-        with open(os.path.join(variants_dir, file), encoding="utf-8") as f:
+    variants = sorted(f[: -len(".json")] for f in os.listdir(variants_dir) if f.endswith(".json"))
+    for variant in args.only or []:
+        if variant not in variants:
+            sys.exit(f"no variant {variant!r} in {variants_dir} (have {', '.join(variants)})")
+    for variant in args.only or variants:
+        with open(os.path.join(variants_dir, variant + ".json"), encoding="utf-8") as f:
             patch = json.load(f)
         tok = tokenizers.Tokenizer.from_str(apply_variant(patch))
-        variant = file[: -len(".json")]
         path = os.path.join(variants_dir, variant + ".golden.jsonl.zst")
-        total += write_golden(tok, variant, path, patch["lines_per_source"], patch.get("extra_texts", []) + texts,
-                              sources)
+        extra = patch.get("extra_texts", [])
+        if patch.get("normalizer_cases"):
+            extra = extra + NORMALIZER_CASES + normalizer_random_strings()
+        total += write_golden(tok, variant, path, patch["lines_per_source"], extra + texts, sources)
     print(f"total {total} bytes", file=sys.stderr)
 
 

@@ -14,6 +14,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/cuda_backend.h"
+#include "tests/attention_reference.h"
 #include "tests/backend_test_util.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -37,57 +38,9 @@ double gpu_vs_cpu_tolerance(int64_t head_dim, int64_t seqlen) {
   return 2.0 * attention_tolerance(head_dim, seqlen);
 }
 
-struct AttentionCase {
-  int64_t nseq, seqlen, nheads, nkv, hd;
-};
-
-std::ostream& operator<<(std::ostream& os, const AttentionCase& c) {
-  return os << "nseq=" << c.nseq << " seqlen=" << c.seqlen << " nheads=" << c.nheads
-            << " nkv=" << c.nkv << " hd=" << c.hd;
-}
-
-struct AttentionInputs {
-  std::vector<float> q, k, v;
-  AttentionInputs(std::mt19937_64& rng, const AttentionCase& c)
-      : q(test::random_normal<float>(rng, c.nseq * c.seqlen * c.nheads * c.hd)),
-        k(test::random_normal<float>(rng, c.nseq * c.seqlen * c.nkv * c.hd)),
-        v(test::random_normal<float>(rng, c.nseq * c.seqlen * c.nkv * c.hd)) {}
-};
-
-// Float64 straight from the definition (tests/test_backend_cpu_attention.cpp's
-// twin); `mag` gets the same weighted sum of |v|.
-void reference_attention(const AttentionInputs& in, const AttentionCase& c,
-                         std::vector<double>& out, std::vector<double>& mag) {
-  const int64_t qw = c.nheads * c.hd, kw = c.nkv * c.hd;
-  out.assign(c.nseq * c.seqlen * qw, 0.0);
-  mag.assign(out.size(), 0.0);
-  std::vector<double> p(c.seqlen);
-  for (int64_t s = 0; s < c.nseq; ++s)
-    for (int64_t h = 0; h < c.nheads; ++h) {
-      const int64_t g = h / (c.nheads / c.nkv);
-      for (int64_t t = 0; t < c.seqlen; ++t) {
-        const float* qr = &in.q[(s * c.seqlen + t) * qw + h * c.hd];
-        double mx = -INFINITY, sum = 0.0;
-        for (int64_t j = 0; j <= t; ++j) {
-          const float* kr = &in.k[(s * c.seqlen + j) * kw + g * c.hd];
-          double d = 0.0;
-          for (int64_t i = 0; i < c.hd; ++i) d += double(qr[i]) * kr[i];
-          p[j] = d / std::sqrt(double(c.hd));
-          mx = std::max(mx, p[j]);
-        }
-        for (int64_t j = 0; j <= t; ++j) sum += (p[j] = std::exp(p[j] - mx));
-        double* o = &out[(s * c.seqlen + t) * qw + h * c.hd];
-        double* m = &mag[(s * c.seqlen + t) * qw + h * c.hd];
-        for (int64_t j = 0; j <= t; ++j) {
-          const float* vr = &in.v[(s * c.seqlen + j) * kw + g * c.hd];
-          for (int64_t i = 0; i < c.hd; ++i) {
-            o[i] += p[j] / sum * vr[i];
-            m[i] += p[j] / sum * std::abs(vr[i]);
-          }
-        }
-      }
-    }
-}
+using test::AttentionCase;
+using test::AttentionInputs;
+using test::reference_attention;
 
 std::vector<float> run_gpu(CudaBackend& gpu, const AttentionInputs& in, const AttentionCase& c) {
   cudaStream_t s = gpu.stream();
