@@ -16,7 +16,6 @@
 #include <deque>
 #include <optional>
 
-#include "io/activation_store.h"
 #include "io/byte_shuffle.h"
 
 namespace streamq {
@@ -285,34 +284,18 @@ ChunkHeader ChunkCodec::write(IoEngine& io, int fd, IoEngine::Group* g, ChunkHea
 ChunkHeader ChunkCodec::read(IoEngine& io, int fd, const std::string& path, uint64_t file_bytes,
                              const ChunkHeader& expect, const std::string& where, uint32_t read_ahead,
                              std::vector<float>* out) {
-  const std::string what = where + ": corrupt chunk file " + path + ": ";
-  auto corrupt = [&](const std::string& why) { return StoreCorruptionError(what + why); };
-  auto truncated = [&](uint64_t need) {
-    return corrupt("truncated: " + std::to_string(file_bytes) + " bytes, needs " + std::to_string(need));
-  };
-  // Sizes are checked before each read, so a damaged file never makes the
-  // engine read past its end (an I/O error, not the corruption it is).
+  // The reader's end only ever rises to what read_chunk_header, then the
+  // header itself, has found the file long enough for: a damaged file never
+  // makes the engine read past its end.
   SlabReader in(io, fd, path, where, read_ahead);
-  if (file_bytes < kChunkAlign) throw truncated(kChunkAlign);
-  std::vector<char> head(kChunkAlign);
-  in.set_end(kChunkAlign);
-  in.read(head.data(), kChunkAlign);
-  uint32_t header_bytes = 0;
-  std::string bad = peek_chunk_header_bytes(head.data(), &header_bytes);
-  if (!bad.empty()) throw corrupt(bad);
-  if (file_bytes < header_bytes) throw truncated(header_bytes);
-  head.resize(header_bytes);
-  in.set_end(header_bytes);
-  in.read(head.data() + kChunkAlign, header_bytes - kChunkAlign);
-  ChunkHeader h;
-  bad = decode_chunk_header(head.data(), header_bytes, &h);
-  if (!bad.empty()) throw corrupt(bad);
-  if (h.block != expect.block || h.flow != expect.flow || h.chunk != expect.chunk)
-    throw corrupt("holds block " + std::to_string(h.block) + ", flow " +
-                  (h.flow <= 1 ? to_string(static_cast<Flow>(h.flow)) : std::to_string(h.flow)) + ", chunk " +
-                  std::to_string(h.chunk));
-  if (file_bytes < chunk_file_bytes(h)) throw truncated(chunk_file_bytes(h));
+  const ChunkHeader h = read_chunk_header(
+      [&](uint64_t offset, char* dst, size_t n) {
+        in.set_end(offset + n);  // reads come in file order, so the reader is at offset
+        in.read(dst, n);
+      },
+      path, file_bytes, expect, where);
   in.set_end(chunk_file_bytes(h));
+  const std::string what = where + ": corrupt chunk file " + path + ": ";
 
   out->resize(h.numel);
   XXH64_state_t* comp_hash = XXH64_createState();
@@ -341,7 +324,7 @@ ChunkHeader ChunkCodec::read(IoEngine& io, int fd, const std::string& path, uint
             decode_frame(*f, h, out->data(), what);
             give_back(f);
           }));
-  if (XXH64_digest(comp_hash) != h.xxh64_compressed) throw corrupt("payload checksum mismatch");
+  if (XXH64_digest(comp_hash) != h.xxh64_compressed) throw StoreCorruptionError(what + "payload checksum mismatch");
   return h;
 }
 

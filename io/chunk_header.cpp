@@ -8,6 +8,8 @@
 #include <cstring>
 #include <vector>
 
+#include "io/activation_store.h"  // to_string(Flow)
+
 namespace streamq {
 
 namespace {
@@ -158,6 +160,34 @@ std::string decode_chunk_header(const char* in, uint32_t header_bytes, ChunkHead
 
 uint64_t chunk_file_bytes(const ChunkHeader& h) {
   return chunk_header_bytes(h.frames.size()) + (h.compressed_bytes + kChunkAlign - 1) / kChunkAlign * kChunkAlign;
+}
+
+ChunkHeader read_chunk_header(const ChunkFileRead& read, const std::string& path, uint64_t file_bytes,
+                              const ChunkHeader& expect, const std::string& where) {
+  auto corrupt = [&](const std::string& why) {
+    return StoreCorruptionError(where + ": corrupt chunk file " + path + ": " + why);
+  };
+  auto truncated = [&](uint64_t need) {
+    return corrupt("truncated: " + std::to_string(file_bytes) + " bytes, needs " + std::to_string(need));
+  };
+  if (file_bytes < kChunkAlign) throw truncated(kChunkAlign);
+  std::vector<char> head(kChunkAlign);
+  read(0, head.data(), kChunkAlign);
+  uint32_t header_bytes = 0;
+  std::string bad = peek_chunk_header_bytes(head.data(), &header_bytes);
+  if (!bad.empty()) throw corrupt(bad);
+  if (file_bytes < header_bytes) throw truncated(header_bytes);
+  head.resize(header_bytes);
+  if (header_bytes > kChunkAlign) read(kChunkAlign, head.data() + kChunkAlign, header_bytes - kChunkAlign);
+  ChunkHeader h;
+  bad = decode_chunk_header(head.data(), header_bytes, &h);
+  if (!bad.empty()) throw corrupt(bad);
+  if (h.block != expect.block || h.flow != expect.flow || h.chunk != expect.chunk)
+    throw corrupt("holds block " + std::to_string(h.block) + ", flow " +
+                  (h.flow <= 1 ? to_string(static_cast<Flow>(h.flow)) : std::to_string(h.flow)) + ", chunk " +
+                  std::to_string(h.chunk));
+  if (file_bytes < chunk_file_bytes(h)) throw truncated(chunk_file_bytes(h));
+  return h;
 }
 
 }  // namespace streamq

@@ -12,7 +12,9 @@
 // must give back); the header's raw checksum is the xxh64 of those.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -66,5 +68,17 @@ std::string peek_chunk_header_bytes(const char* in, uint32_t* header_bytes);
 std::string decode_chunk_header(const char* in, uint32_t header_bytes, ChunkHeader* h);
 // Bytes of the whole file: header plus payload padded to 4096.
 uint64_t chunk_file_bytes(const ChunkHeader& h);
+
+// Reads n bytes of a chunk file at offset into dst, or throws. Calls come in
+// file order from offset 0, so a streaming reader can serve them.
+using ChunkFileRead = std::function<void(uint64_t offset, char* dst, size_t n)>;
+// Reads the header of the chunk file `path` (file_bytes long) through `read`
+// and checks it: sound (decode_chunk_header), expect's block, flow and chunk,
+// and a file long enough for the payload it describes. Sizes are checked
+// before each read, so `read` is never asked to go past the end (which would
+// be an I/O error, not the corruption it is). Throws StoreCorruptionError
+// "<where>: corrupt chunk file <path>: <what is wrong>".
+ChunkHeader read_chunk_header(const ChunkFileRead& read, const std::string& path, uint64_t file_bytes,
+                              const ChunkHeader& expect, const std::string& where);
 
 }  // namespace streamq

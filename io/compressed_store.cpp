@@ -174,13 +174,11 @@ class CompressedStoreImpl final : public CompressedStore {
         auto e = std::make_shared<Entry>();
         e->key = Key{block, static_cast<int>(flow), c};
         e->path = compressed_chunk_path(opts_.dir, block, flow, c);
-        e->header = read_header(e->path, w);
-        if (e->header.block != block || e->header.flow != static_cast<uint32_t>(flow) || e->header.chunk != c)
-          throw StoreCorruptionError(w + ": " + e->path + " holds another chunk's header");
-        struct stat st {};
-        if (::stat(e->path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) < chunk_file_bytes(e->header))
-          throw StoreCorruptionError(w + ": " + e->path + " is truncated");
-        e->file_bytes = static_cast<uint64_t>(st.st_size);
+        ChunkHeader expect;
+        expect.block = block;
+        expect.flow = static_cast<uint32_t>(flow);
+        expect.chunk = c;
+        e->header = read_header(e->path, expect, w, &e->file_bytes);
         e->header.frames = {};
         e->writing = false;
         e->dirty = false;
@@ -273,27 +271,26 @@ class CompressedStoreImpl final : public CompressedStore {
     return Fd(fd);
   }
 
-  // The header of a chunk file, read with plain buffered reads.
-  static ChunkHeader read_header(const std::string& path, const std::string& w) {
+  // The header of a chunk file, checked as get() checks it (read_chunk_header)
+  // but read with plain buffered reads; *file_bytes gets the file's size.
+  static ChunkHeader read_header(const std::string& path, const ChunkHeader& expect, const std::string& w,
+                                 uint64_t* file_bytes) {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) throw StoreCorruptionError(w + ": " + path + " is missing: " + std::strerror(errno));
-    auto read_at = [&](std::vector<char>* buf) {
-      const ssize_t n = ::pread(fd.get(), buf->data(), buf->size(), 0);
-      if (n != static_cast<ssize_t>(buf->size())) throw StoreCorruptionError(w + ": " + path + " is truncated");
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+      throw StoreCorruptionError(w + ": cannot stat " + path + ": " + std::strerror(errno));
+    *file_bytes = static_cast<uint64_t>(st.st_size);
+    auto read_at = [&](uint64_t offset, char* dst, size_t n) {
+      const ssize_t got = ::pread(fd.get(), dst, n, static_cast<off_t>(offset));
+      if (got != static_cast<ssize_t>(n))  // the file shrank since fstat, or the read failed
+        throw StoreCorruptionError(w + ": corrupt chunk file " + path + ": " +
+                                   (got < 0 ? std::string("read failed: ") + std::strerror(errno)
+                                            : "truncated: read " + std::to_string(got) + " of " +
+                                                  std::to_string(n) + " bytes at offset " +
+                                                  std::to_string(offset)));
     };
-    std::vector<char> head(kChunkAlign);
-    read_at(&head);
-    uint32_t header_bytes = 0;
-    std::string bad = peek_chunk_header_bytes(head.data(), &header_bytes);
-    if (!bad.empty()) throw StoreCorruptionError(w + ": " + path + ": " + bad);
-    if (header_bytes > head.size()) {
-      head.resize(header_bytes);
-      read_at(&head);
-    }
-    ChunkHeader h;
-    bad = decode_chunk_header(head.data(), header_bytes, &h);
-    if (!bad.empty()) throw StoreCorruptionError(w + ": " + path + ": " + bad);
-    return h;
+    return read_chunk_header(read_at, path, *file_bytes, expect, w);
   }
 
   std::shared_ptr<Entry> find(const Key& key) {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -26,6 +27,12 @@ void MappedFile::open(const std::string& path) {
     map_ = nullptr;
     throw InputError(path + ": mmap failed: " + std::strerror(errno));
   }
+}
+
+bool MappedFile::read_ahead(uint64_t offset, uint64_t len) const {
+  if (fd_ < 0 || offset >= size_) return len == 0;
+  len = std::min(len, size_ - offset);
+  return ::readahead(fd_, static_cast<off64_t>(offset), static_cast<size_t>(len)) == 0;
 }
 
 MappedFile::~MappedFile() {

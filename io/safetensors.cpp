@@ -228,6 +228,24 @@ uint64_t SafetensorsFile::release(const std::vector<const TensorInfo*>& tensors)
   return advised;
 }
 
+uint64_t SafetensorsFile::read_ahead(const std::vector<const TensorInfo*>& tensors) const {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [begin, end) in the file
+  for (const TensorInfo* t : tensors) {
+    if (find(t->name) != t)
+      throw InternalError(path_ + ": read-ahead of tensor '" + t->name + "', which is not in this file");
+    if (t->nbytes > 0) ranges.emplace_back(t->offset, t->offset + t->nbytes);
+  }
+  std::sort(ranges.begin(), ranges.end());
+  uint64_t requested = 0;
+  for (std::size_t i = 0; i < ranges.size();) {
+    auto [begin, end] = ranges[i];
+    for (++i; i < ranges.size() && ranges[i].first <= end; ++i) end = std::max(end, ranges[i].second);
+    if (!file_.read_ahead(begin, end - begin)) return 0;
+    requested += end - begin;
+  }
+  return requested;
+}
+
 // ---- model directory
 
 namespace {
@@ -365,6 +383,17 @@ uint64_t SafetensorsModel::release(const std::vector<std::string>& names) const 
   uint64_t advised = 0;
   for (const auto& [f, tensors] : by_file) advised += f->release(tensors);
   return advised;
+}
+
+uint64_t SafetensorsModel::read_ahead(const std::vector<std::string>& names) const {
+  std::map<const SafetensorsFile*, std::vector<const TensorInfo*>> by_file;
+  for (const std::string& name : names) {
+    const SafetensorsFile& f = file_of(name);
+    by_file[&f].push_back(f.find(name));
+  }
+  uint64_t requested = 0;
+  for (const auto& [f, tensors] : by_file) requested += f->read_ahead(tensors);
+  return requested;
 }
 
 uint64_t SafetensorsModel::total_bytes() const {

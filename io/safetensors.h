@@ -50,6 +50,11 @@ class SafetensorsFile {
   // private and read-only, so the pages fault back in from the file. Returns
   // the bytes advised.
   uint64_t release(const std::vector<const TensorInfo*>& tensors) const;
+  // Starts reading these tensors' bytes into the page cache (MappedFile::
+  // read_ahead, adjacent tensors merged into one request): the next block's
+  // weights load while this one computes. Returns the bytes requested, 0 when
+  // the file system refuses read-ahead (the later load then reads the disk).
+  uint64_t read_ahead(const std::vector<const TensorInfo*>& tensors) const;
 
  private:
   SafetensorsFile() = default;
@@ -84,6 +89,9 @@ class SafetensorsModel {
   // SafetensorsFile::release for named tensors, each in its own file;
   // InputError when one is absent. Returns the bytes advised.
   uint64_t release(const std::vector<std::string>& names) const;
+  // SafetensorsFile::read_ahead for named tensors, each in its own file;
+  // InputError when one is absent. Returns the bytes requested.
+  uint64_t read_ahead(const std::vector<std::string>& names) const;
 
  private:
   std::string dir_;

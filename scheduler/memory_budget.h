@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "core/error.h"
+#include "core/error.h"  // BudgetError
 
 namespace streamq {
 
@@ -20,13 +20,6 @@ uint64_t parse_size(const std::string& text, const std::string& flag);
 std::string format_size(uint64_t bytes);
 
 constexpr uint64_t kUnlimitedBytes = UINT64_MAX;
-
-// A request the budget cannot grant. An InputError because the remedy is the
-// user's (a larger limit, a smaller chunk): the CLI exits 2.
-class BudgetError : public InputError {
- public:
-  explicit BudgetError(const std::string& what) : InputError(what) {}
-};
 
 class MemoryBudget;
 

@@ -286,22 +286,25 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   std::vector<Placement> placements;
   if (in.placement != Placement::Disk) placements.push_back(memory);
   if (in.placement != Placement::Memory) placements.push_back(Placement::Disk);
-  for (Placement pl : placements) {
-    // Depth before chunk size: read-ahead buffers cost whole chunks, and
-    // larger chunks keep the GEMMs efficient.
-    std::vector<int> depths{want_depth};
-    if (pl == Placement::Memory) depths = {0};  // nothing to hide: a memory get is a copy
-    else for (int d : {1, 0}) if (d < want_depth) depths.push_back(d);
-    // Concurrency innermost: it costs only speed, and never changes the
-    // output bytes, which the chunk size does.
-    for (int64_t spc = want_spc; spc >= 1; --spc) {
+  // Chunk size outermost: it is the only choice that changes the output
+  // bytes, so every placement (disk before a smaller chunk) and depth is tried
+  // with the requested chunk first.
+  for (int64_t spc = want_spc; spc >= 1; --spc) {
+    for (Placement pl : placements) {
+      // Depth before chunk size: read-ahead buffers cost whole chunks, and
+      // larger chunks keep the GEMMs efficient.
+      std::vector<int> depths{want_depth};
+      if (pl == Placement::Memory) depths = {0};  // nothing to hide: a memory get is a copy
+      else for (int d : {1, 0}) if (d < want_depth) depths.push_back(d);
+      // Concurrency innermost: it costs only speed, and never changes the
+      // output bytes.
       for (int d : depths) for (int conc = want_conc; conc >= 1; --conc) {
         MemoryPlan p = estimate_memory(in, pl, spc, d, conc);
         if (!fits(p)) continue;
         std::vector<std::string> why;
         if (in.placement == Placement::Auto && pl == Placement::Disk)
           why.push_back("activations on disk: both boundaries in memory would need " +
-                        format_size(estimate_memory(in, memory, 1, 0).peak_bytes));
+                        format_size(estimate_memory(in, memory, spc, 0).peak_bytes));
         if (spc < want_spc)
           why.push_back(std::to_string(spc) + " sequences per chunk instead of " + std::to_string(want_spc));
         if (pl != Placement::Memory && d < want_depth)

@@ -79,11 +79,11 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
 // The most linears any sub-layer group has (what full concurrency means).
 int max_group_linears(const ModelConfig& model);
 
-// Memory placement (MemoryMirrored with mirror_to_workdir) if every live
-// boundary fits, else disk; the largest chunk
-// up to the requested one; the requested depth, else 1, else 0; for each of
-// those the requested linear concurrency down to 1 first (concurrency never
-// changes the output bytes; the chunk size does). Throws
+// The largest chunk up to the requested one (the chunk size is the only
+// choice that changes the output bytes, so it shrinks last); for it, memory
+// placement (MemoryMirrored with mirror_to_workdir) if every live boundary
+// fits, else disk; the requested depth, else 1, else 0; for each of those the
+// requested linear concurrency down to 1 first. Throws
 // BudgetError ("needs at least X (parts...), --host-mem-limit is Y") when not
 // even 1 sequence per chunk on disk with depth 0 fits, and InputError for a
 // forced memory placement that does not fit.

@@ -13,24 +13,21 @@
 #include <vector>
 
 #include "io/compressed_store.h"
+#include "scheduler/background_io_options.h"
 #include "scheduler/memory_budget.h"
 #include "scheduler/prefetch_store.h"
 #include "scheduler/trace.h"
 
 namespace streamq {
 
-struct MirrorOptions {
-  // Writes to disk in flight (PrefetchOptions::depth): their buffers are the
-  // writer's queue. 0: every put writes through before it returns.
-  int depth = 2;
-  // Where the queued writes' (and a resumed boundary's read-aheads') buffers
-  // are reserved; null: unlimited. A put that does not fit waits for earlier
-  // writes, then writes through. The memory copies are not reserved here: the
-  // memory plan counts them (Placement::MemoryMirrored).
-  MemoryBudget* budget = nullptr;
-  uint64_t chunk_bytes = 0;       // the largest chunk's float32 bytes (read-ahead sizing)
-  TraceRecorder* trace = nullptr; // the writer's spans, on the "activation io" lane
-};
+// depth: writes to disk in flight, whose buffers are the writer's queue (0:
+// every put writes through before it returns). budget: where the queued
+// writes' (and a resumed boundary's read-aheads') buffers are reserved, null:
+// unlimited; a put that does not fit waits for earlier writes, then writes
+// through. The memory copies are not reserved here: the memory plan counts
+// them (Placement::MemoryMirrored). chunk_bytes sizes the read-aheads; trace
+// takes the writer's spans.
+struct MirrorOptions : BackgroundIoOptions {};
 
 // Every get returns exactly the floats put (the disk store must be lossless,
 // F32, for a resumed job to give the same bytes). Reads of a chunk not in

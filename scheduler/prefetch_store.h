@@ -16,26 +16,15 @@
 #include <vector>
 
 #include "io/activation_store.h"
+#include "scheduler/background_io_options.h"
 #include "scheduler/memory_budget.h"
 #include "scheduler/trace.h"
 
 namespace streamq {
 
-struct PrefetchOptions {
-  // Chunks in flight in each direction: at most `depth` read-aheads (queued,
-  // reading or read and not yet taken by get) and `depth` write-behinds
-  // (queued or writing). 0: every call goes straight to the inner store.
-  int depth = 2;
-  // Where the buffers' bytes are reserved; null: an unlimited budget of the
-  // store's own (see budget()). A put that does not fit waits for earlier
-  // write-behinds; with none left to wait for it writes through.
-  MemoryBudget* budget = nullptr;
-  // The largest chunk's float32 bytes: what a read-ahead of a chunk this store
-  // has not seen put reserves before it knows the size. 0 (unknown): such
-  // read-aheads are skipped unless the budget is unlimited.
-  uint64_t chunk_bytes = 0;
-  // Spans of the I/O thread's reads and writes (its lane is "activation io").
-  TraceRecorder* trace = nullptr;
+// depth, chunk_bytes, trace: as in BackgroundIoOptions. A null budget is an
+// unlimited budget of the store's own (see budget()).
+struct PrefetchOptions : BackgroundIoOptions {
   // A background failure stays: every later call rethrows it, not just the
   // next (a store whose lost write must block every later checkpoint).
   bool keep_failure = false;

@@ -31,49 +31,12 @@ constexpr double kFactorTol = 1e-10;
 template <typename T>
 void check_gemm(std::mt19937_64& rng, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k,
                 T beta, double tol_eps) {
-  SCOPED_TRACE(testing::Message() << "ta=" << (ta == Trans::N ? "N" : "T")
-                                  << " tb=" << (tb == Trans::N ? "N" : "T") << " m=" << m
-                                  << " n=" << n << " k=" << k << " beta=" << beta);
-  const T alpha = T(1.25);
-  std::normal_distribution<double> normal;
-  // Stored shapes with padded row strides; the padding holds NaN so a wrong
-  // stride reads poison.
-  const int64_t a_rows = ta == Trans::N ? m : k, a_cols = ta == Trans::N ? k : m;
-  const int64_t b_rows = tb == Trans::N ? k : n, b_cols = tb == Trans::N ? n : k;
-  const int64_t lda = a_cols + 3, ldb = b_cols + 5, ldc = n + 2;
-  std::vector<T> a = poisoned<T>(a_rows * lda), b = poisoned<T>(b_rows * ldb);
-  std::vector<T> c = poisoned<T>(m * ldc);
-  for (int64_t i = 0; i < a_rows; ++i)
-    for (int64_t j = 0; j < a_cols; ++j) a[i * lda + j] = T(normal(rng));
-  for (int64_t i = 0; i < b_rows; ++i)
-    for (int64_t j = 0; j < b_cols; ++j) b[i * ldb + j] = T(normal(rng));
-  if (beta != T(0)) {  // beta == 0: C stays all NaN, BLAS must not read it
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = T(normal(rng));
-  }
-  auto op_a = [&](int64_t i, int64_t p) { return double(ta == Trans::N ? a[i * lda + p] : a[p * lda + i]); };
-  auto op_b = [&](int64_t p, int64_t j) { return double(tb == Trans::N ? b[p * ldb + j] : b[j * ldb + p]); };
-  std::vector<double> ref(m * n), mag(m * n);
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      double s = 0.0, s_abs = 0.0;
-      for (int64_t p = 0; p < k; ++p) {
-        s += op_a(i, p) * op_b(p, j);
-        s_abs += std::abs(op_a(i, p) * op_b(p, j));
-      }
-      const double c0 = beta != T(0) ? double(c[i * ldc + j]) : 0.0;
-      ref[i * n + j] = double(alpha) * s + double(beta) * c0;
-      mag[i * n + j] = std::abs(double(alpha)) * s_abs + std::abs(double(beta) * c0);
-    }
-  }
-  make_cpu_backend()->gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(),
-                           ldc);
-  std::vector<T> got(m * n);
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) got[i * n + j] = c[i * ldc + j];
-    for (int64_t j = n; j < ldc; ++j) ASSERT_TRUE(std::isnan(c[i * ldc + j])) << "padding written";
-  }
-  EXPECT_LE(relative_error(got.data(), ref.data(), mag.data(), m * n), gemm_tolerance(k, tol_eps));
+  PaddedGemm<T> g = random_padded_gemm(rng, ta, tb, m, n, k, beta);
+  SCOPED_TRACE(g.describe());
+  make_cpu_backend()->gemm(ta, tb, m, n, k, g.alpha, g.a.data(), g.lda, g.b.data(), g.ldb, beta, g.c.data(),
+                           g.ldc);
+  ASSERT_TRUE(g.padding_untouched(g.c));
+  EXPECT_LE(relative_error(g.dense(g.c).data(), g.ref.data(), g.mag.data(), m * n), gemm_tolerance(k, tol_eps));
 }
 
 TEST(BackendCpu, NameIsCpu) { EXPECT_EQ(make_cpu_backend()->name(), "cpu"); }

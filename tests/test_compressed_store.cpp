@@ -311,6 +311,58 @@ TEST_F(DamagedChunk, AnotherChunksFile) {
   expect_corrupt("holds block 2, flow quant, chunk 6");
 }
 
+// adopt() reads headers with plain reads, not the engine, but must check them
+// exactly as get() does and name the same things.
+TEST(CompressedStore, AdoptChecksHeadersAsGetDoes) {
+  test::ScratchDir dir("cstore-adopt");
+  CompressedStoreOptions o = small_options(dir.file("acts"), IoPath::Auto, DType::F32, true);
+  o.keep_files = true;
+  o.frame_elems = 64;  // 469 frames: a two-block header, read in two parts
+  const std::vector<float> data = make_chunk(30000, 11);
+  const std::string path = compressed_chunk_path(o.dir, 4, Flow::Quant, 0);
+  auto write_block = [&] {
+    auto s = open_compressed_store(o);
+    for (Flow f : {Flow::Fp, Flow::Quant}) s->put(4, f, 0, data.data(), static_cast<int64_t>(data.size()));
+    s->put(4, Flow::Quant, 1, data.data(), 100);
+    s->flush();
+  };
+  auto expect_adopt_fails = [&](const std::string& why) {
+    auto s = open_compressed_store(o);
+    try {
+      s->adopt(4, 1);
+      FAIL() << "damaged chunk adopted without error";
+    } catch (const StoreCorruptionError& e) {
+      expect_names(e, 4, "quant", 0);
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+
+  write_block();
+  {
+    auto s = open_compressed_store(o);
+    s->adopt(4, 1);
+    std::vector<float> out;
+    s->get(4, Flow::Quant, 0, &out);
+    expect_same_bits(out, data, "adopted chunk");
+  }
+  for (const off_t keep : {off_t{100}, off_t{4096}, off_t{8192}}) {
+    SCOPED_TRACE("kept " + std::to_string(keep));
+    write_block();
+    ASSERT_EQ(::truncate(path.c_str(), keep), 0);
+    expect_adopt_fails("truncated");
+  }
+  write_block();
+  std::string bytes = test::read_all(path);
+  bytes[5000] = static_cast<char>(bytes[5000] ^ 0x10);  // in the frame table's second block
+  test::write_all(path, bytes);
+  expect_adopt_fails("header checksum mismatch");
+  write_block();
+  std::filesystem::copy_file(compressed_chunk_path(o.dir, 4, Flow::Quant, 1), path,
+                             std::filesystem::copy_options::overwrite_existing);
+  expect_adopt_fails("holds block 4, flow quant, chunk 1");
+}
+
 TEST(ByteShuffle, PlanesMostSignificantFirstAndInverse) {
   const uint16_t in[3] = {0x1122, 0x3344, 0x5566};
   uint8_t out[6];

@@ -1,6 +1,7 @@
 // The memory plan: choices move the right way as the limit grows, the
 // not-even-the-minimum error, the unlimited case, and the estimate as an
 // upper bound of what the parts it names really allocate.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include "model/architecture.h"
@@ -254,6 +255,38 @@ TEST(MemoryPlan, UnlimitedGivesFullLinearConcurrencyAndARequestCaps) {
   EXPECT_EQ(plan_memory(in).linear_concurrency, 2);
   in.linear_concurrency = 9;  // more than any group has
   EXPECT_EQ(plan_memory(in).linear_concurrency, 3);
+}
+
+// The chunk size is the only choice that changes the output bytes: under
+// any limit where some placement fits the requested chunk, the plan keeps the
+// chunk (moving the boundaries to disk if it must) rather than shrink it to
+// stay in memory.
+TEST(MemoryPlan, TightLimitMovesToDiskBeforeShrinkingTheChunk) {
+  const MemoryPlanInput base = input();
+  const int64_t want_spc = base.chunk_tokens / base.seqlen;
+  const uint64_t disk_full = estimate_memory(base, Placement::Disk, want_spc, 0, 1).peak_bytes;
+  const uint64_t mem_full = estimate_memory(base, Placement::Memory, want_spc, 0, 1).peak_bytes;
+  const uint64_t mem_small = estimate_memory(base, Placement::Memory, 1, 0, 1).peak_bytes;
+  // The case the order decides: memory fits only with a smaller chunk while
+  // disk fits the requested one. Without it this test could not fail.
+  ASSERT_LT(disk_full, mem_full);
+  ASSERT_LT(mem_small, mem_full);
+  int decided = 0;
+  const uint64_t lo = std::min(disk_full, mem_small), hi = mem_full + mem_full / 50;
+  for (uint64_t limit = lo; limit <= hi; limit += (hi - lo) / 300 + 1) {
+    MemoryPlanInput in = base;
+    in.host_limit = limit;
+    const MemoryPlan p = plan_memory(in);
+    EXPECT_LE(p.peak_bytes, limit);
+    if (disk_full <= limit) {
+      EXPECT_EQ(p.seqs_per_chunk, want_spc) << limit << ": " << p.reason;
+      if (mem_full > limit) {
+        EXPECT_EQ(p.placement, Placement::Disk) << limit;
+        decided += mem_small <= limit;
+      }
+    }
+  }
+  EXPECT_GT(decided, 0) << "no limit where memory with a smaller chunk would also have fitted";
 }
 
 // Concurrency costs only speed; the chunk size changes the output bytes. A

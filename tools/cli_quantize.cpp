@@ -59,7 +59,8 @@ int run_quantize(const std::vector<std::string>& args) {
        "fails up front with what it needs when even the minimum does not fit")
       ("prefetch-depth", po::value(&job.prefetch_depth)->default_value(2),
        "chunks read ahead and written behind while compute runs (disk placement, and the workdir mirror of "
-       "memory placement; the plan may lower it)")
+       "memory placement; the plan may lower it); above 0 the next block's weights are also read into the page "
+       "cache while the current block computes. 0 = no read-ahead at all")
       ("linear-concurrency", po::value(&job.linear_concurrency)->default_value(0),
        "linears of one sub-layer group (q,k,v share an input; gate,up share one) quantized at the same time, "
        "each with its own working set: 0 = as many as fit under --host-mem-limit (up to the largest group, 3), "

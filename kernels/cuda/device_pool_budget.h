@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-#include "scheduler/memory_budget.h"  // BudgetError (header-only class)
+#include "core/error.h"  // BudgetError
 
 namespace streamq {
 

@@ -185,6 +185,9 @@ void cuda_invert_lower_triangular(cusolverDnHandle_t handle, SolverWorkspace& ws
                         std::to_string(n) + " factor is singular (diagonal element " +
                         std::to_string(info - 1) + " is zero)");
   }
+  // Why: the contract promises a zero strict upper triangle; cuSOLVER documents the
+  // other triangle as untouched, but in-place trtri implementations may use it as scratch.
+  zero_strict_triangle(c, l, /*upper=*/true);
 }
 
 bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws, double* h,

@@ -94,6 +94,8 @@ std::vector<std::string> Model::block_tensor_names(int64_t b) const {
 
 uint64_t Model::release_block(int64_t b) const { return st_->release(block_tensor_names(b)); }
 
+uint64_t Model::read_ahead_block(int64_t b) const { return st_->read_ahead(block_tensor_names(b)); }
+
 uint64_t Model::block_stored_bytes(int64_t b) const {
   uint64_t n = 0;
   for (const auto& name : block_tensor_names(b)) n += st_->info(name).nbytes;

@@ -45,6 +45,10 @@ class Model {
   // if read again): a finished block stops counting in RSS, so a job holds
   // about one block of the mapped model. Returns the bytes advised.
   uint64_t release_block(int64_t b) const;
+  // Starts reading block b's tensors into the page cache (no RSS), so that a
+  // later load_block(b) does not wait for the disk. Returns the bytes
+  // requested (0 when the file system refuses read-ahead).
+  uint64_t read_ahead_block(int64_t b) const;
   // The stored bytes of block b's tensors (what its mapped pages come to).
   uint64_t block_stored_bytes(int64_t b) const;
   // Embeds token ids [tokens] into out[tokens, hidden], reading rows straight

@@ -34,7 +34,9 @@
 #include "pipeline/progress.h"
 #include "pipeline/read_ahead.h"
 #include "pipeline/traced_store.h"
+#include "pipeline/weight_read_ahead.h"
 #include "pipeline/workdir.h"
+#include "scheduler/background_io_options.h"
 #include "scheduler/memory_budget.h"
 #include "scheduler/memory_plan.h"
 #include "scheduler/mirrored_store.h"
@@ -96,7 +98,12 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
                     MemoryBudget* budget, TraceRecorder* trace, KillPoints* kill) {
   JobStore s;
   std::unique_ptr<ActivationStore> inner;
-  const uint64_t chunk_bytes = static_cast<uint64_t>(chunk_floats) * sizeof(float);
+  // The background I/O thread's limits, whichever store (mirror or read-ahead) runs it.
+  BackgroundIoOptions background;
+  background.depth = plan.prefetch_depth;
+  background.budget = budget;
+  background.chunk_bytes = static_cast<uint64_t>(chunk_floats) * sizeof(float);
+  background.trace = trace;
   if (plan.placement == Placement::Disk || plan.placement == Placement::MemoryMirrored) {
     CompressedStoreOptions opts;
     opts.dir = wd.acts_dir();
@@ -108,12 +115,7 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
     s.disk = cs.get();
     const std::string io = cs->io_description();
     if (plan.placement == Placement::MemoryMirrored) {
-      MirrorOptions mo;
-      mo.depth = plan.prefetch_depth;
-      mo.budget = budget;
-      mo.chunk_bytes = chunk_bytes;
-      mo.trace = trace;
-      auto ms = std::make_unique<MirroredStore>(std::move(cs), mo);
+      auto ms = std::make_unique<MirroredStore>(std::move(cs), MirrorOptions{background});
       s.mirror = ms.get();
       s.hint = [m = ms.get()](int64_t b, Flow f, int64_t c) { return m->prefetch(b, f, c); };
       s.description = "memory, mirrored to the workdir (" + io + ", write-behind depth " +
@@ -124,12 +126,7 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
       inner = std::move(cs);
     }
     if (plan.placement == Placement::Disk && plan.prefetch_depth > 0) {
-      PrefetchOptions po;
-      po.depth = plan.prefetch_depth;
-      po.budget = budget;
-      po.chunk_bytes = chunk_bytes;
-      po.trace = trace;
-      auto ps = std::make_unique<PrefetchStore>(std::move(inner), po);
+      auto ps = std::make_unique<PrefetchStore>(std::move(inner), PrefetchOptions{background});
       s.prefetch = ps.get();
       s.hint = [p = ps.get()](int64_t b, Flow f, int64_t c) { return p->prefetch(b, f, c); };
       s.description += ", read-ahead/write-behind depth " + std::to_string(plan.prefetch_depth);
@@ -158,6 +155,7 @@ struct JobContext {
   KillPoints& kill;
   std::ostream* progress;
   int linear_concurrency = 1;  // the memory plan's: linears of a group quantized at once
+  bool read_ahead_weights = true;  // the next block's weights into the page cache (--prefetch-depth > 0)
 };
 
 // LoaQ's statistics of a group's shared input, scaled once for its linears.
@@ -227,7 +225,13 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   const Stopwatch block_time;
   BlockReport br;
   br.index = b;
-  const BlockWeights w = c.model.load_block(b);
+  const BlockWeights w = [&] {
+    TraceSpan span(c.trace, "load weights", trace_cat::kRead);
+    span.arg("block", b).arg("bytes", c.model.block_stored_bytes(b));
+    return c.model.load_block(b);
+  }();
+  // Block b+1's weights come into the page cache while this block computes.
+  WeightReadAhead next_weights(c.model, c.read_ahead_weights ? b + 1 : -1, c.trace);
   BlockWeights wq = w;  // filled with quantized linears in true-sequential order
   const auto linears = block_linears(cfg);
   const bool fp_flow = job.quant.needs_fp_flow() || job.loaq.enabled;
@@ -249,7 +253,11 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     const Stopwatch t_quant;
     // One factorization per shared input, reused by each linear of the group;
     // likewise LoaQ's scaled statistics.
-    const std::unique_ptr<PreparedInput> prepared = c.method.prepare(be, stats);
+    const std::unique_ptr<PreparedInput> prepared = [&] {
+      TraceSpan span(c.trace, std::string("factor ") + to_string(group), trace_cat::kQuantize);
+      span.arg("block", b).arg("n", stats.in_features());
+      return c.method.prepare(be, stats);
+    }();
     LoaqInputs loaq;
     if (job.loaq.enabled) {
       loaq.h = stats.hessian();
@@ -329,6 +337,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   // Block b's mapped pages are read for the last time: drop them so the job
   // holds about one block of the mapped model (the memory plan counts one).
   c.model.release_block(b);
+  next_weights.join();
   if (c.store.disk) {
     TraceSpan span(c.trace, "flush activations", trace_cat::kWait);
     span.arg("block", b + 1);
@@ -514,6 +523,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   Progress prog(progress, "quantize", cfg.layers, first);
   JobContext ctx{job, be, model, rope, ch, *method, store, *wd, trace.get(), kill, progress};
   ctx.linear_concurrency = plan.linear_concurrency;
+  ctx.read_ahead_weights = job.prefetch_depth > 0;
   for (int64_t b = first; b < cfg.layers; ++b) {
     BlockReport br = quantize_block(ctx, b);
     wd->commit_block(b, br.to_json(), br.seconds);

@@ -1,6 +1,7 @@
 // The CUDA backend's float and double GEMM and the bf16 Gram product against
 // the CPU backend and a float64 reference, on fresh random inputs with padded
-// strides, NaN in the padding and guards around every buffer.
+// strides, NaN in the padding (test::random_padded_gemm) and guards around
+// every buffer.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -38,70 +39,25 @@ struct GemmCase {
 template <typename T>
 void check_gemm(std::mt19937_64& rng, Backend& cpu, CudaBackend& gpu, const GemmCase<T>& c,
                 double eps) {
-  const Trans ta = c.ta, tb = c.tb;
-  const int64_t m = c.m, n = c.n, k = c.k;
-  const T beta = c.beta;
-  SCOPED_TRACE(testing::Message() << "ta=" << (ta == Trans::N ? "N" : "T")
-                                  << " tb=" << (tb == Trans::N ? "N" : "T") << " m=" << m
-                                  << " n=" << n << " k=" << k << " beta=" << beta);
-  const T alpha = T(1.25);
-  std::normal_distribution<double> normal;
-  // Padded row strides; the padding holds NaN, so a wrong stride reads poison.
-  const int64_t a_rows = ta == Trans::N ? m : k, a_cols = ta == Trans::N ? k : m;
-  const int64_t b_rows = tb == Trans::N ? k : n, b_cols = tb == Trans::N ? n : k;
-  const int64_t lda = a_cols + 3, ldb = b_cols + 5, ldc = n + 2;
-  std::vector<T> a = test::poisoned<T>(a_rows * lda), b = test::poisoned<T>(b_rows * ldb);
-  std::vector<T> c0 = test::poisoned<T>(m * ldc);
-  for (int64_t i = 0; i < a_rows; ++i)
-    for (int64_t j = 0; j < a_cols; ++j) a[i * lda + j] = T(normal(rng));
-  for (int64_t i = 0; i < b_rows; ++i)
-    for (int64_t j = 0; j < b_cols; ++j) b[i * ldb + j] = T(normal(rng));
-  if (beta != T(0)) {  // beta == 0: C stays all NaN and must not be read
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c0[i * ldc + j] = T(normal(rng));
-  }
-  auto op_a = [&](int64_t i, int64_t p) {
-    return double(ta == Trans::N ? a[i * lda + p] : a[p * lda + i]);
-  };
-  auto op_b = [&](int64_t p, int64_t j) {
-    return double(tb == Trans::N ? b[p * ldb + j] : b[j * ldb + p]);
-  };
-  std::vector<double> ref(m * n), mag(m * n);
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      double s = 0.0, s_abs = 0.0;
-      for (int64_t p = 0; p < k; ++p) {
-        s += op_a(i, p) * op_b(p, j);
-        s_abs += std::abs(op_a(i, p) * op_b(p, j));
-      }
-      const double cij = beta != T(0) ? double(c0[i * ldc + j]) : 0.0;
-      ref[i * n + j] = double(alpha) * s + double(beta) * cij;
-      mag[i * n + j] = std::abs(double(alpha)) * s_abs + std::abs(double(beta) * cij);
-    }
+  const test::PaddedGemm<T> g = test::random_padded_gemm(rng, c.ta, c.tb, c.m, c.n, c.k, c.beta);
+  SCOPED_TRACE(g.describe());
+  const int64_t m = g.m, n = g.n, k = g.k;
 
-  std::vector<T> c_cpu = c0;
-  cpu.gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c_cpu.data(), ldc);
+  std::vector<T> c_cpu = g.c;
+  cpu.gemm(g.ta, g.tb, m, n, k, g.alpha, g.a.data(), g.lda, g.b.data(), g.ldb, g.beta, c_cpu.data(), g.ldc);
 
   cudaStream_t s = gpu.stream();
-  const GuardedBuffer<T> d_a(a, s), d_b(b, s);
-  GuardedBuffer<T> d_c(c0, s);
-  gpu.gemm(ta, tb, m, n, k, alpha, d_a.get(), lda, d_b.get(), ldb, beta, d_c.get(), ldc);
+  const GuardedBuffer<T> d_a(g.a, s), d_b(g.b, s);
+  GuardedBuffer<T> d_c(g.c, s);
+  gpu.gemm(g.ta, g.tb, m, n, k, g.alpha, d_a.get(), g.lda, d_b.get(), g.ldb, g.beta, d_c.get(), g.ldc);
   const std::vector<T> c_gpu = d_c.download(s, "gemm C");
 
-  std::vector<T> got(m * n), cpu_got(m * n);
-  std::vector<double> cpu_ref(m * n);
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      got[i * n + j] = c_gpu[i * ldc + j];
-      cpu_ref[i * n + j] = double(c_cpu[i * ldc + j]);
-    }
-    for (int64_t j = n; j < ldc; ++j)
-      ASSERT_TRUE(std::isnan(c_gpu[i * ldc + j]))
-          << "row padding written at (" << i << ", " << j << ")";
-  }
+  ASSERT_TRUE(g.padding_untouched(c_gpu));
+  const std::vector<T> got = g.dense(c_gpu), cpu_got = g.dense(c_cpu);
+  const std::vector<double> cpu_ref(cpu_got.begin(), cpu_got.end());
   const double tol = dot_tolerance(k, eps);
-  EXPECT_LE(relative_error(got.data(), ref.data(), mag.data(), m * n), tol) << "GPU vs float64";
-  EXPECT_LE(relative_error(got.data(), cpu_ref.data(), mag.data(), m * n), 2 * tol)
+  EXPECT_LE(relative_error(got.data(), g.ref.data(), g.mag.data(), m * n), tol) << "GPU vs float64";
+  EXPECT_LE(relative_error(got.data(), cpu_ref.data(), g.mag.data(), m * n), 2 * tol)
       << "GPU vs CPU backend";
 }
 

@@ -205,8 +205,17 @@ TEST(GpuGptqSweep, MatchesTwinAndFloat64SweepOnAllConfigurations) {
   EXPECT_LE(pooled_obj, test::kSweep32MaxPooledObjectiveRel);
 }
 
+// One wide case's code agreement. Why not kSweep32MinCodeAgreement (0.999): that
+// bound is for 48 cases pooled, and here one diverged row alone costs up to 512 of
+// 154k codes (0.33%). Measured on the CPU for this case: the float32 twin vs its
+// float64 loops 0.99837 (seed 1000); the twin vs a twin whose GEMMs sum with FMA
+// in 4 interleaved partial sums and whose powf is off by up to 2 ulp (a GPU-like
+// perturbation), worst 0.99971 over 24 seeds. 0.99 tolerates ~3 diverged rows; a
+// wrong index or term changes most codes.
+constexpr double kWideMinCodeAgreement = 0.99;
+
 // A layer of realistic width (4 blocks of 128, groups of 128 with act-order,
-// MSE grids, GPTAQ + CAE): the same bounds, and a timing line for the log.
+// MSE grids, GPTAQ + CAE): the per-case bounds, and a timing line for the log.
 TEST(GpuGptqSweep, WideLayerMatchesTwin) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
@@ -230,7 +239,7 @@ TEST(GpuGptqSweep, WideLayerMatchesTwin) {
               (long long)c.n, ms);
   const test::SweepAgreement ag = test::compare_sweep_codes(gpu, twin.codes, twin.q, twin.scales, twin.zeros, c.m, c.n);
   ASSERT_TRUE(ag.bad.empty()) << ag.bad;
-  EXPECT_GE(ag.fraction(), test::kSweep32MinCodeAgreement);
+  EXPECT_GE(ag.fraction(), kWideMinCodeAgreement);
   const double obj_gpu = test::h_weighted_error(p.w, gpu.q, p.layer.h, c.m, c.n);
   const double obj_twin = test::h_weighted_error(p.w, twin.q, p.layer.h, c.m, c.n);
   EXPECT_LE(std::fabs(obj_gpu / obj_twin - 1), test::kSweep32MaxObjectiveRel);
