@@ -7,7 +7,7 @@
 # long compute waited; the goal is I/O adding at most 10% to wall time.
 # Usage: bench/bench_overlap.sh   (env: BUILD=build LAYERS=2 NSAMPLES=16 SEQLEN=512 WORK=/tmp/streamq-overlap
 #        SHAPE="--hidden 1024 --intermediate 3584" to scale the blocks down: on a 2-core CPU one full
-#        8B block's float64 GPTQ sweep (down_proj has 14336 columns) takes tens of minutes)
+#        8B block takes about 10 minutes, 2.5 of them factoring down_proj's 14336 x 14336 Hessian)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}/streamq

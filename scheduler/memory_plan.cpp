@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "core/error.h"
@@ -350,6 +351,9 @@ void use_plan_allocator_policy() {
   // Buffers this large are few (weights, chunks, n x n matrices), so the
   // mmap/munmap per allocation is small next to the work done on them.
   constexpr int kMmapThresholdBytes = 1 << 20;
+  // Measuring what the policy costs needs the allocator without it
+  // (bench/allocator_cost.sh); the plan's estimate may then fall short.
+  if (const char* off = std::getenv("STREAMQ_GLIBC_DYNAMIC_MMAP"); off && std::string(off) == "1") return;
   mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
 }
 

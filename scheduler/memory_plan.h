@@ -95,7 +95,8 @@ MemoryPlan plan_memory(const MemoryPlanInput& in);
 // that allocates) that keep their pages. The estimate assumes this: with the
 // dynamic threshold one job peaked 6 MiB above its estimate one linear at a
 // time and 39 MiB above with three (bench/RESULTS.md). Process-wide;
-// idempotent.
+// idempotent. STREAMQ_GLIBC_DYNAMIC_MMAP=1 in the environment leaves glibc's
+// default, to measure what the policy costs (bench/allocator_cost.sh).
 void use_plan_allocator_policy();
 
 // The plan's estimate against a measured peak (peak_rss_bytes() after the

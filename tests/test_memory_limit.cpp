@@ -53,7 +53,9 @@ TEST(MemoryLimit, PeakRssStaysUnderTheLimitAndOutputsMatch) {
   const auto& mem = tight.at("memory");
   EXPECT_EQ(mem.at("placement"), "disk");
   EXPECT_LE(mem.at("estimated_peak_bytes").get<uint64_t>(), limit);
+#if !defined(__SANITIZE_THREAD__)  // scripts/tsan.sh: TSan's shadow memory is counted in RSS too
   EXPECT_LE(tight.at("peak_rss_bytes").get<uint64_t>(), limit) << mem.dump();
+#endif
   // Same chunking, other placement: the same bytes.
   ASSERT_EQ(mem.at("seqs_per_chunk"), free.at("memory").at("seqs_per_chunk"));
   EXPECT_TRUE(test::read_all(dir.file("free") + "/model.safetensors") ==

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# What the memory plan's allocator policy (a fixed 1 MiB glibc mmap
+# threshold, scheduler/memory_plan.h use_plan_allocator_policy) costs in
+# speed and saves in peak RSS: the same job with and without it
+# (STREAMQ_GLIBC_DYNAMIC_MMAP=1), interleaved ROUNDS times so that a
+# machine's changing load hits both alike. Prints one line per run and the
+# median wall time of each.
+# Usage: bench/allocator_cost.sh   (env: BUILD=build WORK=/tmp/streamq-alloc ROUNDS=3 NSAMPLES=64 SEQLEN=512)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${BUILD:-build}/streamq
+W=${WORK:-/tmp/streamq-alloc}
+ROUNDS=${ROUNDS:-3}
+mkdir -p "$W"
+[ -s "$W/calib.bin" ] || python3 - "$W/calib.bin" <<'PY'
+import random, struct, sys
+random.seed(11)
+ids = [random.randrange(512) for _ in range(400000)]
+open(sys.argv[1], "wb").write(struct.pack("<%dH" % len(ids), *ids))
+PY
+[ -s "$W/model/config.json" ] || "$B" synth --out "$W/model" --hidden 512 --intermediate 1536 --layers 2 --heads 8 \
+  --kv-heads 8 --vocab 512 --dtype f32 --seed 4 --overwrite --quiet >/dev/null
+: > "$W/runs.txt"
+for round in $(seq "$ROUNDS"); do
+  for policy in fixed dynamic; do
+    env=()
+    [ "$policy" = dynamic ] && env=(STREAMQ_GLIBC_DYNAMIC_MMAP=1)
+    env "${env[@]}" "$B" quantize --model "$W/model" --out "$W/out" --overwrite --calib "$W/calib.bin" \
+      --nsamples "${NSAMPLES:-64}" --seqlen "${SEQLEN:-512}" --chunk-tokens 4096 --activations memory --bits 4 \
+      --group 128 --method gptq --threads 2 --quiet
+    python3 - "$W/out/streamq_report.json" "$policy" "$round" <<'PY' | tee -a "$W/runs.txt"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"round {sys.argv[3]} {sys.argv[2]:7s} wall {r['total_seconds']:.2f} s  peak RSS {r['peak_rss_bytes'] / 2**20:.1f} MiB  "
+      f"estimate {r['memory']['estimated_peak_bytes'] / 2**20:.1f} MiB")
+PY
+  done
+done
+python3 - "$W/runs.txt" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    runs.setdefault(f[2], []).append((float(f[4]), float(f[8])))
+for p, v in runs.items():
+    print(f"{p}: median wall {statistics.median(w for w, _ in v):.2f} s, median peak RSS {statistics.median(m for _, m in v):.1f} MiB")
+fixed, dyn = (statistics.median(w for w, _ in runs[k]) for k in ("fixed", "dynamic"))
+print(f"fixed / dynamic wall: {fixed / dyn:.3f}")
+PY
