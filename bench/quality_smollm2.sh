@@ -32,6 +32,7 @@ methods=(
   "gptq asym|--method gptq --asym"
   "rtn asym|--method rtn --asym"
   "gptq damp 0.001|--method gptq --percdamp 0.001"
+  "gptq asym act-order|--method gptq --asym --act-order"
 )
 if [[ -z "${QUALITY_ONLY:-}" ]]; then QUALITY_ONLY='^(rtn|gptq|gptaq\+cae|loaq\+gptq two-stage)$'; table=1; fi
 keep=()

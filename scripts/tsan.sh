@@ -4,7 +4,7 @@
 # mirrored stores, the compressed store and its I/O paths, trace recording,
 # concurrent linears, the memory limit and resumable jobs (kill points, and
 # the streamq subprocesses they start), failing on any report or failed test.
-# Not part of .ci/run: about 20 minutes on 2 cores. Extra arguments go to the
+# Not part of .ci/run: about 15 minutes on 2 cores. Extra arguments go to the
 # test binary (e.g. --gtest_filter=PrefetchStore.* to run a part).
 #
 # Runs under `taskset -c 0` so that oneTBB starts no worker threads: Debian's

@@ -1,10 +1,19 @@
 // --linear-concurrency: the linears of a sub-layer group quantized as
 // concurrent tasks give the same bytes as one at a time, for GPTQ and for
 // GPTAQ + CAE (both flows, every statistic), and the report says what ran.
+// The in-process test below runs the parallel stage on plain threads, where
+// ThreadSanitizer (scripts/tsan.sh) sees every access of the shared inputs.
 #include <gtest/gtest.h>
+
+#include <random>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/backend.h"
+#include "methods/loaq.h"
+#include "methods/method.h"
+#include "naive_reference.h"
 #include "test_util.h"
 
 namespace streamq {
@@ -49,6 +58,75 @@ TEST(LinearConcurrency, GptqOutputsAreByteIdenticalWhateverTheConcurrency) {
 
 TEST(LinearConcurrency, GptaqCaeOutputsAreByteIdenticalWhateverTheConcurrency) {
   expect_same_outputs_across_concurrency({"--method", "gptaq", "--cae"}, "gptaq-cae");
+}
+
+// One linear of a group as the pipeline's parallel stage does it: LoaQ's
+// target, the method's sweep against the shared prepared input, the objective.
+struct LinearOut {
+  QuantResult r;
+  double objective = 0;
+};
+LinearOut quantize_one(Backend& be, const Method& method, const PreparedInput& prepared, const LinearStats& stats,
+                       const std::vector<double>& h, const std::vector<double>& d1, const double* w, int64_t m,
+                       int64_t n) {
+  LinearOut o;
+  const std::vector<double> target = loaq_target(be, w, m, n, h, &d1, nullptr, 0.5, 0.0, 0.01);
+  o.r = method.quantize(be, target.data(), m, n, prepared);
+  o.objective = layer_objective(be, w, o.r, stats.xx_sum(), stats.tokens());
+  return o;
+}
+
+// The linears of a group (here three slices of one random layer, sharing its
+// input) quantized on threads at once against one Backend, Method, LinearStats
+// and PreparedInput give the bytes of one at a time: those are only read.
+TEST(LinearConcurrency, LinearsOfAGroupOnThreadsMatchOneAtATime) {
+  const uint64_t seed = test::fresh_seed();
+  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto be = make_cpu_backend();
+  constexpr int kLinears = 3;
+  const int64_t rows = 16, n = 64;
+  const test::NaiveLayer L = test::random_naive_layer(rng, kLinears * rows, n, true, 0.2);
+  LinearStats stats(n);
+  std::vector<float> x(L.tokens * n), xf(L.tokens * n);
+  for (int64_t t = 0; t < L.tokens; ++t)
+    for (int64_t i = 0; i < n; ++i) {
+      x[t * n + i] = static_cast<float>(L.x[i * L.tokens + t]);
+      xf[t * n + i] = static_cast<float>(L.x_fp[i * L.tokens + t]);
+    }
+  stats.accumulate(*be, x.data(), xf.data(), L.tokens, 1);
+  const std::vector<double> h = stats.hessian(), d1 = stats.cross();
+  for (int variant = 0; variant < 2; ++variant) {
+    QuantConfig cfg;
+    cfg.bits = 3;
+    cfg.group = 16;
+    if (variant == 0) {
+      cfg.act_order = true;
+    } else {
+      cfg.method = MethodKind::Gptaq;
+      cfg.cae = true;
+      cfg.clip = ClipSearch::TwoStage;
+    }
+    SCOPED_TRACE(cfg.describe());
+    const auto method = make_method(cfg);
+    const auto prepared = method->prepare(*be, stats);
+    std::vector<LinearOut> one(kLinears), many(kLinears);
+    for (int k = 0; k < kLinears; ++k)
+      one[k] = quantize_one(*be, *method, *prepared, stats, h, d1, L.w.data() + k * rows * n, rows, n);
+    std::vector<std::thread> threads;
+    for (int k = 0; k < kLinears; ++k)
+      threads.emplace_back([&, k] {
+        many[k] = quantize_one(*be, *method, *prepared, stats, h, d1, L.w.data() + k * rows * n, rows, n);
+      });
+    for (auto& t : threads) t.join();
+    for (int k = 0; k < kLinears; ++k) {
+      EXPECT_EQ(many[k].r.dequant, one[k].r.dequant) << "linear " << k;
+      EXPECT_EQ(many[k].r.codes, one[k].r.codes) << "linear " << k;
+      EXPECT_EQ(many[k].r.scales, one[k].r.scales) << "linear " << k;
+      EXPECT_EQ(many[k].r.zeros, one[k].r.zeros) << "linear " << k;
+      EXPECT_EQ(many[k].objective, one[k].objective) << "linear " << k;
+    }
+  }
 }
 
 TEST(LinearConcurrency, NegativeValueIsRefused) {
