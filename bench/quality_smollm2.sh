@@ -33,6 +33,7 @@ methods=(
   "rtn asym|--method rtn --asym"
   "gptq damp 0.001|--method gptq --percdamp 0.001"
   "gptq asym act-order|--method gptq --asym --act-order"
+  "loaq+gptq two-stage asym act-order|--method gptq --loaq --grid two-stage --asym --act-order"
 )
 if [[ -z "${QUALITY_ONLY:-}" ]]; then QUALITY_ONLY='^(rtn|gptq|gptaq\+cae|loaq\+gptq two-stage)$'; table=1; fi
 keep=()

@@ -39,21 +39,6 @@ void zero_strict_triangle(double* a, int64_t n, bool upper) {
   }
 }
 
-// Copy the lower triangle of row-major a[n,n] onto the upper, in cache-sized
-// tiles because the reads go down columns.
-void mirror_lower_to_upper(double* a, int64_t n) {
-  constexpr int64_t kTile = 64;
-  for (int64_t ib = 0; ib < n; ib += kTile) {
-    for (int64_t jb = 0; jb <= ib; jb += kTile) {
-      const int64_t i_end = std::min(n, ib + kTile);
-      const int64_t j_end = std::min(n, jb + kTile);
-      for (int64_t i = ib; i < i_end; ++i) {
-        for (int64_t j = jb; j < std::min(j_end, i); ++j) a[j * n + i] = a[i * n + j];
-      }
-    }
-  }
-}
-
 }  // namespace
 
 bool cholesky_lower(double* a, int64_t n) {
@@ -82,20 +67,23 @@ void invert_lower_triangular(double* l, int64_t n) {
 bool inverse_upper_factor(double* h, int64_t n) {
   const int ni = checked_int(n, "inverse_upper_factor", "n");
   if (n == 0) return true;
-  // L = chol(H), lower (row-major).
+  // With J the exchange matrix and J H J = L' L'^T, H^-1 = (J L'^-T J)(J L'^-1 J),
+  // and U = J L'^-1 J is upper triangular with a positive diagonal: by
+  // uniqueness it is the code's chol(cholesky_inverse(chol(H)), upper), for
+  // one factorization and one triangular inverse (2/3 n^3 flops) instead of
+  // a factorization, an inverse and a second factorization (4/3 n^3).
+  // Reversing a row-major square array end to end is J A J.
+  std::reverse(h, h + n * n);
+  // L' = chol(J H J), lower (row-major).
   lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', ni, h, ni);
-  if (info < 0) throw_lapack_error("inverse_upper_factor", "dpotrf(H)", info, n);
+  if (info < 0) throw_lapack_error("inverse_upper_factor", "dpotrf(J H J)", info, n);
   if (info > 0) return false;
-  // H^-1 from L, written to the lower triangle only.
-  info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'U', ni, h, ni);
-  if (info < 0) throw_lapack_error("inverse_upper_factor", "dpotri", info, n);
+  // L'^-1, lower (row-major); its diagonal is nonzero, as L' is a Cholesky factor.
+  info = LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', ni, h, ni);
+  if (info < 0) throw_lapack_error("inverse_upper_factor", "dtrtri", info, n);
   if (info > 0) return false;
-  // The next factorization reads the upper triangle.
-  mirror_lower_to_upper(h, n);
-  // U = chol(H^-1), upper (row-major), so H^-1 = U^T U.
-  info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', ni, h, ni);
-  if (info < 0) throw_lapack_error("inverse_upper_factor", "dpotrf(H^-1)", info, n);
-  if (info > 0) return false;
+  // U = J L'^-1 J, upper; the strict lower triangle still holds J H J's entries.
+  std::reverse(h, h + n * n);
   zero_strict_triangle(h, n, /*upper=*/false);
   return true;
 }
