@@ -374,25 +374,25 @@ std::vector<float> SafetensorsModel::read_f32(const std::string& name, int64_t e
   return out;
 }
 
-uint64_t SafetensorsModel::release(const std::vector<std::string>& names) const {
-  std::map<const SafetensorsFile*, std::vector<const TensorInfo*>> by_file;
+std::map<const SafetensorsFile*, std::vector<const TensorInfo*>> SafetensorsModel::by_file(
+    const std::vector<std::string>& names) const {
+  std::map<const SafetensorsFile*, std::vector<const TensorInfo*>> out;
   for (const std::string& name : names) {
     const SafetensorsFile& f = file_of(name);
-    by_file[&f].push_back(f.find(name));
+    out[&f].push_back(f.find(name));
   }
+  return out;
+}
+
+uint64_t SafetensorsModel::release(const std::vector<std::string>& names) const {
   uint64_t advised = 0;
-  for (const auto& [f, tensors] : by_file) advised += f->release(tensors);
+  for (const auto& [f, tensors] : by_file(names)) advised += f->release(tensors);
   return advised;
 }
 
 uint64_t SafetensorsModel::read_ahead(const std::vector<std::string>& names) const {
-  std::map<const SafetensorsFile*, std::vector<const TensorInfo*>> by_file;
-  for (const std::string& name : names) {
-    const SafetensorsFile& f = file_of(name);
-    by_file[&f].push_back(f.find(name));
-  }
   uint64_t requested = 0;
-  for (const auto& [f, tensors] : by_file) requested += f->read_ahead(tensors);
+  for (const auto& [f, tensors] : by_file(names)) requested += f->read_ahead(tensors);
   return requested;
 }
 

@@ -94,6 +94,9 @@ class SafetensorsModel {
   uint64_t read_ahead(const std::vector<std::string>& names) const;
 
  private:
+  // Named tensors grouped by the file that holds them; InputError when one is absent.
+  std::map<const SafetensorsFile*, std::vector<const TensorInfo*>> by_file(
+      const std::vector<std::string>& names) const;
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, std::size_t> owner_;  // tensor name -> index in files_

@@ -57,7 +57,9 @@ std::vector<float> expected(const std::vector<float>& in, DType storage) {
 // Bitwise, so NaN and -0 count.
 void expect_same_bits(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
   ASSERT_EQ(a.size(), b.size()) << what;
-  if (!a.empty()) EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << what;
+  if (!a.empty()) {
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << what;
+  }
 }
 
 void expect_names(const std::exception& e, int64_t block, const char* flow, int64_t chunk) {

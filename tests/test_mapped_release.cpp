@@ -21,19 +21,6 @@ namespace {
 
 const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
-// Whether the page holding `p` is mapped into this process now: bit 63 of
-// its /proc/self/pagemap entry (readable unprivileged; only the PFN is hidden).
-bool page_present(const void* p) {
-  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open /proc/self/pagemap");
-  uint64_t entry = 0;
-  const off_t at = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / kPage * sizeof(entry));
-  const ssize_t n = ::pread(fd, &entry, sizeof entry, at);
-  ::close(fd);
-  if (n != static_cast<ssize_t>(sizeof entry)) throw std::runtime_error("short read of /proc/self/pagemap");
-  return (entry >> 63) & 1;
-}
-
 // The resident bytes of the mapping that contains `p` (its "Rss:" line in
 // /proc/self/smaps): what the kernel attributes to this file mapping.
 uint64_t mapping_rss(const void* p) {
@@ -103,14 +90,14 @@ TEST(MappedRelease, ReleasedTensorsLeaveRssKeepSharedPagesAndReadBack) {
   // "b"/"d" at the edges stay, as do the kept tensors.
   const auto [a, a_len] = span("a");
   const auto [c, c_len] = span("c");
-  EXPECT_FALSE(page_present(a + a_len / 2));
-  EXPECT_FALSE(page_present(c + c_len / 2));
-  EXPECT_TRUE(page_present(a));              // shares its page with the header
-  EXPECT_TRUE(page_present(a + a_len - 1));  // shares its page with "n"
-  EXPECT_TRUE(page_present(c));              // shares its page with "b"
-  EXPECT_TRUE(page_present(c + c_len - 1));  // shares its page with "d"
-  EXPECT_TRUE(page_present(span("b").first + span("b").second / 2));
-  EXPECT_TRUE(page_present(span("d").first + span("d").second / 2));
+  EXPECT_FALSE(test::page_mapped(a + a_len / 2));
+  EXPECT_FALSE(test::page_mapped(c + c_len / 2));
+  EXPECT_TRUE(test::page_mapped(a));              // shares its page with the header
+  EXPECT_TRUE(test::page_mapped(a + a_len - 1));  // shares its page with "n"
+  EXPECT_TRUE(test::page_mapped(c));              // shares its page with "b"
+  EXPECT_TRUE(test::page_mapped(c + c_len - 1));  // shares its page with "d"
+  EXPECT_TRUE(test::page_mapped(span("b").first + span("b").second / 2));
+  EXPECT_TRUE(test::page_mapped(span("d").first + span("d").second / 2));
 
   // Released tensors read back unchanged; releasing twice is harmless.
   EXPECT_EQ(st->read_f32("a"), values[0]);
@@ -134,9 +121,9 @@ TEST(MappedRelease, ModelReleaseBlockDropsItsPagesAndReloadsTheSameWeights) {
   ASSERT_GE(bytes, 4 * kPage) << "the demo model's tensors are too small to have interior pages";
   const TensorInfo& t = model.tensors().info(widest);
   const auto* mid = static_cast<const unsigned char*>(model.tensors().file_of(widest).data(t)) + t.nbytes / 2;
-  EXPECT_TRUE(page_present(mid));
+  EXPECT_TRUE(test::page_mapped(mid));
   EXPECT_GT(model.release_block(1), 0u);
-  EXPECT_FALSE(page_present(mid));
+  EXPECT_FALSE(test::page_mapped(mid));
   EXPECT_EQ(model.block_stored_bytes(1) > 0, true);
   const BlockWeights again = model.load_block(1);
   for (const auto& [name, lin] : w.linears) EXPECT_EQ(lin.w, again.linears.at(name).w) << name;

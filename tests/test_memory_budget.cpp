@@ -113,7 +113,9 @@ TEST(MemoryBudget, HighWaterNeverPassesTheLimitUnderThreads) {
       std::mt19937 rng(t);
       for (int i = 0; i < 20000; ++i) {
         Reservation r;
-        if (budget.try_reserve(rng() % 4000, &r)) EXPECT_LE(budget.in_use(), limit);
+        if (budget.try_reserve(rng() % 4000, &r)) {
+          EXPECT_LE(budget.in_use(), limit);
+        }
       }
     });
   for (auto& th : threads) th.join();

@@ -1,6 +1,7 @@
 // Implementation of the shared test helpers.
 #include "test_util.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,6 +71,18 @@ uint64_t fresh_seed() {
   if (const char* s = std::getenv("STREAMQ_TEST_SEED")) return std::strtoull(s, nullptr, 10);
   return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
          (static_cast<uint64_t>(getpid()) << 32);
+}
+
+bool page_mapped(const void* p) {
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open /proc/self/pagemap");
+  uint64_t entry = 0;
+  const off_t at = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / page * sizeof(entry));
+  const ssize_t n = ::pread(fd, &entry, sizeof entry, at);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(sizeof entry)) throw std::runtime_error("short read of /proc/self/pagemap");
+  return (entry >> 63) & 1;
 }
 
 }  // namespace streamq::test

@@ -46,4 +46,8 @@ void write_all(const std::string& path, const std::string& bytes);
 // STREAMQ_TEST_SEED is set, so a failure can be replayed.
 uint64_t fresh_seed();
 
+// Whether the page holding `p` is mapped into this process now (counts in
+// RSS): bit 63 of its /proc/self/pagemap entry, readable unprivileged.
+bool page_mapped(const void* p);
+
 }  // namespace streamq::test

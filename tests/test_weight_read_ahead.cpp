@@ -33,18 +33,6 @@ bool page_cached(const void* p) {
   return v & 1;
 }
 
-// Whether the page is mapped into this process (bit 63 of /proc/self/pagemap).
-bool page_mapped(const void* p) {
-  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open /proc/self/pagemap");
-  uint64_t entry = 0;
-  const off_t at = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / kPage * sizeof(entry));
-  const ssize_t n = ::pread(fd, &entry, sizeof entry, at);
-  ::close(fd);
-  if (n != static_cast<ssize_t>(sizeof entry)) throw std::runtime_error("short read of /proc/self/pagemap");
-  return (entry >> 63) & 1;
-}
-
 TEST(WeightReadAhead, BringsTheNamedTensorsIntoThePageCacheWithoutMappingThem) {
   test::ScratchDir dir("readahead");
   const std::vector<std::pair<std::string, int64_t>> shapes = {{"a", 2 * 262144 + 5}, {"b", 4 * 262144 + 3},
@@ -85,7 +73,7 @@ TEST(WeightReadAhead, BringsTheNamedTensorsIntoThePageCacheWithoutMappingThem) {
   }
   EXPECT_TRUE(cached) << "tensor b is not in the page cache after its read-ahead";
   EXPECT_FALSE(page_cached(mid("c"))) << "tensor c was not asked for";
-  EXPECT_FALSE(page_mapped(mid("b"))) << "a read-ahead must not map pages (it would count in RSS)";
+  EXPECT_FALSE(test::page_mapped(mid("b"))) << "a read-ahead must not map pages (it would count in RSS)";
   EXPECT_EQ(st->read_f32("b")[17], 1.5f);
 }
 
