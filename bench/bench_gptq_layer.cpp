@@ -13,11 +13,11 @@
 #include <random>
 #include <vector>
 
-#include "core/sysinfo.h"
+#include "src/core/sysinfo.h"
 #include "kernels/backend.h"
-#include "methods/compensation.h"
-#include "methods/gptq.h"
-#include "methods/linear_stats.h"
+#include "src/methods/compensation.h"
+#include "src/methods/gptq.h"
+#include "src/methods/linear_stats.h"
 
 using namespace streamq;
 
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   const double sec_total = t_q.seconds();
 
   const double flop_h = 2.0 * n * n * tokens;
-  const double flop_f = 2.0 / 3.0 * n * n * n;  // potrf of J H J + trtri (kernels/cpu/cpu_linalg.cpp)
+  const double flop_f = 2.0 / 3.0 * n * n * n;  // potrf of J H J + trtri (kernels/cpu/linalg.cpp)
   // Cross-block GEMMs sum to ~m n^2 multiply-adds; in-block rank-1 updates m n B.
   const double flop_s = 2.0 * m * n * n / 2.0 + 2.0 * m * n * cfg.blocksize / 2.0;
   std::printf("GPTQ layer benchmark: W %lldx%lld, %lld tokens, w4 g128 act-order, float64 sweep\n",

@@ -25,11 +25,11 @@
 #include <thread>
 #include <vector>
 
-#include "core/sysinfo.h"
-#include "io/compressed_store.h"
+#include "src/core/sysinfo.h"
+#include "io/store/compressed_store.h"
 #include "kernels/backend.h"
-#include "model/model.h"
-#include "pipeline/tokens.h"
+#include "src/model/model.h"
+#include "src/pipeline/tokens.h"
 
 using namespace streamq;
 

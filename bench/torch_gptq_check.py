@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 # Both sides evaluate in float32 with different summation orders (streamq: tiled
 # OpenBLAS + its own attention; torch: MKL/cuBLAS + SDPA). On stories260K the
 # unquantized model already differs from the numpy float64 reference by < 1e-4
-# (tests/test_model_forward.cpp), so logits agreeing to 1e-3 of their own scale
+# (tests/model/test_model_forward.cpp), so logits agreeing to 1e-3 of their own scale
 # and perplexities to 1e-4 relative leave room only for rounding, not for a
 # misread code, zero or group (each of which moves logits by >= 1e-2 here).
 LOGIT_REL_TOL = 1e-3

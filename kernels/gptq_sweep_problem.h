@@ -1,8 +1,8 @@
 // The exact-variant GPTQ sweep (GPTQ, GPTAQ's P1, CAE's P2) as a plain problem
 // of raw arrays, sizes and grid options, shared by the float32 CPU twin
-// (kernels/cpu/cpu_gptq_sweep32.h) and the CUDA sweep (kernels/cuda/gptq_sweep.cuh).
+// (kernels/cpu/gptq_sweep.h) and the CUDA sweep (kernels/cuda/gptq_sweep.cuh).
 // kernels/ knows no src/methods types: callers translate FactoredHessian +
-// QuantConfig into this (tests/gptq_sweep_adapter.h). The grid math lives here
+// QuantConfig into this (tests/support/gptq_sweep_adapter.h). The grid math lives here
 // too, written once for host and device, so both sides round alike.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 #if defined(__CUDACC__)
 #define SQ_SWEEP_HD __host__ __device__ __forceinline__

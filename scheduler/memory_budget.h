@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "core/error.h"  // BudgetError
+#include "src/core/error.h"  // BudgetError
 
 namespace streamq {
 

@@ -4,8 +4,8 @@
 
 #include <unistd.h>
 
-#include "core/error.h"
-#include "io/file_util.h"
+#include "src/core/error.h"
+#include "io/file/file_util.h"
 
 namespace streamq {
 

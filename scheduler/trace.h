@@ -16,7 +16,7 @@
 namespace streamq {
 
 // Categories the engine uses; `streamq profile` counts the first four as I/O
-// and the last four as compute (see pipeline/profile.h).
+// and the last four as compute (see src/report/profile.h).
 namespace trace_cat {
 constexpr const char* kRead = "read";
 constexpr const char* kWrite = "write";

@@ -16,7 +16,7 @@ set -euo pipefail
 #   libpcre2-dev                  - tokenizer pre-tokenizer regexes (Unicode properties)
 #   libicu-dev                    - tokenizer normalizers (NFC/NFD/NFKC/NFKD, Unicode lowercase)
 #   python3-numpy                 - the gptq_export_numpy test: an independent numpy reader of
-#                                   exported GPTQ checkpoints (tests/gptq_unpack.py)
+#                                   exported GPTQ checkpoints (tests/export/gptq_unpack.py)
 packages=(cmake g++ make pkg-config libtbb-dev libboost-program-options-dev libgtest-dev
           libopenblas-dev liblapacke-dev nlohmann-json3-dev libzstd-dev liburing-dev
           libxxhash-dev libpcre2-dev libicu-dev python3-numpy)

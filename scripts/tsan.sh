@@ -9,7 +9,7 @@
 #
 # Runs under `taskset -c 0` so that oneTBB starts no worker threads: Debian's
 # libtbb is not instrumented, and TSan would report every TBB hand-off as a
-# race (tests/tsan.supp says why that is not suppressed instead). The project's
+# race (tests/support/tsan.supp says why that is not suppressed instead). The project's
 # own threads still interleave and are all checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,7 @@ mkdir -p "$logs"
 # log_path: every process (the test binary and each streamq it starts) writes
 # its reports to its own file; exitcode makes a process with reports fail.
 export TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 history_size=4 exitcode=66 \
-suppressions=$root/tests/tsan.supp log_path=$root/$logs/tsan"
+suppressions=$root/tests/support/tsan.supp log_path=$root/$logs/tsan"
 
 start=$(date +%s)
 rc=0

@@ -1,10 +1,10 @@
 // Flag parsing and thread setup shared by the subcommands.
-#include "cli_common.h"
+#include "tools/cli_common.h"
 
 #include <iostream>
 #include <thread>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 namespace streamq::cli {
 

@@ -2,10 +2,10 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cli_common.h"
-#include "core/error.h"
+#include "tools/cli_common.h"
+#include "src/core/error.h"
 #include "kernels/backend.h"
-#include "pipeline/eval.h"
+#include "src/pipeline/eval.h"
 
 namespace streamq::cli {
 

@@ -1,12 +1,12 @@
 // `streamq export`: a quantize output -> a packed GPTQ checkpoint.
 #include <iostream>
 
-#include "cli_common.h"
-#include "core/error.h"
+#include "tools/cli_common.h"
+#include "src/core/error.h"
 #include <filesystem>
 
-#include "pipeline/gptq_export.h"
-#include "pipeline/workdir_export.h"
+#include "src/export/gptq_export.h"
+#include "src/export/workdir_export.h"
 
 namespace streamq::cli {
 namespace {

@@ -2,8 +2,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cli_common.h"
-#include "model/model.h"
+#include "tools/cli_common.h"
+#include "src/model/model.h"
 
 namespace streamq::cli {
 

@@ -2,10 +2,10 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cli_common.h"
-#include "cli_method_flags.h"
+#include "tools/cli_common.h"
+#include "tools/cli_method_flags.h"
 #include "kernels/backend.h"
-#include "pipeline/layer_job.h"
+#include "src/pipeline/layer_job.h"
 
 namespace streamq::cli {
 

@@ -1,7 +1,7 @@
 // Method flags: definitions with help text, and parsing into QuantConfig.
-#include "cli_method_flags.h"
+#include "tools/cli_method_flags.h"
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 namespace streamq::cli {
 namespace po = boost::program_options;

@@ -5,8 +5,8 @@
 #include <boost/program_options.hpp>
 #include <string>
 
-#include "methods/loaq.h"
-#include "methods/quant_config.h"
+#include "src/methods/loaq.h"
+#include "src/methods/quant_config.h"
 
 namespace streamq::cli {
 

@@ -2,10 +2,10 @@
 // (per-category totals, I/O hidden under compute, lanes, achieved rates).
 #include <iostream>
 
-#include "cli_common.h"
-#include "io/file_util.h"
-#include "pipeline/profile.h"
-#include "pipeline/profile_html.h"
+#include "tools/cli_common.h"
+#include "io/file/file_util.h"
+#include "src/report/profile.h"
+#include "src/report/profile_html.h"
 
 namespace streamq::cli {
 

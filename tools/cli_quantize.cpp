@@ -3,12 +3,12 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "cli_common.h"
-#include "cli_method_flags.h"
-#include "core/error.h"
+#include "tools/cli_common.h"
+#include "tools/cli_method_flags.h"
+#include "src/core/error.h"
 #include "kernels/backend.h"
-#include "pipeline/progress.h"
-#include "pipeline/quantize.h"
+#include "src/report/progress.h"
+#include "src/pipeline/quantize.h"
 #include "scheduler/memory_budget.h"
 
 namespace streamq::cli {
@@ -93,7 +93,7 @@ int run_quantize(const std::vector<std::string>& args) {
   if (job.linear_concurrency < 0) throw InputError("--linear-concurrency must be >= 0 (0 = auto)");
   if (job.chunk_tokens < 1) throw InputError("--chunk-tokens must be >= 1");
   if (job.restart && job.workdir.empty()) throw InputError("--restart needs --workdir");
-  // Test-only hook of the crash test (tests/test_resume.cpp): SIGKILL at a
+  // Test-only hook of the crash test (tests/job/test_resume.cpp): SIGKILL at a
   // named point of the job, e.g. "put:3" or "manifest:2".
   if (const char* k = std::getenv("STREAMQ_TEST_KILL_AT")) job.kill_at = k;
 

@@ -1,8 +1,8 @@
 // `streamq status`: how far the job in a workdir got.
 #include <iostream>
 
-#include "cli_common.h"
-#include "pipeline/workdir.h"
+#include "tools/cli_common.h"
+#include "src/job/workdir.h"
 
 namespace streamq::cli {
 

@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cli_common.h"
-#include "core/error.h"
-#include "pipeline/synth.h"
+#include "tools/cli_common.h"
+#include "src/core/error.h"
+#include "src/pipeline/synth.h"
 
 namespace streamq::cli {
 

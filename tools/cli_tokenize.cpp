@@ -8,12 +8,12 @@
 #include <limits>
 #include <string>
 
-#include "cli_common.h"
-#include "core/error.h"
-#include "io/file_util.h"
-#include "model/model.h"
-#include "pipeline/model_source.h"
-#include "pipeline/tokens.h"
+#include "tools/cli_common.h"
+#include "src/core/error.h"
+#include "io/file/file_util.h"
+#include "src/model/model.h"
+#include "src/export/model_source.h"
+#include "src/pipeline/tokens.h"
 
 namespace streamq::cli {
 

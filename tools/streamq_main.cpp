@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "cli_common.h"
-#include "core/error.h"
+#include "tools/cli_common.h"
+#include "src/core/error.h"
 
 namespace {
 

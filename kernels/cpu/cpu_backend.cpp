@@ -3,7 +3,7 @@
 #include <climits>
 #include <string>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 #include "kernels/backend.h"

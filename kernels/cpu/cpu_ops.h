@@ -1,5 +1,6 @@
 // The CPU implementations of the Backend ops as free functions, one file per
-// op family (cpu_gemm, cpu_linalg, cpu_elementwise, cpu_rope, cpu_attention).
+// op family, named as its CUDA twin in kernels/cuda/ (gemm, linalg, rmsnorm,
+// elementwise, rope, attention, gptq_sweep).
 // CpuBackend forwards to these; CUDA tests use them as the reference twin.
 #pragma once
 
@@ -13,29 +14,31 @@ namespace streamq::cpu {
 // when v is negative or does not fit.
 int checked_int(int64_t v, const char* op, const char* what);
 
-// cpu_gemm.cpp: OpenBLAS row-major GEMM. OpenBLAS threads itself; call from the
+// gemm.cpp: OpenBLAS row-major GEMM. OpenBLAS threads itself; call from the
 // main thread, not from inside TBB tasks, or the two pools oversubscribe.
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
 
-// cpu_linalg.cpp: LAPACKE factorizations (see Backend for the contracts).
+// linalg.cpp: LAPACKE factorizations (see Backend for the contracts).
 bool cholesky_lower(double* a, int64_t n);
 void invert_lower_triangular(double* l, int64_t n);
 bool inverse_upper_factor(double* h, int64_t n);
 
-// cpu_elementwise.cpp
+// rmsnorm.cpp
 void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps);
+
+// elementwise.cpp
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);
 void add_bias(float* y, const float* bias, int64_t rows, int64_t cols);
 
-// cpu_rope.cpp
+// rope.cpp
 void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
           const RopeTable& table);
 
-// cpu_attention.cpp
+// attention.cpp
 void attention(const float* q, const float* k, const float* v, float* out, int64_t nseq,
                int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim);
 

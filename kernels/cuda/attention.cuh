@@ -1,7 +1,7 @@
 // Causal grouped-query attention on the GPU, flash-style: one block per
 // (sequence, head, tile of query rows) streams the keys in tiles with an
 // online softmax, so no more than one key tile of scores per query row ever
-// exists. CPU twin: kernels/cpu/cpu_attention.cpp (same scale, same causal
+// exists. CPU twin: kernels/cpu/attention.cpp (same scale, same causal
 // mask, same head mapping); fp32 throughout.
 #pragma once
 

@@ -9,7 +9,7 @@
 
 #include <string>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 namespace streamq::cuda_detail {
 

@@ -1,7 +1,7 @@
 // The bookkeeping half of the device memory pool: a byte limit, the bytes in
 // use, the high-water mark and the error that names what did not fit. The
 // allocator is a callback, so this header needs no CUDA and the CPU tests
-// (tests/test_device_pool_budget.cpp) check the arithmetic without a GPU;
+// (tests/kernels/test_device_pool_budget.cpp) check the arithmetic without a GPU;
 // device_pool.h plugs in cudaMalloc/cudaFree.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-#include "core/error.h"  // BudgetError
+#include "src/core/error.h"  // BudgetError
 
 namespace streamq {
 

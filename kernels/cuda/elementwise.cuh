@@ -1,4 +1,4 @@
-// Elementwise ops on the GPU. CPU twins: kernels/cpu/cpu_elementwise.cpp.
+// Elementwise ops on the GPU. CPU twins: kernels/cpu/elementwise.cpp.
 #pragma once
 
 #include <cuda_runtime_api.h>

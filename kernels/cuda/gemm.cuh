@@ -1,5 +1,5 @@
 // Row-major GEMM on the GPU through cuBLAS (float, double) and the bf16 Gram
-// product for Hessians. CPU twin: kernels/cpu/cpu_gemm.cpp. Everything is
+// product for Hessians. CPU twin: kernels/cpu/gemm.cpp. Everything is
 // asynchronous on the handle's stream.
 #pragma once
 

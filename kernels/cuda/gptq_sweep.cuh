@@ -2,7 +2,7 @@
 // float32: one fused launch per block of <= 128 columns (quantize a column,
 // its error, the rank-1 update of the rest of the block, group grids fitted on
 // the current weights when a group starts), the cross-block updates through
-// cuBLAS sgemm. CPU twin: kernels/cpu/cpu_gptq_sweep32.h (same operation
+// cuBLAS sgemm. CPU twin: kernels/cpu/gptq_sweep.h (same operation
 // order in the fused part; only the GEMMs' summation order differs).
 #pragma once
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 namespace streamq::cuda_detail {
 

@@ -1,5 +1,5 @@
 // Cholesky-based factorizations on the GPU through cuSOLVER: the GPTQ
-// inverse-Hessian factor. CPU twin: kernels/cpu/cpu_linalg.cpp, whose
+// inverse-Hessian factor. CPU twin: kernels/cpu/linalg.cpp, whose
 // contracts (Backend in kernels/backend.h) these follow exactly, including
 // throwing InternalError on a NaN in the input as LAPACKE does.
 //

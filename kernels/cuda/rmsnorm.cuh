@@ -1,4 +1,4 @@
-// RMSNorm on the GPU. CPU twin: rmsnorm in kernels/cpu/cpu_elementwise.cpp,
+// RMSNorm on the GPU. CPU twin: rmsnorm in kernels/cpu/elementwise.cpp,
 // whose arithmetic this repeats: the mean square summed in double, 1/rms
 // rounded once to float, then (x * inv_rms) * w in float.
 #pragma once

@@ -1,5 +1,5 @@
 // Rotary position embedding on the GPU, HF's rotate_half convention. CPU
-// twin: kernels/cpu/cpu_rope.cpp (same products and sum, never fused).
+// twin: kernels/cpu/rope.cpp (same products and sum, never fused).
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -1,9 +1,9 @@
 // Element-type table and IEEE half / bfloat16 conversions.
-#include "core/dtype.h"
+#include "src/core/dtype.h"
 
 #include <cstring>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 namespace streamq {
 

@@ -1,5 +1,5 @@
 // getrusage-based process statistics.
-#include "core/sysinfo.h"
+#include "src/core/sysinfo.h"
 
 #include <sys/resource.h>
 

@@ -7,7 +7,7 @@
 // upper and U upper: P[a, c] = sum_{a < k <= c} T[a,k] U[k,c], again n^3/3.
 // Ideal 2/3 n^3 = 45.8 G; as blocked below (panels 256 and 512) 27.4 + 32.2 =
 // 59.6 G, the excess being the triangles inside the diagonal panels.
-#include "methods/compensation.h"
+#include "src/methods/compensation.h"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // The blocked GPTQ sweep and RTN.
-#include "methods/gptq.h"
+#include "src/methods/gptq.h"
 
 #include <tbb/parallel_for.h>
 
@@ -9,11 +9,11 @@
 #include <numeric>
 #include <string>
 
-#include "core/error.h"
+#include "src/core/error.h"
 #include "kernels/backend.h"
-#include "methods/compensation.h"
-#include "methods/grid.h"
-#include "methods/two_stage.h"
+#include "src/methods/compensation.h"
+#include "src/methods/grid.h"
+#include "src/methods/two_stage.h"
 
 namespace streamq {
 namespace {

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "methods/quant_config.h"
-#include "methods/quant_result.h"
+#include "src/methods/quant_config.h"
+#include "src/methods/quant_result.h"
 
 namespace streamq {
 

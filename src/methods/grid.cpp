@@ -1,11 +1,11 @@
 // Grid fitting: min/max (QuaRot or GPTQ convention) and GPTQ's MSE shrink search.
-#include "methods/grid.h"
+#include "src/methods/grid.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include "core/dtype.h"
+#include "src/core/dtype.h"
 
 namespace streamq {
 

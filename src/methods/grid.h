@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "methods/quant_config.h"
+#include "src/methods/quant_config.h"
 
 namespace streamq {
 

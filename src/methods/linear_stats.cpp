@@ -1,7 +1,7 @@
 // Chunked accumulation of X^T X.
-#include "methods/linear_stats.h"
+#include "src/methods/linear_stats.h"
 
-#include "core/error.h"
+#include "src/core/error.h"
 #include "kernels/backend.h"
 
 namespace streamq {

@@ -1,10 +1,10 @@
 // LoaQ's transformed target (see loaq.h for the derivation).
-#include "methods/loaq.h"
+#include "src/methods/loaq.h"
 
 #include <cmath>
 #include <string>
 
-#include "core/error.h"
+#include "src/core/error.h"
 #include "kernels/backend.h"
 
 namespace streamq {

@@ -1,8 +1,8 @@
 // RTN and the GPTQ family (GPTQ, GPTAQ, with or without CAE) behind the Method interface.
-#include "methods/method.h"
+#include "src/methods/method.h"
 
-#include "methods/gptq.h"
-#include "methods/two_stage.h"
+#include "src/methods/gptq.h"
+#include "src/methods/two_stage.h"
 
 namespace streamq {
 namespace {

@@ -6,9 +6,9 @@
 #include <memory>
 #include <string>
 
-#include "methods/linear_stats.h"
-#include "methods/quant_config.h"
-#include "methods/quant_result.h"
+#include "src/methods/linear_stats.h"
+#include "src/methods/quant_config.h"
+#include "src/methods/quant_result.h"
 
 namespace streamq {
 

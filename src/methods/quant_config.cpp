@@ -1,9 +1,9 @@
 // Validation and description of QuantConfig.
-#include "methods/quant_config.h"
+#include "src/methods/quant_config.h"
 
 #include <sstream>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 namespace streamq {
 

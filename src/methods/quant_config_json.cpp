@@ -1,9 +1,9 @@
 // JSON round trip of the quantizer configuration.
-#include "methods/quant_config_json.h"
+#include "src/methods/quant_config_json.h"
 
 #include <string>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 namespace streamq {
 namespace {

@@ -5,8 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "methods/loaq.h"
-#include "methods/quant_config.h"
+#include "src/methods/loaq.h"
+#include "src/methods/quant_config.h"
 
 namespace streamq {
 

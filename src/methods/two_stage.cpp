@@ -1,6 +1,6 @@
 // Two-stage group scales: the H-weighted stage-1 grid search and the stage-2
 // coordinate descent on the scales (see two_stage.h).
-#include "methods/two_stage.h"
+#include "src/methods/two_stage.h"
 
 #include <tbb/parallel_for.h>
 
@@ -8,10 +8,10 @@
 #include <cmath>
 #include <string>
 
-#include "core/error.h"
+#include "src/core/error.h"
 #include "kernels/backend.h"
-#include "methods/gptq.h"
-#include "methods/grid.h"
+#include "src/methods/gptq.h"
+#include "src/methods/grid.h"
 
 namespace streamq {
 namespace {

@@ -10,8 +10,8 @@
 #include <functional>
 #include <vector>
 
-#include "methods/quant_config.h"
-#include "methods/quant_result.h"
+#include "src/methods/quant_config.h"
+#include "src/methods/quant_result.h"
 
 namespace streamq {
 

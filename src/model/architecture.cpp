@@ -1,5 +1,5 @@
 // Block layout of the supported Llama-family architectures.
-#include "model/architecture.h"
+#include "src/model/architecture.h"
 
 namespace streamq {
 

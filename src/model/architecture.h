@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "model/config.h"
+#include "src/model/config.h"
 
 namespace streamq {
 

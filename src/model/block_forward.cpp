@@ -2,7 +2,7 @@
 // sees each sub-layer group's input (where Hessians are accumulated).
 #include <vector>
 
-#include "model/model.h"
+#include "src/model/model.h"
 
 namespace streamq {
 namespace {

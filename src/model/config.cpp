@@ -1,12 +1,12 @@
 // Parsing and validation of HF config.json for the supported decoder families,
 // and the RoPE cos/sin tables (with llama3 frequency scaling) they imply.
-#include "model/config.h"
+#include "src/model/config.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "io/file_util.h"
+#include "src/core/error.h"
+#include "io/file/file_util.h"
 
 namespace streamq {
 

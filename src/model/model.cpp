@@ -1,10 +1,10 @@
 // Model loading (per block, validated) and the embedding / head ends.
-#include "model/model.h"
+#include "src/model/model.h"
 
 #include <cmath>
 #include <cstring>
 
-#include "core/error.h"
+#include "src/core/error.h"
 
 namespace streamq {
 namespace {

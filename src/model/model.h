@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "io/safetensors.h"
+#include "io/formats/safetensors.h"
 #include "kernels/backend.h"
-#include "model/architecture.h"
-#include "model/config.h"
+#include "src/model/architecture.h"
+#include "src/model/config.h"
 
 namespace streamq {
 

@@ -1,5 +1,5 @@
 // Statistics of one sub-layer group over the calibration chunks.
-#include "pipeline/block_stats.h"
+#include "src/pipeline/block_stats.h"
 
 #include <string>
 #include <vector>

@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "io/activation_store.h"
-#include "methods/linear_stats.h"
-#include "methods/loaq.h"
-#include "model/model.h"
-#include "pipeline/read_ahead.h"
+#include "io/store/activation_store.h"
+#include "src/methods/linear_stats.h"
+#include "src/methods/loaq.h"
+#include "src/model/model.h"
+#include "src/pipeline/read_ahead.h"
 
 namespace streamq {
 

@@ -1,16 +1,16 @@
 // `streamq eval`: windowed perplexity.
-#include "pipeline/eval.h"
+#include "src/pipeline/eval.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
-#include "core/sysinfo.h"
-#include "io/activation_store.h"
-#include "io/npy.h"
-#include "model/model.h"
-#include "pipeline/model_source.h"
-#include "pipeline/progress.h"
+#include "src/core/sysinfo.h"
+#include "io/store/activation_store.h"
+#include "io/formats/npy.h"
+#include "src/model/model.h"
+#include "src/export/model_source.h"
+#include "src/report/progress.h"
 
 #include <filesystem>
 

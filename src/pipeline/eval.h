@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/tokens.h"
+#include "src/pipeline/tokens.h"
 
 namespace streamq {
 

@@ -1,14 +1,14 @@
 // The layer command's job: load, accumulate statistics chunk by chunk, quantize, write.
-#include "pipeline/layer_job.h"
+#include "src/pipeline/layer_job.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
-#include "io/file_util.h"
-#include "io/npy.h"
-#include "methods/linear_stats.h"
-#include "methods/method.h"
+#include "src/core/error.h"
+#include "io/file/file_util.h"
+#include "io/formats/npy.h"
+#include "src/methods/linear_stats.h"
+#include "src/methods/method.h"
 
 namespace streamq {
 namespace {

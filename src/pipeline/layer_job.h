@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "methods/loaq.h"
-#include "methods/quant_config.h"
+#include "src/methods/loaq.h"
+#include "src/methods/quant_config.h"
 
 namespace streamq {
 

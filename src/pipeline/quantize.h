@@ -10,10 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/compressed_store.h"
-#include "methods/loaq.h"
-#include "methods/quant_config.h"
-#include "pipeline/tokens.h"
+#include "io/store/compressed_store.h"
+#include "src/methods/loaq.h"
+#include "src/methods/quant_config.h"
+#include "src/pipeline/tokens.h"
 
 namespace streamq {
 
@@ -32,7 +32,7 @@ struct QuantizeJob {
   // Where block-boundary activations live: "auto" (memory when the host
   // budget holds them, else disk), "memory" or "disk" (the compressed store).
   std::string activations = "auto";
-  uint64_t host_mem_limit = UINT64_MAX;  // --host-mem-limit; the plan (scheduler/memory_plan.h) keeps under it
+  uint64_t host_mem_limit = UINT64_MAX;  // --host-mem-limit; the plan (src/pipeline/memory_plan.h) keeps under it
   int prefetch_depth = 2;                // chunks read ahead / written behind (disk placement, workdir mirror)
   // Linears of a sub-layer group (q,k,v; gate,up) quantized at once: 0 = as
   // many as memory allows (the plan's choice, up to the largest group), N =
@@ -44,7 +44,7 @@ struct QuantizeJob {
   int zstd_level = 1;
   bool overwrite = false;       // replace an existing non-empty out_dir
   // "fake": the fake-quant checkpoint plus streamq_quant.safetensors; "gptq":
-  // the packed GPTQ checkpoint (pipeline/gptq_export.h) in the quant config's
+  // the packed GPTQ checkpoint (src/export/gptq_export.h) in the quant config's
   // checkpoint_format.
   std::string format = "fake";
   std::string report_path;      // extra copy of the JSON report ("" = none)
@@ -54,7 +54,7 @@ struct QuantizeJob {
   // same command run again resumes from the last finished block.
   std::string workdir;
   bool restart = false;         // discard a job found in workdir
-  // Test hooks: SIGKILL at a named point (pipeline/kill_points.h), and the
+  // Test hooks: SIGKILL at a named point (src/job/kill_points.h), and the
   // activation store's file layer wrapped (fault injection).
   std::string kill_at;
   IoBackendWrapper io_wrap;

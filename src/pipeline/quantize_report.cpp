@@ -1,6 +1,6 @@
 // The run report as JSON, and back (a resumed job's report includes the
 // blocks an earlier process quantized, read from its workdir manifest).
-#include "pipeline/quantize.h"
+#include "src/pipeline/quantize.h"
 
 namespace streamq {
 

@@ -1,6 +1,6 @@
 // Read-ahead hints for a loop over store chunks: the loop says which item of
 // its known reading order it just consumed, and the hints run ahead of it as
-// far as the store accepts (scheduler/prefetch_store.h bounds the depth).
+// far as the store accepts (io/store/prefetch_store.h bounds the depth).
 #pragma once
 
 #include <algorithm>
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "io/activation_store.h"
+#include "io/store/activation_store.h"
 
 namespace streamq {
 

@@ -1,6 +1,6 @@
 // Synthetic checkpoints: presets, config.json, the tensor plan, a counter-based
 // random fill, and the streaming writer loop (one tensor buffer, reused).
-#include "pipeline/synth.h"
+#include "src/pipeline/synth.h"
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
@@ -11,12 +11,12 @@
 #include <memory>
 #include <ostream>
 
-#include "core/error.h"
-#include "core/sysinfo.h"
-#include "io/file_util.h"
-#include "model/config.h"
-#include "pipeline/output_dir.h"
-#include "pipeline/progress.h"
+#include "src/core/error.h"
+#include "src/core/sysinfo.h"
+#include "io/file/file_util.h"
+#include "src/model/config.h"
+#include "src/job/output_dir.h"
+#include "src/report/progress.h"
 
 namespace streamq {
 

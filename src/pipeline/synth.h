@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
-#include "io/safetensors.h"
+#include "src/core/dtype.h"
+#include "io/formats/safetensors.h"
 
 namespace streamq {
 

@@ -1,11 +1,11 @@
 // Token file reading and windowing.
-#include "pipeline/tokens.h"
+#include "src/pipeline/tokens.h"
 
 #include <cstring>
 
-#include "core/error.h"
-#include "io/file_util.h"
-#include "io/tokenizer.h"
+#include "src/core/error.h"
+#include "io/file/file_util.h"
+#include "src/tokenizer/tokenizer.h"
 
 #include <filesystem>
 

@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "io/activation_store.h"
-#include "pipeline/kill_points.h"
+#include "io/store/activation_store.h"
+#include "src/job/kill_points.h"
 #include "scheduler/trace.h"
 
 namespace streamq {
@@ -15,7 +15,7 @@ namespace streamq {
 class TracedStore final : public ActivationStore {
  public:
   // `io_elsewhere`: the inner store does its I/O on its own thread and lane
-  // (scheduler/prefetch_store.h); these spans then only measure the wait.
+  // (io/store/prefetch_store.h); these spans then only measure the wait.
   TracedStore(std::unique_ptr<ActivationStore> inner, TraceRecorder* trace, KillPoints* kill = nullptr,
               bool io_elsewhere = false)
       : inner_(std::move(inner)), trace_(trace), kill_(kill), io_elsewhere_(io_elsewhere) {}

@@ -1,5 +1,5 @@
 // The next block's weight read-ahead.
-#include "pipeline/weight_read_ahead.h"
+#include "src/pipeline/weight_read_ahead.h"
 
 namespace streamq {
 

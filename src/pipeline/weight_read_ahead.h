@@ -7,7 +7,7 @@
 #include <exception>
 #include <thread>
 
-#include "model/model.h"
+#include "src/model/model.h"
 #include "scheduler/trace.h"
 
 namespace streamq {

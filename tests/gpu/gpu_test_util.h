@@ -23,7 +23,7 @@ constexpr size_t kGuard = 64;
 // turns any relative error into NaN, which fails every EXPECT_LE.
 constexpr unsigned char kPoisonByte = 0xFF;
 
-// tests/test_util.cpp's fresh_seed(), which is not linked into this binary:
+// tests/support/test_util.cpp's fresh_seed(), which is not linked into this binary:
 // fresh each run unless STREAMQ_TEST_SEED replays one.
 inline uint64_t fresh_seed() {
   if (const char* s = std::getenv("STREAMQ_TEST_SEED")) return std::strtoull(s, nullptr, 10);

@@ -9,10 +9,10 @@
 #include <memory>
 #include <vector>
 
-#include "core/error.h"
+#include "src/core/error.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
-#include "tests/backend_test_util.h"
+#include "tests/support/backend_test_util.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace streamq::gpu_test {
@@ -28,7 +28,7 @@ using test::relative_error;
 // (about 1e-12 at n = 130, 1e-11 at n = 1000).
 double factor_tolerance(int64_t n) { return 2.0 * 10.0 * 5.0 * double(n) * kF64Eps; }
 
-// H = B B^T / n + I: eigenvalues in [1, 5] (tests/test_backend_cpu.cpp's twin).
+// H = B B^T / n + I: eigenvalues in [1, 5] (tests/kernels/test_backend_cpu.cpp's twin).
 std::vector<double> random_spd(std::mt19937_64& rng, int64_t n) {
   const std::vector<double> b = test::random_normal<double>(rng, n * n);
   std::vector<double> h(n * n);

@@ -10,10 +10,10 @@
 #include <memory>
 #include <vector>
 
-#include "core/error.h"
+#include "src/core/error.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_backend.h"
-#include "tests/backend_test_util.h"
+#include "tests/support/backend_test_util.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace streamq::gpu_test {

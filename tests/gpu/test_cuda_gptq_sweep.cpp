@@ -1,5 +1,5 @@
 // The CUDA GPTQ sweep (kernels/cuda/gptq_sweep.cuh) against its float32 CPU
-// twin (kernels/cpu/cpu_gptq_sweep32.h) and against src/methods' float64
+// twin (kernels/cpu/gptq_sweep.h) and against src/methods' float64
 // sweep, over every option the float32 sweeps support, odd shapes (n not a
 // multiple of the block, m not a multiple of the 16-row slab, dead inputs),
 // with poisoned and guarded outputs.
@@ -16,12 +16,12 @@
 #include <vector>
 
 #include "kernels/backend.h"
-#include "kernels/cpu/cpu_gptq_sweep32.h"
+#include "kernels/cpu/gptq_sweep.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_raii.h"
 #include "kernels/cuda/gptq_sweep.cuh"
-#include "methods/gptq.h"
-#include "tests/gptq_sweep_adapter.h"
+#include "src/methods/gptq.h"
+#include "tests/support/gptq_sweep_adapter.h"
 
 namespace streamq {
 namespace {
@@ -31,7 +31,7 @@ using test::SweepCase;
 // Elements past each output that the sweep must leave alone.
 constexpr size_t kGuard = 64;
 
-// tests/test_util.cpp's fresh_seed() (not linked into this binary).
+// tests/support/test_util.cpp's fresh_seed() (not linked into this binary).
 uint64_t fresh_seed() {
   if (const char* s = std::getenv("STREAMQ_TEST_SEED")) return std::strtoull(s, nullptr, 10);
   return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());

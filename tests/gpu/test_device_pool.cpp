@@ -10,7 +10,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_pool.h"
-#include "tests/backend_test_util.h"
+#include "tests/support/backend_test_util.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace streamq::gpu_test {

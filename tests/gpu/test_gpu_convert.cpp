@@ -12,7 +12,7 @@
 #include <random>
 #include <vector>
 
-#include "core/dtype.h"
+#include "src/core/dtype.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/cuda_check.h"

@@ -1,0 +1,74 @@
+// Where the activations between blocks live: for each block boundary, two
+// flows (the FP model's and the quantized model's) of chunks of whole
+// calibration sequences. The compressed, asynchronous store
+// (io/store/compressed_store.h) is behind this same interface.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "src/core/dtype.h"
+#include "io/file/io_backend.h"
+
+namespace streamq {
+
+enum class Flow { Fp = 0, Quant = 1 };
+const char* to_string(Flow f);
+
+class ActivationStore {
+ public:
+  virtual ~ActivationStore() = default;
+  // Stores chunk `chunk` of `flow` at boundary `block` (the input of block
+  // `block`); numel floats.
+  virtual void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) = 0;
+  // Reads it back into out (resized). Throws when absent or damaged, naming
+  // block, flow and chunk.
+  virtual void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) = 0;
+  // Frees everything of boundary `block` (consumed).
+  virtual void drop(int64_t block) = 0;
+  // Bytes currently held (memory) or on disk.
+  virtual uint64_t bytes_held() const = 0;
+};
+
+// Everything in host memory.
+std::unique_ptr<ActivationStore> make_memory_store();
+// One file per block boundary and flow under `dir` (created), chunks at
+// recorded offsets, read back with pread; files removed by drop().
+std::unique_ptr<ActivationStore> make_disk_store(const std::string& dir);
+
+// The compressed store: one checksummed, zstd-compressed file per chunk under
+// `dir`, written and read through io_uring (or pread/pwrite) with O_DIRECT.
+struct CompressedStoreOptions {
+  std::string dir;  // created
+  // What a chunk is stored as: F32 is lossless; BF16 (what a GPU pipeline
+  // carries) rounds each value to nearest even (f32_to_bf16) and halves the bytes.
+  DType storage = DType::BF16;
+  // Measured (bench/bench_store, bf16, shuffled): level 1 compresses
+  // stories260K block inputs 1.723x and gaussian data 1.466x, as well as or
+  // better than 3 (1.675, 1.419), 5 (1.715, 1.432) and 9 (1.714, 1.439),
+  // and faster than all of them; -1 loses a tenth of the ratio (1.549, 1.227).
+  int zstd_level = 1;
+  // Byte planes before zstd (io/store/byte_shuffle.h). Measured at level 1: the
+  // ratio goes from 1.497 to 1.723 (stories260K) and 1.287 to 1.466
+  // (gaussian), and decompression gets faster; compression gets slower.
+  bool shuffle = true;
+  // Values per zstd frame: the unit of parallel work and of the shuffle.
+  // Measured on gaussian bf16, zstd 1, shuffled: 64 Ki values per frame give
+  // a ratio of 1.322, 128 Ki 1.443, 256 Ki 1.466, one 16 Mi frame 1.464 (below
+  // 256 Ki a plane is shorter than zstd's 128 KiB block; above, nothing is
+  // gained and parallelism is lost).
+  uint32_t frame_elems = 1u << 18;
+  IoPath io = IoPath::Auto;
+  bool direct_io = true;  // O_DIRECT; buffered, said once, where the filesystem refuses it
+  uint32_t slab_bytes = 1u << 20;  // one request, one registered buffer; a multiple of 4096
+  uint32_t slabs = 32;             // the fixed pool: bounds requests in flight and pinned memory
+  uint32_t read_ahead = 8;         // slab reads in flight per get()
+  bool keep_files = false;         // leave chunk files behind when the store is destroyed
+};
+std::unique_ptr<ActivationStore> make_compressed_store(const CompressedStoreOptions& opts);
+
+}  // namespace streamq

@@ -1,0 +1,40 @@
+// Elementwise ops on the CPU (twins of kernels/cuda/elementwise.cu): SwiGLU,
+// residual add, bias add. Parallel over disjoint ranges with oneTBB; each output element is
+// computed by one task from its own inputs only, so results do not depend on
+// the thread count.
+#include <cmath>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/parallel.h"
+
+namespace streamq::cpu {
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  check_nonnegative("swiglu", n);
+  parallel_chunks(n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float g = gate[i];
+      // exp(-g) overflows to inf for g < -88, giving silu = -0: the right limit.
+      out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  });
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+  check_nonnegative("add_inplace", n);
+  parallel_chunks(n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) y[i] += x[i];
+  });
+}
+
+void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) {
+  check_nonnegative("add_bias", rows, cols);
+  parallel_rows(rows, cols, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* yr = y + r * cols;
+      for (int64_t j = 0; j < cols; ++j) yr[j] += bias[j];
+    }
+  });
+}
+
+}  // namespace streamq::cpu

@@ -1,0 +1,114 @@
+// Row-major GEMM on the CPU through OpenBLAS (float and double), tiled over C
+// with oneTBB. OpenBLAS's own threading changes results with the thread count
+// (it partitions differently), so OpenBLAS runs single-threaded and each
+// fixed-size tile of C is one BLAS call: every element's arithmetic is the
+// same whatever the number of threads, and outputs are byte-identical.
+#include <cblas.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <string>
+
+#include "src/core/error.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace streamq::cpu {
+namespace {
+
+CBLAS_TRANSPOSE to_cblas(Trans t) { return t == Trans::N ? CblasNoTrans : CblasTrans; }
+
+// BLAS rejects a row stride shorter than the stored row (and asserts via
+// xerbla, which prints and continues); say which argument is wrong instead.
+void check_gemm_args(const char* op, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k,
+                     int64_t lda, int64_t ldb, int64_t ldc) {
+  const int64_t a_cols = ta == Trans::N ? k : m;
+  const int64_t b_cols = tb == Trans::N ? n : k;
+  auto shapes = [&] {
+    return std::string(op) + "(m=" + std::to_string(m) + ", n=" + std::to_string(n) +
+           ", k=" + std::to_string(k) + ", ta=" + (ta == Trans::N ? "N" : "T") +
+           ", tb=" + (tb == Trans::N ? "N" : "T") + ", lda=" + std::to_string(lda) +
+           ", ldb=" + std::to_string(ldb) + ", ldc=" + std::to_string(ldc) + ")";
+  };
+  if (m < 0 || n < 0 || k < 0) throw InternalError(shapes() + ": negative size");
+  if (lda < std::max<int64_t>(1, a_cols)) throw InternalError(shapes() + ": lda too small");
+  if (ldb < std::max<int64_t>(1, b_cols)) throw InternalError(shapes() + ": ldb too small");
+  if (ldc < std::max<int64_t>(1, n)) throw InternalError(shapes() + ": ldc too small");
+  checked_int(m, op, "m");
+  checked_int(n, op, "n");
+  checked_int(k, op, "k");
+  checked_int(lda, op, "lda");
+  checked_int(ldb, op, "ldb");
+  checked_int(ldc, op, "ldc");
+}
+
+// k == 0 leaves C = beta * C; done by hand so that beta == 0 clears C (BLAS
+// semantics: C is not read) without relying on each BLAS's quick-return path.
+template <typename T>
+void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+  }
+}
+
+
+// Fixed tile sizes (never derived from the thread count): large enough that
+// each call runs near BLAS peak, small enough to spread 4096-wide products
+// over many cores.
+constexpr int64_t kTileM = 256;
+constexpr int64_t kTileN = 512;
+
+template <typename T, typename Call>
+void gemm_tiled(Trans ta, Trans tb, int64_t m, int64_t n, const T* a, int64_t lda, const T* b, int64_t ldb,
+                T* c, int64_t ldc, Call call) {
+  const int64_t tiles_m = (m + kTileM - 1) / kTileM, tiles_n = (n + kTileN - 1) / kTileN;
+  auto run_tile = [&](int64_t t) {
+    const int64_t i = (t / tiles_n) * kTileM, j = (t % tiles_n) * kTileN;
+    const T* at = ta == Trans::N ? a + i * lda : a + i;  // rows i.. of op(A)
+    const T* bt = tb == Trans::N ? b + j : b + j * ldb;  // columns j.. of op(B)
+    call(std::min(kTileM, m - i), std::min(kTileN, n - j), at, bt, c + i * ldc + j);
+  };
+  if (tiles_m * tiles_n == 1) {
+    run_tile(0);
+    return;
+  }
+  tbb::parallel_for(int64_t{0}, tiles_m * tiles_n, run_tile);
+}
+
+// One BLAS call per precision, so the tiled driver below is written once.
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha, const float* a, int lda,
+               const float* b, int ldb, float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, double alpha, const double* a, int lda,
+               const double* b, int ldb, double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <typename T>
+void gemm_any(const char* op, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+              const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  check_gemm_args(op, ta, tb, m, n, k, lda, ldb, ldc);
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    scale_c(m, n, beta, c, ldc);
+    return;
+  }
+  gemm_tiled<T>(ta, tb, m, n, a, lda, b, ldb, c, ldc, [&](int64_t mm, int64_t nn, const T* at, const T* bt, T* ct) {
+    blas_gemm(to_cblas(ta), to_cblas(tb), static_cast<int>(mm), static_cast<int>(nn), static_cast<int>(k), alpha, at,
+              static_cast<int>(lda), bt, static_cast<int>(ldb), beta, ct, static_cast<int>(ldc));
+  });
+}
+
+}  // namespace
+
+void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_any<float>("gemm<f32>", ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  gemm_any<double>("gemm<f64>", ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace streamq::cpu
