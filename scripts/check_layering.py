@@ -52,7 +52,10 @@ def module_of(path):
 
 
 def vendored(root, path):
-    """True inside a vendored copy: a folder (or parent) holding VENDORED.md."""
+    """True inside a vendored copy: a folder (or parent) holding VENDORED.md,
+    or the HIP-CPU copy (kernels/cuda_on_cpu/hip-cpu, described beside it)."""
+    if "/hip-cpu/" in "/" + path:
+        return True
     d = os.path.dirname(path)
     while d:
         if os.path.exists(os.path.join(root, d, "VENDORED.md")):
