@@ -1,15 +1,7 @@
-// In-memory and simple on-disk ActivationStore implementations.
+// The in-memory ActivationStore (the compressed on-disk one is io/store/compressed_store.cpp).
 #include "io/store/activation_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-
 #include "src/core/error.h"
-#include "io/file/file_util.h"
 
 namespace streamq {
 
@@ -52,99 +44,8 @@ class MemoryStore final : public ActivationStore {
   uint64_t bytes_ = 0;
 };
 
-class DiskStore final : public ActivationStore {
- public:
-  explicit DiskStore(std::string dir) : dir_(std::move(dir)) { make_dirs(dir_); }
-  ~DiskStore() override {
-    for (auto& [key, f] : files_) {
-      ::close(f.fd);
-      ::unlink(f.path.c_str());
-    }
-  }
-
-  void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) override {
-    File& f = file(block, flow);
-    const uint64_t nbytes = static_cast<uint64_t>(numel) * sizeof(float);
-    const uint64_t offset = f.end;
-    write_all(f, data, nbytes, offset, block, flow, chunk);
-    f.end += nbytes;
-    f.chunks[chunk] = {offset, nbytes};
-    bytes_ += nbytes;
-  }
-
-  void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override {
-    auto fit = files_.find({block, static_cast<int>(flow)});
-    if (fit == files_.end() || !fit->second.chunks.count(chunk))
-      throw InternalError(where(block, flow, chunk) + ": not stored");
-    File& f = fit->second;
-    const auto [offset, nbytes] = f.chunks.at(chunk);
-    out->resize(nbytes / sizeof(float));
-    auto* p = reinterpret_cast<char*>(out->data());
-    uint64_t done = 0;
-    while (done < nbytes) {
-      const ssize_t r = ::pread(f.fd, p + done, nbytes - done, static_cast<off_t>(offset + done));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0)
-        throw InternalError(where(block, flow, chunk) + ": read of " + f.path + " failed: " +
-                            (r == 0 ? std::string("file shorter than recorded") : std::strerror(errno)));
-      done += static_cast<uint64_t>(r);
-    }
-  }
-
-  void drop(int64_t block) override {
-    for (auto it = files_.begin(); it != files_.end();) {
-      if (it->first.first == block) {
-        bytes_ -= it->second.end;
-        ::close(it->second.fd);
-        ::unlink(it->second.path.c_str());
-        it = files_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  uint64_t bytes_held() const override { return bytes_; }
-
- private:
-  struct File {
-    std::string path;
-    int fd = -1;
-    uint64_t end = 0;
-    std::map<int64_t, std::pair<uint64_t, uint64_t>> chunks;  // chunk -> (offset, bytes)
-  };
-
-  File& file(int64_t block, Flow flow) {
-    auto key = std::make_pair(block, static_cast<int>(flow));
-    auto it = files_.find(key);
-    if (it != files_.end()) return it->second;
-    File f;
-    f.path = dir_ + "/block" + std::to_string(block) + "." + to_string(flow) + ".f32";
-    f.fd = ::open(f.path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (f.fd < 0) throw InternalError("activation store: cannot create " + f.path + ": " + std::strerror(errno));
-    return files_.emplace(key, std::move(f)).first->second;
-  }
-
-  static void write_all(const File& f, const float* data, uint64_t nbytes, uint64_t offset, int64_t block,
-                        Flow flow, int64_t chunk) {
-    const auto* p = reinterpret_cast<const char*>(data);
-    uint64_t done = 0;
-    while (done < nbytes) {
-      const ssize_t w = ::pwrite(f.fd, p + done, nbytes - done, static_cast<off_t>(offset + done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0)
-        throw InternalError(where(block, flow, chunk) + ": write to " + f.path + " failed: " + std::strerror(errno));
-      done += static_cast<uint64_t>(w);
-    }
-  }
-
-  std::string dir_;
-  std::map<std::pair<int64_t, int>, File> files_;
-  uint64_t bytes_ = 0;
-};
-
 }  // namespace
 
 std::unique_ptr<ActivationStore> make_memory_store() { return std::make_unique<MemoryStore>(); }
-std::unique_ptr<ActivationStore> make_disk_store(const std::string& dir) { return std::make_unique<DiskStore>(dir); }
 
 }  // namespace streamq

@@ -36,9 +36,6 @@ class ActivationStore {
 
 // Everything in host memory.
 std::unique_ptr<ActivationStore> make_memory_store();
-// One file per block boundary and flow under `dir` (created), chunks at
-// recorded offsets, read back with pread; files removed by drop().
-std::unique_ptr<ActivationStore> make_disk_store(const std::string& dir);
 
 // The compressed store: one checksummed, zstd-compressed file per chunk under
 // `dir`, written and read through io_uring (or pread/pwrite) with O_DIRECT.
@@ -69,6 +66,5 @@ struct CompressedStoreOptions {
   uint32_t read_ahead = 8;         // slab reads in flight per get()
   bool keep_files = false;         // leave chunk files behind when the store is destroyed
 };
-std::unique_ptr<ActivationStore> make_compressed_store(const CompressedStoreOptions& opts);
 
 }  // namespace streamq

@@ -366,8 +366,4 @@ std::unique_ptr<CompressedStore> open_compressed_store(const CompressedStoreOpti
   return std::make_unique<CompressedStoreImpl>(opts, wrap);
 }
 
-std::unique_ptr<ActivationStore> make_compressed_store(const CompressedStoreOptions& opts) {
-  return open_compressed_store(opts);
-}
-
 }  // namespace streamq

@@ -1,12 +1,10 @@
-// Both ActivationStore implementations: round trip, overwrite, drop, and a
-// clear error naming block, flow and chunk for what is not there.
+// The in-memory ActivationStore: round trip, drop, and a clear error naming
+// block, flow and chunk for what is not there (the compressed store has its
+// own tests: tests/io/store/test_compressed_store.cpp).
 #include <gtest/gtest.h>
-
-#include <filesystem>
 
 #include "src/core/error.h"
 #include "io/store/activation_store.h"
-#include "tests/support/test_util.h"
 
 namespace streamq {
 namespace {
@@ -42,17 +40,6 @@ void exercise(ActivationStore& s) {
 TEST(ActivationStore, MemoryRoundTrip) {
   auto s = make_memory_store();
   exercise(*s);
-}
-
-TEST(ActivationStore, DiskRoundTripAndCleanup) {
-  test::ScratchDir dir("store");
-  {
-    auto s = make_disk_store(dir.file("acts"));
-    exercise(*s);
-    EXPECT_FALSE(std::filesystem::exists(dir.file("acts/block0.fp.f32")));  // dropped
-    EXPECT_TRUE(std::filesystem::exists(dir.file("acts/block1.fp.f32")));
-  }
-  EXPECT_TRUE(std::filesystem::is_empty(dir.file("acts")));  // destructor removes its files
 }
 
 }  // namespace
