@@ -20,6 +20,13 @@ set -euo pipefail
 packages=(cmake g++ make pkg-config libtbb-dev libboost-program-options-dev libgtest-dev
           libopenblas-dev liblapacke-dev nlohmann-json3-dev libzstd-dev liburing-dev
           libxxhash-dev libpcre2-dev libicu-dev python3-numpy)
+# --fuzz (scripts/fuzz.sh): Debian's default clang and its runtime libraries,
+# which hold libFuzzer and the sanitizers' runtimes. Not needed by CI, whose
+# sanitizer build (scripts/sanitize.sh) uses g++ and replays the fuzz corpora
+# without libFuzzer.
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
