@@ -11,24 +11,31 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     e.g. scripts/fuzz.sh 60 fuzz_npy
 #   FUZZ_JOBS=2 scripts/fuzz.sh               targets two at a time
+#   FUZZ_NO_BUILD=1 scripts/fuzz.sh 60 ...     without (re)building first
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 build=build-fuzz
 
-./scripts/install-deps.sh --fuzz
-# The newest clang Debian installed; libFuzzer ships with clang's runtime.
-cxx=""
-for v in 19 18 17 16 15 14; do
-  if command -v "clang++-$v" >/dev/null; then cxx="clang++-$v" cc="clang-$v"; break; fi
-done
-[ -n "$cxx" ] || { echo "fuzz: no clang++ found (scripts/install-deps.sh --fuzz installs it)" >&2; exit 1; }
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-CC=$cc CXX=$cxx cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMQ_FUZZ=ON \
-  -DSTREAMQ_CUDA=OFF -DSTREAMQ_CUDA_ON_CPU=OFF "${launcher[@]}" >/dev/null
-nice cmake --build "$build" -j"$(nproc)" --target streamq_fuzz
+build_fuzz_targets() {
+  # The newest clang Debian installed; libFuzzer ships with clang's runtime.
+  cxx=""
+  for v in 19 18 17 16 15 14; do
+    if command -v "clang++-$v" >/dev/null; then cxx="clang++-$v" cc="clang-$v"; break; fi
+  done
+  [ -n "$cxx" ] || { echo "fuzz: no clang++ found (scripts/install-deps.sh --fuzz installs it)" >&2; exit 1; }
+  launcher=()
+  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  CC=$cc CXX=$cxx cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMQ_FUZZ=ON \
+    -DSTREAMQ_CUDA=OFF -DSTREAMQ_CUDA_ON_CPU=OFF "${launcher[@]}" >/dev/null
+  nice cmake --build "$build" -j"$(nproc)" --target streamq_fuzz
+}
+# FUZZ_NO_BUILD=1: run the targets as last built (e.g. while the tree is mid-edit).
+if [ -z "${FUZZ_NO_BUILD:-}" ]; then
+  ./scripts/install-deps.sh --fuzz
+  build_fuzz_targets
+fi
 
 if [ $# -gt 0 ]; then
   targets=("$@")

@@ -100,6 +100,7 @@ void gguf_dequantize(uint32_t type, const void* src, float* dst, int64_t n, cons
   if (n < 0 || n % t->block != 0)
     throw InternalError(where + ": dequantizing " + std::to_string(n) + " elements of " + t->name +
                         ", not a whole number of blocks");
+  if (n == 0) return;  // an empty tensor (a 0 in ne): dst may be null, and memcpy must not see it
   const auto* s = static_cast<const unsigned char*>(src);
   const int64_t blocks = n / t->block;
   switch (type) {

@@ -23,14 +23,16 @@ std::string make_scratch() {
 }  // namespace
 
 const std::string& scratch_dir() {
-  static const std::string dir = [] {
+  // Never destroyed: the exit handler that removes the directory runs after
+  // the destructors of statics constructed later than it was registered.
+  static const std::string& dir = *new std::string([] {
     std::string d = make_scratch();
     std::atexit([] {
       std::error_code ec;
       fs::remove_all(scratch_dir(), ec);
     });
     return d;
-  }();
+  }());
   return dir;
 }
 
@@ -65,12 +67,14 @@ std::vector<std::string_view> split_parts(const uint8_t* data, size_t size, size
   return parts;
 }
 
+// Where touch() leaves its result, so that the reads are not optimised away.
+volatile unsigned char touch_sink;
+
 void touch(const void* p, size_t n) {
   const volatile unsigned char* b = static_cast<const unsigned char*>(p);
   unsigned char sum = 0;
   for (size_t i = 0; i < n; ++i) sum ^= b[i];
-  static volatile unsigned char sink;
-  sink = sum;
+  touch_sink = sum;
 }
 
 }  // namespace streamq::fuzz
