@@ -5,6 +5,8 @@
 #include "src/core/error.h"
 #include <filesystem>
 
+#include "src/export/compressed_tensors_export.h"
+#include "src/export/gguf_export.h"
 #include "src/export/gptq_export.h"
 #include "src/export/workdir_export.h"
 
@@ -43,7 +45,7 @@ uint64_t parse_size(const std::string& s) {
 }  // namespace
 
 int run_export(const std::vector<std::string>& args) {
-  std::string from, out, format, max_shard;
+  std::string from, out, format, max_shard, out_format, gguf_type;
   GptqExportOptions opts;
   bool quiet = false;
   po::options_description opts_desc("export flags");
@@ -57,6 +59,15 @@ int run_export(const std::vector<std::string>& args) {
        "the GPTQ checkpoint directory to write (staged, appears only when complete): model safetensors with "
        "qweight/qzeros/scales/g_idx per packed linear, config.json with quantization_config, "
        "quantize_config.json, tokenizer and side files, streamq_export.json")
+      ("format", po::value(&out_format)->default_value("gptq"),
+       "what to write: gptq (packed GPTQ, docs/gptq-format.md), compressed-tensors (pack-quantized, the "
+       "layout vLLM routes to its WNA16 kernels, asymmetric allowed; docs/compressed-tensors-format.md) or gguf "
+       "(one llama.cpp GGUF v3 file, --out names it; needs a quantize output on the --gguf-type grid; "
+       "docs/gguf-export.md)")
+      ("gguf-type", po::value(&gguf_type),
+       "with --format gguf: Q4_0 (4-bit symmetric g32), Q4_1 (4-bit g32 with a free fp16 min) or Q8_0 (8-bit "
+       "symmetric g32); the quantize output must have been made on that grid (quantize --format gguf "
+       "--gguf-type T sets it)")
       ("checkpoint-format", po::value(&format)->default_value("gptq"),
        "zero-point convention. gptq: the classic layout (qzeros hold zero - 1, loaders add 1 back) that vLLM, "
        "HF transformers (optimum / gptqmodel), gptqmodel and AutoGPTQ load; a checkpoint with an asymmetric "
@@ -75,6 +86,35 @@ int run_export(const std::vector<std::string>& args) {
   opts.format = parse_format(format);
   opts.max_shard_bytes = parse_size(max_shard);
   const bool workdir = std::filesystem::exists(from + "/manifest.json");
+  if (out_format != "gptq") {
+    if (!vm["checkpoint-format"].defaulted())
+      throw InputError("--checkpoint-format applies to --format gptq only, not --format " + out_format);
+    if (workdir)
+      throw InputError("--from " + from + ": --format " + out_format +
+                       " exports a quantize output directory; export the job's --out (or rerun it with --format fake)");
+  }
+  if (!gguf_type.empty() && out_format != "gguf")
+    throw InputError("--gguf-type applies to --format gguf only, not --format " + out_format);
+  if (out_format == "gguf") {
+    if (gguf_type.empty()) throw InputError("--format gguf needs --gguf-type Q4_0, Q4_1 or Q8_0");
+    if (!vm["max-shard-size"].defaulted()) throw InputError("--max-shard-size does not apply to --format gguf (one file)");
+    GgufExportOptions go;
+    go.type = parse_gguf_quant_type(gguf_type);
+    go.overwrite = opts.overwrite;
+    const GgufExportReport rep = export_gguf(from, out, go, quiet ? nullptr : &std::cerr);
+    if (!quiet) std::cout << "packed " << rep.packed.size() << "\ndense " << rep.dense.size() << "\nformat gguf " << to_string(go.type) << "\nout " << out << "\n";
+    return 0;
+  }
+  if (out_format == "compressed-tensors") {
+    CompressedTensorsExportOptions co;
+    co.max_shard_bytes = opts.max_shard_bytes;
+    co.overwrite = opts.overwrite;
+    const CompressedTensorsExportReport rep = export_compressed_tensors(from, out, co, quiet ? nullptr : &std::cerr);
+    if (!quiet) std::cout << "packed " << rep.packed.size() << "\ndense " << rep.excluded.size() << "\nformat compressed-tensors\nout " << out << "\n";
+    return 0;
+  }
+  if (out_format != "gptq")
+    throw InputError("--format '" + out_format + "': expected gptq, compressed-tensors or gguf");
   const GptqExportReport rep = workdir ? export_gptq_from_workdir(from, out, opts, quiet ? nullptr : &std::cerr)
                                        : export_gptq(from, out, opts, quiet ? nullptr : &std::cerr);
   if (!quiet)

@@ -8,6 +8,7 @@
 #include "src/core/error.h"
 #include "kernels/backend.h"
 #include "src/report/progress.h"
+#include "src/export/gguf_export.h"
 #include "src/pipeline/quantize.h"
 #include "scheduler/memory_budget.h"
 
@@ -15,7 +16,7 @@ namespace streamq::cli {
 int run_quantize(const std::vector<std::string>& args) {
   QuantizeJob job;
   MethodFlags mf;
-  std::string tokens_dtype, activations, host_mem_limit;
+  std::string tokens_dtype, activations, host_mem_limit, gguf_type;
   int threads = 0;
   bool quiet = false;
   po::options_description opts("quantize flags");
@@ -30,7 +31,11 @@ int run_quantize(const std::vector<std::string>& args) {
        "what --out holds: fake (the fake-quant checkpoint in the input's layout and dtypes, plus "
        "streamq_quant.safetensors with codes/scales/zeros/g_idx; `streamq export` packs it later) or gptq (the "
        "packed GPTQ checkpoint vLLM and transformers load, in --checkpoint-format; linears the format cannot "
-       "hold stay dense and are listed; docs/gptq-format.md)")
+       "hold stay dense and are listed; docs/gptq-format.md) or gguf (the fake output plus <out>/model.gguf, a "
+       "llama.cpp GGUF in --gguf-type; docs/gguf-export.md)")
+      ("gguf-type", po::value(&gguf_type),
+       "with --format gguf: Q4_0 or Q8_0 (4/8-bit symmetric g32) or Q4_1 (4-bit g32 with a free fp16 min); "
+       "implies --bits, --group 32 and the grid, and an explicit flag that disagrees is an error")
       ("workdir", po::value(&job.workdir),
        "make the job resumable: DIR keeps a manifest (model fingerprint, method, calibration hash, last finished "
        "block, checksums), each finished block and the next block's input activations (compressed, fsynced; "
@@ -82,7 +87,32 @@ int run_quantize(const std::vector<std::string>& args) {
   require(vm, {"model", "out"});
   if (vm.count("calib") == vm.count("calib-text"))
     throw InputError("pass exactly one of --calib (token ids) and --calib-text (text)");
+  // --format gguf implies the block's bits and group before the flags are
+  // validated (--static-groups needs a group); disagreeing flags fail below.
+  if (job.format == "gguf" && !gguf_type.empty()) {
+    QuantConfig implied = mf.quant;
+    apply_gguf_grid(parse_gguf_quant_type(gguf_type), implied);
+    if (vm["bits"].defaulted()) mf.quant.bits = implied.bits;
+    if (vm["group"].defaulted()) mf.quant.group = implied.group;
+  }
   finish_method_flags(mf);
+  if (!gguf_type.empty() && job.format != "gguf") throw InputError("--gguf-type needs --format gguf");
+  if (job.format == "gguf") {
+    if (gguf_type.empty()) throw InputError("--format gguf needs --gguf-type Q4_0, Q4_1 or Q8_0");
+    const GgufQuantType t = parse_gguf_quant_type(gguf_type);
+    const std::string with = " conflicts with --format gguf --gguf-type " + gguf_type;
+    QuantConfig want = mf.quant;
+    apply_gguf_grid(t, want);
+    if (!vm["bits"].defaulted() && mf.quant.bits != want.bits) throw InputError("--bits " + std::to_string(mf.quant.bits) + with);
+    if (!vm["group"].defaulted() && mf.quant.group != want.group)
+      throw InputError("--group " + std::to_string(mf.quant.group) + with + " (32-wide blocks)");
+    if (mf.asym && want.sym) throw InputError("--asym" + with + " (symmetric blocks)");
+    if (mf.sym && !want.sym) throw InputError("--sym" + with + " (a free fp16 min per block)");
+    if (want.act_order && !want.static_groups && want.method != MethodKind::Rtn)
+      throw InputError("--act-order without --static-groups" + with + " (blocks are 32 consecutive inputs)");
+    want.validate();
+    mf.quant = want;
+  }
   job.quant = mf.quant;
   job.loaq = mf.loaq;
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);

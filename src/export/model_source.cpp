@@ -9,6 +9,7 @@
 #include "src/core/dtype.h"
 #include "io/formats/gguf.h"
 #include "src/model/gguf_convert.h"
+#include "src/export/compressed_tensors_import.h"
 #include "src/export/gptq_import.h"
 
 namespace fs = std::filesystem;
@@ -17,6 +18,22 @@ namespace streamq {
 
 ModelSource::ModelSource(const std::string& model, const std::string& scratch_parent, std::ostream* log) {
   std::error_code ec;
+  if (is_compressed_tensors_dir(model)) {
+    temp_ = (fs::path(scratch_parent.empty() ? "." : scratch_parent) /
+             (".streamq-ct-" + std::to_string(::getpid()))).string();
+    fs::remove_all(temp_, ec);
+    try {
+      const CompressedTensorsImport c = compressed_tensors_to_hf_dir(model, temp_);
+      if (log)
+        *log << "streamq: dequantized compressed-tensors checkpoint " << model << " (" << c.linears
+             << " packed linears) to HF layout in " << temp_ << "\n";
+    } catch (...) {
+      fs::remove_all(temp_, ec);
+      throw;
+    }
+    dir_ = temp_;
+    return;
+  }
   if (is_gptq_dir(model)) {
     temp_ = (fs::path(scratch_parent.empty() ? "." : scratch_parent) /
              (".streamq-gptq-" + std::to_string(::getpid()))).string();

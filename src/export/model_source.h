@@ -1,4 +1,4 @@
-// What --model may name: an HF model directory, a GPTQ checkpoint directory
+// What --model may name: an HF model directory, a GPTQ or compressed-tensors checkpoint directory
 // (config.json quantization_config.quant_method "gptq", e.g. streamq export's
 // output) or a GGUF file; the last two are first converted (dequantized, one
 // tensor at a time) into a temporary HF directory.

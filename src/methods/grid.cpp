@@ -24,13 +24,25 @@ double round_scale_fp16(double s) {
   return std::fabs(other - s) < std::fabs(v - s) ? other : v;
 }
 
+double round_fp16(double v) {
+  constexpr double kMaxFinite = 65504.0;
+  const double a = std::fabs(v);
+  if (a >= kMaxFinite) return std::copysign(kMaxFinite, v);
+  if (!(a == a)) return 0.0;  // NaN: no finite nearest value; callers never pass one
+  const uint16_t h = f32_to_f16(static_cast<float>(a));  // magnitudes: bit patterns are monotone
+  const double near = f16_to_f32(h);
+  const double other = near < a ? f16_to_f32(static_cast<uint16_t>(h + 1))
+                                 : (h == 0 ? near : f16_to_f32(static_cast<uint16_t>(h - 1)));
+  return std::copysign(std::fabs(other - a) < std::fabs(near - a) ? other : near, v);
+}
+
 Grid::Grid(const QuantConfig& cfg) : cfg_(cfg), maxq_((1 << cfg.bits) - 1) {}
 
 // Round half to even, as torch.round does (the default FP rounding mode).
 static double round_even(double v) { return std::nearbyint(v); }
 
 int32_t Grid::code(double x, const GridParams& p) const {
-  const double c = round_even(x / p.scale) + p.zero;
+  const double c = cfg_.free_min ? round_even((x - p.zero) / p.scale) : round_even(x / p.scale) + p.zero;
   return static_cast<int32_t>(std::clamp(c, 0.0, static_cast<double>(maxq_)));
 }
 
@@ -54,6 +66,16 @@ GridParams Grid::from_range(double xmin, double xmax) const {
     p.zero = lo;
     p.scale = round_scale_fp16(std::max(p.scale, xmax / (maxq_ - lo)));
   }
+  return p;
+}
+
+// Free-min grid (GGUF Q4_1, ggml's quantize_row_q4_1_ref): min = fp16(xmin),
+// scale = fp16((xmax - min) / maxq), both rounded before any code is chosen.
+// The range is the row's own [xmin, xmax], not widened to include 0.
+GridParams Grid::from_range_free_min(double xmin, double xmax) const {
+  GridParams p;
+  p.zero = round_fp16(xmin);
+  p.scale = round_scale_fp16((xmax - p.zero) / maxq_);
   return p;
 }
 
@@ -83,11 +105,13 @@ GridParams Grid::from_range_unrounded(double xmin, double xmax) const {
 
 GridParams Grid::fit(const double* x, int64_t len, int64_t stride) const {
   double xmin = 0, xmax = 0;
+  if (cfg_.free_min && len > 0) xmin = xmax = x[0];  // the row's own range
   for (int64_t i = 0; i < len; ++i) {
     xmin = std::min(xmin, x[i * stride]);
     xmax = std::max(xmax, x[i * stride]);
   }
-  if (cfg_.clip == ClipSearch::MinMax) return from_range(xmin, xmax);
+  const auto range = [&](double lo, double hi) { return cfg_.free_min ? from_range_free_min(lo, hi) : from_range(lo, hi); };
+  if (cfg_.clip == ClipSearch::MinMax) return range(xmin, xmax);
 
   // MSE clip search (GPTQ's find_params): shrink the range by p = 1 - i/grid and
   // keep the first strict minimum of sum |q - x|^norm.
@@ -97,12 +121,12 @@ GridParams Grid::fit(const double* x, int64_t len, int64_t stride) const {
     xmax = amax;
     xmin = xmin < 0 ? -amax : 0.0;
   }
-  GridParams best = from_range(xmin, xmax);
+  GridParams best = range(xmin, xmax);
   double best_err = std::numeric_limits<double>::infinity();
   const int steps = static_cast<int>(cfg_.mse_max_shrink * cfg_.mse_grid);
   for (int i = 0; i < steps; ++i) {
     const double shrink = 1.0 - static_cast<double>(i) / cfg_.mse_grid;
-    const GridParams p = from_range(shrink * xmin, shrink * xmax);
+    const GridParams p = range(shrink * xmin, shrink * xmax);
     double err = 0;
     for (int64_t k = 0; k < len; ++k) {
       const double v = x[k * stride];

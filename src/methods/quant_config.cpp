@@ -35,6 +35,15 @@ void QuantConfig::validate() const {
     if (mse_max_shrink <= 0 || mse_max_shrink > 1) throw InputError("--mse-max-shrink must be in (0, 1]");
     if (mse_norm <= 0) throw InputError("--mse-norm must be > 0");
   }
+  if (free_min) {
+    if (sym) throw InputError("a free-min grid (--gguf-type Q4_1) is asymmetric: --sym does not apply");
+    if (two_stage())
+      throw InputError("--grid two-stage refines integer zero-point grids; a free-min grid (--gguf-type Q4_1) needs "
+                       "--grid minmax or mse");
+    if (variant == Variant::Official)
+      throw InputError("--variant official clamps to integer zero-point grids; a free-min grid (--gguf-type Q4_1) "
+                       "needs --variant exact");
+  }
   if (two_stage()) {
     if (scale_refine_iters < 0) throw InputError("--scale-refine-iters must be >= 0");
     if (!(scale_beta_step > 0)) throw InputError("two-stage: scale_beta_step must be > 0");
@@ -56,7 +65,9 @@ std::string QuantConfig::describe() const {
   }
   if (two_stage()) s << " scale-refine-iters=" << scale_refine_iters;
   // Only the non-default spelling: the zero convention matters for asymmetric grids.
-  if (!sym && checkpoint_format != CheckpointFormat::Gptq) s << " checkpoint-format=" << to_string(checkpoint_format);
+  if (!sym && checkpoint_format != CheckpointFormat::Gptq && !free_min)
+    s << " checkpoint-format=" << to_string(checkpoint_format);
+  if (free_min) s << " free-min";
   return s.str();
 }
 

@@ -44,6 +44,9 @@ struct QuantConfig {
   bool act_order = false;      // process columns by descending diag(H)
   bool static_groups = false;  // group grids fixed up front in original column order
   CheckpointFormat checkpoint_format = CheckpointFormat::Gptq;  // constrains asymmetric zero points
+  // Free-min grid (GGUF Q4_1): x = scale * code + min with scale and min free
+  // fp16 values (no integer zero point; grid.h). Asymmetric only.
+  bool free_min = false;
   double percdamp = 0.01;      // damping = percdamp * mean(diag H)
   int64_t blocksize = 128;     // lazy-batch block of columns
   int max_damp_retries = 6;    // Cholesky failures: damping x10 each retry
@@ -56,7 +59,7 @@ struct QuantConfig {
   CaeSource cae_source = CaeSource::Xx;
   bool p1_original = false;  // P1 term uses the original w0 instead of the compensated w
   Variant variant = Variant::Exact;
-  // --- two-stage group scales (clip == TwoStage; see methods/two_stage.h) ---
+  // --- two-stage group scales (clip == TwoStage; see src/methods/two_stage.h) ---
   // Stage 1 candidates: s = beta * s_minmax for beta = 1 -/+ i * scale_beta_step
   // over [scale_beta_min, scale_beta_max] (beta = 1, min-max, always included).
   double scale_beta_step = 0.005;

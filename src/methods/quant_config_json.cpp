@@ -19,7 +19,7 @@ E parse_enum(const nlohmann::json& j, const char* key, const E (&values)[N], con
 }  // namespace
 
 nlohmann::json quant_config_to_json(const QuantConfig& c) {
-  return {{"method", to_string(c.method)},
+  nlohmann::json j{{"method", to_string(c.method)},
           {"bits", c.bits},
           {"group", c.group},
           {"sym", c.sym},
@@ -44,6 +44,8 @@ nlohmann::json quant_config_to_json(const QuantConfig& c) {
           {"scale_beta_min", c.scale_beta_min},
           {"scale_beta_max", c.scale_beta_max},
           {"scale_refine_iters", c.scale_refine_iters}};
+  if (c.free_min) j["free_min"] = true;  // only when set: older manifests and quant files stay identical
+  return j;
 }
 
 QuantConfig quant_config_from_json(const nlohmann::json& j, const std::string& where) {
@@ -75,6 +77,7 @@ QuantConfig quant_config_from_json(const nlohmann::json& j, const std::string& w
     c.scale_beta_min = j.at("scale_beta_min").get<double>();
     c.scale_beta_max = j.at("scale_beta_max").get<double>();
     c.scale_refine_iters = j.at("scale_refine_iters").get<int>();
+    c.free_min = j.value("free_min", false);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(where + ": bad quantizer config: " + e.what());
   }

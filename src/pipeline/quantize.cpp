@@ -26,6 +26,7 @@
 #include "src/model/model.h"
 #include "src/job/block_files.h"
 #include "src/pipeline/block_stats.h"
+#include "src/export/gguf_export.h"
 #include "src/export/gptq_export.h"
 #include "src/job/kill_points.h"
 #include "src/export/model_source.h"
@@ -390,8 +391,13 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   job.quant.validate();
   if (job.activations != "auto" && job.activations != "memory" && job.activations != "disk")
     throw InputError("--activations '" + job.activations + "': expected auto, memory or disk");
-  if (job.format != "fake" && job.format != "gptq")
-    throw InputError("--format '" + job.format + "': expected fake or gptq");
+  if (job.format != "fake" && job.format != "gptq" && job.format != "gguf")
+    throw InputError("--format '" + job.format + "': expected fake, gptq or gguf");
+  if (job.format == "gguf") {  // the GGUF type follows from the grid (the CLI applies --gguf-type)
+    const GgufQuantType t = gguf_type_of(job.quant);
+    const std::string conflict = gguf_grid_conflict(t, job.quant);
+    if (!conflict.empty()) throw InputError(conflict + " conflicts with --format gguf --gguf-type " + to_string(t));
+  }
   KillPoints kill(job.kill_at);
   const auto method = make_method(job.quant);
   const std::string out_parent = fs::absolute(job.out_dir).parent_path().string();
@@ -570,6 +576,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     const GptqExportReport ex = write_gptq_checkpoint(fq_dir, tmp, opts, progress);
     report.gptq_export = ex.to_json();
     fs::remove_all(fq_dir);
+  }
+  if (job.format == "gguf") {  // <out>/model.gguf beside the fake-quant output it is made from
+    TraceSpan span(trace.get(), "write GGUF", trace_cat::kWrite);
+    GgufExportOptions go;
+    go.type = gguf_type_of(job.quant);
+    export_gguf(tmp, tmp + "/model.gguf", go, progress);
   }
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
