@@ -7,6 +7,11 @@ namespace streamq {
 
 const char* to_string(Flow f) { return f == Flow::Fp ? "fp" : "quant"; }
 
+void ActivationStore::adopt(int64_t block, int64_t, const std::vector<Flow>&) {
+  throw InternalError("activation store: boundary " + std::to_string(block) +
+                      " is on disk, but this store keeps nothing on disk to resume from");
+}
+
 namespace {
 
 std::string where(int64_t block, Flow flow, int64_t chunk) {

@@ -18,7 +18,22 @@ namespace streamq {
 
 enum class Flow { Fp = 0, Quant = 1 };
 const char* to_string(Flow f);
+// Both flows, in the order a boundary is written.
+inline const std::vector<Flow> kAllFlows = {Flow::Fp, Flow::Quant};
 
+// What a store holds on disk (the compressed store; zero for memory).
+struct StoreStats {
+  int64_t chunks = 0;
+  uint64_t input_bytes = 0;       // float32 bytes put
+  uint64_t raw_bytes = 0;         // in the storage dtype, before compression
+  uint64_t compressed_bytes = 0;  // zstd payloads
+  uint64_t file_bytes = 0;        // on disk: headers and padding included
+  double ratio() const { return compressed_bytes ? static_cast<double>(raw_bytes) / compressed_bytes : 0.0; }
+};
+
+// The decorators (read-ahead, mirror, trace) forward every call below, so a
+// job holds only the outermost store; the calls a store needs no work for
+// have default implementations.
 class ActivationStore {
  public:
   virtual ~ActivationStore() = default;
@@ -32,6 +47,21 @@ class ActivationStore {
   virtual void drop(int64_t block) = 0;
   // Bytes currently held (memory) or on disk.
   virtual uint64_t bytes_held() const = 0;
+
+  // Returns once every put so far is durable on disk. Memory: nothing to do.
+  virtual void flush() {}
+  // A read-ahead hint: starts reading the chunk in the background and says
+  // whether it did (or needs none). false: not now, or this store has no
+  // background reader (it reads when asked; memory holds everything).
+  virtual bool prefetch(int64_t /*block*/, Flow /*flow*/, int64_t /*chunk*/) { return false; }
+  // A resumed job's boundary `block`, left on disk by an earlier process:
+  // `nchunks` chunks of each of `flows`, taken over and read from disk. Call
+  // before any put of that block. A store with no disk side has nothing to
+  // take over: InternalError (the caller placed a resumed job wrongly).
+  virtual void adopt(int64_t block, int64_t nchunks, const std::vector<Flow>& flows);
+  // What is held on disk for `block` (all blocks when block < 0); empty for
+  // a store with nothing on disk.
+  virtual StoreStats stats(int64_t /*block*/ = -1) const { return {}; }
 };
 
 // Everything in host memory.

@@ -167,8 +167,8 @@ class CompressedStoreImpl final : public CompressedStore {
 
   uint64_t bytes_held() const override { return stats(-1).file_bytes; }
 
-  void adopt(int64_t block, int64_t nchunks) override {
-    for (const Flow flow : {Flow::Fp, Flow::Quant}) {
+  void adopt(int64_t block, int64_t nchunks, const std::vector<Flow>& flows) override {
+    for (const Flow flow : flows) {
       for (int64_t c = 0; c < nchunks; ++c) {
         const std::string w = where(block, flow, c);
         auto e = std::make_shared<Entry>();

@@ -15,15 +15,6 @@
 
 namespace streamq {
 
-struct StoreStats {
-  int64_t chunks = 0;
-  uint64_t input_bytes = 0;       // float32 bytes put
-  uint64_t raw_bytes = 0;         // in the storage dtype, before compression
-  uint64_t compressed_bytes = 0;  // zstd payloads
-  uint64_t file_bytes = 0;        // on disk: headers and padding included
-  double ratio() const { return compressed_bytes ? static_cast<double>(raw_bytes) / compressed_bytes : 0.0; }
-};
-
 // put() returns once the chunk is compressed and its writes are queued (the
 // disk works while the caller goes on); a write that fails later is reported
 // by the next put() or flush(), and its chunk is not stored. get() of a chunk
@@ -34,14 +25,14 @@ class CompressedStore : public ActivationStore {
   // Waits for every queued write, then fsyncs the chunk files written since
   // the last flush and the directory. Throws InternalError naming block, flow,
   // chunk and file for any chunk whose write failed (that chunk stays absent).
-  virtual void flush() = 0;
+  void flush() override = 0;
   // Takes over chunk files of boundary `block` that an earlier process left
-  // in the directory (a resumed job): `nchunks` chunks of each flow, whose
-  // headers are checked now (StoreCorruptionError naming the file when one is
-  // missing or damaged) and whose data is checked by get() as always.
-  virtual void adopt(int64_t block, int64_t nchunks) = 0;
+  // in the directory (a resumed job): `nchunks` chunks of each of `flows`,
+  // whose headers are checked now (StoreCorruptionError naming the file when
+  // one is missing or damaged) and whose data is checked by get() as always.
+  void adopt(int64_t block, int64_t nchunks, const std::vector<Flow>& flows) override = 0;
   // What is held for `block`, or for all blocks when block < 0.
-  virtual StoreStats stats(int64_t block = -1) const = 0;
+  StoreStats stats(int64_t block = -1) const override = 0;
   // "io_uring (registered buffers), O_DIRECT", "posix, buffered", ...
   virtual std::string io_description() const = 0;
 };

@@ -107,11 +107,17 @@ void MirroredStore::flush() {
   on_disk([&] { writer_->flush(); });
 }
 
-void MirroredStore::adopt(int64_t block, int64_t nchunks) {
+void MirroredStore::adopt(int64_t block, int64_t nchunks, const std::vector<Flow>& flows) {
   // Nothing of `block` is queued (no put yet), so the compressed store is
   // called directly, past the I/O thread, under the same lock as every
   // other disk call.
-  on_disk([&] { disk_->adopt(block, nchunks); });
+  on_disk([&] { disk_->adopt(block, nchunks, flows); });
+}
+
+StoreStats MirroredStore::stats(int64_t block) const {
+  // Counters only: no lasting failure to check, and the compressed store
+  // locks its own table.
+  return disk_->stats(block);
 }
 
 bool MirroredStore::prefetch(int64_t block, Flow flow, int64_t chunk) {

@@ -57,14 +57,16 @@ class MirroredStore final : public ActivationStore {
 
   // Returns once every put so far is durable on disk (written and fsynced);
   // rethrows the first failure, naming block, flow, chunk and file.
-  void flush();
+  void flush() override;
   // A resumed job's boundary: its chunk files, left by an earlier process,
   // are taken over (CompressedStore::adopt) and read from disk. Call before
   // any put of that block.
-  void adopt(int64_t block, int64_t nchunks);
+  void adopt(int64_t block, int64_t nchunks, const std::vector<Flow>& flows) override;
   // A read-ahead hint (ReadAheadHint): true at once for a chunk in memory,
   // else PrefetchStore::prefetch of the disk copy.
-  bool prefetch(int64_t block, Flow flow, int64_t chunk);
+  bool prefetch(int64_t block, Flow flow, int64_t chunk) override;
+  // The disk copy's (the queued writes are not on disk yet).
+  StoreStats stats(int64_t block = -1) const override;
 
   CompressedStore& disk() { return *disk_; }
 

@@ -275,10 +275,24 @@ void PrefetchStore::flush() {
     cv_.wait(lk, [&] { return writes_out_ == 0; });
     throw_failure_locked();
   }
-  if (auto* compressed = dynamic_cast<CompressedStore*>(inner_.get())) {
-    std::lock_guard inner_lk(inner_mu_);
-    compressed->flush();
+  std::lock_guard inner_lk(inner_mu_);
+  inner_->flush();
+}
+
+void PrefetchStore::adopt(int64_t block, int64_t nchunks, const std::vector<Flow>& flows) {
+  {
+    std::lock_guard lk(mu_);
+    throw_failure_locked();
   }
+  // Nothing of `block` is queued yet (adopt comes before its puts), so the
+  // inner store is called directly, past the I/O thread.
+  std::lock_guard inner_lk(inner_mu_);
+  inner_->adopt(block, nchunks, flows);
+}
+
+StoreStats PrefetchStore::stats(int64_t block) const {
+  std::lock_guard inner_lk(inner_mu_);
+  return inner_->stats(block);
 }
 
 void PrefetchStore::check() {

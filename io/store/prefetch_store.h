@@ -53,7 +53,7 @@ class PrefetchStore final : public ActivationStore {
   // does nothing) when depth read-aheads are already out, the buffer does not
   // fit the budget, the chunk is already read ahead, or its put is still
   // queued (get() then serves the put's bytes).
-  bool prefetch(int64_t block, Flow flow, int64_t chunk);
+  bool prefetch(int64_t block, Flow flow, int64_t chunk) override;
   // Copies the data and queues the inner put; returns at once unless depth
   // write-behinds are out or the budget is full, then waits for one to end.
   void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) override;
@@ -65,8 +65,12 @@ class PrefetchStore final : public ActivationStore {
   // The inner store's bytes plus the write-behind buffers'.
   uint64_t bytes_held() const override;
   // Waits for every queued put, rethrows the first failure, then flushes the
-  // inner store when it is a CompressedStore (durable on disk).
-  void flush();
+  // inner store (durable on disk).
+  void flush() override;
+  // The inner store's adopt (nothing of `block` may be queued yet).
+  void adopt(int64_t block, int64_t nchunks, const std::vector<Flow>& flows) override;
+  // The inner store's: the queued puts are not on disk yet.
+  StoreStats stats(int64_t block = -1) const override;
   // Rethrows a background failure now, as every call above does first (for a
   // caller that serves some reads elsewhere, io/store/mirrored_store.h).
   void check();

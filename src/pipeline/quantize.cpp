@@ -81,18 +81,6 @@ struct JobStore {
   MirroredStore* mirror = nullptr;       // the mirrored store, if that is the placement
   ReadAheadHint hint;                    // empty without an asynchronous stage
   std::string description;
-  // Every put durable (disk) before a manifest names it.
-  void flush() {
-    if (mirror) mirror->flush();
-    else if (prefetch) prefetch->flush();
-    else if (disk) disk->flush();
-  }
-  // A resumed job's boundary, left on disk by the earlier process.
-  void adopt(int64_t block, int64_t nchunks) {
-    if (mirror) mirror->adopt(block, nchunks);
-    else if (disk) disk->adopt(block, nchunks);
-    else throw InternalError("quantize: a resumed boundary needs an on-disk activation store");
-  }
 };
 
 JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan& plan, int64_t chunk_floats,
@@ -105,6 +93,7 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
   background.budget = budget;
   background.chunk_bytes = static_cast<uint64_t>(chunk_floats) * sizeof(float);
   background.trace = trace;
+  bool io_elsewhere = false;  // a background thread does the disk I/O
   if (plan.placement == Placement::Disk || plan.placement == Placement::MemoryMirrored) {
     CompressedStoreOptions opts;
     opts.dir = wd.acts_dir();
@@ -113,25 +102,21 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
     opts.io = parse_io_path(job.io_path);
     opts.keep_files = !job.workdir.empty();  // a resumable job's boundary survives the process
     auto cs = open_compressed_store(opts, job.io_wrap);
-    s.disk = cs.get();
+    s.on_disk = true;
     const std::string io = cs->io_description();
     if (plan.placement == Placement::MemoryMirrored) {
-      auto ms = std::make_unique<MirroredStore>(std::move(cs), MirrorOptions{background});
-      s.mirror = ms.get();
-      s.hint = [m = ms.get()](int64_t b, Flow f, int64_t c) { return m->prefetch(b, f, c); };
+      inner = std::make_unique<MirroredStore>(std::move(cs), MirrorOptions{background});
+      io_elsewhere = true;
       s.description = "memory, mirrored to the workdir (" + io + ", write-behind depth " +
                       std::to_string(plan.prefetch_depth) + ")";
-      inner = std::move(ms);
     } else {
-      s.description = "disk (" + io + ")";
       inner = std::move(cs);
+      s.description = "disk (" + io + ")";
     }
     if (plan.placement == Placement::Disk && plan.prefetch_depth > 0) {
-      auto ps = std::make_unique<PrefetchStore>(std::move(inner), PrefetchOptions{background});
-      s.prefetch = ps.get();
-      s.hint = [p = ps.get()](int64_t b, Flow f, int64_t c) { return p->prefetch(b, f, c); };
+      inner = std::make_unique<PrefetchStore>(std::move(inner), PrefetchOptions{background});
+      io_elsewhere = true;
       s.description += ", read-ahead/write-behind depth " + std::to_string(plan.prefetch_depth);
-      inner = std::move(ps);
     }
   } else {
     inner = make_memory_store();
@@ -139,7 +124,8 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
   }
   // With an asynchronous stage the disk I/O spans are on its own lane; the
   // loop's spans then measure how long compute waited for it (or copied).
-  s.top = std::make_unique<TracedStore>(std::move(inner), trace, kill, s.prefetch != nullptr || s.mirror != nullptr);
+  s.top = std::make_unique<TracedStore>(std::move(inner), trace, kill, io_elsewhere);
+  s.hint = [top = s.top.get()](int64_t b, Flow f, int64_t c) { return top->prefetch(b, f, c); };
   return s;
 }
 
@@ -318,6 +304,11 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   ReadAhead ahead(c.store.hint, b, ReadAhead::propagate_order(c.ch.nchunks));
   for (int64_t ck = 0; ck < c.ch.nchunks; ++ck) {
     const int64_t nseq = c.ch.seqs(ck, job.nsamples);
+    const std::vector<int64_t> lens = c.ch.lens(ck);  // samples of their own lengths; empty: nseq x seqlen
+    auto forward = [&](const BlockWeights& bw) {
+      if (lens.empty()) block_forward(be, cfg, bw, c.rope, x.data(), nseq, job.seqlen);
+      else block_forward(be, cfg, bw, c.rope, x.data(), lens);
+    };
     store.get(b, Flow::Quant, ck, &x);
     ahead.consumed(2 * ck);
     {
@@ -342,8 +333,8 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   if (c.store.disk) {
     TraceSpan span(c.trace, "flush activations", trace_cat::kWait);
     span.arg("block", b + 1);
-    c.store.flush();
-    const StoreStats s = c.store.disk->stats(b + 1);
+    c.store.top->flush();
+    const StoreStats s = c.store.top->stats(b + 1);
     br.activation_raw_bytes = s.raw_bytes;
     br.activation_compressed_bytes = s.compressed_bytes;
     c.kill.hit("flush");
@@ -358,9 +349,9 @@ void write_first_boundary(const Model& model, const std::vector<int32_t>& calib,
                           const QuantizeJob& job, JobStore& store) {
   std::vector<float> x;
   for (int64_t c = 0; c < ch.nchunks; ++c) {
-    const int64_t nseq = ch.seqs(c, job.nsamples);
-    x.resize(static_cast<size_t>(nseq * job.seqlen * model.config().hidden));
-    model.embed(calib.data() + c * ch.seqs_per_chunk * job.seqlen, nseq * job.seqlen, x.data());
+    const int64_t tokens = ch.tokens(c, job.nsamples, job.seqlen);
+    x.resize(static_cast<size_t>(tokens * model.config().hidden));
+    model.embed(calib.data() + ch.first_token(c, job.seqlen), tokens, x.data());
     store.top->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
     store.top->put(0, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
   }
@@ -386,7 +377,6 @@ bool finished_output(const Workdir& wd, const std::string& out, QuantizeReport* 
 
 QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch total;
-  use_plan_allocator_policy();  // freed buffers go back to the kernel, as the memory plan assumes
   const uint64_t baseline_rss = peak_rss_bytes();  // binary, libraries, thread pools
   job.quant.validate();
   if (job.activations != "auto" && job.activations != "memory" && job.activations != "disk")
@@ -539,7 +529,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     for (const auto& lr : br.linears) rel += lr.weight_sq > 0 ? lr.objective / lr.weight_sq : 0;
     rel /= static_cast<double>(br.linears.size());
     char extra[96];
-    std::snprintf(extra, sizeof extra, "rel-err %.3e  rss %.0f MiB", rel, peak_rss_bytes() / 1048576.0);
+    std::snprintf(extra, sizeof extra, "rel-err %.3e  rss %.0f MiB",
+                  mean_relative_objective(std::span(report.blocks).last(1)), peak_rss_bytes() / 1048576.0);
     prog.step(extra);
     report.blocks.push_back(std::move(br));
   }

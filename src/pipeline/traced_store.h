@@ -33,6 +33,12 @@ class TracedStore final : public ActivationStore {
   }
   void drop(int64_t block) override { inner_->drop(block); }
   uint64_t bytes_held() const override { return inner_->bytes_held(); }
+  void flush() override { inner_->flush(); }
+  bool prefetch(int64_t block, Flow flow, int64_t chunk) override { return inner_->prefetch(block, flow, chunk); }
+  void adopt(int64_t block, int64_t nchunks, const std::vector<Flow>& flows) override {
+    inner_->adopt(block, nchunks, flows);
+  }
+  StoreStats stats(int64_t block = -1) const override { return inner_->stats(block); }
 
  private:
   std::unique_ptr<ActivationStore> inner_;

@@ -331,7 +331,7 @@ TEST(CompressedStore, AdoptChecksHeadersAsGetDoes) {
   auto expect_adopt_fails = [&](const std::string& why) {
     auto s = open_compressed_store(o);
     try {
-      s->adopt(4, 1);
+      s->adopt(4, 1, kAllFlows);
       FAIL() << "damaged chunk adopted without error";
     } catch (const StoreCorruptionError& e) {
       expect_names(e, 4, "quant", 0);
@@ -343,7 +343,7 @@ TEST(CompressedStore, AdoptChecksHeadersAsGetDoes) {
   write_block();
   {
     auto s = open_compressed_store(o);
-    s->adopt(4, 1);
+    s->adopt(4, 1, kAllFlows);
     std::vector<float> out;
     s->get(4, Flow::Quant, 0, &out);
     expect_same_bits(out, data, "adopted chunk");

@@ -82,7 +82,7 @@ TEST_F(MirroredStoreTest, ReadsComeFromMemoryAndFlushMakesEveryChunkDurable) {
   // Another process's view: a fresh store on the same directory takes the
   // boundary over and reads every float back, while this one is still open.
   auto fresh = open_compressed_store(options());
-  fresh->adopt(3, 4);
+  fresh->adopt(3, 4, kAllFlows);
   for (const auto& [key, v] : put) {
     fresh->get(3, static_cast<Flow>(key.first), key.second, &out);
     EXPECT_EQ(std::memcmp(out.data(), v.data(), v.size() * sizeof(float)), 0);
@@ -102,7 +102,7 @@ TEST_F(MirroredStoreTest, AdoptedBoundaryIsReadFromDiskThenMemoryTakesOver) {
     earlier->flush();
   }
   auto s = open();
-  s->adopt(2, 3);
+  s->adopt(2, 3, kAllFlows);
   EXPECT_EQ(s->bytes_held(), 0u);  // nothing of it in memory
   std::vector<float> out;
   for (int64_t c = 0; c < 3; ++c) {

@@ -1,0 +1,120 @@
+// The ActivationStore calls a job makes through its outermost store (flush,
+// prefetch, adopt, stats) reach the store that does the work, through every
+// decorator, and a store that needs none of them answers with its defaults.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "src/core/error.h"
+#include "io/store/chunk_header.h"
+#include "io/store/compressed_store.h"
+#include "io/store/mirrored_store.h"
+#include "io/store/prefetch_store.h"
+#include "tests/support/test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace streamq {
+namespace {
+
+// A memory store that records the calls a decorator passes down.
+class RecordingStore final : public ActivationStore {
+ public:
+  int flushes = 0;
+  std::vector<std::tuple<int64_t, int64_t, std::vector<Flow>>> adopted;
+  mutable int stats_calls = 0;
+
+  void put(int64_t b, Flow f, int64_t c, const float* d, int64_t n) override { mem_->put(b, f, c, d, n); }
+  void get(int64_t b, Flow f, int64_t c, std::vector<float>* out) override { mem_->get(b, f, c, out); }
+  void drop(int64_t b) override { mem_->drop(b); }
+  uint64_t bytes_held() const override { return mem_->bytes_held(); }
+  void flush() override { ++flushes; }
+  void adopt(int64_t b, int64_t n, const std::vector<Flow>& flows) override { adopted.emplace_back(b, n, flows); }
+  StoreStats stats(int64_t b) const override {
+    ++stats_calls;
+    StoreStats s;
+    s.chunks = b;
+    return s;
+  }
+
+ private:
+  std::unique_ptr<ActivationStore> mem_ = make_memory_store();
+};
+
+TEST(StoreInterface, MemoryStoreNeedsNoFlushHasNoReadAheadAndCannotAdopt) {
+  auto s = make_memory_store();
+  s->flush();
+  EXPECT_FALSE(s->prefetch(0, Flow::Quant, 0));
+  EXPECT_EQ(s->stats(0).chunks, 0);
+  try {
+    s->adopt(3, 2, kAllFlows);
+    FAIL() << "a memory store adopted a boundary from disk";
+  } catch (const InternalError& e) {
+    EXPECT_NE(std::string(e.what()).find("boundary 3"), std::string::npos) << e.what();
+  }
+}
+
+TEST(StoreInterface, PrefetchStorePassesFlushAdoptAndStatsDown) {
+  auto rec = std::make_unique<RecordingStore>();
+  RecordingStore* inner = rec.get();
+  PrefetchStore s(std::move(rec), PrefetchOptions{});
+  const std::vector<float> v(100, 1.5f);
+  s.put(1, Flow::Quant, 0, v.data(), 100);
+  s.flush();  // the queued put first, then the inner flush
+  EXPECT_EQ(inner->flushes, 1);
+  std::vector<float> out;
+  s.get(1, Flow::Quant, 0, &out);
+  EXPECT_EQ(out, v);
+  s.adopt(4, 2, {Flow::Quant});
+  ASSERT_EQ(inner->adopted.size(), 1u);
+  EXPECT_EQ(inner->adopted[0], std::make_tuple(int64_t{4}, int64_t{2}, std::vector<Flow>{Flow::Quant}));
+  EXPECT_EQ(s.stats(7).chunks, 7);
+  EXPECT_EQ(inner->stats_calls, 1);
+}
+
+// A boundary of the quantized flow alone (a method that never reads the FP
+// flow), left by one process and adopted by the next through the decorators.
+TEST(StoreInterface, OneFlowBoundaryIsAdoptedThroughEveryDecorator) {
+  test::ScratchDir dir("store-interface");
+  CompressedStoreOptions opts;
+  opts.dir = dir.file("acts");
+  opts.storage = DType::F32;
+  opts.keep_files = true;
+  std::vector<std::vector<float>> put;
+  {
+    auto earlier = open_compressed_store(opts);
+    for (int64_t c = 0; c < 3; ++c) {
+      put.emplace_back(5000 + 100 * c, 0.25f * static_cast<float>(c + 1));
+      earlier->put(2, Flow::Quant, c, put.back().data(), static_cast<int64_t>(put.back().size()));
+    }
+    earlier->flush();
+    EXPECT_EQ(earlier->stats(2).chunks, 3);
+  }
+  for (const bool mirrored : {false, true}) {
+    SCOPED_TRACE(mirrored ? "mirrored" : "read-ahead");
+    std::unique_ptr<ActivationStore> s;
+    if (mirrored) s = std::make_unique<MirroredStore>(open_compressed_store(opts), MirrorOptions{});
+    else s = std::make_unique<PrefetchStore>(open_compressed_store(opts), PrefetchOptions{});
+    s->adopt(2, 3, {Flow::Quant});
+    EXPECT_EQ(s->stats(2).chunks, 3);
+    std::vector<float> out;
+    for (int64_t c = 0; c < 3; ++c) {
+      s->prefetch(2, Flow::Quant, c);  // a hint: may be refused
+      s->get(2, Flow::Quant, c, &out);
+      EXPECT_EQ(out, put[static_cast<size_t>(c)]) << c;
+    }
+  }
+  // Asking for a flow the earlier process never wrote names the missing file.
+  auto s = open_compressed_store(opts);
+  try {
+    s->adopt(2, 3, kAllFlows);
+    FAIL() << "adopted a boundary whose FP flow is absent";
+  } catch (const StoreCorruptionError& e) {
+    EXPECT_NE(std::string(e.what()).find(fs::path(compressed_chunk_path(opts.dir, 2, Flow::Fp, 0)).filename().string()),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace streamq
