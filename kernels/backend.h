@@ -1,11 +1,20 @@
-// The compute interface every backend (CPU now, CUDA next) implements. Buffers
-// are raw pointers in the backend's memory space, row-major, with a shape
-// comment per argument; nothing here knows about models or files.
+// The compute interface every backend (CPU now, CUDA next) implements, in the
+// shape of ggml-backend: a backend owns its memory (typed buffers from a
+// budgeted pool, copies in and out queued with the ops, synchronize), says
+// which ops it has (supports(op)), and runs them. Op arguments are raw
+// pointers into the backend's own memory (Buffer<T>::data(), or an offset
+// into one), row-major, with a shape comment per argument; nothing here knows
+// about models or files.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "kernels/gptq_sweep_problem.h"
+#include "kernels/memory_ledger.h"
 
 namespace streamq {
 
@@ -13,7 +22,8 @@ enum class Trans { N, T };
 
 // Rotary embedding tables for positions [0, max_pos): cos/sin of shape
 // [max_pos, head_dim/2]. Built once per model by the caller (model knows theta
-// and rope scaling), consumed by Backend::rope.
+// and rope scaling), consumed by Backend::rope; the tables live in the
+// backend's memory like any other op argument.
 struct RopeTable {
   int64_t max_pos = 0;
   int64_t half_dim = 0;
@@ -21,11 +31,129 @@ struct RopeTable {
   const float* sin = nullptr;  // [max_pos, half_dim]
 };
 
+// Every op of the interface, for supports() and for naming ops in reports.
+enum class Op {
+  GemmF32,
+  GemmF64,
+  CholeskyLower,
+  InvertLowerTriangular,
+  InverseUpperFactor,
+  Rmsnorm,
+  Rope,
+  Attention,
+  Swiglu,
+  AddInplace,
+  AddBias,
+  GramBf16,
+  GptqSweep32,  // gptq_sweep(..., SweepPrecision::F32)
+  GptqSweep64,  // gptq_sweep(..., SweepPrecision::F64)
+};
+inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
+                                 Op::InverseUpperFactor, Op::Rmsnorm, Op::Rope,     Op::Attention,
+                                 Op::Swiglu,     Op::AddInplace, Op::AddBias,       Op::GramBf16,
+                                 Op::GptqSweep32, Op::GptqSweep64};
+// "gemm_f32", "gptq_sweep64", ...
+const char* op_name(Op op);
+
+// The arithmetic of Backend::gptq_sweep: float32 throughout (what a GPU
+// runs), or the same loops in float64 on the same float inputs (the
+// reference every float32 sweep is held to).
+enum class SweepPrecision { F32, F64 };
+
+class Backend;
+
+// count elements of T in one backend's memory (host memory for the CPU,
+// device memory for CUDA), drawn from that backend's budgeted pool and
+// returned to it on destruction. Move-only; a default-constructed one holds
+// nothing. Contents start uninitialized. data() may be dereferenced on the
+// host only when backend()->host_addressable(); otherwise it is an argument
+// for the backend's ops and copies. The backend must outlive its buffers.
+template <typename T>
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Buffer&&) noexcept = default;
+  Buffer& operator=(Buffer&&) noexcept = default;
+
+  T* data() const { return mem_.get(); }
+  size_t size() const { return mem_.size(); }
+  uint64_t bytes() const { return mem_.bytes(); }
+  bool empty() const { return mem_.size() == 0; }
+  Backend* backend() const { return owner_; }
+  void reset() {
+    mem_.reset();
+    owner_ = nullptr;
+  }
+
+ private:
+  friend class Backend;
+  Buffer(Backend* owner, PoolBuffer<T> mem) : owner_(owner), mem_(std::move(mem)) {}
+  Backend* owner_ = nullptr;
+  PoolBuffer<T> mem_;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
 
+  // ---- which ops this backend has. Calling one it lacks throws
+  // InternalError (check_supported); nothing ever falls back silently.
+  virtual bool supports(Op op) const = 0;
+
+  // ---- memory. Every buffer comes from this ledger: its limit (a
+  // --gpu-mem-limit style budget), what is in use, the high-water mark.
+  virtual MemoryLedger& memory() = 0;
+  // True when the backend's memory is host memory (the CPU backend): buffers
+  // and host arrays are then interchangeable as op arguments.
+  virtual bool host_addressable() const = 0;
+
+  // Copies, queued in order with the ops (asynchronous where the backend is:
+  // the host side must stay valid and unchanged until synchronize()).
+  // `dst`/`src` on the backend side are pointers into this backend's memory.
+  virtual void copy_from_host(void* dst, const void* host_src, uint64_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, uint64_t bytes) = 0;
+  virtual void copy_within(void* dst, const void* src, uint64_t bytes) = 0;
+  // Sets `bytes` bytes at dst to `value`.
+  virtual void fill_bytes(void* dst, unsigned char value, uint64_t bytes) = 0;
+  // Returns once every queued op and copy has finished (their errors surface
+  // here at the latest).
+  virtual void synchronize() = 0;
+
+  // Typed conveniences over the above.
+  template <typename T>
+  Buffer<T> alloc(size_t count, const std::string& what) {
+    return Buffer<T>(this, PoolBuffer<T>(memory(), count, what));
+  }
+  // Queues src[0, count) -> dst[offset, offset + count).
+  template <typename T>
+  void upload(const Buffer<T>& dst, const T* src, size_t count, size_t offset = 0) {
+    check_range(dst.backend(), dst.size(), offset, count, "upload");
+    if (count > 0) copy_from_host(dst.data() + offset, src, count * sizeof(T));
+  }
+  // Queues src[offset, offset + count) -> dst[0, count).
+  template <typename T>
+  void download(T* dst, const Buffer<T>& src, size_t count, size_t offset = 0) {
+    check_range(src.backend(), src.size(), offset, count, "download");
+    if (count > 0) copy_to_host(dst, src.data() + offset, count * sizeof(T));
+  }
+  // A new buffer holding a copy of host (queued: host must outlive the copy).
+  template <typename T>
+  Buffer<T> upload_new(const std::vector<T>& host, const std::string& what) {
+    Buffer<T> b = alloc<T>(host.size(), what);
+    upload(b, host.data(), host.size());
+    return b;
+  }
+  // The whole buffer on the host: waits for everything queued before.
+  template <typename T>
+  std::vector<T> download_all(const Buffer<T>& src) {
+    std::vector<T> host(src.size());
+    download(host.data(), src, src.size());
+    synchronize();
+    return host;
+  }
+
+  // ---- ops (pointers in this backend's memory).
   // C[m,n] = alpha * op(A) * op(B) + beta * C. op(A) is [m,k], op(B) is [k,n].
   // lda/ldb/ldc are row strides of the stored (untransposed) matrices.
   virtual void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha,
@@ -34,10 +162,15 @@ class Backend {
   virtual void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha,
                     const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
                     double* c, int64_t ldc) = 0;
+  // h[n,n] = beta * h + x^T x for x bf16 bits [tokens, n], float32
+  // accumulation of the exact bf16 products (the Hessian's Gram product).
+  virtual void gram_bf16_accumulate(const uint16_t* x_bf16 /*[tokens, n]*/, int64_t n, int64_t tokens,
+                                    float* h /*[n, n]*/, float beta) = 0;
 
   // In-place Cholesky of a symmetric positive definite a[n,n]: on success the
   // lower triangle holds L with a = L L^T and the strict upper triangle is zeroed.
   // Returns false (a is then unspecified) when a is not positive definite.
+  // Returns once the answer is known (a synchronization on a device).
   virtual bool cholesky_lower(double* a, int64_t n) = 0;
   // In-place inverse of a lower-triangular l[n,n] (strict upper stays zero).
   virtual void invert_lower_triangular(double* l, int64_t n) = 0;
@@ -66,10 +199,33 @@ class Backend {
   virtual void add_inplace(float* y, const float* x, int64_t n) = 0;
   // y[rows, cols] += bias[cols] broadcast over rows.
   virtual void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
+
+  // The exact-variant GPTQ sweep of one linear (kernels/gptq_sweep_problem.h;
+  // src/methods/sweep_problem.h builds the problem from a factored Hessian
+  // and a config). Every pointer of p and out is in this backend's memory.
+  // Returns once the outputs are written; throws InternalError naming the
+  // first non-finite weight (row, original column).
+  virtual void gptq_sweep(const SweepProblem& p, const SweepOutput& out, SweepPrecision precision) = 0;
+
+ protected:
+  // Throws InternalError when !supports(op): "<backend> does not support <op>".
+  void check_supported(Op op) const;
+
+ private:
+  void check_range(const Backend* owner, size_t size, size_t offset, size_t count, const char* what) const;
+};
+
+// The CPU backend's options.
+struct CpuBackendOptions {
+  // Bytes its pool may hold at once (buffers only; ops' own scratch is
+  // not counted). Unlimited by default: host memory is budgeted by the
+  // pipeline's memory plan (--host-mem-limit).
+  uint64_t memory_limit = UINT64_MAX;
 };
 
 // The CPU backend: OpenBLAS for GEMM, LAPACKE for factorizations, oneTBB for
-// the parallel loops.
-std::unique_ptr<Backend> make_cpu_backend();
+// the parallel loops; every op supported (it is the fallback and the
+// reference the op tests hold other backends to).
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
 
 }  // namespace streamq

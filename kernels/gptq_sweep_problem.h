@@ -1,9 +1,10 @@
 // The exact-variant GPTQ sweep (GPTQ, GPTAQ's P1, CAE's P2) as a plain problem
 // of raw arrays, sizes and grid options, shared by the float32 CPU twin
 // (kernels/cpu/gptq_sweep.h) and the CUDA sweep (kernels/cuda/gptq_sweep.cuh).
-// kernels/ knows no src/methods types: callers translate FactoredHessian +
-// QuantConfig into this (tests/support/gptq_sweep_adapter.h). The grid math lives here
-// too, written once for host and device, so both sides round alike.
+// Backend::gptq_sweep runs it. kernels/ knows no src/methods types:
+// src/methods/sweep_problem.h translates FactoredHessian + QuantConfig into
+// this. The grid math lives here too, written once for host and device, so
+// both sides round alike.
 #pragma once
 
 #include <cmath>

@@ -1,6 +1,10 @@
 // The CPU Backend: a thin class forwarding each op to its free function in
-// the cpu_*.cpp file of its family, plus the shared argument checks.
+// the kernels/cpu file of its family, plus the shared argument checks; its
+// memory is aligned host memory under a MemoryLedger, its copies are memcpy
+// (already complete when they return, so synchronize() has nothing to wait for).
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "src/core/error.h"
@@ -8,6 +12,7 @@
 extern "C" void openblas_set_num_threads(int num_threads);
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/gptq_sweep.h"
 
 namespace streamq::cpu {
 
@@ -21,13 +26,45 @@ int checked_int(int64_t v, const char* op, const char* what) {
 
 namespace {
 
+// Cache-line alignment: no false sharing between buffers that TBB tasks
+// write, and what vectorized loops prefer; std::aligned_alloc wants the size
+// rounded up to it.
+constexpr uint64_t kCpuBufferAlignment = 64;
+
+void* cpu_allocate(uint64_t bytes) {
+  const uint64_t rounded = (bytes + kCpuBufferAlignment - 1) / kCpuBufferAlignment * kCpuBufferAlignment;
+  return std::aligned_alloc(kCpuBufferAlignment, static_cast<size_t>(rounded));  // nullptr: no room
+}
+
 class CpuBackend final : public Backend {
  public:
   // OpenBLAS runs single-threaded; parallelism comes from oneTBB tiles (see
-  // cpu_gemm.cpp), which keeps results independent of the thread count.
-  CpuBackend() { openblas_set_num_threads(1); }
+  // gemm.cpp), which keeps results independent of the thread count.
+  explicit CpuBackend(const CpuBackendOptions& options)
+      : memory_(options.memory_limit, cpu_allocate, [](void* p) { std::free(p); },
+                "the CPU backend's memory limit (CpuBackendOptions)", "CPU backend memory pool") {
+    openblas_set_num_threads(1);
+  }
 
   std::string name() const override { return "cpu"; }
+  // The fallback and the reference: every op.
+  bool supports(Op) const override { return true; }
+
+  MemoryLedger& memory() override { return memory_; }
+  bool host_addressable() const override { return true; }
+  void copy_from_host(void* dst, const void* host_src, uint64_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, host_src, static_cast<size_t>(bytes));
+  }
+  void copy_to_host(void* host_dst, const void* src, uint64_t bytes) override {
+    if (bytes > 0) std::memcpy(host_dst, src, static_cast<size_t>(bytes));
+  }
+  void copy_within(void* dst, const void* src, uint64_t bytes) override {
+    if (bytes > 0) std::memmove(dst, src, static_cast<size_t>(bytes));
+  }
+  void fill_bytes(void* dst, unsigned char value, uint64_t bytes) override {
+    if (bytes > 0) std::memset(dst, value, static_cast<size_t>(bytes));
+  }
+  void synchronize() override {}
 
   void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
             int64_t lda, const float* b, int64_t ldb, float beta, float* c,
@@ -38,6 +75,10 @@ class CpuBackend final : public Backend {
             int64_t lda, const double* b, int64_t ldb, double beta, double* c,
             int64_t ldc) override {
     cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h,
+                            float beta) override {
+    cpu::gram_bf16_accumulate(x_bf16, n, tokens, h, beta);
   }
 
   bool cholesky_lower(double* a, int64_t n) override { return cpu::cholesky_lower(a, n); }
@@ -67,6 +108,16 @@ class CpuBackend final : public Backend {
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     cpu::add_bias(y, bias, rows, cols);
   }
+
+  void gptq_sweep(const SweepProblem& p, const SweepOutput& out, SweepPrecision precision) override {
+    if (precision == SweepPrecision::F32)
+      cpu_gptq_sweep32(p, out);
+    else
+      cpu_gptq_sweep64(p, out);
+  }
+
+ private:
+  MemoryLedger memory_;
 };
 
 }  // namespace
@@ -74,6 +125,8 @@ class CpuBackend final : public Backend {
 
 namespace streamq {
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<cpu::CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
+  return std::make_unique<cpu::CpuBackend>(options);
+}
 
 }  // namespace streamq

@@ -1,6 +1,6 @@
 // The CPU implementations of the Backend ops as free functions, one file per
 // op family, named as its CUDA twin in kernels/cuda/ (gemm, linalg, rmsnorm,
-// elementwise, rope, attention, gptq_sweep).
+// elementwise, rope, attention; gptq_sweep.h holds the sweep).
 // CpuBackend forwards to these; CUDA tests use them as the reference twin.
 #pragma once
 
@@ -20,6 +20,7 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
+void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h, float beta);
 
 // linalg.cpp: LAPACKE factorizations (see Backend for the contracts).
 bool cholesky_lower(double* a, int64_t n);

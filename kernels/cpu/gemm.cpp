@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <string>
 
+#include <vector>
+
+#include "src/core/dtype.h"
 #include "src/core/error.h"
 #include "kernels/cpu/cpu_ops.h"
 
@@ -109,6 +112,21 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   gemm_any<double>("gemm<f64>", ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// The bf16 values widened to float (exact), then the float GEMM: bf16
+// products are exact in float, so this is an fp32 accumulation of the exact
+// products, as cuda_gram_bf16_accumulate computes it (up to summation order).
+void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h, float beta) {
+  if (n < 0 || tokens < 0)
+    throw InternalError("gram_bf16_accumulate: negative size (n=" + std::to_string(n) + ", tokens=" +
+                        std::to_string(tokens) + ")");
+  std::vector<float> x(static_cast<size_t>(n * tokens));
+  tbb::parallel_for(int64_t{0}, tokens, [&](int64_t t) {
+    for (int64_t i = 0; i < n; ++i) x[t * n + i] = bf16_to_f32(x_bf16[t * n + i]);
+  });
+  gemm(Trans::T, Trans::N, n, n, tokens, 1.0f, x.data(), std::max<int64_t>(1, n), x.data(),
+       std::max<int64_t>(1, n), beta, h, std::max<int64_t>(1, n));
 }
 
 }  // namespace streamq::cpu

@@ -1,7 +1,7 @@
 // The CUDA Backend: owns a stream, a cuBLAS and a cuSOLVER handle bound to it,
 // and their workspaces from the pool; each op forwards to its launcher in the
 // kernels/cuda file of its family (gemm, linalg, rmsnorm, rope, attention,
-// elementwise).
+// elementwise, gptq_sweep); buffers and copies go through the pool and the stream.
 #include "kernels/cuda/cuda_backend.h"
 
 #include <string>
@@ -11,6 +11,7 @@
 #include "kernels/cuda/cuda_raii.h"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/gemm.cuh"
+#include "kernels/cuda/gptq_sweep.cuh"
 #include "kernels/cuda/linalg.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
@@ -26,7 +27,8 @@ constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 class CudaBackendImpl final : public CudaBackend {
  public:
   explicit CudaBackendImpl(DevicePool& pool)
-      : cublas_workspace_(pool.allocate<unsigned char>(kCublasWorkspaceBytes,
+      : pool_(pool),
+        cublas_workspace_(pool.allocate<unsigned char>(kCublasWorkspaceBytes,
                                                        "cuBLAS workspace of the CUDA backend")),
         cublas_(stream_.get()),
         cusolver_(stream_.get()),
@@ -47,6 +49,31 @@ class CudaBackendImpl final : public CudaBackend {
   std::string name() const override { return "cuda"; }
   cudaStream_t stream() const override { return stream_.get(); }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
+
+  // No float64 sweep on the GPU: the float32 sweep is held to the CPU's.
+  bool supports(Op op) const override { return op != Op::GptqSweep64; }
+  MemoryLedger& memory() override { return pool_.ledger(); }
+  bool host_addressable() const override { return false; }
+  // Asynchronous on the stream. With pageable host memory (all callers
+  // today) the driver stages an upload before returning; the interface still
+  // asks for the host side to stay valid until synchronize(), which pinned
+  // staging buffers will need.
+  void copy_from_host(void* dst, const void* host_src, uint64_t bytes) override {
+    if (bytes > 0) CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_.get()));
+  }
+  void copy_to_host(void* host_dst, const void* src, uint64_t bytes) override {
+    if (bytes > 0) CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
+  }
+  void copy_within(void* dst, const void* src, uint64_t bytes) override {
+    if (bytes > 0) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+  }
+  void fill_bytes(void* dst, unsigned char value, uint64_t bytes) override {
+    if (bytes > 0) CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, stream_.get()));
+  }
+  void gptq_sweep(const SweepProblem& p, const SweepOutput& out, SweepPrecision precision) override {
+    check_supported(precision == SweepPrecision::F32 ? Op::GptqSweep32 : Op::GptqSweep64);
+    cuda_gptq_sweep_device(stream_.get(), cublas_.get(), p, out);
+  }
 
   void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
             int64_t lda, const float* b, int64_t ldb, float beta, float* c,
@@ -98,6 +125,7 @@ class CudaBackendImpl final : public CudaBackend {
  private:
   // Declaration order is destruction order reversed: the handles go before
   // the workspace they point at, and everything before the stream.
+  DevicePool& pool_;
   CudaStream stream_;
   PoolBuffer<unsigned char> cublas_workspace_;
   CublasHandle cublas_;

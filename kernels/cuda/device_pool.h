@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/cuda/device_pool_budget.h"
+#include "kernels/memory_ledger.h"
 
 namespace streamq {
 
@@ -35,9 +35,11 @@ class DevicePool {
   uint64_t limit() const { return ledger_.limit(); }
   uint64_t in_use() const { return ledger_.in_use(); }
   uint64_t high_water() const { return ledger_.high_water(); }
+  // The ledger itself: what Backend::memory() hands out.
+  MemoryLedger& ledger() { return ledger_; }
 
  private:
-  DeviceMemoryLedger ledger_;
+  MemoryLedger ledger_;
 };
 
 }  // namespace streamq

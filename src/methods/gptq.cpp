@@ -22,6 +22,15 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The float64 methods pass host vectors to backend ops: that needs a backend
+// whose memory is the host's. A device runs gptq_sweep_on_backend
+// (sweep_problem.h) instead.
+void require_host_backend(const Backend& be, const char* who) {
+  if (!be.host_addressable())
+    throw InternalError(std::string(who) + ": runs on host memory, backend " + be.name() +
+                        " is not host-addressable (use gptq_sweep_on_backend)");
+}
+
 QuantResult make_result(int64_t m, int64_t n, const QuantConfig& cfg) {
   QuantResult r;
   r.rows = m;
@@ -109,6 +118,7 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
                                const std::vector<double>* cross, int64_t n, const QuantConfig& cfg,
                                CompensationForm form) {
   cfg.validate();
+  require_host_backend(backend, "factor_hessian");
   const auto t0 = std::chrono::steady_clock::now();
   FactoredHessian f;
   f.n = n;
@@ -183,6 +193,7 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
 QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64_t n,
                           const FactoredHessian& f, const QuantConfig& cfg) {
   cfg.validate();
+  require_host_backend(backend, "gptq_quantize");
   if (f.n != n) throw InternalError("gptq_quantize: factored Hessian is " + std::to_string(f.n) + " wide, W has " +
                                     std::to_string(n) + " columns");
   QuantResult r = make_result(m, n, cfg);
@@ -394,6 +405,7 @@ QuantResult gptq_quantize(Backend& backend, const double* w_in, int64_t m, int64
 
 double layer_objective(Backend& backend, const double* w, const QuantResult& r,
                        const std::vector<double>& xx_sum, int64_t tokens) {
+  require_host_backend(backend, "layer_objective");
   const int64_t m = r.rows, n = r.cols;
   std::vector<double> d(static_cast<size_t>(m * n)), dh(static_cast<size_t>(m * n));
   for (size_t i = 0; i < d.size(); ++i) d[i] = w[i] - r.dequant[i];

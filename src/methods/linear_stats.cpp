@@ -1,10 +1,24 @@
-// Chunked accumulation of X^T X.
+// Chunked accumulation of X^T X: each chunk's float product in a buffer of
+// the backend that computes it, summed into float64 on the host.
 #include "src/methods/linear_stats.h"
 
 #include "src/core/error.h"
 #include "kernels/backend.h"
 
 namespace streamq {
+namespace {
+
+// The product on the host: read in place on a host backend (no copy, the
+// bytes it always summed), downloaded into `staging` otherwise.
+const float* on_host(Backend& be, const Buffer<float>& product, std::vector<float>& staging) {
+  if (be.host_addressable()) return product.data();
+  staging.resize(product.size());
+  be.download(staging.data(), product, product.size());
+  be.synchronize();
+  return staging.data();
+}
+
+}  // namespace
 
 LinearStats::LinearStats(int64_t in_features)
     : n_(in_features), xx_(static_cast<size_t>(in_features * in_features), 0.0) {}
@@ -15,9 +29,10 @@ void LinearStats::accumulate(Backend& backend, const float* x, int64_t tokens, i
 }
 
 void LinearStats::add_xx(Backend& backend, const float* x, int64_t tokens, int64_t nseq) {
-  chunk_.assign(static_cast<size_t>(n_ * n_), 0.0f);
-  backend.gemm(Trans::T, Trans::N, n_, n_, tokens, 1.0f, x, n_, x, n_, 0.0f, chunk_.data(), n_);
-  for (size_t i = 0; i < xx_.size(); ++i) xx_[i] += chunk_[i];
+  const Buffer<float> product = backend.alloc<float>(static_cast<size_t>(n_ * n_), "X^T X of one chunk");
+  backend.gemm(Trans::T, Trans::N, n_, n_, tokens, 1.0f, x, n_, x, n_, 0.0f, product.data(), n_);
+  const float* chunk = on_host(backend, product, staging_);
+  for (size_t i = 0; i < xx_.size(); ++i) xx_[i] += chunk[i];
   tokens_ += tokens;
   nseq_ += nseq;
 }
@@ -25,12 +40,17 @@ void LinearStats::add_xx(Backend& backend, const float* x, int64_t tokens, int64
 void LinearStats::accumulate(Backend& backend, const float* x, const float* x_fp, int64_t tokens, int64_t nseq) {
   if (tokens_ > 0 && dxx_.empty())
     throw InternalError("LinearStats: cross term requested after chunks without one");
+  // dX = x_fp - x is formed on the host: the interface has no subtraction
+  // op yet, so this path needs a backend whose memory the host can read.
+  if (!backend.host_addressable())
+    throw InternalError("LinearStats: the cross term needs a host-addressable backend, not " + backend.name());
   if (dxx_.empty()) dxx_.assign(static_cast<size_t>(n_ * n_), 0.0);
-  diff_.resize(static_cast<size_t>(tokens * n_));
-  for (size_t i = 0; i < diff_.size(); ++i) diff_[i] = x_fp[i] - x[i];
-  chunk_.assign(static_cast<size_t>(n_ * n_), 0.0f);
-  backend.gemm(Trans::T, Trans::N, n_, n_, tokens, 1.0f, diff_.data(), n_, x, n_, 0.0f, chunk_.data(), n_);
-  for (size_t i = 0; i < dxx_.size(); ++i) dxx_[i] += chunk_[i];
+  Buffer<float> diff = backend.alloc<float>(static_cast<size_t>(tokens * n_), "dX of one chunk");
+  for (size_t i = 0; i < diff.size(); ++i) diff.data()[i] = x_fp[i] - x[i];
+  const Buffer<float> product = backend.alloc<float>(static_cast<size_t>(n_ * n_), "dX^T X of one chunk");
+  backend.gemm(Trans::T, Trans::N, n_, n_, tokens, 1.0f, diff.data(), n_, x, n_, 0.0f, product.data(), n_);
+  const float* chunk = on_host(backend, product, staging_);
+  for (size_t i = 0; i < dxx_.size(); ++i) dxx_[i] += chunk[i];
   add_xx(backend, x, tokens, nseq);
 }
 
@@ -41,8 +61,9 @@ void LinearStats::accumulate_residual(Backend& backend, const float* r, const fl
     res_.assign(static_cast<size_t>(out * n_), 0.0);
   }
   if (out != out_) throw InternalError("LinearStats: residual width changed between chunks");
-  std::vector<float> prod(static_cast<size_t>(out * n_));
-  backend.gemm(Trans::T, Trans::N, out, n_, tokens, 1.0f, r, out, x, n_, 0.0f, prod.data(), n_);
+  const Buffer<float> product = backend.alloc<float>(static_cast<size_t>(out * n_), "r^T x of one chunk");
+  backend.gemm(Trans::T, Trans::N, out, n_, tokens, 1.0f, r, out, x, n_, 0.0f, product.data(), n_);
+  const float* prod = on_host(backend, product, staging_);
   for (size_t i = 0; i < res_.size(); ++i) res_[i] += prod[i];
 }
 

@@ -12,13 +12,14 @@ class Backend;
 class LinearStats {
  public:
   explicit LinearStats(int64_t in_features);
-  // Adds X^T X for a chunk x[tokens, in] holding `nseq` whole sequences. The
-  // chunk product runs in float32 on the backend (as the GPU will) and is
-  // summed into a float64 accumulator, so chunk order is the only order that
-  // matters and it is fixed by the caller.
+  // Adds X^T X for a chunk x[tokens, in] (in the backend's memory) holding
+  // `nseq` whole sequences. The chunk product runs in float32 on the backend
+  // (as the GPU will), in a buffer of that backend, and is summed into a
+  // float64 accumulator, so chunk order is the only order that matters and it
+  // is fixed by the caller.
   void accumulate(Backend& backend, const float* x, int64_t tokens, int64_t nseq);
   // Also adds the cross term (X~ - X)^T X from the FP flow's input x_fp of the
-  // same tokens (token-aligned with x).
+  // same tokens (token-aligned with x). Needs a host-addressable backend.
   void accumulate(Backend& backend, const float* x, const float* x_fp, int64_t tokens, int64_t nseq);
   bool has_cross() const { return !dxx_.empty(); }
   // LoaQ's residual term for an output projection: E += r^T x for a chunk of
@@ -48,8 +49,7 @@ class LinearStats {
   std::vector<double> dxx_;   // empty until a cross term is accumulated
   std::vector<double> res_;   // [out, in], empty unless LoaQ's residual term is accumulated
   int64_t out_ = 0;
-  std::vector<float> diff_;   // scratch: x_fp - x for one chunk
-  std::vector<float> chunk_;  // scratch for one chunk's float product
+  std::vector<float> staging_;  // a chunk product downloaded from a device backend
 };
 
 }  // namespace streamq

@@ -1,9 +1,8 @@
-// The float32 CPU twin of the CUDA sweep (kernels/cpu/gptq_sweep.h)
-// against src/methods' float64 gptq_quantize, on fresh random layers with a
-// damped random SPD H, over every option the float32 sweeps support. Both
-// sides get the same float-rounded inputs (W, U, P1, P2), so only arithmetic
-// precision differs. The twin's loops run in float64 first: that must match
-// the methods sweep to rounding, which isolates algorithm from precision.
+// The CPU twin of the CUDA sweep (kernels/cpu/gptq_sweep.h) beyond the op
+// table: the table (tests/kernels/test_backend_ops.cpp, gptq_sweep32/64 rows)
+// holds Backend::gptq_sweep in float32 and float64 to src/methods' float64
+// gptq_quantize over every option; here the twin's float64 loops are shown
+// block-size invariant, and bad problems and non-finite weights are rejected.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,21 +20,11 @@ namespace {
 
 using test::SweepCase;
 
-// Float64 loops vs the float64 methods sweep: they differ in summation order
-// only (~1e-15 relative, grown by H's conditioning), far below any rounding
-// decision's margin (a tie within 1e-13 is a ~1e-12 event per decision), so
-// codes and grids must be identical; then q = s (code - z) is exact in float
-// (fp16 s times an integer below 2^9) and must be identical too. A wrong
-// index or term is a whole quantization step off.
-
-// Float32 vs float64: the kSweep32* bounds of gptq_sweep_adapter.h.
-
 struct Prepared {
   test::SweepLayer layer;
   std::vector<double> w;  // float-rounded W
   FactoredHessian f;      // float-rounded U, P1, P2
-  QuantResult ref;        // float64 methods sweep on those inputs
-  test::Sweep32Inputs in;
+  SweepHostInputs in;
 };
 
 Prepared prepare(Backend& be, std::mt19937_64& rng, const SweepCase& c) {
@@ -45,72 +34,8 @@ Prepared prepare(Backend& be, std::mt19937_64& rng, const SweepCase& c) {
   p.f = test::rounded_to_float(
       factor_hessian(be, p.layer.h, c.cfg.needs_fp_flow() ? &p.layer.cross : nullptr, c.n, c.cfg,
                      CompensationForm::Unfolded));
-  p.ref = gptq_quantize(be, p.w.data(), c.m, c.n, p.f, c.cfg);
-  p.in = test::make_sweep32_inputs(p.w.data(), c.m, c.n, p.f, c.cfg);
+  p.in = make_sweep_host_inputs(p.w.data(), c.m, c.n, p.f, c.cfg);
   return p;
-}
-
-TEST(GptqSweep32, Float64LoopsEqualMethodsSweep) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  auto be = make_cpu_backend();
-  for (const SweepCase& c : test::sweep_cases()) {
-    SCOPED_TRACE(c.name());
-    const Prepared p = prepare(*be, rng, c);
-    const SweepProblem prob = p.in.problem();
-    test::Sweep32Result got = test::make_sweep32_result(prob);
-    cpu_gptq_sweep64(prob, got.output());
-    const test::SweepAgreement ag =
-        test::compare_sweep_codes(got, p.ref.codes, p.ref.dequant, p.ref.scales, p.ref.zeros, c.m, c.n);
-    ASSERT_TRUE(ag.bad.empty()) << ag.bad;
-    ASSERT_EQ(ag.agree, ag.total) << "codes differ";
-    ASSERT_EQ(got.g_idx, p.ref.g_idx);
-    ASSERT_EQ(got.scales.size(), p.ref.scales.size());
-    for (size_t i = 0; i < got.scales.size(); ++i) {
-      ASSERT_EQ(static_cast<double>(got.scales[i]), p.ref.scales[i]) << "group*rows+row " << i;  // fp16 values
-      ASSERT_EQ(static_cast<double>(got.zeros[i]), p.ref.zeros[i]) << "group*rows+row " << i;    // integers
-    }
-  }
-}
-
-TEST(GptqSweep32, Float32TracksFloat64Sweep) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
-  auto be = make_cpu_backend();
-  int64_t agree = 0, total = 0;
-  double worst_case_agreement = 1, worst_obj = 0, obj32_sum = 0, obj64_sum = 0;
-  for (const SweepCase& c : test::sweep_cases()) {
-    SCOPED_TRACE(c.name());
-    const Prepared p = prepare(*be, rng, c);
-    const SweepProblem prob = p.in.problem();
-    test::Sweep32Result got = test::make_sweep32_result(prob);
-    cpu_gptq_sweep32(prob, got.output());
-    ASSERT_EQ(got.g_idx, p.ref.g_idx);
-    for (size_t i = 0; i < got.scales.size(); ++i) ASSERT_TRUE(std::isfinite(got.scales[i]) && got.scales[i] > 0);
-    for (int64_t i = 0; i < c.m * c.n; ++i) ASSERT_LE(got.codes[i], (1 << c.cfg.bits) - 1);
-    const test::SweepAgreement ag =
-        test::compare_sweep_codes(got, p.ref.codes, p.ref.dequant, p.ref.scales, p.ref.zeros, c.m, c.n);
-    ASSERT_TRUE(ag.bad.empty()) << ag.bad;
-    agree += ag.agree;
-    total += ag.total;
-    const double case_agreement = ag.fraction();
-    const double obj32 = test::h_weighted_error(p.w, got.q, p.layer.h, c.m, c.n);
-    const double obj64 = test::h_weighted_error(p.w, p.ref.dequant, p.layer.h, c.m, c.n);
-    EXPECT_GE(case_agreement, test::kSweep32MinCaseCodeAgreement);
-    EXPECT_LE(std::fabs(obj32 / obj64 - 1), test::kSweep32MaxObjectiveRel) << obj32 << " vs " << obj64;
-    worst_case_agreement = std::min(worst_case_agreement, case_agreement);
-    worst_obj = std::max(worst_obj, std::fabs(obj32 / obj64 - 1));
-    obj32_sum += obj32 / obj64;  // each case weighs the same
-    obj64_sum += 1;
-  }
-  const double agreement = static_cast<double>(agree) / static_cast<double>(total);
-  const double pooled_obj = std::fabs(obj32_sum / obj64_sum - 1);
-  std::printf("float32 twin vs float64 sweep: codes agree %.5f (worst case %.5f), objective: worst case %.2e, "
-              "pooled %.2e\n", agreement, worst_case_agreement, worst_obj, pooled_obj);
-  EXPECT_GE(agreement, test::kSweep32MinCodeAgreement);
-  EXPECT_LE(pooled_obj, test::kSweep32MaxPooledObjectiveRel);
 }
 
 // Block-size invariance of the exact variant, through the twin's own loops:
@@ -129,7 +54,7 @@ TEST(GptqSweep32, Float64LoopsAreBlocksizeInvariant) {
   c.cfg.act_order = true;
   c.cfg.clip = ClipSearch::Mse;
   const Prepared p = prepare(*be, rng, c);
-  test::Sweep32Inputs in = p.in;
+  SweepHostInputs in = p.in;
   in.cfg.blocksize = 128;
   SweepProblem prob = in.problem();
   test::Sweep32Result base = test::make_sweep32_result(prob);
@@ -138,7 +63,7 @@ TEST(GptqSweep32, Float64LoopsAreBlocksizeInvariant) {
     prob.blocksize = bs;
     test::Sweep32Result other = test::make_sweep32_result(prob);
     cpu_gptq_sweep64(prob, other.output());
-    // Same codes and grids make q exact (see above): all must be identical.
+    // Same codes and grids make q exact (fp16 s times an integer below 2^9 is exact in float): all must be identical.
     ASSERT_EQ(other.codes, base.codes) << "blocksize " << bs;
     ASSERT_EQ(other.q, base.q) << "blocksize " << bs;
     ASSERT_EQ(other.scales, base.scales) << "blocksize " << bs;
@@ -152,7 +77,7 @@ TEST(GptqSweep32, RejectsBadProblemsAndReportsNonFiniteWeights) {
   SweepCase c{5, 20, QuantConfig{}, false};
   c.cfg.group = 8;
   const Prepared p = prepare(*be, rng, c);
-  test::Sweep32Inputs in = p.in;
+  SweepHostInputs in = p.in;
   const SweepProblem good = in.problem();
   test::Sweep32Result r = test::make_sweep32_result(good);
   const auto expect_throw = [&](SweepProblem bad, const char* what) {
@@ -174,10 +99,10 @@ TEST(GptqSweep32, RejectsBadProblemsAndReportsNonFiniteWeights) {
   expect_throw(bad, "perm not a permutation");
   QuantConfig two_stage = c.cfg;
   two_stage.clip = ClipSearch::TwoStage;
-  EXPECT_THROW(test::sweep_grid_from(two_stage), InternalError);
+  EXPECT_THROW(sweep_grid_from(two_stage), InternalError);
   QuantConfig official = c.cfg;
   official.variant = Variant::Official;
-  EXPECT_THROW(test::sweep_grid_from(official), InternalError);
+  EXPECT_THROW(sweep_grid_from(official), InternalError);
 
   // A NaN weight is reported at its source, naming its row and column.
   in.w[3 * 20 + 11] = std::nanf("");

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "kernels/backend.h"
+#include "kernels/forwarding_backend.h"
 #include "src/methods/gptq.h"
 #include "src/methods/grid.h"
 #include "src/methods/linear_stats.h"
@@ -197,39 +198,20 @@ TEST(Gptq, LayerObjectiveEqualsOutputErrorAndBeatsRtn) {
   EXPECT_LT(obj, layer_objective(*be, L.w.data(), r, stats.xx_sum(), stats.tokens()));
 }
 
-// Forwards to the CPU backend, counting factorizations.
-class CountingBackend final : public Backend {
+// Forwards to the CPU backend, counting factorizations. The CPU backend is a
+// base listed first, so it exists before ForwardingBackend is given it.
+struct OwnsCpuBackend {
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+};
+class CountingBackend final : public OwnsCpuBackend, public ForwardingBackend {
  public:
-  std::unique_ptr<Backend> inner = make_cpu_backend();
+  CountingBackend() : ForwardingBackend(*cpu) {}
   int factorizations = 0;
   std::string name() const override { return "counting"; }
-  void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
-    inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  }
-  void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-            const double* b, int64_t ldb, double beta, double* c, int64_t ldc) override {
-    inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  }
-  bool cholesky_lower(double* a, int64_t n) override { return inner->cholesky_lower(a, n); }
-  void invert_lower_triangular(double* l, int64_t n) override { inner->invert_lower_triangular(l, n); }
   bool inverse_upper_factor(double* h, int64_t n) override {
     ++factorizations;
-    return inner->inverse_upper_factor(h, n);
+    return inner_.inverse_upper_factor(h, n);
   }
-  void rmsnorm(const float* x, const float* w, float* y, int64_t r, int64_t d, float e) override {
-    inner->rmsnorm(x, w, y, r, d, e);
-  }
-  void rope(float* x, int64_t ns, int64_t sl, int64_t nh, int64_t hd, const RopeTable& t) override {
-    inner->rope(x, ns, sl, nh, hd, t);
-  }
-  void attention(const float* q, const float* k, const float* v, float* o, int64_t ns, int64_t sl, int64_t nh,
-                 int64_t nkv, int64_t hd) override {
-    inner->attention(q, k, v, o, ns, sl, nh, nkv, hd);
-  }
-  void swiglu(const float* g, const float* u, float* o, int64_t n) override { inner->swiglu(g, u, o, n); }
-  void add_inplace(float* y, const float* x, int64_t n) override { inner->add_inplace(y, x, n); }
-  void add_bias(float* y, const float* b, int64_t r, int64_t c) override { inner->add_bias(y, b, r, c); }
 };
 
 TEST(Gptq, LinearsSharingAnInputShareOneFactorization) {
@@ -253,7 +235,7 @@ TEST(Gptq, LinearsSharingAnInputShareOneFactorization) {
     std::vector<double> w = L.w;
     for (auto& v : w) v *= 1.0 + 0.5 * i;
     shared.push_back(method->quantize(be, w.data(), L.m, L.n, *prepared));
-    const QuantResult alone = gptq_quantize(*be.inner, w.data(), L.m, L.n, stats.hessian(), cfg);
+    const QuantResult alone = gptq_quantize(*be.cpu, w.data(), L.m, L.n, stats.hessian(), cfg);
     EXPECT_EQ(shared.back().dequant, alone.dequant);
   }
   EXPECT_EQ(be.factorizations, 1);

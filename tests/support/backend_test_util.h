@@ -1,12 +1,17 @@
 // Helpers shared by the Backend op tests: seeded random inputs, NaN poisoning,
-// the relative Frobenius error used by every comparison, and the padded-stride
-// GEMM problem with its float64 reference that every backend's GEMM test runs.
+// guarded buffers in any backend's memory, the relative Frobenius error used
+// by every comparison, and the padded-stride GEMM problem with its float64
+// reference that every backend's GEMM test runs. Header-only: the GPU test
+// binary compiles the op table (tests/kernels/test_backend_ops.cpp) without
+// tests/support/test_util.cpp.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -14,17 +19,23 @@
 #include <vector>
 
 #include "kernels/backend.h"
-#include "tests/support/test_util.h"
 
 namespace streamq::test {
 
 constexpr double kF32Eps = std::numeric_limits<float>::epsilon();
 constexpr double kF64Eps = std::numeric_limits<double>::epsilon();
 
-// Declares `rng` seeded from fresh_seed() and traces the seed, so a failure
-// prints the STREAMQ_TEST_SEED that replays it.
+// test_util.h's fresh_seed() for binaries that do not link test_util.cpp:
+// fresh each run unless STREAMQ_TEST_SEED replays one.
+inline uint64_t replayable_seed() {
+  if (const char* s = std::getenv("STREAMQ_TEST_SEED")) return std::strtoull(s, nullptr, 10);
+  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+// Declares `rng` seeded from replayable_seed() and traces the seed, so a
+// failure prints the STREAMQ_TEST_SEED that replays it.
 #define STREAMQ_SEEDED_RNG(rng)                                                  \
-  const uint64_t rng##_seed = ::streamq::test::fresh_seed();                     \
+  const uint64_t rng##_seed = ::streamq::test::replayable_seed();                \
   SCOPED_TRACE("replay with STREAMQ_TEST_SEED=" + std::to_string(rng##_seed));   \
   std::mt19937_64 rng(rng##_seed)
 
@@ -61,6 +72,58 @@ double relative_error(const std::vector<T>& got, const std::vector<double>& ref)
   EXPECT_EQ(got.size(), ref.size());
   return relative_error(got.data(), ref.data(), ref.data(), static_cast<int64_t>(ref.size()));
 }
+
+// Elements on each side of a guarded buffer that ops must leave alone, and
+// the poison they hold: all-ones bytes are NaN as float and as double, so an
+// unwritten output element also turns any relative error into NaN.
+constexpr size_t kGuardElems = 64;
+constexpr unsigned char kPoisonByte = 0xFF;
+
+// n elements in a backend's memory between two poisoned guards, through the
+// Backend interface only (so one test runs on every backend). The elements
+// start poisoned (an output) or hold a host vector (an input, or an in-place
+// output); that vector must outlive the queued upload (until download()).
+template <typename T>
+class GuardedBuffer {
+ public:
+  GuardedBuffer(Backend& be, size_t n)
+      : be_(&be), n_(n), buf_(be.alloc<T>(n + 2 * kGuardElems, "guarded test buffer")) {
+    be.fill_bytes(buf_.data(), kPoisonByte, buf_.bytes());
+  }
+  GuardedBuffer(Backend& be, const std::vector<T>& h) : GuardedBuffer(be, h.size()) {
+    be.upload(buf_, h.data(), h.size(), kGuardElems);
+  }
+  T* get() const { return buf_.data() + kGuardElems; }
+  size_t size() const { return n_; }
+
+  // The n elements (waits for the backend); `defect` (when given) gets a
+  // description naming `what` if a guard was written.
+  std::vector<T> download(const std::string& what, std::string* defect = nullptr) const {
+    const std::vector<T> all = be_->download_all(buf_);
+    const auto intact = [&](size_t from, size_t to) {
+      const auto* p = reinterpret_cast<const unsigned char*>(all.data());
+      for (size_t b = from * sizeof(T); b < to * sizeof(T); ++b)
+        if (p[b] != kPoisonByte) return false;
+      return true;
+    };
+    std::string found;
+    if (!intact(0, kGuardElems)) found = what + ": wrote before the start of the buffer";
+    if (!intact(kGuardElems + n_, all.size())) found = what + ": wrote past the end of the buffer";
+    if (!found.empty()) {
+      if (defect) {
+        if (defect->empty()) *defect = found;
+      } else {
+        ADD_FAILURE() << found;
+      }
+    }
+    return std::vector<T>(all.begin() + kGuardElems, all.begin() + kGuardElems + n_);
+  }
+
+ private:
+  Backend* be_;
+  size_t n_;
+  Buffer<T> buf_;
+};
 
 template <typename T>
 bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {

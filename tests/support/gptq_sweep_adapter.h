@@ -1,8 +1,10 @@
-// Test-side glue for the float32 sweeps (kernels/gptq_sweep_problem.h): the
-// adapter from src/methods' FactoredHessian + QuantConfig to a SweepProblem,
-// random layers, and the comparisons shared by the CPU test
-// (tests/kernels/test_gptq_sweep32.cpp) and the GPU test (tests/gpu/test_cuda_gptq_sweep.cpp).
-// Header-only: the GPU test binary links neither test_util.cpp nor naive_reference.cpp.
+// Test-side glue for the float32 sweeps (kernels/gptq_sweep_problem.h; the
+// problem is built by src/methods/sweep_problem.h): tolerances, random
+// layers, the cases, and the comparisons shared by the CPU tests
+// (tests/kernels/test_gptq_sweep32.cpp, the sweep rows of
+// tests/kernels/test_backend_ops.cpp) and the GPU test
+// (tests/gpu/test_cuda_gptq_sweep.cpp). Header-only: the GPU test binary
+// links neither test_util.cpp nor naive_reference.cpp.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include "src/methods/gptq.h"
 #include "src/methods/quant_config.h"
 #include "src/methods/quant_result.h"
+#include "src/methods/sweep_problem.h"
 
 namespace streamq::test {
 
@@ -42,27 +45,15 @@ constexpr double kSweep32MaxObjectiveRel = 0.03;
 // systematically worsens the fit) would not.
 constexpr double kSweep32MaxPooledObjectiveRel = 1e-3;  // measured <= 3.4e-5
 
-// What the float32 sweeps cover: everything but two-stage grids and the
-// official variant, which stay on the CPU float64 path.
-inline bool sweep32_supports(const QuantConfig& cfg) {
-  return !cfg.two_stage() && cfg.variant == Variant::Exact;
+// The problem builder itself (sweep_op_supports, sweep_grid_from, the
+// float inputs) is src/methods/sweep_problem.h; these names stay for the
+// GPU test (tests/gpu/test_cuda_gptq_sweep.cpp).
+using Sweep32Inputs = SweepHostInputs;
+inline SweepHostInputs make_sweep32_inputs(const double* w, int64_t m, int64_t n, const FactoredHessian& f,
+                                           const QuantConfig& cfg) {
+  return make_sweep_host_inputs(w, m, n, f, cfg);
 }
 
-inline SweepGrid sweep_grid_from(const QuantConfig& cfg) {
-  if (!sweep32_supports(cfg)) throw InternalError("float32 sweep does not support " + cfg.describe());
-  SweepGrid g;
-  g.bits = cfg.bits;
-  g.sym = cfg.sym;
-  g.gptq_style = cfg.grid_style == GridStyle::Gptq;
-  g.mse = cfg.clip == ClipSearch::Mse;
-  g.mse_grid = cfg.mse_grid;
-  g.mse_steps = static_cast<int>(cfg.mse_max_shrink * cfg.mse_grid);  // as Grid::fit counts them
-  g.mse_norm = cfg.mse_norm;
-  g.zero_min = cfg.checkpoint_format == CheckpointFormat::Gptq ? 1 : 0;
-  return g;
-}
-
-inline std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
 // v rounded through float, back in double: the float64 sweep then solves the
 // very problem the float32 sweeps get, so only arithmetic precision differs.
 inline std::vector<double> rounded_to_float(const std::vector<double>& v) {
@@ -76,51 +67,6 @@ inline FactoredHessian rounded_to_float(const FactoredHessian& f) {
   r.p1 = rounded_to_float(f.p1);
   r.p2 = rounded_to_float(f.p2);
   return r;
-}
-
-// Float copies of one linear's sweep inputs; problem() points into them.
-struct Sweep32Inputs {
-  int64_t m = 0, n = 0;
-  std::vector<float> w, u, p1, p2;
-  std::vector<int32_t> perm;
-  std::vector<uint8_t> dead;
-  QuantConfig cfg;
-  SweepProblem problem() const {
-    SweepProblem p;
-    p.m = m;
-    p.n = n;
-    p.w = w.data();
-    p.u = u.data();
-    p.p1 = p1.empty() ? nullptr : p1.data();
-    p.p2 = p2.empty() ? nullptr : p2.data();
-    p.perm = perm.data();
-    p.dead = dead.data();
-    p.grid = sweep_grid_from(cfg);
-    p.group = cfg.group;
-    p.static_groups = cfg.static_groups && cfg.group > 0;
-    p.p1_original = cfg.p1_original;
-    p.blocksize = cfg.blocksize;
-    return p;
-  }
-};
-
-// f must be unfolded (factor_hessian(..., CompensationForm::Unfolded)): the
-// float32 sweeps apply P1 and P2 as separate terms.
-inline Sweep32Inputs make_sweep32_inputs(const double* w, int64_t m, int64_t n, const FactoredHessian& f,
-                                         const QuantConfig& cfg) {
-  if (f.form != CompensationForm::Unfolded)
-    throw InternalError("float32 sweep: factor the Hessian with CompensationForm::Unfolded");
-  Sweep32Inputs in;
-  in.m = m;
-  in.n = n;
-  in.w.assign(w, w + m * n);
-  in.u = to_float(f.u);
-  in.p1 = to_float(f.p1);
-  in.p2 = to_float(f.p2);
-  in.perm = f.perm;
-  in.dead = f.dead;
-  in.cfg = cfg;
-  return in;
 }
 
 // Host result arrays; output() points into them.

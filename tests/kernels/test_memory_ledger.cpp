@@ -1,4 +1,4 @@
-// The device pool's bookkeeping (kernels/cuda/device_pool_budget.h) on the
+// The memory ledger every backend pool shares (kernels/memory_ledger.h) on the
 // CPU, with a host allocator standing in for cudaMalloc: the limit is exact,
 // refusals name what, how much and the flag and change nothing, the
 // high-water mark is the true peak, and PoolBuffer returns what it holds.
@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/cuda/device_pool_budget.h"
+#include "kernels/memory_ledger.h"
 
 namespace streamq {
 namespace {
@@ -24,8 +24,8 @@ struct FakeDevice {
   bool fail_next = false;
   bool throw_next = false;
 
-  DeviceMemoryLedger ledger(uint64_t limit) {
-    return DeviceMemoryLedger(
+  MemoryLedger ledger(uint64_t limit) {
+    return MemoryLedger(
         limit,
         [this](uint64_t bytes) -> void* {
           if (throw_next) throw std::runtime_error("driver exploded");
@@ -44,9 +44,9 @@ bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
 }
 
-TEST(DevicePoolBudget, LimitIsExactAndRefusalChangesNothing) {
+TEST(MemoryLedger, LimitIsExactAndRefusalChangesNothing) {
   FakeDevice dev;
-  DeviceMemoryLedger ledger = dev.ledger(1000);
+  MemoryLedger ledger = dev.ledger(1000);
   void* a = ledger.allocate(600, "a");
   void* b = ledger.allocate(400, "b");  // exactly at the limit: allowed
   ASSERT_NE(a, nullptr);
@@ -66,8 +66,8 @@ TEST(DevicePoolBudget, LimitIsExactAndRefusalChangesNothing) {
   EXPECT_EQ(ledger.high_water(), 1000u);
 }
 
-TEST(DevicePoolBudget, ErrorNamesWhatNeededAllowedInUseAndFlag) {
-  DeviceMemoryLedger ledger(3ull << 30, [](uint64_t) { return reinterpret_cast<void*>(4096); },
+TEST(MemoryLedger, ErrorNamesWhatNeededAllowedInUseAndFlag) {
+  MemoryLedger ledger(3ull << 30, [](uint64_t) { return reinterpret_cast<void*>(4096); },
                             [](void*) {});
   void* held = ledger.allocate(2ull << 30, "activations");
   try {
@@ -85,9 +85,9 @@ TEST(DevicePoolBudget, ErrorNamesWhatNeededAllowedInUseAndFlag) {
   ledger.free(held, 2ull << 30);
 }
 
-TEST(DevicePoolBudget, HighWaterIsThePeak) {
+TEST(MemoryLedger, HighWaterIsThePeak) {
   FakeDevice dev;
-  DeviceMemoryLedger ledger = dev.ledger(100);
+  MemoryLedger ledger = dev.ledger(100);
   void* a = ledger.allocate(10, "a");
   void* b = ledger.allocate(30, "b");  // 40
   ledger.free(a, 10);                  // 30
@@ -102,9 +102,9 @@ TEST(DevicePoolBudget, HighWaterIsThePeak) {
   EXPECT_EQ(ledger.in_use(), 0u);
 }
 
-TEST(DevicePoolBudget, ZeroBytesNeverReachTheDevice) {
+TEST(MemoryLedger, ZeroBytesNeverReachTheDevice) {
   FakeDevice dev;
-  DeviceMemoryLedger ledger = dev.ledger(0);
+  MemoryLedger ledger = dev.ledger(0);
   EXPECT_EQ(ledger.allocate(0, "nothing"), nullptr);
   ledger.free(nullptr, 0);
   EXPECT_EQ(dev.allocations, 0);
@@ -112,9 +112,9 @@ TEST(DevicePoolBudget, ZeroBytesNeverReachTheDevice) {
   EXPECT_THROW(ledger.allocate(1, "anything"), BudgetError);
 }
 
-TEST(DevicePoolBudget, DeviceFullBelowTheLimitIsReportedAndRolledBack) {
+TEST(MemoryLedger, DeviceFullBelowTheLimitIsReportedAndRolledBack) {
   FakeDevice dev;
-  DeviceMemoryLedger ledger = dev.ledger(1000);
+  MemoryLedger ledger = dev.ledger(1000);
   void* a = ledger.allocate(100, "a");
   dev.fail_next = true;
   try {
@@ -135,9 +135,9 @@ TEST(DevicePoolBudget, DeviceFullBelowTheLimitIsReportedAndRolledBack) {
   EXPECT_EQ(ledger.in_use(), 0u);
 }
 
-TEST(DevicePoolBudget, PoolBufferReturnsItsBytesOnDestructionMoveAndReset) {
+TEST(MemoryLedger, PoolBufferReturnsItsBytesOnDestructionMoveAndReset) {
   FakeDevice dev;
-  DeviceMemoryLedger ledger = dev.ledger(1 << 20);
+  MemoryLedger ledger = dev.ledger(1 << 20);
   {
     PoolBuffer<double> a(ledger, 100, "a");
     EXPECT_EQ(a.size(), 100u);
@@ -164,9 +164,9 @@ TEST(DevicePoolBudget, PoolBufferReturnsItsBytesOnDestructionMoveAndReset) {
   EXPECT_EQ(ledger.in_use(), 0u);
 }
 
-TEST(DevicePoolBudget, HighWaterNeverPassesTheLimitUnderThreads) {
+TEST(MemoryLedger, HighWaterNeverPassesTheLimitUnderThreads) {
   const uint64_t limit = 10000;
-  DeviceMemoryLedger ledger(limit, [](uint64_t) { return reinterpret_cast<void*>(4096); },
+  MemoryLedger ledger(limit, [](uint64_t) { return reinterpret_cast<void*>(4096); },
                             [](void*) {});
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)

@@ -1,8 +1,9 @@
-// The bookkeeping half of the device memory pool: a byte limit, the bytes in
-// use, the high-water mark and the error that names what did not fit. The
-// allocator is a callback, so this header needs no CUDA and the CPU tests
-// (tests/kernels/test_device_pool_budget.cpp) check the arithmetic without a GPU;
-// device_pool.h plugs in cudaMalloc/cudaFree.
+// The budget of every backend's memory pool: a byte limit, the bytes in use,
+// the high-water mark and the error that names what did not fit. The
+// allocator is a callback, so one ledger serves every backend: the CPU
+// backend plugs in aligned host allocation (kernels/cpu/cpu_backend.cpp),
+// kernels/cuda/device_pool.h cudaMalloc/cudaFree; tests/kernels/
+// test_memory_ledger.cpp checks the arithmetic with a fake allocator.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,7 @@ namespace streamq {
 
 // "1.50 GiB (1610612736 bytes)": exact bytes too, because a limit that is off
 // by a few hundred bytes reads the same in GiB.
-inline std::string device_pool_size_text(uint64_t bytes) {
+inline std::string memory_size_text(uint64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(bytes);
   int u = 0;
@@ -34,20 +35,21 @@ inline std::string device_pool_size_text(uint64_t bytes) {
 
 // Thread-safe. Every byte handed out is counted from the reservation until
 // free(), so the high-water mark is the true peak of what this pool held.
-class DeviceMemoryLedger {
+class MemoryLedger {
  public:
   // Returns the new block, or nullptr when the device itself has no room (the
   // ledger then reports it with the same context as a limit refusal).
   using AllocateFn = std::function<void*(uint64_t bytes)>;
   using FreeFn = std::function<void(void* ptr)>;
 
-  // `flag` is what the error tells the user to change.
-  DeviceMemoryLedger(uint64_t limit, AllocateFn allocate, FreeFn free,
-                     std::string flag = "--gpu-mem-limit")
+  // `flag` is what the error tells the user to change; `name` is the pool
+  // errors are reported for.
+  MemoryLedger(uint64_t limit, AllocateFn allocate, FreeFn free, std::string flag = "--gpu-mem-limit",
+               std::string name = "device memory pool")
       : limit_(limit), allocate_(std::move(allocate)), free_(std::move(free)),
-        flag_(std::move(flag)) {}
-  DeviceMemoryLedger(const DeviceMemoryLedger&) = delete;
-  DeviceMemoryLedger& operator=(const DeviceMemoryLedger&) = delete;
+        flag_(std::move(flag)), name_(std::move(name)) {}
+  MemoryLedger(const MemoryLedger&) = delete;
+  MemoryLedger& operator=(const MemoryLedger&) = delete;
 
   // A block of `bytes` for `what` (e.g. "cuSOLVER workspace for a 4096x4096
   // potrf"). Zero bytes gives nullptr without touching the allocator. Throws
@@ -60,11 +62,11 @@ class DeviceMemoryLedger {
       std::lock_guard lk(mu_);
       in_use_before = in_use_;
       if (bytes > limit_ - in_use_) {  // in_use_ <= limit_ always: no overflow
-        throw BudgetError("device memory pool: " + what + " needs " +
-                          device_pool_size_text(bytes) + " but " +
-                          device_pool_size_text(in_use_) + " of the " +
-                          device_pool_size_text(limit_) + " limit is in use (only " +
-                          device_pool_size_text(limit_ - in_use_) + " allowed); raise " +
+        throw BudgetError(name_ + ": " + what + " needs " +
+                          memory_size_text(bytes) + " but " +
+                          memory_size_text(in_use_) + " of the " +
+                          memory_size_text(limit_) + " limit is in use (only " +
+                          memory_size_text(limit_ - in_use_) + " allowed); raise " +
                           flag_ + " or use smaller chunks");
       }
       // Reserved before the (slow, lock-free) allocation so two threads
@@ -81,12 +83,12 @@ class DeviceMemoryLedger {
     }
     if (ptr == nullptr) {
       give_back(bytes);
-      throw BudgetError("device memory pool: the GPU has no room for " + what + " (" +
-                        device_pool_size_text(bytes) + ") although this pool holds only " +
-                        device_pool_size_text(in_use_before) + " of its " +
-                        device_pool_size_text(limit_) +
-                        " limit: other processes use the GPU; lower " + flag_ +
-                        " or free GPU memory");
+      throw BudgetError(name_ + ": the memory behind it has no room for " + what + " (" +
+                        memory_size_text(bytes) + ") although this pool holds only " +
+                        memory_size_text(in_use_before) + " of its " +
+                        memory_size_text(limit_) +
+                        " limit: other processes use that memory; lower " + flag_ +
+                        " or free memory");
     }
     return ptr;
   }
@@ -99,6 +101,7 @@ class DeviceMemoryLedger {
   }
 
   uint64_t limit() const { return limit_; }
+  const std::string& name() const { return name_; }
   uint64_t in_use() const {
     std::lock_guard lk(mu_);
     return in_use_;
@@ -119,21 +122,22 @@ class DeviceMemoryLedger {
   const AllocateFn allocate_;
   const FreeFn free_;
   const std::string flag_;
+  const std::string name_;
   mutable std::mutex mu_;
   uint64_t in_use_ = 0;
   uint64_t high_water_ = 0;
 };
 
-// count elements of T from a DeviceMemoryLedger, returned on destruction.
+// count elements of T from a MemoryLedger, returned on destruction.
 // Move-only; a default-constructed one holds nothing. The ledger must outlive it.
 template <typename T>
 class PoolBuffer {
  public:
   PoolBuffer() = default;
-  PoolBuffer(DeviceMemoryLedger& ledger, size_t count, const std::string& what)
+  PoolBuffer(MemoryLedger& ledger, size_t count, const std::string& what)
       : ledger_(&ledger), count_(count) {
     if (count > UINT64_MAX / sizeof(T)) {
-      throw BudgetError("device memory pool: " + what + " asks for " + std::to_string(count) +
+      throw BudgetError(ledger.name() + ": " + what + " asks for " + std::to_string(count) +
                         " elements of " + std::to_string(sizeof(T)) +
                         " bytes, more than 2^64 bytes");
     }
@@ -167,7 +171,7 @@ class PoolBuffer {
   }
 
  private:
-  DeviceMemoryLedger* ledger_ = nullptr;
+  MemoryLedger* ledger_ = nullptr;
   T* ptr_ = nullptr;
   size_t count_ = 0;
 };

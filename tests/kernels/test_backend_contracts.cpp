@@ -1,0 +1,328 @@
+// What every backend promises beyond the numbers of the op table
+// (test_backend_ops.cpp), checked on every backend of the build through the
+// Backend interface alone: memory (budget, ownership, copies), argument
+// errors, empty problems, non-positive-definite input, causality and
+// determinism of attention. Compiled into the GPU binaries too
+// (tests/gpu/test_backend_ops.cpp).
+#include <gtest/gtest.h>
+#include <tbb/task_arena.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/core/error.h"
+#include "kernels/backend.h"
+#include "tests/kernels/backend_op_cases.h"
+#include "tests/kernels/backends_under_test.h"
+#include "tests/support/attention_reference.h"
+#include "tests/support/backend_test_util.h"
+
+namespace streamq::test {
+namespace {
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// ---- memory
+
+TEST(BackendContracts, CopiesRoundTripAndBuffersCountInTheLedger) {
+  STREAMQ_SEEDED_RNG(rng);
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const uint64_t before = be->memory().in_use();
+    const std::vector<double> h = random_normal<double>(rng, 1000);
+    {
+      Buffer<double> a = be->upload_new(h, "a");
+      EXPECT_EQ(a.backend(), be);
+      EXPECT_EQ(a.size(), 1000u);
+      EXPECT_EQ(be->memory().in_use(), before + 8000);
+      EXPECT_GE(be->memory().high_water(), before + 8000);
+      Buffer<double> b = be->alloc<double>(1000, "b");
+      be->fill_bytes(b.data(), 0, b.bytes());
+      be->copy_within(b.data() + 10, a.data() + 500, 100 * sizeof(double));
+      std::vector<double> back = be->download_all(b);
+      for (int i = 0; i < 1000; ++i)
+        ASSERT_EQ(back[i], i >= 10 && i < 110 ? h[i + 490] : 0.0) << "element " << i;
+      std::vector<double> part(5);
+      be->download(part.data(), a, 5, 995);  // the last five
+      be->synchronize();
+      EXPECT_EQ(part, std::vector<double>(h.end() - 5, h.end()));
+      EXPECT_EQ(be->download_all(a), h);
+      Buffer<double> moved = std::move(a);  // moving keeps the memory and its count
+      EXPECT_EQ(be->memory().in_use(), before + 16000);
+      EXPECT_EQ(be->download_all(moved), h);
+    }
+    EXPECT_EQ(be->memory().in_use(), before) << "buffers return their bytes";
+  }
+}
+
+TEST(BackendContracts, CopiesCheckRangeAndOwnership) {
+  const std::vector<Backend*> all = backends_under_test();
+  const std::unique_ptr<Backend> other = make_cpu_backend();
+  for (Backend* be : all) {
+    SCOPED_TRACE(be->name());
+    Buffer<float> a = be->alloc<float>(10, "a");
+    std::vector<float> h(11);
+    EXPECT_THROW(be->upload(a, h.data(), 11), InternalError);
+    EXPECT_THROW(be->upload(a, h.data(), 2, 9), InternalError);
+    EXPECT_THROW(be->download(h.data(), a, 1, 10), InternalError);
+    be->upload(a, h.data(), 0, 10);  // empty, at the end: fine
+    const Buffer<float> foreign = other->alloc<float>(10, "foreign");
+    try {
+      be->upload(foreign, h.data(), 1);
+      ADD_FAILURE() << "a buffer of another backend was accepted";
+    } catch (const InternalError& e) {
+      EXPECT_TRUE(contains(e.what(), "belongs to backend cpu")) << e.what();
+    }
+    be->synchronize();
+  }
+}
+
+TEST(BackendContracts, CpuPoolHonoursItsLimit) {
+  CpuBackendOptions opt;
+  opt.memory_limit = 1000;
+  const std::unique_ptr<Backend> be = make_cpu_backend(opt);
+  Buffer<double> a = be->alloc<double>(100, "a");  // 800 bytes
+  try {
+    be->alloc<float>(51, "Hessian chunk");  // 204 more: over by 4
+    FAIL() << "granted past the limit";
+  } catch (const BudgetError& e) {
+    for (const char* part : {"CPU backend memory pool", "Hessian chunk", "204 bytes", "1000 bytes"})
+      EXPECT_TRUE(contains(e.what(), part)) << part << " missing from: " << e.what();
+  }
+  EXPECT_EQ(be->memory().in_use(), 800u);
+  a.reset();
+  Buffer<float> b = be->alloc<float>(250, "exactly the limit");
+  EXPECT_EQ(be->memory().high_water(), 1000u);
+  // The memory is the host's: ops take it directly.
+  EXPECT_TRUE(be->host_addressable());
+  b.data()[249] = 1.0f;
+}
+
+// ---- argument errors and empty problems: the same on every backend
+
+TEST(BackendContracts, GemmZeroSizesAndBadArguments) {
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const GuardedBuffer<float> c(*be, 6);  // NaN: beta == 0 must clear without reading
+    be->gemm(Trans::N, Trans::N, 2, 3, 0, 1.0f, nullptr, 1, nullptr, 3, 0.0f, c.get(), 3);
+    for (float x : c.download("k=0, beta=0")) EXPECT_EQ(x, 0.0f);
+    const std::vector<double> c0 = {1, -2, 3, -4, 5, -6};
+    const GuardedBuffer<double> cd(*be, c0);
+    be->gemm(Trans::N, Trans::N, 2, 3, 0, 1.0, nullptr, 1, nullptr, 3, -0.5, cd.get(), 3);
+    const std::vector<double> scaled = cd.download("k=0, beta=-0.5");
+    for (size_t i = 0; i < c0.size(); ++i) EXPECT_EQ(scaled[i], -0.5 * c0[i]);
+    be->gemm(Trans::N, Trans::N, 0, 3, 2, 1.0f, nullptr, 2, nullptr, 3, 0.0f, nullptr, 3);  // m == 0: nothing
+    // lda = 2 < k = 3, and a negative size: rejected before touching memory.
+    EXPECT_THROW(be->gemm(Trans::N, Trans::N, 2, 3, 3, 1.0f, nullptr, 2, nullptr, 3, 0.0f, c.get(), 3),
+                 InternalError);
+    EXPECT_THROW(be->gemm(Trans::T, Trans::N, -1, 3, 3, 1.0, nullptr, 3, nullptr, 3, 0.0, cd.get(), 3),
+                 InternalError);
+    EXPECT_THROW(be->gram_bf16_accumulate(nullptr, -1, 3, c.get(), 0.0f), InternalError);
+    be->synchronize();
+  }
+}
+
+TEST(BackendContracts, GramChunksAccumulateToOneCall) {
+  STREAMQ_SEEDED_RNG(rng);
+  const int64_t n = 96, tokens = 600, split = 250;
+  std::vector<uint16_t> bits(static_cast<size_t>(n * tokens));
+  std::normal_distribution<float> normal;
+  for (auto& b : bits) b = f32_to_bf16(normal(rng));
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const GuardedBuffer<uint16_t> x(*be, bits);
+    const GuardedBuffer<float> whole(*be, n * n), chunked(*be, n * n);
+    be->gram_bf16_accumulate(x.get(), n, tokens, whole.get(), 0.0f);
+    be->gram_bf16_accumulate(x.get(), n, split, chunked.get(), 0.0f);
+    be->gram_bf16_accumulate(x.get() + split * n, n, tokens - split, chunked.get(), 1.0f);
+    const std::vector<float> a = whole.download("one call"), b = chunked.download("chunks");
+    // The same sums grouped differently: float rounding of a 600-term sum.
+    EXPECT_LE(relative_error(b, widen(a)), double(tokens + 2) * kF32Eps);
+  }
+}
+
+TEST(BackendContracts, NotPositiveDefiniteReturnsFalseAndTheBackendStaysUsable) {
+  STREAMQ_SEEDED_RNG(rng);
+  const int64_t n = 33;
+  const std::vector<double> good = random_spd(rng, n);
+  std::vector<double> negative = good;  // eigenvalues in [-9, -5]
+  for (int64_t i = 0; i < n; ++i) negative[i * n + i] -= 10.0;
+  std::vector<double> indefinite = good;  // one eigenvalue below zero, found late in the sweep
+  indefinite[(n - 1) * n + (n - 1)] -= 100.0;
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    for (const auto* h : {&negative, &indefinite}) {
+      const GuardedBuffer<double> a(*be, *h), b(*be, *h);
+      EXPECT_FALSE(be->cholesky_lower(a.get(), n));
+      EXPECT_FALSE(be->inverse_upper_factor(b.get(), n));
+      a.download("failed cholesky_lower");  // guards only
+      b.download("failed inverse_upper_factor");
+    }
+    const GuardedBuffer<double> a(*be, good), b(*be, good);  // a failure leaves no state behind
+    EXPECT_TRUE(be->cholesky_lower(a.get(), n));
+    EXPECT_TRUE(be->inverse_upper_factor(b.get(), n));
+    be->synchronize();
+  }
+}
+
+TEST(BackendContracts, NanInputAndSingularFactorThrow) {
+  STREAMQ_SEEDED_RNG(rng);
+  const int64_t n = 7;
+  std::vector<double> h = random_spd(rng, n);
+  h[3 * n + 1] = h[1 * n + 3] = std::numeric_limits<double>::quiet_NaN();  // an error, not "not PD"
+  std::vector<double> l = to_double(exact_cholesky_lower(to_exact(random_spd(rng, n)), n));
+  l[4 * n + 4] = 0.0;  // singular
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const GuardedBuffer<double> a(*be, h), b(*be, h), c(*be, l);
+    EXPECT_THROW(be->cholesky_lower(a.get(), n), InternalError);
+    EXPECT_THROW(be->inverse_upper_factor(b.get(), n), InternalError);
+    try {
+      be->invert_lower_triangular(c.get(), n);
+      be->synchronize();
+      ADD_FAILURE() << "a singular factor was inverted";
+    } catch (const InternalError& e) {
+      EXPECT_TRUE(contains(e.what(), "diagonal element 4")) << e.what();
+    }
+    EXPECT_TRUE(be->cholesky_lower(nullptr, 0));  // size zero: a no-op that succeeds
+    EXPECT_TRUE(be->inverse_upper_factor(nullptr, 0));
+    be->invert_lower_triangular(nullptr, 0);
+    EXPECT_THROW(be->cholesky_lower(nullptr, -1), InternalError);
+    be->synchronize();
+  }
+}
+
+TEST(BackendContracts, RopeAndElementwiseRejectBadShapes) {
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const std::vector<float> table(4 * 2, 0.5f);
+    const GuardedBuffer<float> t(*be, table), x(*be, 64);
+    const RopeTable rt{4, 2, t.get(), t.get()};
+    EXPECT_THROW(be->rope(x.get(), 1, 4, 1, 5, rt), InternalError);  // odd head_dim
+    EXPECT_THROW(be->rope(x.get(), 1, 5, 1, 4, rt), InternalError);  // seqlen > max_pos
+    EXPECT_THROW(be->rope(x.get(), 1, 4, 1, 6, rt), InternalError);  // head_dim != 2 half
+    EXPECT_THROW(be->rope(x.get(), 1, 4, 1, 4, RopeTable{4, 2, nullptr, nullptr}), InternalError);
+    be->add_inplace(nullptr, nullptr, 0);
+    EXPECT_THROW(be->add_inplace(nullptr, nullptr, -1), InternalError);
+    EXPECT_THROW(be->add_bias(nullptr, nullptr, 2, -1), InternalError);
+    be->synchronize();
+  }
+}
+
+// ---- attention beyond its numbers
+
+TEST(BackendContracts, AttentionRejectsWhatItCannotDoAndSkipsEmptyProblems) {
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const GuardedBuffer<float> buf(*be, 4 * 6 * 64);
+    float* p = buf.get();
+    EXPECT_THROW(be->attention(p, p, p, p, 1, 4, 6, 4, 2), InternalError);  // heads not a multiple of kv
+    EXPECT_THROW(be->attention(p, p, p, p, 1, 4, 2, 0, 64), InternalError);
+    be->attention(nullptr, nullptr, nullptr, nullptr, 0, 4, 2, 1, 64);
+    be->attention(nullptr, nullptr, nullptr, nullptr, 1, 0, 2, 1, 64);
+    be->synchronize();
+  }
+}
+
+// A shape a backend cannot do (the CUDA kernel's register accumulators end
+// at head_dim 128) is refused with an InternalError, never computed wrong.
+TEST(BackendContracts, AttentionHeadDim256IsRightOrRefused) {
+  STREAMQ_SEEDED_RNG(rng);
+  AttentionOpCase c({1, 7, 2, 2, 256});
+  c.prepare(rng);
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    try {
+      const Outcome o = c.run(*be);
+      EXPECT_TRUE(o.defect.empty()) << o.defect;
+      EXPECT_LE(o.error, c.tolerance().max_error) << c.tolerance().reason;
+    } catch (const InternalError& e) {
+      std::printf("[backend-ops] %s refuses attention head_dim 256: %s\n", be->name().c_str(), e.what());
+    }
+    if (be->name() == "cpu") {
+      EXPECT_NO_THROW(c.run(*be)) << "the CPU backend is the fallback";
+    }
+  }
+}
+
+std::vector<float> run_attention(Backend& be, const AttentionInputs& in, const AttentionCase& c) {
+  const GuardedBuffer<float> q(be, in.q), k(be, in.k), v(be, in.v), out(be, in.q.size());
+  be.attention(q.get(), k.get(), v.get(), out.get(), c.nseq, c.seqlen, c.nheads, c.nkv, c.hd);
+  return out.download("attention out");
+}
+
+TEST(BackendContracts, AttentionIsCausalAndSequencesAreIndependent) {
+  STREAMQ_SEEDED_RNG(rng);
+  const AttentionCase c{2, 150, 4, 2, 16};
+  const int64_t cut = 70, qw = c.nheads * c.hd, kw = c.nkv * c.hd, seq_elems = c.seqlen * qw;
+  const AttentionInputs in(rng, c);
+  AttentionInputs changed = in;  // k and v of sequence 0's tokens after `cut`
+  for (int64_t t = cut + 1; t < c.seqlen; ++t)
+    for (int64_t i = 0; i < kw; ++i) {
+      changed.k[t * kw + i] += 1.0f;
+      changed.v[t * kw + i] -= 2.0f;
+    }
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const std::vector<float> before = run_attention(*be, in, c), after = run_attention(*be, changed, c);
+    EXPECT_TRUE(std::equal(before.begin(), before.begin() + (cut + 1) * qw, after.begin()))
+        << "tokens <= cut must not see later keys";
+    EXPECT_FALSE(std::equal(before.begin() + (cut + 1) * qw, before.begin() + seq_elems,
+                            after.begin() + (cut + 1) * qw))
+        << "tokens after cut must see their own changed keys";
+    EXPECT_TRUE(std::equal(before.begin() + seq_elems, before.end(), after.begin() + seq_elems))
+        << "sequence 1 must not see sequence 0";
+  }
+}
+
+TEST(BackendContracts, AttentionKeepsALaterNonFiniteTokenOutOfEarlierRows) {
+  STREAMQ_SEEDED_RNG(rng);
+  const AttentionCase c{2, 70, 4, 2, 64};
+  AttentionInputs in(rng, c);
+  // The last token of sequence 0 gets an infinite key and a NaN value: only
+  // that row may turn non-finite; sequence 1 is untouched.
+  const int64_t kw = c.nkv * c.hd, qw = c.nheads * c.hd, last = c.seqlen - 1;
+  for (int64_t i = 0; i < kw; ++i) {
+    in.k[last * kw + i] = std::numeric_limits<float>::infinity();
+    in.v[last * kw + i] = std::numeric_limits<float>::quiet_NaN();
+  }
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const std::vector<float> got = run_attention(*be, in, c);
+    for (int64_t row = 0; row < c.nseq * c.seqlen; ++row)
+      for (int64_t i = 0; i < qw; ++i) {
+        if (row == last)
+          ASSERT_TRUE(std::isnan(got[row * qw + i])) << "row " << row << " col " << i;
+        else
+          ASSERT_TRUE(std::isfinite(got[row * qw + i])) << "row " << row << " col " << i << " saw a later token";
+      }
+  }
+}
+
+TEST(BackendContracts, AttentionIsBitIdenticalAcrossRunsAndThreadCounts) {
+  STREAMQ_SEEDED_RNG(rng);
+  const AttentionCase c{2, 300, 8, 2, 64};
+  const AttentionInputs in(rng, c);
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    std::vector<float> one, two;
+    tbb::task_arena(1).execute([&] { one = run_attention(*be, in, c); });
+    tbb::task_arena(2).execute([&] { two = run_attention(*be, in, c); });
+    const std::vector<float> many = run_attention(*be, in, c);
+    EXPECT_TRUE(bitwise_equal(one, two));
+    EXPECT_TRUE(bitwise_equal(one, many));
+  }
+}
+
+TEST(BackendContracts, UnsupportedOpsSayWhichBackendAndOp) {
+  for (Backend* be : backends_under_test())
+    for (Op op : kAllOps)
+      if (!be->supports(op)) std::printf("[backend-ops] %s does not support %s\n", be->name().c_str(), op_name(op));
+  EXPECT_EQ(make_cpu_backend()->name(), "cpu");
+}
+
+}  // namespace
+}  // namespace streamq::test
