@@ -1,7 +1,6 @@
 // One decoder block's forward pass composed from backend ops, with a hook that
-// sees each sub-layer group's input (where Hessians are accumulated).
-#include <vector>
-
+// sees each sub-layer group's input (where Hessians are accumulated). Its
+// intermediates are buffers of the backend that runs it.
 #include "src/model/model.h"
 
 namespace streamq {
@@ -26,12 +25,13 @@ void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, con
   };
   auto lin = [&](const char* name) -> const Linear& { return w.linears.at(name); };
 
-  std::vector<float> h(static_cast<size_t>(t * d));
+  Buffer<float> h = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
   be.rmsnorm(x, w.input_norm.data(), h.data(), t, d, eps);
   if (reached(SubLayer::Qkv, h.data(), d)) return;
 
-  std::vector<float> q(static_cast<size_t>(t * q_dim)), k(static_cast<size_t>(t * kv_dim)),
-      v(static_cast<size_t>(t * kv_dim));
+  Buffer<float> q = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: q");
+  Buffer<float> k = be.alloc<float>(static_cast<size_t>(t * kv_dim), "block forward: k");
+  Buffer<float> v = be.alloc<float>(static_cast<size_t>(t * kv_dim), "block forward: v");
   linear(be, lin("self_attn.q_proj"), h.data(), q.data(), t, d, q_dim);
   linear(be, lin("self_attn.k_proj"), h.data(), k.data(), t, d, kv_dim);
   linear(be, lin("self_attn.v_proj"), h.data(), v.data(), t, d, kv_dim);
@@ -41,11 +41,11 @@ void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, con
   }
   be.rope(q.data(), nseq, seqlen, c.heads, hd, rope);
   be.rope(k.data(), nseq, seqlen, c.kv_heads, hd, rope);
-  std::vector<float> attn(static_cast<size_t>(t * q_dim));
+  Buffer<float> attn = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: attention output");
   be.attention(q.data(), k.data(), v.data(), attn.data(), nseq, seqlen, c.heads, c.kv_heads, hd);
-  q = {};
-  k = {};
-  v = {};
+  q.reset();
+  k.reset();
+  v.reset();
   if (reached(SubLayer::O, attn.data(), q_dim)) return;
 
   linear(be, lin("self_attn.o_proj"), attn.data(), h.data(), t, q_dim, d);
@@ -53,7 +53,8 @@ void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, con
   be.rmsnorm(x, w.post_norm.data(), h.data(), t, d, eps);
   if (reached(SubLayer::GateUp, h.data(), d)) return;
 
-  std::vector<float> gate(static_cast<size_t>(t * inter)), up(static_cast<size_t>(t * inter));
+  Buffer<float> gate = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: gate");
+  Buffer<float> up = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: up");
   linear(be, lin("mlp.gate_proj"), h.data(), gate.data(), t, d, inter);
   linear(be, lin("mlp.up_proj"), h.data(), up.data(), t, d, inter);
   be.swiglu(gate.data(), up.data(), gate.data(), t * inter);
