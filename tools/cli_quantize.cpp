@@ -31,7 +31,9 @@ int run_quantize(const std::vector<std::string>& args) {
        "what --out holds: fake (the fake-quant checkpoint in the input's layout and dtypes, plus "
        "streamq_quant.safetensors with codes/scales/zeros/g_idx; `streamq export` packs it later) or gptq (the "
        "packed GPTQ checkpoint vLLM and transformers load, in --checkpoint-format; linears the format cannot "
-       "hold stay dense and are listed; docs/gptq-format.md) or gguf (the fake output plus <out>/model.gguf, a "
+       "hold stay dense and are listed; docs/gptq-format.md), compressed-tensors (the pack-quantized checkpoint "
+       "vLLM's WNA16 kernels load; 2, 4 or 8 bits; docs/compressed-tensors-format.md) or gguf (the fake output "
+       "plus <out>/model.gguf, a "
        "llama.cpp GGUF in --gguf-type; docs/gguf-export.md)")
       ("gguf-type", po::value(&gguf_type),
        "with --format gguf: Q4_0 or Q8_0 (4/8-bit symmetric g32) or Q4_1 (4-bit g32 with a free fp16 min); "

@@ -26,6 +26,7 @@
 #include "src/model/model.h"
 #include "src/job/block_files.h"
 #include "src/pipeline/block_stats.h"
+#include "src/export/compressed_tensors_export.h"
 #include "src/export/gguf_export.h"
 #include "src/export/gptq_export.h"
 #include "src/job/kill_points.h"
@@ -381,8 +382,13 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   job.quant.validate();
   if (job.activations != "auto" && job.activations != "memory" && job.activations != "disk")
     throw InputError("--activations '" + job.activations + "': expected auto, memory or disk");
-  if (job.format != "fake" && job.format != "gptq" && job.format != "gguf")
-    throw InputError("--format '" + job.format + "': expected fake, gptq or gguf");
+  if (job.format != "fake" && job.format != "gptq" && job.format != "compressed-tensors" && job.format != "gguf")
+    throw InputError("--format '" + job.format + "': expected fake, gptq, compressed-tensors or gguf");
+  if (job.format == "compressed-tensors" && job.quant.bits != 2 && job.quant.bits != 4 && job.quant.bits != 8)
+    throw InputError("--bits " + std::to_string(job.quant.bits) +
+                     ": --format compressed-tensors holds 2, 4 or 8 bits (docs/compressed-tensors-format.md)");
+  if (job.format == "compressed-tensors" && job.quant.free_min)
+    throw InputError("--format compressed-tensors stores integer zero points, not a free-min grid");
   if (job.format == "gguf") {  // the GGUF type follows from the grid (the CLI applies --gguf-type)
     const GgufQuantType t = gguf_type_of(job.quant);
     const std::string conflict = gguf_grid_conflict(t, job.quant);
@@ -539,7 +545,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   // The checkpoint, from the block files and the source's other tensors.
   const std::string tmp = out->staging_path();
   // A GPTQ export is packed from the fake-quant checkpoint, assembled beside it.
-  const bool gptq = job.format == "gptq";
+  // Packed formats (gptq, compressed-tensors) are packed from it.
+  const bool gptq = job.format == "gptq" || job.format == "compressed-tensors";
   const std::string fq_dir = gptq ? tmp + "/.fakequant" : tmp;
   if (gptq) make_dirs(fq_dir);
   {
@@ -562,10 +569,14 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   if (gptq) {
     TraceSpan span(trace.get(), "write GPTQ checkpoint", trace_cat::kWrite);
     atomic_write_file(fq_dir + "/config.json", read_file(tmp + "/config.json"));
-    GptqExportOptions opts;
-    opts.format = job.quant.checkpoint_format;
-    const GptqExportReport ex = write_gptq_checkpoint(fq_dir, tmp, opts, progress);
-    report.gptq_export = ex.to_json();
+    if (job.format == "compressed-tensors") {
+      report.gptq_export = write_compressed_tensors_checkpoint(fq_dir, tmp, {}, progress).to_json();
+    } else {
+      GptqExportOptions opts;
+      opts.format = job.quant.checkpoint_format;
+      const GptqExportReport ex = write_gptq_checkpoint(fq_dir, tmp, opts, progress);
+      report.gptq_export = ex.to_json();
+    }
     fs::remove_all(fq_dir);
   }
   if (job.format == "gguf") {  // <out>/model.gguf beside the fake-quant output it is made from

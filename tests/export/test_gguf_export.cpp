@@ -103,5 +103,96 @@ TEST(GgufExport, ExportRefusesAQuantizeOutputOffTheGrid) {
     EXPECT_EQ(e.path().filename().string().find(".partial-"), std::string::npos) << e.path();
 }
 
+// quantize --format gguf: the type implies bits, group 32 and the grid; the
+// file equals `export --format gguf` of the same output; Q4_1's free-min
+// grid round-trips through the reader.
+TEST(GgufExport, QuantizeFormatGgufWritesTheSameFileAsExport) {
+  test::ScratchDir dir("gguf-quantize");
+  const auto q = quantize(dir.file("q"), {"--format", "gguf", "--gguf-type", "Q4_1", "--method", "gptq"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  ASSERT_TRUE(fs::exists(dir.file("q/model.gguf")));
+  expect_file_is_fake_quant(dir.file("q/model.gguf"), dir.file("q"), ggml_type::Q4_1);
+  const auto r = test::run_streamq({"export", "--from", dir.file("q"), "--out", dir.file("x.gguf"), "--format", "gguf",
+                                    "--gguf-type", "Q4_1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::read_all(dir.file("x.gguf")), test::read_all(dir.file("q/model.gguf")));
+  EXPECT_EQ(eval_numbers(dir.file("q/model.gguf")), eval_numbers(dir.file("q")));
+  // The wrong type for this output is refused.
+  const auto w = test::run_streamq({"export", "--from", dir.file("q"), "--out", dir.file("y.gguf"), "--format", "gguf",
+                                    "--gguf-type", "Q4_0"});
+  EXPECT_EQ(w.exit_code, 2);
+  EXPECT_NE(w.err.find("free-min"), std::string::npos) << w.err;
+}
+
+TEST(GgufExport, QuantizeRefusesFlagsThatContradictTheGgufGrid) {
+  test::ScratchDir dir("gguf-quantize-flags");
+  struct Case {
+    std::vector<std::string> flags;
+    std::string must_name;
+  };
+  const std::vector<Case> cases = {
+      {{"--format", "gguf", "--gguf-type", "Q4_0", "--bits", "3"}, "--bits 3"},
+      {{"--format", "gguf", "--gguf-type", "Q8_0", "--bits", "4"}, "--bits 4"},
+      {{"--format", "gguf", "--gguf-type", "Q4_0", "--group", "128"}, "--group 128"},
+      {{"--format", "gguf", "--gguf-type", "Q4_0", "--asym"}, "--asym"},
+      {{"--format", "gguf", "--gguf-type", "Q4_1", "--sym"}, "--sym"},
+      {{"--format", "gguf", "--gguf-type", "Q4_0", "--act-order"}, "--act-order"},
+      {{"--format", "gguf", "--gguf-type", "Q4_1", "--grid", "two-stage"}, "--grid two-stage"},
+      {{"--format", "gguf"}, "--gguf-type"},
+      {{"--gguf-type", "Q4_0"}, "--format gguf"},
+      {{"--format", "gguf", "--gguf-type", "Q3_K"}, "--gguf-type 'Q3_K'"},
+      {{"--format", "compressed-tensors", "--bits", "3"}, "--bits 3"},
+  };
+  for (const auto& c : cases) {
+    std::string label;
+    for (const auto& f : c.flags) label += f + " ";
+    SCOPED_TRACE(label);
+    const auto r = quantize(dir.file("q"), c.flags);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(c.must_name), std::string::npos) << r.err;
+    if (c.must_name.rfind("--gguf-type '", 0) != 0 && c.flags.size() > 2 && c.flags[1] == "gguf")
+      EXPECT_NE(r.err.find("--gguf-type"), std::string::npos) << r.err;  // names both flags
+    EXPECT_FALSE(fs::exists(dir.file("q")));
+  }
+}
+
+TEST(GgufExport, InspectShowsQuantizationMetadataOfEveryFormat) {
+  test::ScratchDir dir("inspect-formats");
+  ASSERT_EQ(quantize(dir.file("q"), {"--format", "gguf", "--gguf-type", "Q4_0"}).exit_code, 0);
+  auto r = test::run_streamq({"inspect", "--model", dir.file("q/model.gguf")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("file_type MOSTLY_Q4_0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Q4_0"), std::string::npos) << r.out;
+  r = test::run_streamq({"inspect", "--model", dir.file("q")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("quantization: streamq quantize output"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("w4 g32 sym"), std::string::npos) << r.out;
+  ASSERT_EQ(test::run_streamq({"export", "--from", dir.file("q"), "--out", dir.file("ct"), "--format",
+                               "compressed-tensors"}).exit_code, 0);
+  r = test::run_streamq({"inspect", "--model", dir.file("ct")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("quantization: compressed-tensors"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("format pack-quantized"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("num_bits 4"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("weight_packed"), std::string::npos) << r.out;
+  ASSERT_EQ(test::run_streamq({"export", "--from", dir.file("q"), "--out", dir.file("gp")}).exit_code, 0);
+  r = test::run_streamq({"inspect", "--model", dir.file("gp")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("quantization: gptq"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("bits 4  group_size 32"), std::string::npos) << r.out;
+}
+
+TEST(GgufExport, QuantizeFormatCompressedTensorsEqualsQuantizeThenExport) {
+  test::ScratchDir dir("ct-quantize");
+  ASSERT_EQ(quantize(dir.file("direct"), {"--format", "compressed-tensors", "--bits", "4", "--group", "32", "--asym"})
+                .exit_code, 0);
+  ASSERT_EQ(quantize(dir.file("q"), {"--bits", "4", "--group", "32", "--asym"}).exit_code, 0);
+  ASSERT_EQ(test::run_streamq({"export", "--from", dir.file("q"), "--out", dir.file("ct"), "--format",
+                               "compressed-tensors"}).exit_code, 0);
+  EXPECT_EQ(test::read_all(dir.file("direct/model.safetensors")), test::read_all(dir.file("ct/model.safetensors")));
+  EXPECT_FALSE(fs::exists(dir.file("direct/streamq_quant.safetensors")));
+  EXPECT_EQ(eval_numbers(dir.file("direct")), eval_numbers(dir.file("q")));
+}
+
 }  // namespace
 }  // namespace streamq
