@@ -181,7 +181,10 @@ std::string read_tokenizer(const std::string& dir, int64_t vocab, Tokenizer* t) 
       by_id[a.at("id").get<int64_t>()] = a.at("content").get<std::string>();
       added[a.at("id").get<int64_t>()] = a.value("special", false);
     }
-  const int64_t n = std::max<int64_t>(vocab, by_id.empty() ? 0 : by_id.rbegin()->first + 1);
+  if (!by_id.empty() && by_id.rbegin()->first >= vocab)
+    return "tokenizer.json has token id " + std::to_string(by_id.rbegin()->first) + " beyond vocab_size " +
+           std::to_string(vocab) + " (llama.cpp needs one embedding row per token)";
+  const int64_t n = vocab;
   for (int64_t id = 0; id < n; ++id) {
     const auto it = by_id.find(id);
     if (it == by_id.end()) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "io/formats/gguf.h"
 #include "io/formats/safetensors.h"
@@ -192,6 +193,38 @@ TEST(GgufExport, QuantizeFormatCompressedTensorsEqualsQuantizeThenExport) {
   EXPECT_EQ(test::read_all(dir.file("direct/model.safetensors")), test::read_all(dir.file("ct/model.safetensors")));
   EXPECT_FALSE(fs::exists(dir.file("direct/streamq_quant.safetensors")));
   EXPECT_EQ(eval_numbers(dir.file("direct")), eval_numbers(dir.file("q")));
+}
+
+// tokenizer.json -> tokenizer.ggml.* -> (streamq's GGUF reader) the same
+// tokens, merges, token types and pre-tokenizer name.
+TEST(GgufExport, TokenizerRoundTripsThroughTheGguf) {
+  test::ScratchDir dir("gguf-tokenizer");
+  ASSERT_EQ(quantize(dir.file("q"), {"--method", "rtn", "--bits", "4", "--group", "32"}).exit_code, 0);
+  GgufTokenizer src;
+  src.model = "gpt2";
+  src.pre = "smollm";
+  src.tokens = {"a", "b", "ab", "<|endoftext|>", "\u0120the"};
+  src.token_type = {1, 1, 1, 3, 1};
+  src.merges = {"a b"};
+  src.eos_id = 3;
+  {
+    std::ofstream(dir.file("q/tokenizer.json")) << gguf_tokenizer_to_hf_json(src, "test");
+  }
+  const auto r = test::run_streamq({"export", "--from", dir.file("q"), "--out", dir.file("m.gguf"), "--format", "gguf",
+                                    "--gguf-type", "Q4_0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("tokenizer gpt2 (pre smollm)"), std::string::npos) << r.err;
+  const GgufTokenizer t = GgufFile::open(dir.file("m.gguf"))->tokenizer();
+  EXPECT_EQ(t.model, "gpt2");
+  EXPECT_EQ(t.pre, "smollm");
+  ASSERT_EQ(t.tokens.size(), 512u);  // vocab_size: ids without a token are padding
+  for (size_t i = 0; i < src.tokens.size(); ++i) EXPECT_EQ(t.tokens[i], src.tokens[i]);
+  EXPECT_EQ(t.tokens[5], "[PAD5]");
+  EXPECT_EQ(t.token_type[3], 3);  // control
+  EXPECT_EQ(t.token_type[5], 5);  // unused
+  EXPECT_EQ(t.merges, src.merges);
+  EXPECT_EQ(t.bos_id, 1);  // config.json's bos/eos ids
+  EXPECT_EQ(t.eos_id, 2);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "src/core/dtype.h"
 #include "src/core/error.h"
 #include "src/methods/grid.h"
+#include "src/methods/quant_config_json.h"
 
 namespace streamq {
 namespace {
@@ -123,6 +124,17 @@ TEST(GridFreeMin, ConfigRefusesWhatOnlyIntegerZeroPointsSupport) {
   c = free_min_cfg();
   c.variant = Variant::Official;
   EXPECT_THROW(c.validate(), InputError);
+}
+
+TEST(GridFreeMin, JsonRoundTripsTheFlagAndOmitsItWhenUnset) {
+  const QuantConfig c = free_min_cfg();
+  const nlohmann::json j = quant_config_to_json(c);
+  EXPECT_EQ(j.at("free_min"), true);
+  EXPECT_TRUE(quant_config_from_json(j, "test").free_min);
+  // Unset, the key is absent: manifests and quant files of integer grids are unchanged.
+  EXPECT_FALSE(quant_config_to_json(QuantConfig{}).contains("free_min"));
+  EXPECT_FALSE(quant_config_from_json(quant_config_to_json(QuantConfig{}), "test").free_min);
+  EXPECT_NE(c.describe().find("free-min"), std::string::npos);
 }
 
 }  // namespace
