@@ -45,7 +45,9 @@ fi
 
 run_one() {
   local t=$1 corpus="$build/corpus/$1" crashes="$build/crashes/$1" log="$build/logs/$1.log"
-  mkdir -p "$corpus" "$crashes" "$(dirname "$log")"
+  mkdir -p "$corpus" "$crashes/previous" "$(dirname "$log")"
+  # Crashes of earlier runs are kept aside, so the table counts this run's.
+  find "$crashes" -maxdepth 1 -type f -exec mv -t "$crashes/previous" {} +
   # -rss_limit_mb/-malloc_limit_mb: a parser that believes a length field and
   # allocates gigabytes is a finding, not a machine to wait for. -timeout: an
   # input taking 10 s is a hang. -use_value_profile: comparisons guide the
@@ -69,7 +71,7 @@ for t in "${targets[@]}"; do
   cov=$(sed -E 's/.*cov: ([0-9]+).*/\1/' <<<"$last")
   ft=$(sed -E 's/.*ft: ([0-9]+).*/\1/' <<<"$last")
   corp=$(sed -E 's/.*corp: ([0-9]+).*/\1/' <<<"$last")
-  crashes=$(find "$build/crashes/$t" -type f | wc -l)
+  crashes=$(find "$build/crashes/$t" -maxdepth 1 -type f | wc -l)
   echo "| $t | $seconds | $(stat number_of_executed_units) | $(stat average_exec_per_sec) | $cov | $ft | $corp | $crashes |"
   if [ "$crashes" -gt 0 ]; then
     failed=1

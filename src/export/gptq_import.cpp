@@ -55,7 +55,9 @@ bool is_gptq_dir(const std::string& dir) {
 
 GptqImport gptq_to_hf_dir(const std::string& gptq_dir, const std::string& out_dir) {
   nlohmann::json config = read_config(gptq_dir);
-  const nlohmann::json qc = config.at("quantization_config");
+  if (!config.contains("quantization_config"))
+    throw InputError(gptq_dir + "/config.json: no quantization_config (not a GPTQ checkpoint)");
+  const nlohmann::json qc = config["quantization_config"];
   int bits = 0;
   int64_t group = -1;
   std::string format;
@@ -81,7 +83,8 @@ GptqImport gptq_to_hf_dir(const std::string& gptq_dir, const std::string& out_di
   for (const auto& n : names) {
     if (n.size() <= qsuffix.size() || n.compare(n.size() - qsuffix.size(), qsuffix.size(), qsuffix) != 0) continue;
     const TensorInfo& t = st->info(n);
-    if (t.dtype != DType::I32 || t.shape.size() != 2 || (t.shape[0] * 32) % bits != 0)
+    // numel() > 0 bounds both dimensions by the file size, so shape[0] * 32 cannot overflow.
+    if (t.dtype != DType::I32 || t.shape.size() != 2 || t.numel() == 0 || (t.shape[0] * 32) % bits != 0)
       throw InputError(gptq_dir + ": " + n + " is not a 2-D int32 qweight of " + std::to_string(bits) + "-bit codes");
     linears[n.substr(0, n.size() - qsuffix.size())] = {t.shape[1], t.shape[0] * 32 / bits};
   }

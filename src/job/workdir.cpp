@@ -15,9 +15,9 @@
 #include <sstream>
 
 #include "src/core/error.h"
+#include "src/core/kill_point.h"
 #include "io/file/file_hash.h"
 #include "io/file/file_util.h"
-#include "src/job/kill_points.h"
 
 namespace fs = std::filesystem;
 
@@ -54,6 +54,26 @@ std::string json_diff(const nlohmann::json& stored, const nlohmann::json& now) {
   }
   if (differing > shown) s << "; and " << differing - shown << " more";
   return s.str();
+}
+
+// Reads, with its type, every field of a manifest that Workdir's methods read
+// later, so that a damaged manifest fails when it is opened, as unreadable,
+// rather than with a bare JSON error from whichever later call meets the field.
+void check_manifest_fields(const nlohmann::json& m) {
+  (void)JobLayout::from_json(m.at("layout"));
+  (void)m.at("completed_blocks").get<int64_t>();
+  (void)m.at("boundary_ready").get<bool>();
+  (void)m.at("finished").get<bool>();
+  (void)m.at("job_id").get<std::string>();
+  (void)m.at("seconds").get<double>();
+  (void)m.at("block_reports").get<std::vector<nlohmann::json>>();
+  if (!m.at("block_files").is_array()) throw InputError("block_files is not an array");
+  for (const auto& f : m.at("block_files")) {
+    (void)f.at("file").get<std::string>();
+    (void)f.at("bytes").get<uint64_t>();
+    (void)f.at("xxh64").get<std::string>();
+  }
+  for (const char* part : {"model", "calibration", "method"}) (void)m.at("identity").at(part);
 }
 
 std::string random_job_id() {
@@ -105,16 +125,13 @@ JobLayout JobLayout::from_json(const nlohmann::json& j) {
   return l;
 }
 
-Workdir::Workdir(std::string dir, bool restart, bool durable, KillPoints* kill)
-    : dir_(std::move(dir)), durable_(durable), kill_(kill) {
+Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(dir)), durable_(durable) {
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
   make_dirs(dir_);
   const std::string lock = dir_ + "/lock";
-  lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) throw InputError("--workdir " + dir_ + ": cannot create " + lock);
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd_);
-    lock_fd_ = -1;
+  lock_.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock_) throw InputError("--workdir " + dir_ + ": cannot create " + lock);
+  if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
     throw InputError("--workdir " + dir_ + ": another streamq process is running this job (" + lock +
                      " is locked); wait for it or stop it");
   }
@@ -135,8 +152,7 @@ Workdir::Workdir(std::string dir, bool restart, bool durable, KillPoints* kill)
       manifest_ = nlohmann::json::parse(read_file(manifest));
       if (manifest_.value("format", "") != kFormat || manifest_.value("version", 0) != kVersion)
         throw InputError("not a version " + std::to_string(kVersion) + " streamq workdir manifest");
-      (void)layout();
-      (void)completed_blocks();
+      check_manifest_fields(manifest_);
     } catch (const nlohmann::json::exception& e) {
       throw InputError(manifest + ": unreadable manifest (" + e.what() + "); pass --restart to discard the job");
     } catch (const InputError& e) {
@@ -146,10 +162,6 @@ Workdir::Workdir(std::string dir, bool restart, bool durable, KillPoints* kill)
   make_dirs(blocks_dir());
   make_dirs(acts_dir());
   if (has_job()) remove_strays();
-}
-
-Workdir::~Workdir() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // closing releases the flock
 }
 
 void Workdir::check_identity(const JobIdentity& id) const {
@@ -240,10 +252,8 @@ std::string Workdir::block_base(int64_t b) {
 void Workdir::write_manifest() {
   manifest_["updated"] = now_iso();
   if (!durable_) return;
-  atomic_write_file(dir_ + "/manifest.json", manifest_.dump(1) + "\n", [this] {
-    if (kill_) kill_->hit("manifest");
-  });
-  if (kill_) kill_->hit("manifest-done");
+  atomic_write_file(dir_ + "/manifest.json", manifest_.dump(1) + "\n", [] { kill_point(KillPoint::Manifest); });
+  kill_point(KillPoint::ManifestDone);
 }
 
 void Workdir::remove_strays() const {

@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!parts[1].empty()) fuzz::write_scratch("wd/blocks/" + Workdir::block_base(0) + ".safetensors", parts[1]);
   fuzz::expect_input_errors([&] { (void)describe_workdir(dir); });
   fuzz::expect_input_errors([&] {
-    Workdir wd(dir, /*restart=*/false, /*durable=*/true, nullptr);
+    Workdir wd(dir, /*restart=*/false, /*durable=*/true);
     if (!wd.has_job()) return;
     (void)wd.layout();
     (void)wd.completed_blocks();
