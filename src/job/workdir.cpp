@@ -15,9 +15,9 @@
 #include <sstream>
 
 #include "src/core/error.h"
-#include "src/core/kill_point.h"
 #include "io/file/file_hash.h"
 #include "io/file/file_util.h"
+#include "src/job/kill_points.h"
 
 namespace fs = std::filesystem;
 
@@ -125,13 +125,16 @@ JobLayout JobLayout::from_json(const nlohmann::json& j) {
   return l;
 }
 
-Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(dir)), durable_(durable) {
+Workdir::Workdir(std::string dir, bool restart, bool durable, KillPoints* kill)
+    : dir_(std::move(dir)), durable_(durable), kill_(kill) {
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
   make_dirs(dir_);
   const std::string lock = dir_ + "/lock";
-  lock_.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!lock_) throw InputError("--workdir " + dir_ + ": cannot create " + lock);
-  if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+  lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) throw InputError("--workdir " + dir_ + ": cannot create " + lock);
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
     throw InputError("--workdir " + dir_ + ": another streamq process is running this job (" + lock +
                      " is locked); wait for it or stop it");
   }
@@ -162,6 +165,10 @@ Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(d
   make_dirs(blocks_dir());
   make_dirs(acts_dir());
   if (has_job()) remove_strays();
+}
+
+Workdir::~Workdir() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // closing releases the flock
 }
 
 void Workdir::check_identity(const JobIdentity& id) const {
@@ -252,8 +259,10 @@ std::string Workdir::block_base(int64_t b) {
 void Workdir::write_manifest() {
   manifest_["updated"] = now_iso();
   if (!durable_) return;
-  atomic_write_file(dir_ + "/manifest.json", manifest_.dump(1) + "\n", [] { kill_point(KillPoint::Manifest); });
-  kill_point(KillPoint::ManifestDone);
+  atomic_write_file(dir_ + "/manifest.json", manifest_.dump(1) + "\n", [this] {
+    if (kill_) kill_->hit("manifest");
+  });
+  if (kill_) kill_->hit("manifest-done");
 }
 
 void Workdir::remove_strays() const {
