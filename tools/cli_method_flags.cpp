@@ -2,6 +2,7 @@
 #include "tools/cli_method_flags.h"
 
 #include "src/core/error.h"
+#include "src/methods/method.h"
 
 namespace streamq::cli {
 namespace po = boost::program_options;
@@ -113,8 +114,7 @@ void finish_method_flags(MethodFlags& f) {
   q.grid_style = parse_grid_style(f.grid_style);
   q.clip = parse_grid(f.grid);
   q.checkpoint_format = parse_checkpoint_format(f.checkpoint_format);
-  if (f.loaq.alpha < 0 || f.loaq.beta < 0) throw InputError("--loaq-alpha and --loaq-beta must be >= 0");
-  q.validate();
+  MethodSpec(q, f.loaq).validate();
 }
 
 }  // namespace streamq::cli

@@ -6,6 +6,7 @@
 #include "tools/cli_common.h"
 #include "tools/cli_method_flags.h"
 #include "src/core/error.h"
+#include "src/core/kill_point.h"
 #include "kernels/backend.h"
 #include "src/report/progress.h"
 #include "src/export/gguf_export.h"
@@ -13,10 +14,21 @@
 #include "scheduler/memory_budget.h"
 
 namespace streamq::cli {
+namespace {
+
+Placement parse_placement(const std::string& s) {
+  if (s == "auto") return Placement::Auto;
+  if (s == "memory") return Placement::Memory;
+  if (s == "disk") return Placement::Disk;
+  throw InputError("--activations '" + s + "': expected auto, memory or disk");
+}
+
+}  // namespace
+
 int run_quantize(const std::vector<std::string>& args) {
   QuantizeJob job;
   MethodFlags mf;
-  std::string tokens_dtype, activations, host_mem_limit, gguf_type;
+  std::string tokens_dtype, activations, io_path, host_mem_limit, gguf_type;
   int threads = 0;
   bool quiet = false;
   po::options_description opts("quantize flags");
@@ -72,7 +84,7 @@ int run_quantize(const std::vector<std::string>& args) {
        "linears of one sub-layer group (q,k,v share an input; gate,up share one) quantized at the same time, "
        "each with its own working set: 0 = as many as fit under --host-mem-limit (up to the largest group, 3), "
        "N = at most N (the plan may lower it; shown in the plan and the report). Output bytes never depend on it")
-      ("io", po::value(&job.io_path)->default_value("auto"),
+      ("io", po::value(&io_path)->default_value("auto"),
        "disk activations' I/O path: auto (io_uring, else pread/pwrite, said once), uring (fail if unavailable), "
        "posix")
       ("zstd-level", po::value(&job.zstd_level)->default_value(1),
@@ -119,15 +131,16 @@ int run_quantize(const std::vector<std::string>& args) {
   job.loaq = mf.loaq;
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   job.overwrite = vm["overwrite"].as<bool>();
-  job.activations = activations;
+  job.activations = parse_placement(activations);
+  job.io_path = parse_io_path(io_path);
   if (vm.count("host-mem-limit")) job.host_mem_limit = parse_size(host_mem_limit, "--host-mem-limit");
   if (job.prefetch_depth < 0) throw InputError("--prefetch-depth must be >= 0");
   if (job.linear_concurrency < 0) throw InputError("--linear-concurrency must be >= 0 (0 = auto)");
   if (job.chunk_tokens < 1) throw InputError("--chunk-tokens must be >= 1");
   if (job.restart && job.workdir.empty()) throw InputError("--restart needs --workdir");
   // Test-only hook of the crash test (tests/job/test_resume.cpp): SIGKILL at a
-  // named point of the job, e.g. "put:3" or "manifest:2".
-  if (const char* k = std::getenv("STREAMQ_TEST_KILL_AT")) job.kill_at = k;
+  // named point of the job, e.g. "put:3" or "manifest:2" (src/core/kill_point.h).
+  if (const char* k = std::getenv("STREAMQ_TEST_KILL_AT")) arm_kill_point(k);
 
   const auto limit = set_threads(threads);
   auto backend = make_cpu_backend();

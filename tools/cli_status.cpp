@@ -1,8 +1,9 @@
-// `streamq status`: how far the job in a workdir got.
+// `streamq status`: how far the job in a workdir got, and what a resume may change.
 #include <iostream>
 
 #include "tools/cli_common.h"
 #include "src/job/workdir.h"
+#include "src/pipeline/resume_rules.h"
 
 namespace streamq::cli {
 
@@ -15,7 +16,7 @@ int run_status(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("status", "--workdir DIR", opts, args, &vm)) return 0;
   require(vm, {"workdir"});
-  std::cout << describe_workdir(workdir);
+  std::cout << describe_workdir(workdir) << describe_resume_rules();
   return 0;
 }
 

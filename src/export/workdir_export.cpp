@@ -18,7 +18,7 @@ namespace streamq {
 
 GptqExportReport export_gptq_from_workdir(const std::string& workdir, const std::string& out_dir,
                                           const GptqExportOptions& opts, std::ostream* log) {
-  Workdir wd(workdir, false, true, nullptr);  // the lock: no quantize runs on it meanwhile
+  Workdir wd(workdir, false, true);  // the lock: no quantize runs on it meanwhile
   if (!wd.has_job()) throw InputError("--from " + workdir + ": no job here (no manifest.json)");
   const JobLayout layout = wd.layout();
   if (wd.completed_blocks() < layout.layers)

@@ -15,9 +15,9 @@
 #include <sstream>
 
 #include "src/core/error.h"
+#include "src/core/kill_point.h"
 #include "io/file/file_hash.h"
 #include "io/file/file_util.h"
-#include "src/job/kill_points.h"
 
 namespace fs = std::filesystem;
 
@@ -107,7 +107,7 @@ nlohmann::json model_files_identity(const std::string& dir) {
 }
 
 nlohmann::json JobIdentity::to_json() const {
-  return {{"model", model}, {"method", method}, {"calibration", calibration}};
+  return {{"model", model}, {"method", method}, {"calibration", calibration}, {"output", output}};
 }
 
 nlohmann::json JobLayout::to_json() const {
@@ -125,8 +125,7 @@ JobLayout JobLayout::from_json(const nlohmann::json& j) {
   return l;
 }
 
-Workdir::Workdir(std::string dir, bool restart, bool durable, KillPoints* kill)
-    : dir_(std::move(dir)), durable_(durable), kill_(kill) {
+Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(dir)), durable_(durable) {
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
   make_dirs(dir_);
   const std::string lock = dir_ + "/lock";
@@ -173,8 +172,8 @@ Workdir::~Workdir() {
 
 void Workdir::check_identity(const JobIdentity& id) const {
   const nlohmann::json now = id.to_json(), stored = manifest_.at("identity");
-  for (const char* part : {"model", "calibration", "method"}) {
-    if (stored.at(part) == now.at(part)) continue;
+  for (const char* part : {"model", "calibration", "method", "output"}) {
+    if (!stored.contains(part) || stored.at(part) == now.at(part)) continue;  // workdirs of older versions have no "output"
     throw InputError("--workdir " + dir_ + " holds a job with a different " + part + " (" +
                      json_diff(stored.at(part), now.at(part)) +
                      "); pass --restart to discard it, or use another --workdir");
@@ -259,10 +258,8 @@ std::string Workdir::block_base(int64_t b) {
 void Workdir::write_manifest() {
   manifest_["updated"] = now_iso();
   if (!durable_) return;
-  atomic_write_file(dir_ + "/manifest.json", manifest_.dump(1) + "\n", [this] {
-    if (kill_) kill_->hit("manifest");
-  });
-  if (kill_) kill_->hit("manifest-done");
+  atomic_write_file(dir_ + "/manifest.json", manifest_.dump(1) + "\n", [] { kill_point(KillPoint::Manifest); });
+  kill_point(KillPoint::ManifestDone);
 }
 
 void Workdir::remove_strays() const {

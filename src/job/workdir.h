@@ -18,12 +18,12 @@
 
 namespace streamq {
 
-class KillPoints;
-
 // What must match for a workdir to be resumed by a command: the model files,
-// the method and its flags, the calibration tokens.
+// the method and its flags, the calibration tokens, and the output's shape
+// (chunking of the stored activations, format). The flags that may differ
+// are listed in src/pipeline/resume_rules.h.
 struct JobIdentity {
-  nlohmann::json model, method, calibration;
+  nlohmann::json model, method, calibration, output;
   nlohmann::json to_json() const;  // the compared part
   // Shown by `streamq status`, not compared: model_dir, method description,
   // calibration source (a moved model directory is still the same model).
@@ -47,8 +47,9 @@ class Workdir {
   // Opens (creating) `dir` and takes its lock (InputError when another
   // process holds it). `restart`: discard any job found there. `durable`
   // false: a private scratch workdir of one run (no manifest writes, no
-  // checksums; nothing will ever resume it). `kill` may be null.
-  Workdir(std::string dir, bool restart, bool durable, KillPoints* kill);
+  // checksums; nothing will ever resume it). Manifest writes are kill points
+  // (src/core/kill_point.h).
+  Workdir(std::string dir, bool restart, bool durable);
   ~Workdir();
   Workdir(const Workdir&) = delete;
   Workdir& operator=(const Workdir&) = delete;
@@ -102,7 +103,6 @@ class Workdir {
 
   std::string dir_;
   bool durable_;
-  KillPoints* kill_;
   int lock_fd_ = -1;
   nlohmann::json manifest_;
   std::string discarded_job_id_;

@@ -1,6 +1,8 @@
-// RTN and the GPTQ family (GPTQ, GPTAQ, with or without CAE) behind the Method interface.
+// RTN and the GPTQ family (GPTQ, GPTAQ, with or without CAE) behind the
+// Method interface, and LoaQ as a Method around either.
 #include "src/methods/method.h"
 
+#include "src/core/error.h"
 #include "src/methods/gptq.h"
 #include "src/methods/two_stage.h"
 
@@ -19,6 +21,8 @@ class RtnMethod final : public Method {
  public:
   explicit RtnMethod(QuantConfig cfg) : cfg_(std::move(cfg)) {}
   std::string name() const override { return "rtn"; }
+  // Two-stage's scale refinement aims at the FP output W X~.
+  MethodNeeds needs() const override { return {.fp_flow = cfg_.needs_fp_flow()}; }
   std::unique_ptr<PreparedInput> prepare(Backend&, const LinearStats& stats) const override {
     if (!cfg_.two_stage()) return std::make_unique<NothingPrepared>();
     auto p = std::make_unique<RtnTwoStagePrepared>();
@@ -47,6 +51,7 @@ class GptqMethod final : public Method {
  public:
   explicit GptqMethod(QuantConfig cfg) : cfg_(std::move(cfg)) {}
   std::string name() const override { return to_string(cfg_.method); }
+  MethodNeeds needs() const override { return {.fp_flow = cfg_.needs_fp_flow()}; }
   std::unique_ptr<PreparedInput> prepare(Backend& be, const LinearStats& stats) const override {
     // Without a collected FP flow, no cross term: factor_hessian says so when
     // the method needs it; two-stage then refines with C = 0.
@@ -64,12 +69,71 @@ class GptqMethod final : public Method {
   QuantConfig cfg_;
 };
 
+// LoaQ's statistics of a group's shared input, taken once for its linears,
+// beside what the inner method prepared.
+class LoaqPrepared final : public PreparedInput {
+ public:
+  std::unique_ptr<PreparedInput> inner;
+  std::vector<double> h, d1, e;  // H, dX X^T, residual term E (output projections; else empty)
+};
+
+// The inner method quantizes LoaQ's target W~ (loaq.h) instead of W.
+class LoaqMethod final : public Method {
+ public:
+  LoaqMethod(std::unique_ptr<Method> inner, LoaqConfig cfg, double percdamp)
+      : inner_(std::move(inner)), cfg_(cfg), percdamp_(percdamp) {}
+  std::string name() const override { return inner_->name() + "+loaq"; }
+  MethodNeeds needs() const override {
+    MethodNeeds n = inner_->needs();
+    n.fp_flow = true;                     // D1 = dX X^T
+    n.residual = n.residual || cfg_.beta != 0.0;  // E, weighted by beta (unread when 0)
+    n.token_scales = n.token_scales || cfg_.norm;
+    return n;
+  }
+  std::unique_ptr<PreparedInput> prepare(Backend& be, const LinearStats& stats) const override {
+    auto p = std::make_unique<LoaqPrepared>();
+    p->inner = inner_->prepare(be, stats);
+    p->h = stats.hessian();
+    p->d1 = stats.cross();
+    if (stats.has_residual()) p->e = stats.residual();
+    return p;
+  }
+  QuantResult quantize(Backend& be, const double* w, int64_t m, int64_t n,
+                       const PreparedInput& prepared) const override {
+    const auto& p = dynamic_cast<const LoaqPrepared&>(prepared);
+    const std::vector<double> target =
+        loaq_target(be, w, m, n, p.h, &p.d1, p.e.empty() ? nullptr : &p.e, cfg_.alpha, cfg_.beta, percdamp_);
+    return inner_->quantize(be, target.data(), m, n, *p.inner);
+  }
+
+ private:
+  std::unique_ptr<Method> inner_;
+  LoaqConfig cfg_;
+  double percdamp_;  // H^-1 in the target is damped as the method damps H
+};
+
 }  // namespace
 
-std::unique_ptr<Method> make_method(const QuantConfig& cfg) {
-  cfg.validate();
-  if (cfg.method == MethodKind::Rtn) return std::make_unique<RtnMethod>(cfg);
-  return std::make_unique<GptqMethod>(cfg);
+void MethodSpec::validate() const {
+  quant.validate();
+  if (loaq.alpha < 0 || loaq.beta < 0) throw InputError("--loaq-alpha and --loaq-beta must be >= 0");
+}
+
+std::string MethodSpec::describe() const {
+  std::string m = quant.describe();
+  if (loaq.enabled)
+    m += " loaq(alpha=" + std::to_string(loaq.alpha) + ", beta=" + std::to_string(loaq.beta) +
+         (loaq.norm ? ", norm)" : ")");
+  return m;
+}
+
+std::unique_ptr<Method> make_method(const MethodSpec& spec) {
+  spec.validate();
+  std::unique_ptr<Method> m;
+  if (spec.quant.method == MethodKind::Rtn) m = std::make_unique<RtnMethod>(spec.quant);
+  else m = std::make_unique<GptqMethod>(spec.quant);
+  if (spec.loaq.enabled) m = std::make_unique<LoaqMethod>(std::move(m), spec.loaq, spec.quant.percdamp);
+  return m;
 }
 
 }  // namespace streamq

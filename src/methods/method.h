@@ -1,12 +1,15 @@
 // The method interface: one linear's weights and input statistics in, codes,
-// grids and dequantized weights out. Every method (RTN, GPTQ; GPTAQ, CAE,
-// LoaQ next) is one implementation behind it.
+// grids and dequantized weights out. Every method (RTN, GPTQ, GPTAQ, CAE, and
+// LoaQ around any of them) is one implementation behind it, and says which
+// activations and statistics it reads, so the pipeline computes those and no
+// others (as GPTQModel's processors declare require_fwd).
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "src/methods/linear_stats.h"
+#include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
 #include "src/methods/quant_result.h"
 
@@ -22,17 +25,41 @@ class PreparedInput {
   virtual ~PreparedInput() = default;
 };
 
+// What a method reads beyond the quantized flow's Hessian X X^T. The
+// pipeline runs the FP flow (forward, propagation, storage) only for a
+// method that reads it; the quantized flow never depends on it.
+struct MethodNeeds {
+  bool fp_flow = false;       // the FP model's activations: stats carry the cross term dX X^T
+  bool residual = false;      // output projections (o_proj, down_proj): the residual-stream term E
+  bool token_scales = false;  // both flows' tokens rescaled by their sub-layer output's RMS factor
+};
+
+// Everything that says how a linear is quantized: the method and grid, and
+// LoaQ's transformed target around it. Converts from a QuantConfig alone
+// (no LoaQ), so a plain method is written as its config.
+struct MethodSpec {
+  QuantConfig quant;
+  LoaqConfig loaq;
+  MethodSpec(QuantConfig q = {}, LoaqConfig l = {}) : quant(std::move(q)), loaq(l) {}
+  // InputError naming the flag when a value is out of range.
+  void validate() const;
+  // "gptq w4 g32 sym quarot minmax loaq(alpha=0.500000, beta=0.500000)".
+  std::string describe() const;
+};
+
 class Method {
  public:
   virtual ~Method() = default;
   virtual std::string name() const = 0;
+  virtual MethodNeeds needs() const = 0;
   virtual std::unique_ptr<PreparedInput> prepare(Backend& backend, const LinearStats& stats) const = 0;
   // w[m, n] in float64 (out, in); `prepared` came from prepare() on its input.
   virtual QuantResult quantize(Backend& backend, const double* w, int64_t m, int64_t n,
                                const PreparedInput& prepared) const = 0;
 };
 
-// The method cfg.method names, configured by cfg (validated here).
-std::unique_ptr<Method> make_method(const QuantConfig& cfg);
+// The method spec.quant.method names, configured by spec.quant, inside LoaQ
+// when spec.loaq.enabled (validated here).
+std::unique_ptr<Method> make_method(const MethodSpec& spec);
 
 }  // namespace streamq

@@ -5,17 +5,24 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "src/core/error.h"
+#include "src/methods/loaq.h"
 #include "scheduler/trace.h"
 
 namespace streamq {
 
 LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
                           const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
-                          const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
-                          const LoaqConfig& loaq, TraceRecorder* trace, const ReadAheadHint& hint) {
+                          const Chunking& ch, int64_t nsamples, int64_t seqlen, const MethodNeeds& needs,
+                          TraceRecorder* trace, const ReadAheadHint& hint) {
   const ModelConfig& cfg = model.config();
   const int64_t in = sublayer_in_features(cfg, group), hidden = cfg.hidden;
-  const bool out_proj = loaq.enabled && (group == SubLayer::O || group == SubLayer::Down);
+  const bool fp_flow = needs.fp_flow;
+  if ((needs.residual || needs.token_scales) && !fp_flow)
+    throw InternalError("collect_stats: residual terms and token scales compare the FP flow, which is not collected");
+  // The output projections' terms: residual streams grabbed, tokens rescaled.
+  const bool out_proj =
+      (needs.residual || needs.token_scales) && (group == SubLayer::O || group == SubLayer::Down);
   const Linear* w_out = nullptr;
   if (out_proj) w_out = &w.linears.at(group == SubLayer::O ? "self_attn.o_proj" : "mlp.down_proj");
   LinearStats stats(in);
@@ -52,7 +59,7 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
     }
     // Per-token scales of the sub-layer outputs h + W x (original W), or 1.
     std::vector<float> s_fp(tokens, 1.0f), s_q(tokens, 1.0f);
-    if (loaq.norm) {
+    if (needs.token_scales) {
       std::vector<float> y(static_cast<size_t>(tokens * hidden));
       be.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, in_fp.data(), in, w_out->w.data(), in, 0.0f, y.data(),
               hidden);
@@ -72,7 +79,7 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
       for (int64_t o = 0; o < hidden; ++o) r[t * hidden + o] = s_fp[t] * res_fp[t * hidden + o] - s_q[t] * res_q[t * hidden + o];
     }
     stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
-    stats.accumulate_residual(be, r.data(), in_q.data(), tokens, hidden);
+    if (needs.residual) stats.accumulate_residual(be, r.data(), in_q.data(), tokens, hidden);
   }
   return stats;
 }

@@ -8,7 +8,7 @@
 
 #include "io/store/activation_store.h"
 #include "src/methods/linear_stats.h"
-#include "src/methods/loaq.h"
+#include "src/methods/method.h"
 #include "src/model/model.h"
 #include "src/pipeline/read_ahead.h"
 
@@ -24,14 +24,14 @@ struct Chunking {
 };
 
 // Runs the partly quantized block (wq) up to `group` on every chunk of the
-// quantized flow at boundary `block`; with `fp_flow`, also the original
-// block (w) on the FP flow's chunk, token-aligned, for the cross term. With
-// LoaQ on an output projection both flows' tokens are rescaled (loaq.norm)
-// and the residual-stream term is accumulated too. `hint` starts reading the
-// next chunks while this one computes.
+// quantized flow at boundary `block`; with needs.fp_flow, also the original
+// block (w) on the FP flow's chunk, token-aligned, for the cross term. On an
+// output projection both flows' tokens are rescaled (needs.token_scales) and
+// the residual-stream term is accumulated (needs.residual); both read the
+// FP flow. `hint` starts reading the next chunks while this one computes.
 LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
                           const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
-                          const Chunking& ch, int64_t nsamples, int64_t seqlen, bool fp_flow,
-                          const LoaqConfig& loaq, TraceRecorder* trace, const ReadAheadHint& hint = {});
+                          const Chunking& ch, int64_t nsamples, int64_t seqlen, const MethodNeeds& needs,
+                          TraceRecorder* trace, const ReadAheadHint& hint = {});
 
 }  // namespace streamq

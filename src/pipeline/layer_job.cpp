@@ -40,7 +40,7 @@ double output_error(const std::vector<double>& a, const std::vector<double>& xa,
 }  // namespace
 
 LayerResult run_layer(const LayerJob& job, Backend& be) {
-  job.quant.validate();
+  const auto method = make_method({job.quant, job.loaq});
   std::vector<int64_t> ws, xs, fs;
   const std::vector<double> w = read_matrix_f64(job.weight_path, &ws);
   const std::vector<double> x = read_matrix_f64(job.x_path, &xs);
@@ -58,7 +58,7 @@ LayerResult run_layer(const LayerJob& job, Backend& be) {
     if (!std::isfinite(v)) throw InputError(job.weight_path + ": W has non-finite values");
 
   // Token chunks [tokens, in] in float32, exactly as the pipeline feeds LinearStats.
-  const bool cross = job.quant.needs_fp_flow() || job.loaq.enabled;
+  const bool cross = method->needs().fp_flow;
   LinearStats stats(n);
   std::vector<float> cq, cf;
   for (int64_t t0 = 0; t0 < t; t0 += job.chunk_tokens) {
@@ -74,14 +74,9 @@ LayerResult run_layer(const LayerJob& job, Backend& be) {
     else stats.accumulate(be, cq.data(), tt, 1);
   }
 
-  const auto method = make_method(job.quant);
+  // No residual streams here: LoaQ's target has its linear-layer term only.
   const auto prepared = method->prepare(be, stats);
-  std::vector<double> target;
-  if (job.loaq.enabled) {
-    const std::vector<double> d1 = stats.cross();
-    target = loaq_target(be, w.data(), m, n, stats.hessian(), &d1, nullptr, job.loaq.alpha, 0.0, job.quant.percdamp);
-  }
-  const QuantResult r = method->quantize(be, target.empty() ? w.data() : target.data(), m, n, *prepared);
+  const QuantResult r = method->quantize(be, w.data(), m, n, *prepared);
 
   make_dirs(job.out_dir);
   const std::string d = job.out_dir + "/";

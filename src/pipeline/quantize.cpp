@@ -14,6 +14,7 @@
 #include <ostream>
 
 #include "src/core/error.h"
+#include "src/core/kill_point.h"
 #include "src/core/sysinfo.h"
 #include "io/store/activation_store.h"
 #include "io/file/file_hash.h"
@@ -29,7 +30,6 @@
 #include "src/export/compressed_tensors_export.h"
 #include "src/export/gguf_export.h"
 #include "src/export/gptq_export.h"
-#include "src/job/kill_points.h"
 #include "src/export/model_source.h"
 #include "src/job/output_dir.h"
 #include "src/report/profile.h"
@@ -59,33 +59,26 @@ JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, 
                     {"nsamples", job.nsamples},
                     {"seqlen", job.seqlen},
                     {"seed", job.seed}};
+  id.output = {{"chunk_tokens", job.chunk_tokens}, {"format", job.format}};
   id.info = {{"model_dir", fs::absolute(job.model_dir).string()}, {"method", method_text}, {"calibration", calib_name}};
   return id;
 }
 
-std::string method_text(const QuantizeJob& job) {
-  std::string m = job.quant.describe();
-  if (job.loaq.enabled)
-    m += " loaq(alpha=" + std::to_string(job.loaq.alpha) + ", beta=" + std::to_string(job.loaq.beta) +
-         (job.loaq.norm ? ", norm)" : ")");
-  return m;
-}
 
 // The activation store of a job, as the memory plan places it: memory; the
 // compressed store (the workdir's own, durable, for a resumable job) behind a
 // read-ahead/write-behind stage; or, for a resumable job whose activations
-// fit in memory, memory mirrored to that durable store.
+// fit in memory, memory mirrored to that durable store. The loop holds only
+// the outermost store: flush, read-ahead and adopt pass down the decorators.
 struct JobStore {
   std::unique_ptr<ActivationStore> top;  // what the loop uses (traced, kill points)
-  CompressedStore* disk = nullptr;       // the compressed store under it, if any
-  PrefetchStore* prefetch = nullptr;     // the asynchronous stage over disk, if any
-  MirroredStore* mirror = nullptr;       // the mirrored store, if that is the placement
-  ReadAheadHint hint;                    // empty without an asynchronous stage
+  bool on_disk = false;                  // boundaries are made durable (flushed) after each block
+  ReadAheadHint hint;                    // the store's read-ahead (a no-op without a background reader)
   std::string description;
 };
 
 JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan& plan, int64_t chunk_floats,
-                    MemoryBudget* budget, TraceRecorder* trace, KillPoints* kill) {
+                    MemoryBudget* budget, TraceRecorder* trace) {
   JobStore s;
   std::unique_ptr<ActivationStore> inner;
   // The background I/O thread's limits, whichever store (mirror or read-ahead) runs it.
@@ -100,7 +93,7 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
     opts.dir = wd.acts_dir();
     opts.storage = DType::F32;  // lossless: every placement, and a resumed run, gives identical outputs
     opts.zstd_level = job.zstd_level;
-    opts.io = parse_io_path(job.io_path);
+    opts.io = job.io_path;
     opts.keep_files = !job.workdir.empty();  // a resumable job's boundary survives the process
     auto cs = open_compressed_store(opts, job.io_wrap);
     s.on_disk = true;
@@ -125,7 +118,7 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
   }
   // With an asynchronous stage the disk I/O spans are on its own lane; the
   // loop's spans then measure how long compute waited for it (or copied).
-  s.top = std::make_unique<TracedStore>(std::move(inner), trace, kill, io_elsewhere);
+  s.top = std::make_unique<TracedStore>(std::move(inner), trace, io_elsewhere);
   s.hint = [top = s.top.get()](int64_t b, Flow f, int64_t c) { return top->prefetch(b, f, c); };
   return s;
 }
@@ -137,18 +130,16 @@ struct JobContext {
   const RopeTable& rope;
   const Chunking& ch;
   Method& method;
+  // The flows the method reads: the quantized one always, the FP one only
+  // when needs.fp_flow (otherwise never run, stored or read).
+  const MethodNeeds needs;
+  const std::vector<Flow>& flows;
   JobStore& store;
   Workdir& wd;
   TraceRecorder* trace;
-  KillPoints& kill;
   std::ostream* progress;
   int linear_concurrency = 1;  // the memory plan's: linears of a group quantized at once
   bool read_ahead_weights = true;  // the next block's weights into the page cache (--prefetch-depth > 0)
-};
-
-// LoaQ's statistics of a group's shared input, scaled once for its linears.
-struct LoaqInputs {
-  std::vector<double> h, d1, e;  // H, dX X^T, residual term E (output projections; else empty)
 };
 
 // One linear of a sub-layer group in flight: filled by its task, emptied
@@ -161,12 +152,11 @@ struct LinearSlot {
 
 // Quantizes one linear of the group against the group's shared inputs into
 // its slot: result, objectives, timings. Runs as a task beside its group's
-// other linears; it only reads shared state (w, stats, prepared, LoaQ's
-// inputs) and writes its own slot. Backend calls come from several threads
+// other linears; it only reads shared state (w, stats, prepared) and writes
+// its own slot. Backend calls come from several threads
 // at once: the CPU backend is stateless (OpenBLAS single-threaded per call).
 void quantize_linear(JobContext& c, int64_t b, const BlockWeights& w, const LinearStats& stats,
-                     const PreparedInput& prepared, const LoaqInputs& loaq, LinearSlot* slot) {
-  const QuantizeJob& job = c.job;
+                     const PreparedInput& prepared, LinearSlot* slot) {
   const LinearDesc& l = *slot->desc;
   const Stopwatch t_lin;
   LinearReport& lr = slot->report;
@@ -175,12 +165,7 @@ void quantize_linear(JobContext& c, int64_t b, const BlockWeights& w, const Line
   span.arg("block", b).arg("linear", lr.name);
   const std::vector<float>& wf = w.linears.at(l.name).w;
   const std::vector<double> wd(wf.begin(), wf.end());
-  std::vector<double> target;
-  if (job.loaq.enabled)
-    target = loaq_target(c.be, wd.data(), l.out, l.in, loaq.h, &loaq.d1, loaq.e.empty() ? nullptr : &loaq.e,
-                         job.loaq.alpha, job.loaq.beta, job.quant.percdamp);
-  slot->result = c.method.quantize(c.be, target.empty() ? wd.data() : target.data(), l.out, l.in, prepared);
-  target = {};
+  slot->result = c.method.quantize(c.be, wd.data(), l.out, l.in, prepared);
   const QuantResult& r = slot->result;
   lr.out = l.out;
   lr.in = l.in;
@@ -201,7 +186,7 @@ void quantize_linear(JobContext& c, int64_t b, const BlockWeights& w, const Line
 }
 
 // Quantizes block b (true-sequential sub-layer groups) into its block file,
-// then runs both flows through it into boundary b+1. Within a group the
+// then runs the flows the method reads through it into boundary b+1. Within a group the
 // linears (q,k,v; gate,up) run as concurrent tasks, up to the plan's
 // linear_concurrency; their block-file entries, reports, warnings and kill
 // points follow in the fixed linear order, so the bytes never depend on it.
@@ -222,7 +207,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   WeightReadAhead next_weights(c.model, c.read_ahead_weights ? b + 1 : -1, c.trace);
   BlockWeights wq = w;  // filled with quantized linears in true-sequential order
   const auto linears = block_linears(cfg);
-  const bool fp_flow = job.quant.needs_fp_flow() || job.loaq.enabled;
+  const bool fp_flow = c.needs.fp_flow;
   SafetensorsWriter bf(c.wd.blocks_dir(), block_file_plan(cfg, st, job.quant, b),
                        {{"format", "streamq-block"}, {"streamq", job.quant.describe()}}, UINT64_MAX,
                        Workdir::block_base(b));
@@ -230,28 +215,22 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     const SubLayer group = static_cast<SubLayer>(g);
     const Stopwatch t_stats;
     const LinearStats stats = collect_stats(be, c.model, w, wq, c.rope, *c.store.top, b, group, c.ch, job.nsamples,
-                                            job.seqlen, fp_flow, job.loaq, c.trace, c.store.hint);
-    c.kill.hit("stats");
+                                            job.seqlen, c.needs, c.trace, c.store.hint);
+    kill_point(KillPoint::Stats);
     // The next pass's first chunks load while this group quantizes.
     ReadAhead next(c.store.hint, b,
                    g + 1 < kNumSubLayers ? ReadAhead::stats_order(c.ch.nchunks, fp_flow)
-                                         : ReadAhead::propagate_order(c.ch.nchunks));
+                                         : ReadAhead::propagate_order(c.ch.nchunks, fp_flow));
     next.consumed(-1);
     br.seconds_stats += t_stats.seconds();
     const Stopwatch t_quant;
-    // One factorization per shared input, reused by each linear of the group;
-    // likewise LoaQ's scaled statistics.
+    // One factorization per shared input, reused by each linear of the group
+    // (likewise LoaQ's statistics).
     const std::unique_ptr<PreparedInput> prepared = [&] {
       TraceSpan span(c.trace, std::string("factor ") + to_string(group), trace_cat::kQuantize);
       span.arg("block", b).arg("n", stats.in_features());
       return c.method.prepare(be, stats);
     }();
-    LoaqInputs loaq;
-    if (job.loaq.enabled) {
-      loaq.h = stats.hessian();
-      loaq.d1 = stats.cross();
-      if (stats.has_residual()) loaq.e = stats.residual();
-    }
     std::vector<LinearSlot> slots;
     for (const auto& l : linears)
       if (l.group == group) slots.push_back({&l, {}, {}});
@@ -267,7 +246,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
                                        }) &
             tbb::make_filter<size_t, size_t>(tbb::filter_mode::parallel,
                                              [&](size_t i) {
-                                               quantize_linear(c, b, w, stats, *prepared, loaq, &slots[i]);
+                                               quantize_linear(c, b, w, stats, *prepared, &slots[i]);
                                                return i;
                                              }) &
             tbb::make_filter<size_t, void>(tbb::filter_mode::serial_in_order, [&](size_t i) {
@@ -287,7 +266,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
               s.result = QuantResult{};  // written: free it before the next linear's result arrives
               lr.seconds += t_write.seconds() + lr.seconds_factor;
               br.linears.push_back(std::move(lr));
-              c.kill.hit("quantize");
+              kill_point(KillPoint::Quantize);
             }));
     br.seconds_quant += t_quant.seconds();
   }
@@ -296,13 +275,14 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     span.arg("block", b);
     bf.finish();
   }
-  c.kill.hit("block-file");
-  // Both flows through the whole block: the quantized one through the
-  // quantized block, the FP one through the original.
+  kill_point(KillPoint::BlockFile);
+  // The flows through the whole block: the quantized one through the
+  // quantized block, the FP one (when the method reads it) through the original.
   const Stopwatch t_prop;
   std::vector<float> x;
   ActivationStore& store = *c.store.top;
-  ReadAhead ahead(c.store.hint, b, ReadAhead::propagate_order(c.ch.nchunks));
+  ReadAhead ahead(c.store.hint, b, ReadAhead::propagate_order(c.ch.nchunks, fp_flow));
+  const int64_t per_chunk = fp_flow ? 2 : 1;
   for (int64_t ck = 0; ck < c.ch.nchunks; ++ck) {
     const int64_t nseq = c.ch.seqs(ck, job.nsamples);
     const std::vector<int64_t> lens = c.ch.lens(ck);  // samples of their own lengths; empty: nseq x seqlen
@@ -311,15 +291,16 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
       else block_forward(be, cfg, bw, c.rope, x.data(), lens);
     };
     store.get(b, Flow::Quant, ck, &x);
-    ahead.consumed(2 * ck);
+    ahead.consumed(per_chunk * ck);
     {
       TraceSpan span(c.trace, "forward quant", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
       block_forward(be, cfg, wq, c.rope, x.data(), nseq, job.seqlen);
     }
     store.put(b + 1, Flow::Quant, ck, x.data(), static_cast<int64_t>(x.size()));
+    if (!fp_flow) continue;
     store.get(b, Flow::Fp, ck, &x);
-    ahead.consumed(2 * ck + 1);
+    ahead.consumed(per_chunk * ck + 1);
     {
       TraceSpan span(c.trace, "forward fp", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
@@ -331,32 +312,39 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   // holds about one block of the mapped model (the memory plan counts one).
   c.model.release_block(b);
   next_weights.join();
-  if (c.store.disk) {
+  if (c.store.on_disk) {
     TraceSpan span(c.trace, "flush activations", trace_cat::kWait);
     span.arg("block", b + 1);
     c.store.top->flush();
     const StoreStats s = c.store.top->stats(b + 1);
     br.activation_raw_bytes = s.raw_bytes;
     br.activation_compressed_bytes = s.compressed_bytes;
-    c.kill.hit("flush");
+    kill_point(KillPoint::Flush);
   }
   br.seconds_propagate = t_prop.seconds();
   br.seconds = block_time.seconds();
   return br;
 }
 
-// Block 0's input: the embeddings, identical in both flows.
+// Block 0's input: the embeddings, identical in every flow.
 void write_first_boundary(const Model& model, const std::vector<int32_t>& calib, const Chunking& ch,
-                          const QuantizeJob& job, JobStore& store) {
+                          const QuantizeJob& job, const std::vector<Flow>& flows, JobStore& store) {
   std::vector<float> x;
   for (int64_t c = 0; c < ch.nchunks; ++c) {
     const int64_t tokens = ch.tokens(c, job.nsamples, job.seqlen);
     x.resize(static_cast<size_t>(tokens * model.config().hidden));
     model.embed(calib.data() + ch.first_token(c, job.seqlen), tokens, x.data());
-    store.top->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
-    store.top->put(0, Flow::Quant, c, x.data(), static_cast<int64_t>(x.size()));
+    for (const Flow f : flows) store.top->put(0, f, c, x.data(), static_cast<int64_t>(x.size()));
   }
-  store.flush();
+  store.top->flush();
+}
+
+// A workdir boundary written by a streamq that stored the FP flow for every
+// method: chunks this job never reads, removed so they do not outlive it.
+void remove_unread_flow(const Workdir& wd, int64_t block, int64_t nchunks, const MethodNeeds& needs) {
+  if (needs.fp_flow) return;
+  std::error_code ec;
+  for (int64_t c = 0; c < nchunks; ++c) fs::remove(compressed_chunk_path(wd.acts_dir(), block, Flow::Fp, c), ec);
 }
 
 // The output of a finished job that is already in place: its report.
@@ -380,8 +368,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const Stopwatch total;
   const uint64_t baseline_rss = peak_rss_bytes();  // binary, libraries, thread pools
   job.quant.validate();
-  if (job.activations != "auto" && job.activations != "memory" && job.activations != "disk")
-    throw InputError("--activations '" + job.activations + "': expected auto, memory or disk");
+  if (job.activations == Placement::MemoryMirrored)
+    throw InternalError("quantize: memory-mirrored is the plan's placement for a workdir job, not a request");
   if (job.format != "fake" && job.format != "gptq" && job.format != "compressed-tensors" && job.format != "gguf")
     throw InputError("--format '" + job.format + "': expected fake, gptq, compressed-tensors or gguf");
   if (job.format == "compressed-tensors" && job.quant.bits != 2 && job.quant.bits != 4 && job.quant.bits != 8)
@@ -394,8 +382,10 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     const std::string conflict = gguf_grid_conflict(t, job.quant);
     if (!conflict.empty()) throw InputError(conflict + " conflicts with --format gguf --gguf-type " + to_string(t));
   }
-  KillPoints kill(job.kill_at);
-  const auto method = make_method(job.quant);
+  const MethodSpec spec(job.quant, job.loaq);
+  const auto method = make_method(spec);
+  const MethodNeeds needs = method->needs();
+  const std::vector<Flow> flows = needs.fp_flow ? kAllFlows : std::vector<Flow>{Flow::Quant};
   const std::string out_parent = fs::absolute(job.out_dir).parent_path().string();
   const ModelSource source(job.model_dir, out_parent, progress);
   Model model(source.dir());
@@ -406,7 +396,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       load_token_stream(job.calib_path, job.tokens_dtype, job.calib_text_path, source.dir(), cfg.vocab);
   const std::string calib_name = job.calib_text_path.empty() ? job.calib_path : job.calib_text_path;
   const std::vector<int32_t> calib = sample_windows(stream, job.nsamples, job.seqlen, job.seed, calib_name);
-  const std::string method_desc = method_text(job);
+  const std::string method_desc = spec.describe();
 
   // The memory plan for a chunk size: placement, chunking and I/O depth under
   // --host-mem-limit. A resumable job keeps its activations in its workdir.
@@ -419,10 +409,9 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     in.prefetch_depth = job.prefetch_depth;
     in.quant = job.quant;
     in.loaq = job.loaq.enabled;
-    in.fp_stats = job.quant.needs_fp_flow() || job.loaq.enabled;
-    in.placement = job.activations == "disk" ? Placement::Disk
-                   : job.activations == "memory" ? Placement::Memory
-                                                 : Placement::Auto;
+    in.fp_stats = needs.fp_flow;
+    in.flows_stored = static_cast<int>(flows.size());
+    in.placement = job.activations;
     in.mirror_to_workdir = !job.workdir.empty();  // in memory, each boundary also durable in the workdir
     in.threads = tbb::this_task_arena::max_concurrency();
     in.baseline_bytes = baseline_rss;
@@ -446,7 +435,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   std::unique_ptr<Workdir> wd;
   std::unique_ptr<OutputDir> out;
   if (!job.workdir.empty()) {
-    wd = std::make_unique<Workdir>(job.workdir, job.restart, true, &kill);
+    wd = std::make_unique<Workdir>(job.workdir, job.restart, true);
     const JobIdentity id = make_identity(job, source.dir(), calib, calib_name, method_desc);
     if (wd->has_job()) {
       wd->check_identity(id);
@@ -475,7 +464,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     out = std::make_unique<OutputDir>(job.out_dir, job.overwrite, "job-" + wd->job_id());
   } else {
     out = std::make_unique<OutputDir>(job.out_dir, job.overwrite);
-    wd = std::make_unique<Workdir>(out->staging_path() + "/.work", false, false, &kill);
+    wd = std::make_unique<Workdir>(out->staging_path() + "/.work", false, false);
     plan = plan_for(job.chunk_tokens);
     wd->begin({}, {cfg.layers, job.nsamples, job.seqlen, plan.seqs_per_chunk, plan.nchunks});
   }
@@ -486,7 +475,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   std::unique_ptr<TraceRecorder> trace;
   if (!job.trace_path.empty()) trace = std::make_unique<TraceRecorder>();
   MemoryBudget budget(job.host_mem_limit);
-  JobStore store = open_store(job, *wd, plan, ch.seqs_per_chunk * job.seqlen * cfg.hidden, &budget, trace.get(), &kill);
+  JobStore store = open_store(job, *wd, plan, ch.seqs_per_chunk * job.seqlen * cfg.hidden, &budget, trace.get());
   if (progress && job.host_mem_limit != UINT64_MAX) *progress << plan.describe() << "\n";
 
   QuantizeReport report;
@@ -497,6 +486,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.seqlen = job.seqlen;
   report.seed = job.seed;
   report.activations = store.description;
+  for (const Flow f : flows) report.flows.push_back(to_string(f));
   report.memory_text = plan.describe();
   report.memory = {{"host_limit_bytes", job.host_mem_limit == UINT64_MAX ? nlohmann::json(nullptr)
                                                                           : nlohmann::json(job.host_mem_limit)},
@@ -516,21 +506,22 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const int64_t first = wd->completed_blocks();
   if (first < cfg.layers) {
     if (wd->boundary_ready()) {
-      store.adopt(first, ch.nchunks);  // read from disk; memory (if mirrored) takes over from the next boundary
+      store.top->adopt(first, ch.nchunks, flows);  // read from disk; memory (if mirrored) takes over from the next boundary
+      remove_unread_flow(*wd, first, ch.nchunks, needs);
     } else {
-      write_first_boundary(model, calib, ch, job, store);
+      write_first_boundary(model, calib, ch, job, flows, store);
       wd->boundary_written();
     }
   }
   Progress prog(progress, "quantize", cfg.layers, first);
-  JobContext ctx{job, be, model, rope, ch, *method, store, *wd, trace.get(), kill, progress};
+  JobContext ctx{job, be, model, rope, ch, *method, needs, flows, store, *wd, trace.get(), progress};
   ctx.linear_concurrency = plan.linear_concurrency;
   ctx.read_ahead_weights = job.prefetch_depth > 0;
   for (int64_t b = first; b < cfg.layers; ++b) {
     BlockReport br = quantize_block(ctx, b);
     wd->commit_block(b, br.to_json(), br.seconds);
     store.top->drop(b);
-    kill.hit("drop");
+    kill_point(KillPoint::Drop);
     double rel = 0;
     for (const auto& lr : br.linears) rel += lr.weight_sq > 0 ? lr.objective / lr.weight_sq : 0;
     rel /= static_cast<double>(br.linears.size());
@@ -562,7 +553,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
                       {"quant_config", quant_config_to_json(job.quant).dump()}};
     const bool sharded_input = fs::exists(source.dir() + "/model.safetensors.index.json");
     in.max_shard_bytes = sharded_input ? (5ull << 30) : UINT64_MAX;
-    in.on_tensor = [&] { kill.hit("assemble"); };
+    in.on_tensor = [&] { kill_point(KillPoint::Assemble); };
     assemble_checkpoint(in, fq_dir);
   }
   out->copy_side_files(source.dir());
@@ -602,7 +593,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   }
   atomic_write_file(tmp + "/streamq_report.json", report.to_json().dump(1) + "\n");
   if (wd) wd->mark_finished(fs::absolute(job.out_dir).string());
-  kill.hit("commit");
+  kill_point(KillPoint::Commit);
   out->commit();
   if (!job.report_path.empty()) atomic_write_file(job.report_path, report.to_json().dump(1) + "\n");
   return report;

@@ -13,6 +13,7 @@
 #include "io/store/compressed_store.h"
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
+#include "src/pipeline/memory_plan.h"
 #include "src/pipeline/tokens.h"
 
 namespace streamq {
@@ -29,9 +30,10 @@ struct QuantizeJob {
   QuantConfig quant;
   LoaqConfig loaq;              // LoaQ: quantize a transformed target instead of W
   int64_t chunk_tokens = 4096;  // tokens per activation chunk (whole sequences, at least one)
-  // Where block-boundary activations live: "auto" (memory when the host
-  // budget holds them, else disk), "memory" or "disk" (the compressed store).
-  std::string activations = "auto";
+  // Where block-boundary activations live: Auto (memory when the host
+  // budget holds them, else disk), Memory or Disk (the compressed store).
+  // Enums parsed once by the CLI (tools/cli_quantize.cpp).
+  Placement activations = Placement::Auto;
   uint64_t host_mem_limit = UINT64_MAX;  // --host-mem-limit; the plan (src/pipeline/memory_plan.h) keeps under it
   int prefetch_depth = 2;                // chunks read ahead / written behind (disk placement, workdir mirror)
   // Linears of a sub-layer group (q,k,v; gate,up) quantized at once: 0 = as
@@ -40,7 +42,7 @@ struct QuantizeJob {
   int linear_concurrency = 0;
   // The disk store: zstd-compressed, checksummed chunks through io_uring (or
   // pread/pwrite). Stored as float32 so every placement gives the same bytes.
-  std::string io_path = "auto";  // auto | uring | posix
+  IoPath io_path = IoPath::Auto;
   int zstd_level = 1;
   bool overwrite = false;       // replace an existing non-empty out_dir
   // "fake": the fake-quant checkpoint plus streamq_quant.safetensors; "gptq":
@@ -54,9 +56,8 @@ struct QuantizeJob {
   // same command run again resumes from the last finished block.
   std::string workdir;
   bool restart = false;         // discard a job found in workdir
-  // Test hooks: SIGKILL at a named point (src/job/kill_points.h), and the
-  // activation store's file layer wrapped (fault injection).
-  std::string kill_at;
+  // Test hook: the activation store's file layer wrapped (fault injection).
+  // (The crash test's kill points are process-wide: src/core/kill_point.h.)
   IoBackendWrapper io_wrap;
 };
 
@@ -92,6 +93,9 @@ struct QuantizeReport {
   std::string workdir, job_id;  // a resumable job's directory and id
   int64_t resumed_at_block = 0; // blocks an earlier process had finished
   std::string activations;      // where the activations lived: "memory", or the store's I/O path
+  // The flows computed, stored and read: "quant", and "fp" when the method
+  // reads the FP model's activations (MethodNeeds::fp_flow).
+  std::vector<std::string> flows;
   std::vector<BlockReport> blocks;
   nlohmann::json profile;       // trace summary (stages, overlap) when traced
   std::string profile_text;     // the same, formatted as `streamq profile` prints it

@@ -79,6 +79,7 @@ nlohmann::json QuantizeReport::to_json() const {
     j["resumed_at_block"] = resumed_at_block;
   }
   if (!activations.empty()) j["activations"] = activations;
+  if (!flows.empty()) j["flows"] = flows;
   if (!profile.is_null()) j["profile"] = profile;
   if (!gptq_export.is_null()) j["gptq_export"] = gptq_export;
   if (!memory.is_null()) j["memory"] = memory;
@@ -101,6 +102,7 @@ QuantizeReport QuantizeReport::from_json(const nlohmann::json& j) {
   r.job_id = j.value("job_id", "");
   r.resumed_at_block = j.value("resumed_at_block", int64_t{0});
   r.activations = j.value("activations", "");
+  r.flows = j.value("flows", std::vector<std::string>{});
   if (j.contains("profile")) r.profile = j["profile"];
   if (j.contains("gptq_export")) r.gptq_export = j["gptq_export"];
   if (j.contains("memory")) r.memory = j["memory"];

@@ -40,12 +40,12 @@ class ReadAhead {
     }
     return o;
   }
-  // Propagation reads (Quant c, Fp c) per chunk.
-  static Order propagate_order(int64_t nchunks) {
+  // Propagation reads (Quant c, Fp c) per chunk, or Quant c alone.
+  static Order propagate_order(int64_t nchunks, bool fp_flow) {
     Order o;
     for (int64_t c = 0; c < nchunks; ++c) {
       o.emplace_back(Flow::Quant, c);
-      o.emplace_back(Flow::Fp, c);
+      if (fp_flow) o.emplace_back(Flow::Fp, c);
     }
     return o;
   }

@@ -242,9 +242,9 @@ TEST(Resume, DamagedBlockFileIsNamedNotTrusted) {
 
 TEST(Resume, SecondProcessOnTheSameWorkdirIsRefused) {
   test::ScratchDir dir("resume-lock");
-  Workdir first(dir.file("wd"), false, true, nullptr);
+  Workdir first(dir.file("wd"), false, true);
   try {
-    Workdir second(dir.file("wd"), false, true, nullptr);
+    Workdir second(dir.file("wd"), false, true);
     FAIL() << "a second Workdir on a locked directory opened";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("another streamq process"), std::string::npos) << e.what();
@@ -260,7 +260,7 @@ void full_disk(const std::string& activations) {
   // How many bytes a whole job writes to its activation store.
   auto measure = std::make_shared<FaultInjector>();
   QuantizeJob job = in_process_job(ref, dir.file("wd-ref"));
-  job.activations = activations;
+  job.activations = activations == "disk" ? Placement::Disk : Placement::Memory;
   job.io_wrap = [&](std::unique_ptr<IoBackend> b) { return wrap_with_faults(std::move(b), measure); };
   run_quantize(job, *be, nullptr);
   const uint64_t total = measure->counters().bytes_written;
@@ -271,7 +271,7 @@ void full_disk(const std::string& activations) {
   full.write_budget = total / 2;
   auto disk = std::make_shared<FaultInjector>(full);
   job = in_process_job(dir.file("out"), dir.file("wd"));
-  job.activations = activations;
+  job.activations = activations == "disk" ? Placement::Disk : Placement::Memory;
   job.io_wrap = [&](std::unique_ptr<IoBackend> b) { return wrap_with_faults(std::move(b), disk); };
   try {
     run_quantize(job, *be, nullptr);

@@ -19,8 +19,9 @@ nlohmann::json report_of(const std::string& out) {
 
 TEST(MemoryLimit, PeakRssStaysUnderTheLimitAndOutputsMatch) {
   test::ScratchDir dir("memlimit");
-  // One block of hidden 512 and 64 x 512 calibration tokens: each flow of a
-  // boundary is 64 MiB, so memory placement holds about 256 MiB of them.
+  // One block of hidden 512 and 128 x 512 calibration tokens: a boundary is
+  // 128 MiB (GPTQ keeps the quantized flow alone), so memory placement holds
+  // about 256 MiB of them.
   auto r = test::run_streamq({"synth", "--out", dir.file("m"), "--hidden", "512", "--intermediate", "1536", "--layers",
                               "1", "--heads", "8", "--kv-heads", "8", "--vocab", "512", "--seed", "4"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -34,7 +35,7 @@ TEST(MemoryLimit, PeakRssStaysUnderTheLimitAndOutputsMatch) {
   test::write_all(dir.file("calib.bin"), ids);
   auto job = [&](const std::string& out, std::vector<std::string> extra) {
     std::vector<std::string> a = {"quantize", "--model", dir.file("m"), "--out", out, "--calib", dir.file("calib.bin"),
-                                  "--nsamples", "64", "--seqlen", "512", "--chunk-tokens", "4096", "--bits", "4",
+                                  "--nsamples", "128", "--seqlen", "512", "--chunk-tokens", "4096", "--bits", "4",
                                   "--group", "128", "--threads", "2", "--quiet"};
     a.insert(a.end(), extra.begin(), extra.end());
     return test::run_streamq(a);
