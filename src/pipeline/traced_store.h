@@ -1,13 +1,13 @@
 // An ActivationStore decorator that records every get/put as a trace span
 // (category read/write, with bytes, block, flow and chunk), and counts them as
-// kill points ("put", "get") for the crash test.
+// kill points (KillPoint::Put, Get) for the crash test.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "io/store/activation_store.h"
-#include "src/job/kill_points.h"
+#include "src/core/kill_point.h"
 #include "scheduler/trace.h"
 
 namespace streamq {
@@ -16,20 +16,19 @@ class TracedStore final : public ActivationStore {
  public:
   // `io_elsewhere`: the inner store does its I/O on its own thread and lane
   // (io/store/prefetch_store.h); these spans then only measure the wait.
-  TracedStore(std::unique_ptr<ActivationStore> inner, TraceRecorder* trace, KillPoints* kill = nullptr,
-              bool io_elsewhere = false)
-      : inner_(std::move(inner)), trace_(trace), kill_(kill), io_elsewhere_(io_elsewhere) {}
+  TracedStore(std::unique_ptr<ActivationStore> inner, TraceRecorder* trace, bool io_elsewhere = false)
+      : inner_(std::move(inner)), trace_(trace), io_elsewhere_(io_elsewhere) {}
   void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) override {
     TraceSpan span(trace_, "store put", io_elsewhere_ ? trace_cat::kWait : trace_cat::kWrite);
     span.arg("bytes", numel * 4).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
     inner_->put(block, flow, chunk, data, numel);
-    if (kill_) kill_->hit("put");
+    kill_point(KillPoint::Put);
   }
   void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override {
     TraceSpan span(trace_, "store get", io_elsewhere_ ? trace_cat::kWait : trace_cat::kRead);
     inner_->get(block, flow, chunk, out);
     span.arg("bytes", static_cast<int64_t>(out->size() * 4)).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
-    if (kill_) kill_->hit("get");
+    kill_point(KillPoint::Get);
   }
   void drop(int64_t block) override { inner_->drop(block); }
   uint64_t bytes_held() const override { return inner_->bytes_held(); }
@@ -43,7 +42,6 @@ class TracedStore final : public ActivationStore {
  private:
   std::unique_ptr<ActivationStore> inner_;
   TraceRecorder* trace_;
-  KillPoints* kill_;
   bool io_elsewhere_;
 };
 
