@@ -29,6 +29,7 @@ int run_quantize(const std::vector<std::string>& args) {
   QuantizeJob job;
   MethodFlags mf;
   std::string tokens_dtype, activations, io_path, host_mem_limit, gguf_type;
+  std::string calib_select, calib_split;  // --calib-samples: which samples, how a text file is cut
   int threads = 0;
   bool quiet = false;
   po::options_description opts("quantize flags");
@@ -61,10 +62,25 @@ int run_quantize(const std::vector<std::string>& args) {
       ("calib-text", po::value(&job.calib_text_path),
        "calibration text instead of --calib: a .txt file (one document) or .jsonl (the \"text\" field of each "
        "line, one document each), tokenized with the model's tokenizer.json, BOS/EOS per its config")
+      ("calib-samples", po::value(&job.calib_samples_path),
+       "calibration samples instead of --calib/--calib-text, one sequence each: a .jsonl file (each line a "
+       "\"text\" string, or \"messages\" [{role, content}, ...] rendered with the model's chat template from "
+       "chat_template.jinja or tokenizer_config.json, as transformers' apply_chat_template does) or a text file "
+       "(one sample per line, or per blank-line-separated paragraph: see --calib-split). Each sample is "
+       "tokenized on its own, cut to --seqlen (the report counts those truncated), shorter ones kept at their "
+       "length: no padding, attention within the sample only")
+      ("calib-select", po::value(&calib_select)->default_value("random"),
+       "which --nsamples samples of --calib-samples: random (drawn without replacement with --seed) or first")
+      ("calib-split", po::value(&calib_split)->default_value("auto"),
+       "samples of a --calib-samples text file: line, paragraph (blank-line separated), or auto (paragraphs "
+       "when a blank line separates text, else lines)")
       ("tokens-dtype", po::value(&tokens_dtype)->default_value("uint16"), "id width of --calib: uint16 or int32")
-      ("nsamples", po::value(&job.nsamples)->default_value(128), "calibration windows drawn from --calib")
-      ("seqlen", po::value(&job.seqlen)->default_value(2048), "tokens per calibration window")
-      ("seed", po::value(&job.seed)->default_value(0), "seed of the window draw (same seed, same output bytes)")
+      ("nsamples", po::value(&job.nsamples)->default_value(128),
+       "calibration sequences: windows drawn from --calib/--calib-text, or samples of --calib-samples")
+      ("seqlen", po::value(&job.seqlen)->default_value(2048),
+       "tokens per calibration window (--calib-samples: the most tokens per sample)")
+      ("seed", po::value(&job.seed)->default_value(0),
+       "seed of the window or sample draw (same seed, same output bytes)")
       ("chunk-tokens", po::value(&job.chunk_tokens)->default_value(4096),
        "tokens per activation chunk (whole sequences; bounds activation memory)")
       ("activations", po::value(&activations)->default_value("auto"),
@@ -99,8 +115,10 @@ int run_quantize(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("quantize", "--model DIR --out DIR --calib FILE [flags]", opts, args, &vm)) return 0;
   require(vm, {"model", "out"});
-  if (vm.count("calib") == vm.count("calib-text"))
-    throw InputError("pass exactly one of --calib (token ids) and --calib-text (text)");
+  if (vm.count("calib") + vm.count("calib-text") + vm.count("calib-samples") != 1)
+    throw InputError("pass exactly one of --calib (token ids), --calib-text (text) and --calib-samples (samples)");
+  job.calib_select = parse_sample_select(calib_select);
+  job.calib_split = parse_text_split(calib_split);
   // --format gguf implies the block's bits and group before the flags are
   // validated (--static-groups needs a group); disagreeing flags fail below.
   if (job.format == "gguf" && !gguf_type.empty()) {

@@ -12,11 +12,45 @@ void linear(Backend& be, const Linear& l, const float* x, float* y, int64_t toke
   if (!l.b.empty()) be.add_bias(y, l.b.data(), tokens, out);
 }
 
-}  // namespace
+// The sequences of a forward pass: nseq of seqlen tokens, or (lens non-null)
+// one per entry of lens, each of its own length.
+struct SeqLayout {
+  int64_t nseq = 0, seqlen = 0;
+  const std::vector<int64_t>* lens = nullptr;
+  int64_t tokens() const {
+    if (!lens) return nseq * seqlen;
+    int64_t t = 0;
+    for (const int64_t l : *lens) t += l;
+    return t;
+  }
+};
 
-void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
-                   int64_t nseq, int64_t seqlen, const CaptureFn& capture, int stop_after) {
-  const int64_t t = nseq * seqlen, d = c.hidden, hd = c.head_dim;
+// RoPE and causal attention act within a sequence: one batched call for
+// equal lengths, else one call per sequence (positions from 0 in each, no
+// token attends across sequences, nothing padded).
+void rope_seqs(Backend& be, float* x, const SeqLayout& s, int64_t nheads, int64_t hd, const RopeTable& rope) {
+  if (!s.lens) return be.rope(x, s.nseq, s.seqlen, nheads, hd, rope);
+  for (const int64_t l : *s.lens) {
+    be.rope(x, 1, l, nheads, hd, rope);
+    x += l * nheads * hd;
+  }
+}
+
+void attention_seqs(Backend& be, const float* q, const float* k, const float* v, float* out, const SeqLayout& s,
+                    int64_t nheads, int64_t nkv, int64_t hd) {
+  if (!s.lens) return be.attention(q, k, v, out, s.nseq, s.seqlen, nheads, nkv, hd);
+  for (const int64_t l : *s.lens) {
+    be.attention(q, k, v, out, 1, l, nheads, nkv, hd);
+    q += l * nheads * hd;
+    out += l * nheads * hd;
+    k += l * nkv * hd;
+    v += l * nkv * hd;
+  }
+}
+
+void forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
+             const SeqLayout& seqs, const CaptureFn& capture, int stop_after) {
+  const int64_t t = seqs.tokens(), d = c.hidden, hd = c.head_dim;
   const int64_t q_dim = c.heads * hd, kv_dim = c.kv_heads * hd, inter = c.intermediate;
   const float eps = static_cast<float>(c.rms_eps);
   auto reached = [&](SubLayer s, const float* in, int64_t width) {
@@ -39,10 +73,10 @@ void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, con
     be.rmsnorm(q.data(), w.q_norm.data(), q.data(), t * c.heads, hd, eps);
     be.rmsnorm(k.data(), w.k_norm.data(), k.data(), t * c.kv_heads, hd, eps);
   }
-  be.rope(q.data(), nseq, seqlen, c.heads, hd, rope);
-  be.rope(k.data(), nseq, seqlen, c.kv_heads, hd, rope);
+  rope_seqs(be, q.data(), seqs, c.heads, hd, rope);
+  rope_seqs(be, k.data(), seqs, c.kv_heads, hd, rope);
   Buffer<float> attn = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: attention output");
-  be.attention(q.data(), k.data(), v.data(), attn.data(), nseq, seqlen, c.heads, c.kv_heads, hd);
+  attention_seqs(be, q.data(), k.data(), v.data(), attn.data(), seqs, c.heads, c.kv_heads, hd);
   q.reset();
   k.reset();
   v.reset();
@@ -62,6 +96,18 @@ void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, con
 
   linear(be, lin("mlp.down_proj"), gate.data(), h.data(), t, inter, d);
   be.add_inplace(x, h.data(), t * d);
+}
+
+}  // namespace
+
+void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
+                   int64_t nseq, int64_t seqlen, const CaptureFn& capture, int stop_after) {
+  forward(be, c, w, rope, x, SeqLayout{nseq, seqlen, nullptr}, capture, stop_after);
+}
+
+void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
+                   const std::vector<int64_t>& seq_lens, const CaptureFn& capture, int stop_after) {
+  forward(be, c, w, rope, x, SeqLayout{static_cast<int64_t>(seq_lens.size()), 0, &seq_lens}, capture, stop_after);
 }
 
 }  // namespace streamq

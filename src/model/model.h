@@ -84,5 +84,11 @@ using CaptureFn =
 void block_forward(Backend& be, const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope,
                    float* x, int64_t nseq, int64_t seqlen, const CaptureFn& capture = {},
                    int stop_after = -1);
+// The same for sequences of different lengths (calibration samples):
+// seq_lens[i] tokens each, x[sum(seq_lens), hidden]; each sequence has its
+// own positions from 0 and attends only within itself.
+void block_forward(Backend& be, const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope,
+                   float* x, const std::vector<int64_t>& seq_lens, const CaptureFn& capture = {},
+                   int stop_after = -1);
 
 }  // namespace streamq

@@ -39,7 +39,8 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
   ahead.consumed(-1);
   const int64_t per_chunk = fp_flow ? 2 : 1;
   for (int64_t c = 0; c < ch.nchunks; ++c) {
-    const int64_t nseq = ch.seqs(c, nsamples), tokens = nseq * seqlen;
+    const int64_t nseq = ch.seqs(c, nsamples), tokens = ch.tokens(c, nsamples, seqlen);
+    const std::vector<int64_t> lens = ch.lens(c);  // empty: nseq x seqlen
     if (fp_flow) {
       store.get(block, Flow::Fp, c, &x_fp);
       ahead.consumed(c * per_chunk);
@@ -48,10 +49,12 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
     ahead.consumed(c * per_chunk + per_chunk - 1);
     TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
     span.arg("block", block).arg("chunk", c).arg("tokens", tokens);
-    if (fp_flow) {
-      block_forward(be, cfg, w, rope, x_fp.data(), nseq, seqlen, grab(&in_fp, &res_fp), static_cast<int>(group));
-    }
-    block_forward(be, cfg, wq, rope, x.data(), nseq, seqlen, grab(&in_q, &res_q), static_cast<int>(group));
+    auto forward = [&](const BlockWeights& weights, float* xs, const CaptureFn& capture) {
+      if (lens.empty()) block_forward(be, cfg, weights, rope, xs, nseq, seqlen, capture, static_cast<int>(group));
+      else block_forward(be, cfg, weights, rope, xs, lens, capture, static_cast<int>(group));
+    };
+    if (fp_flow) forward(w, x_fp.data(), grab(&in_fp, &res_fp));
+    forward(wq, x.data(), grab(&in_q, &res_q));
     if (!out_proj) {
       if (fp_flow) stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
       else stats.accumulate(be, in_q.data(), tokens, nseq);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "io/store/activation_store.h"
 #include "src/methods/linear_stats.h"
@@ -17,10 +18,34 @@ namespace streamq {
 class Backend;
 class TraceRecorder;
 
-// How the calibration sequences are cut into store chunks.
+// How the calibration sequences are cut into store chunks: seqs_per_chunk
+// whole sequences each. `seq_lens` holds each sequence's token count when
+// they differ (--calib-samples; each at most --seqlen, no padding); empty
+// means every sequence has seqlen tokens.
 struct Chunking {
   int64_t seqs_per_chunk = 1, nchunks = 0;
+  std::vector<int64_t> seq_lens;
   int64_t seqs(int64_t c, int64_t total) const { return std::min(seqs_per_chunk, total - c * seqs_per_chunk); }
+  // The token counts of chunk c's sequences (empty when all have seqlen).
+  std::vector<int64_t> lens(int64_t c) const {
+    if (seq_lens.empty()) return {};
+    const auto begin = seq_lens.begin() + std::min<int64_t>(c * seqs_per_chunk, std::ssize(seq_lens));
+    const auto end = seq_lens.begin() + std::min<int64_t>((c + 1) * seqs_per_chunk, std::ssize(seq_lens));
+    return {begin, end};
+  }
+  // Tokens of chunk c, and its first token's index in the calibration ids.
+  int64_t tokens(int64_t c, int64_t total, int64_t seqlen) const {
+    if (seq_lens.empty()) return seqs(c, total) * seqlen;
+    int64_t t = 0;
+    for (const int64_t l : lens(c)) t += l;
+    return t;
+  }
+  int64_t first_token(int64_t c, int64_t seqlen) const {
+    if (seq_lens.empty()) return c * seqs_per_chunk * seqlen;
+    int64_t t = 0;
+    for (int64_t i = 0; i < std::min<int64_t>(c * seqs_per_chunk, std::ssize(seq_lens)); ++i) t += seq_lens[i];
+    return t;
+  }
 };
 
 // Runs the partly quantized block (wq) up to `group` on every chunk of the

@@ -50,8 +50,9 @@ namespace fs = std::filesystem;
 namespace streamq {
 namespace {
 
-JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, const std::vector<int32_t>& calib,
+JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, const CalibrationSet& calib_set,
                           const std::string& calib_name, const std::string& method_text) {
+  const std::vector<int32_t>& calib = calib_set.ids;
   JobIdentity id;
   id.model = model_files_identity(model_dir);
   id.method = {{"quant", quant_config_to_json(job.quant)}, {"loaq", loaq_config_to_json(job.loaq)}};
@@ -59,6 +60,9 @@ JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, 
                     {"nsamples", job.nsamples},
                     {"seqlen", job.seqlen},
                     {"seed", job.seed}};
+  if (calib_set.from_samples)  // samples of their own lengths: the lengths are part of the calibration
+    id.calibration["lengths_xxh64"] =
+        hex64(XXH64(calib_set.lengths.data(), calib_set.lengths.size() * sizeof(int64_t), 0));
   id.output = {{"chunk_tokens", job.chunk_tokens}, {"format", job.format}};
   id.info = {{"model_dir", fs::absolute(job.model_dir).string()}, {"method", method_text}, {"calibration", calib_name}};
   return id;
@@ -295,7 +299,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     {
       TraceSpan span(c.trace, "forward quant", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
-      block_forward(be, cfg, wq, c.rope, x.data(), nseq, job.seqlen);
+      forward(wq);
     }
     store.put(b + 1, Flow::Quant, ck, x.data(), static_cast<int64_t>(x.size()));
     if (!fp_flow) continue;
@@ -304,7 +308,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     {
       TraceSpan span(c.trace, "forward fp", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
-      block_forward(be, cfg, w, c.rope, x.data(), nseq, job.seqlen);
+      forward(w);
     }
     store.put(b + 1, Flow::Fp, ck, x.data(), static_cast<int64_t>(x.size()));
   }
@@ -392,10 +396,27 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const ModelConfig& cfg = model.config();
   const SafetensorsModel& st = model.tensors();
 
-  const std::vector<int32_t> stream =
-      load_token_stream(job.calib_path, job.tokens_dtype, job.calib_text_path, source.dir(), cfg.vocab);
-  const std::string calib_name = job.calib_text_path.empty() ? job.calib_path : job.calib_text_path;
-  const std::vector<int32_t> calib = sample_windows(stream, job.nsamples, job.seqlen, job.seed, calib_name);
+  // Calibration: samples of their own lengths (--calib-samples), or windows
+  // of seqlen drawn from a token stream (--calib, --calib-text).
+  std::vector<int32_t> stream;
+  CalibrationSet calib_set;
+  const std::string calib_name = !job.calib_samples_path.empty() ? job.calib_samples_path
+                                 : job.calib_text_path.empty()    ? job.calib_path
+                                                                  : job.calib_text_path;
+  if (!job.calib_samples_path.empty()) {
+    calib_set = load_calibration_samples(job.calib_samples_path, source.dir(),
+                                         {job.nsamples, job.seqlen, job.seed, job.calib_select, job.calib_split},
+                                         cfg.vocab);
+  } else {
+    stream = load_token_stream(job.calib_path, job.tokens_dtype, job.calib_text_path, source.dir(), cfg.vocab);
+    calib_set = windows_calibration_set(sample_windows(stream, job.nsamples, job.seqlen, job.seed, calib_name),
+                                        job.seqlen);
+  }
+  const std::vector<int32_t>& calib = calib_set.ids;
+  if (progress && calib_set.from_samples)
+    *progress << "quantize: calibration: " << calib_set.sequences() << " samples of " << calib_set.samples_available
+              << " in " << calib_name << ", " << calib_set.tokens() << " tokens, " << calib_set.truncated
+              << " truncated to --seqlen " << job.seqlen << "\n";
   const std::string method_desc = spec.describe();
 
   // The memory plan for a chunk size: placement, chunking and I/O depth under
@@ -436,7 +457,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   std::unique_ptr<OutputDir> out;
   if (!job.workdir.empty()) {
     wd = std::make_unique<Workdir>(job.workdir, job.restart, true);
-    const JobIdentity id = make_identity(job, source.dir(), calib, calib_name, method_desc);
+    const JobIdentity id = make_identity(job, source.dir(), calib_set, calib_name, method_desc);
     if (wd->has_job()) {
       wd->check_identity(id);
       QuantizeReport done;
@@ -469,7 +490,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     wd->begin({}, {cfg.layers, job.nsamples, job.seqlen, plan.seqs_per_chunk, plan.nchunks});
   }
   const JobLayout layout = wd->layout();
-  const Chunking ch{layout.seqs_per_chunk, layout.nchunks};
+  const Chunking ch{layout.seqs_per_chunk, layout.nchunks,
+                    calib_set.uniform(job.seqlen) ? std::vector<int64_t>{} : calib_set.lengths};
   const RopeTable rope = model.rope_table(job.seqlen);
 
   std::unique_ptr<TraceRecorder> trace;
@@ -485,6 +507,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.nsamples = job.nsamples;
   report.seqlen = job.seqlen;
   report.seed = job.seed;
+  report.calibration = calib_set.to_json();
   report.activations = store.description;
   for (const Flow f : flows) report.flows.push_back(to_string(f));
   report.memory_text = plan.describe();

@@ -13,6 +13,7 @@
 #include "io/store/compressed_store.h"
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
+#include "src/pipeline/calibration_samples.h"
 #include "src/pipeline/memory_plan.h"
 #include "src/pipeline/tokens.h"
 
@@ -23,6 +24,11 @@ class Backend;
 struct QuantizeJob {
   std::string model_dir, out_dir, calib_path;
   std::string calib_text_path;  // instead of calib_path: text tokenized with the model's tokenizer.json
+  // Instead of both: one sequence per sample, cut to seqlen, shorter ones kept
+  // at their length (src/pipeline/calibration_samples.h).
+  std::string calib_samples_path;
+  SampleSelect calib_select = SampleSelect::Random;  // which nsamples samples: a seeded draw or the first
+  TextSplit calib_split = TextSplit::Auto;           // a text file's samples: lines or paragraphs
   TokensDType tokens_dtype = TokensDType::U16;
   int64_t nsamples = 128;
   int64_t seqlen = 2048;
@@ -88,6 +94,7 @@ struct QuantizeReport {
   std::string model_dir, out_dir, method;
   int64_t nsamples = 0, seqlen = 0;
   uint64_t seed = 0;
+  nlohmann::json calibration;   // sequences, tokens, samples truncated (CalibrationSet::to_json)
   double total_seconds = 0;
   uint64_t peak_rss_bytes = 0;
   std::string workdir, job_id;  // a resumable job's directory and id

@@ -71,6 +71,7 @@ nlohmann::json QuantizeReport::to_json() const {
   j["nsamples"] = nsamples;
   j["seqlen"] = seqlen;
   j["seed"] = seed;
+  if (!calibration.is_null()) j["calibration"] = calibration;
   j["total_seconds"] = total_seconds;
   j["peak_rss_bytes"] = peak_rss_bytes;
   if (!workdir.empty()) {
@@ -96,6 +97,7 @@ QuantizeReport QuantizeReport::from_json(const nlohmann::json& j) {
   r.nsamples = j.at("nsamples").get<int64_t>();
   r.seqlen = j.at("seqlen").get<int64_t>();
   r.seed = j.at("seed").get<uint64_t>();
+  r.calibration = j.value("calibration", nlohmann::json());
   r.total_seconds = j.at("total_seconds").get<double>();
   r.peak_rss_bytes = j.at("peak_rss_bytes").get<uint64_t>();
   r.workdir = j.value("workdir", "");

@@ -22,8 +22,8 @@ std::vector<int32_t> read_token_file(const std::string& path, TokensDType dtype,
   const size_t width = dtype == TokensDType::U16 ? 2 : 4;
   const char* kind = dtype == TokensDType::U16 ? "uint16" : "int32";
   if (bytes.empty()) throw InputError(path + ": token file is empty");
-  // Text is not token ids: tokenizing text needs tokenizer.json support (not yet
-  // in streamq). Printable ASCII throughout the first bytes is the tell.
+  // Text is not token ids (text goes to --calib-text / --eval-text, which
+  // tokenize it). Printable ASCII throughout the first bytes is the tell.
   size_t printable = 0;
   const size_t probe = std::min<size_t>(bytes.size(), 512);
   for (size_t i = 0; i < probe; ++i) {
@@ -75,11 +75,19 @@ std::vector<int32_t> load_token_stream(const std::string& ids_path, TokensDType 
   return ids;
 }
 
-static uint64_t splitmix64(uint64_t& state) {
+uint64_t splitmix64(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
+}
+
+uint64_t draw_below(uint64_t& state, uint64_t n) {
+  // Rejection sampling keeps the draw exactly uniform.
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+  uint64_t r;
+  do r = splitmix64(state); while (r >= limit);
+  return r % n;
 }
 
 std::vector<int32_t> sample_windows(const std::vector<int32_t>& stream, int64_t nsamples, int64_t seqlen,
@@ -94,11 +102,7 @@ std::vector<int32_t> sample_windows(const std::vector<int32_t>& stream, int64_t 
   out.reserve(static_cast<size_t>(nsamples * seqlen));
   uint64_t state = seed;
   for (int64_t s = 0; s < nsamples; ++s) {
-    // Rejection sampling keeps the offsets exactly uniform.
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % starts;
-    uint64_t r;
-    do r = splitmix64(state); while (r >= limit);
-    const uint64_t start = r % starts;
+    const uint64_t start = draw_below(state, starts);
     out.insert(out.end(), stream.begin() + static_cast<int64_t>(start),
                stream.begin() + static_cast<int64_t>(start) + seqlen);
   }

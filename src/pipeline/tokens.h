@@ -23,6 +23,12 @@ std::vector<int32_t> read_token_file(const std::string& path, TokensDType dtype,
 std::vector<int32_t> load_token_stream(const std::string& ids_path, TokensDType dtype, const std::string& text_path,
                                        const std::string& model_dir, int64_t vocab);
 
+// splitmix64: the generator of every calibration draw, so that a seed gives
+// the same draw on every platform and standard library.
+uint64_t splitmix64(uint64_t& state);
+// A uniform integer in [0, n) from splitmix64 by rejection (n >= 1).
+uint64_t draw_below(uint64_t& state, uint64_t n);
+
 // GPTQ's calibration convention: nsamples windows of seqlen tokens starting at
 // uniformly drawn offsets in [0, size - seqlen], deterministic for a seed
 // (splitmix64, so the draw does not depend on the standard library).
