@@ -32,7 +32,7 @@ echo "sanitize: build took $(( $(date +%s) - start )) s"
 
 # halt_on_error/exitcode: a report fails the process that made it (UBSan is
 # also compiled non-recoverable). detect_leaks: leaks are reports too.
-export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:strict_string_checks=1:detect_stack_use_after_return=1"
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87"
 
 start=$(date +%s)

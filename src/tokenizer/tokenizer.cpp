@@ -157,7 +157,7 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& tokenizer_json_pat
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw InputError(tokenizer_json_path + ": not valid JSON: " + e.what());
   }
   try {
