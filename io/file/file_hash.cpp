@@ -14,16 +14,10 @@
 #include <vector>
 
 #include "src/core/error.h"
+#include "io/file/fd.h"
 
 namespace streamq {
 namespace {
-
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 using HashState = std::unique_ptr<XXH64_state_t, XXH_errorcode (*)(XXH64_state_t*)>;
 
@@ -47,38 +41,35 @@ void hash_range(int fd, const std::string& path, uint64_t off, uint64_t len, XXH
   }
 }
 
-uint64_t open_and_size(const std::string& path, int* fd) {
-  *fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (*fd < 0) throw InputError(path + ": cannot open for reading: " + std::strerror(errno));
+Fd open_and_size(const std::string& path, uint64_t* size) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw InputError(path + ": cannot open for reading: " + std::strerror(errno));
   struct stat st {};
-  if (::fstat(*fd, &st) != 0) throw InputError(path + ": cannot stat: " + std::strerror(errno));
-  return static_cast<uint64_t>(st.st_size);
+  if (::fstat(fd.get(), &st) != 0) throw InputError(path + ": cannot stat: " + std::strerror(errno));
+  *size = static_cast<uint64_t>(st.st_size);
+  return fd;
 }
 
 }  // namespace
 
 uint64_t xxh64_file(const std::string& path) {
-  int fd = -1;
-  FdCloser hold{-1};
-  const uint64_t size = open_and_size(path, &fd);
-  hold.fd = fd;
+  uint64_t size = 0;
+  const Fd fd = open_and_size(path, &size);
   HashState st = new_state();
-  hash_range(fd, path, 0, size, st.get());
+  hash_range(fd.get(), path, 0, size, st.get());
   return XXH64_digest(st.get());
 }
 
 uint64_t xxh64_file_ends(const std::string& path, uint64_t head, uint64_t tail) {
-  int fd = -1;
-  FdCloser hold{-1};
-  const uint64_t size = open_and_size(path, &fd);
-  hold.fd = fd;
+  uint64_t size = 0;
+  const Fd fd = open_and_size(path, &size);
   HashState st = new_state();
   XXH64_update(st.get(), &size, sizeof size);
   if (head + tail >= size) {
-    hash_range(fd, path, 0, size, st.get());
+    hash_range(fd.get(), path, 0, size, st.get());
   } else {
-    hash_range(fd, path, 0, head, st.get());
-    hash_range(fd, path, size - tail, tail, st.get());
+    hash_range(fd.get(), path, 0, head, st.get());
+    hash_range(fd.get(), path, size - tail, tail, st.get());
   }
   return XXH64_digest(st.get());
 }

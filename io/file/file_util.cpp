@@ -11,33 +11,13 @@
 #include <filesystem>
 
 #include "src/core/error.h"
+#include "io/file/fd.h"
 
 namespace streamq {
 
 namespace {
 
 std::string errno_text() { return std::strerror(errno); }
-
-// Closes the descriptor on every path out of a function, including throws.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // close() can report a deferred write error (NFS, quota), so writers check it.
-  int release_and_close() {
-    const int r = ::close(fd_);
-    fd_ = -1;
-    return r;
-  }
-
- private:
-  int fd_;
-};
 
 std::string parent_dir(const std::string& path) {
   std::string parent = std::filesystem::path(path).parent_path().string();
@@ -48,7 +28,7 @@ std::string parent_dir(const std::string& path) {
 
 std::string read_file(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) throw InputError(path + ": cannot open for reading: " + errno_text());
+  if (!fd) throw InputError(path + ": cannot open for reading: " + errno_text());
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) throw InputError(path + ": cannot stat: " + errno_text());
   if (S_ISDIR(st.st_mode)) throw InputError(path + ": is a directory, expected a file");
@@ -72,7 +52,7 @@ void atomic_write_file(const std::string& path, const std::string& content,
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   try {
     Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) throw InternalError(tmp + ": cannot create: " + errno_text());
+    if (!fd) throw InternalError(tmp + ": cannot create: " + errno_text());
     std::size_t done = 0;
     while (done < content.size()) {
       const ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
@@ -83,7 +63,7 @@ void atomic_write_file(const std::string& path, const std::string& content,
       done += static_cast<std::size_t>(n);
     }
     if (::fsync(fd.get()) != 0) throw InternalError(tmp + ": fsync failed: " + errno_text());
-    if (fd.release_and_close() != 0) throw InternalError(tmp + ": close failed: " + errno_text());
+    if (fd.close() != 0) throw InternalError(tmp + ": close failed: " + errno_text());
     if (before_rename) before_rename();
     if (::rename(tmp.c_str(), path.c_str()) != 0)
       throw InternalError(tmp + ": rename to " + path + " failed: " + errno_text());
@@ -96,7 +76,7 @@ void atomic_write_file(const std::string& path, const std::string& content,
 
 void fsync_dir(const std::string& dir) {
   Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) throw InternalError(dir + ": cannot open directory to fsync: " + errno_text());
+  if (!fd) throw InternalError(dir + ": cannot open directory to fsync: " + errno_text());
   // Some file systems (tmpfs on old kernels, certain FUSE mounts) refuse
   // directory fsync with EINVAL; there is nothing more durable to ask for there.
   if (::fsync(fd.get()) != 0 && errno != EINVAL)

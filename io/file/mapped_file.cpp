@@ -15,14 +15,14 @@
 namespace streamq {
 
 void MappedFile::open(const std::string& path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw InputError(path + ": cannot open: " + std::strerror(errno));
+  fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd_) throw InputError(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) throw InputError(path + ": cannot stat: " + std::strerror(errno));
+  if (::fstat(fd_.get(), &st) != 0) throw InputError(path + ": cannot stat: " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) throw InputError(path + ": not a regular file");
   size_ = static_cast<uint64_t>(st.st_size);
   if (size_ == 0) return;
-  map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+  map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_.get(), 0);
   if (map_ == MAP_FAILED) {
     map_ = nullptr;
     throw InputError(path + ": mmap failed: " + std::strerror(errno));
@@ -30,14 +30,13 @@ void MappedFile::open(const std::string& path) {
 }
 
 bool MappedFile::read_ahead(uint64_t offset, uint64_t len) const {
-  if (fd_ < 0 || offset >= size_) return len == 0;
+  if (!fd_ || offset >= size_) return len == 0;
   len = std::min(len, size_ - offset);
-  return ::readahead(fd_, static_cast<off64_t>(offset), static_cast<size_t>(len)) == 0;
+  return ::readahead(fd_.get(), static_cast<off64_t>(offset), static_cast<size_t>(len)) == 0;
 }
 
 MappedFile::~MappedFile() {
   if (map_) ::munmap(map_, size_);
-  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace streamq

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "io/file/fd.h"
+
 namespace streamq {
 
 class MappedFile {
@@ -28,7 +30,7 @@ class MappedFile {
   bool read_ahead(uint64_t offset, uint64_t len) const;
 
  private:
-  int fd_ = -1;
+  Fd fd_;  // kept open for read_ahead
   void* map_ = nullptr;
   uint64_t size_ = 0;
 };

@@ -9,11 +9,6 @@
 
 namespace streamq {
 
-void Fd::reset() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
 int IoBackend::open(const std::string& path, int flags, mode_t mode) {
   const int fd = ::open(path.c_str(), flags, mode);
   return fd >= 0 ? fd : -errno;

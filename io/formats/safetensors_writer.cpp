@@ -9,9 +9,11 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "src/core/error.h"
+#include "io/file/fd.h"
 #include "io/file/file_util.h"
 #include "io/formats/safetensors.h"
 
@@ -46,7 +48,7 @@ struct SafetensorsWriter::Impl {
   struct Shard {
     std::string final_name;  // relative to out_dir
     std::string tmp_path;
-    int fd = -1;
+    Fd fd;  // open until finish() has made it durable
     uint64_t size = 0;
   };
 
@@ -61,7 +63,6 @@ struct SafetensorsWriter::Impl {
   ~Impl() {
     if (finished) return;
     for (Shard& s : shards) {
-      if (s.fd >= 0) ::close(s.fd);
       if (!s.tmp_path.empty()) ::unlink(s.tmp_path.c_str());
     }
   }
@@ -69,7 +70,7 @@ struct SafetensorsWriter::Impl {
   void pwrite_all(const Shard& s, const void* bytes, uint64_t n, uint64_t offset, const std::string& what) {
     const auto* p = static_cast<const unsigned char*>(bytes);
     while (n > 0) {
-      const ssize_t w = ::pwrite(s.fd, p, std::min<uint64_t>(n, 1ull << 30), static_cast<off_t>(offset));
+      const ssize_t w = ::pwrite(s.fd.get(), p, std::min<uint64_t>(n, 1ull << 30), static_cast<off_t>(offset));
       if (w < 0) {
         if (errno == EINTR) continue;
         throw InternalError(s.tmp_path + ": writing " + what + " failed: " + std::strerror(errno));
@@ -166,19 +167,18 @@ SafetensorsWriter::SafetensorsWriter(std::string out_dir, std::vector<TensorSpec
     shard.final_name = shard_file_name(base, g, groups.size());
     shard.tmp_path = out_dir + "/" + shard.final_name + ".tmp." + pid;
     shard.size = data_start + rel;
-    impl->shards.push_back(shard);
+    impl->shards.push_back(std::move(shard));
     Impl::Shard& sh = impl->shards.back();
-    sh.fd = ::open(sh.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (sh.fd < 0) {
+    sh.fd.reset(::open(sh.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!sh.fd) {
       const std::string err = std::strerror(errno);
-      sh.tmp_path.clear();  // nothing was created, nothing to unlink
-      throw InternalError(out_dir + "/" + shard.final_name + ".tmp." + pid + ": cannot create: " + err);
+      throw InternalError(std::exchange(sh.tmp_path, "") + ": cannot create: " + err);  // nothing to unlink
     }
     unsigned char len[8];
     for (int b = 0; b < 8; ++b) len[b] = static_cast<unsigned char>(text.size() >> (8 * b));
     impl->pwrite_all(sh, len, 8, 0, "the header length");
     impl->pwrite_all(sh, text.data(), text.size(), 8, "the header");
-    if (::ftruncate(sh.fd, static_cast<off_t>(sh.size)) != 0)
+    if (::ftruncate(sh.fd.get(), static_cast<off_t>(sh.size)) != 0)
       throw InternalError(sh.tmp_path + ": ftruncate to " + std::to_string(sh.size) + " bytes failed: " +
                           std::strerror(errno));
   }
@@ -241,10 +241,8 @@ void SafetensorsWriter::finish() {
                         " planned tensor(s) never written: " + list);
   }
   for (Impl::Shard& s : impl_->shards) {
-    if (::fsync(s.fd) != 0) throw InternalError(s.tmp_path + ": fsync failed: " + std::strerror(errno));
-    const int rc = ::close(s.fd);
-    s.fd = -1;
-    if (rc != 0) throw InternalError(s.tmp_path + ": close failed: " + std::strerror(errno));
+    if (::fsync(s.fd.get()) != 0) throw InternalError(s.tmp_path + ": fsync failed: " + std::strerror(errno));
+    if (s.fd.close() != 0) throw InternalError(s.tmp_path + ": close failed: " + std::strerror(errno));
   }
   // Renames come only after every shard is durable, so a crash never leaves a
   // final name pointing at a partly written file.

@@ -19,7 +19,7 @@
 #include "io/store/chunk_codec.h"
 #include "io/file/file_util.h"
 #include "io/file/io_engine.h"
-#include "io/file/posix_file.h"
+#include "io/file/fd.h"
 
 namespace streamq {
 

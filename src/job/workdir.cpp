@@ -129,11 +129,9 @@ Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(d
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
   make_dirs(dir_);
   const std::string lock = dir_ + "/lock";
-  lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) throw InputError("--workdir " + dir_ + ": cannot create " + lock);
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd_);
-    lock_fd_ = -1;
+  lock_.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock_) throw InputError("--workdir " + dir_ + ": cannot create " + lock);
+  if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
     throw InputError("--workdir " + dir_ + ": another streamq process is running this job (" + lock +
                      " is locked); wait for it or stop it");
   }
@@ -164,10 +162,6 @@ Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(d
   make_dirs(blocks_dir());
   make_dirs(acts_dir());
   if (has_job()) remove_strays();
-}
-
-Workdir::~Workdir() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // closing releases the flock
 }
 
 void Workdir::check_identity(const JobIdentity& id) const {

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/file/fd.h"
+
 namespace streamq {
 
 // What must match for a workdir to be resumed by a command: the model files,
@@ -50,7 +52,6 @@ class Workdir {
   // checksums; nothing will ever resume it). Manifest writes are kill points
   // (src/core/kill_point.h).
   Workdir(std::string dir, bool restart, bool durable);
-  ~Workdir();
   Workdir(const Workdir&) = delete;
   Workdir& operator=(const Workdir&) = delete;
 
@@ -103,7 +104,7 @@ class Workdir {
 
   std::string dir_;
   bool durable_;
-  int lock_fd_ = -1;
+  Fd lock_;  // holds the flock while the job runs; closing it releases the lock
   nlohmann::json manifest_;
   std::string discarded_job_id_;
 };

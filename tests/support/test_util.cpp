@@ -12,6 +12,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/file/fd.h"
+
 namespace streamq::test {
 
 std::string source_dir() { return STREAMQ_SOURCE_DIR; }
@@ -75,12 +77,11 @@ uint64_t fresh_seed() {
 
 bool page_mapped(const void* p) {
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open /proc/self/pagemap");
+  const Fd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  if (!fd) throw std::runtime_error("cannot open /proc/self/pagemap");
   uint64_t entry = 0;
   const off_t at = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / page * sizeof(entry));
-  const ssize_t n = ::pread(fd, &entry, sizeof entry, at);
-  ::close(fd);
+  const ssize_t n = ::pread(fd.get(), &entry, sizeof entry, at);
   if (n != static_cast<ssize_t>(sizeof entry)) throw std::runtime_error("short read of /proc/self/pagemap");
   return (entry >> 63) & 1;
 }
