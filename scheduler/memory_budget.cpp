@@ -2,50 +2,69 @@
 #include "scheduler/memory_budget.h"
 
 #include <cctype>
-#include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <utility>
 
 namespace streamq {
 
+const char* const kSizeGrammar =
+    "SIZE is a number (a fraction allowed, rounded down to a whole byte) and a unit, no space, any case: "
+    "none or B = bytes; K, M, G, T, P, E or KiB, MiB, GiB, TiB, PiB, EiB = powers of 1024; "
+    "KB, MB, GB, TB, PB, EB = powers of 1000 (as transformers' max_shard_size). "
+    "E.g. 768M = 768 MiB, 1.5GiB, 5GB = 5000000000 bytes";
+
 uint64_t parse_size(const std::string& text, const std::string& flag) {
   const auto bad = [&](const std::string& why) {
-    return InputError(flag + ": '" + text + "' is not a size (" + why +
-                      "; e.g. 100000, 512K, 768M, 1.5G, 48GiB, 2T)");
+    return InputError(flag + ": '" + text + "' is not a size (" + why + "). " + kSizeGrammar);
   };
-  // Number: digits with at most one '.', then the unit.
+  // The number: integer digits, then optionally '.' and fraction digits.
   size_t i = 0;
-  std::string digits;
-  bool dot = false;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
-    if (text[i] == '.') {
-      if (dot) throw bad("two decimal points");
-      dot = true;
-    }
-    digits += text[i++];
+  const auto digits = [&] {
+    const size_t from = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+    return text.substr(from, i - from);
+  };
+  const std::string whole = digits();
+  std::string frac;
+  const bool dot = i < text.size() && text[i] == '.';
+  if (dot) {
+    ++i;
+    frac = digits();
   }
-  if (digits.empty() || digits == ".") throw bad(text.empty() ? "empty" : "no number");
+  if (whole.empty() && frac.empty()) throw bad(text.empty() ? "empty" : "no number");
+  while (!frac.empty() && frac.back() == '0') frac.pop_back();
+  // 18 digits keep 10^digits, and so the exact arithmetic below, within 128 bits.
+  if (frac.size() > 18) throw bad("more than 18 decimal places");
+
   std::string unit;
   for (; i < text.size(); ++i) unit += static_cast<char>(std::toupper(static_cast<unsigned char>(text[i])));
-  int shift = 0;
-  if (!unit.empty()) {
-    const std::string prefixes = "KMGTPE";
-    const size_t p = prefixes.find(unit[0]);
-    std::string rest = unit;
-    if (p != std::string::npos) {
-      shift = 10 * static_cast<int>(p + 1);
-      rest = unit.substr(1);
-    }
-    const bool ok = rest.empty() || rest == "B" || (p != std::string::npos && rest == "IB");
-    if (!ok) throw bad("unknown unit '" + text.substr(text.size() - unit.size()) + "'");
+  uint64_t scale = 1;
+  if (!unit.empty() && unit != "B") {
+    const size_t p = std::string("KMGTPE").find(unit[0]);
+    const std::string rest = unit.substr(1);
+    const bool binary = rest.empty() || rest == "IB";
+    if (p == std::string::npos || !(binary || rest == "B"))
+      throw bad("unknown unit '" + text.substr(text.size() - unit.size()) + "'");
+    for (size_t k = 0; k <= p; ++k) scale *= binary ? 1024 : 1000;
   }
-  const long double scale = std::ldexp(1.0L, shift);
-  const long double value = std::strtold(digits.c_str(), nullptr) * scale;
-  // 2^64 itself does not fit; long double holds it exactly.
-  if (!(value < std::ldexp(1.0L, 64))) throw bad("larger than 2^64 - 1 bytes");
-  if (dot && shift == 0 && value != std::floor(value)) throw bad("a fraction of a byte");
-  return static_cast<uint64_t>(std::floor(value));
+  if (scale == 1 && !frac.empty()) throw bad("a fraction of a byte");
+
+  // Exact: whole * scale + floor(frac * scale / 10^decimals), in 128 bits.
+  using u128 = unsigned __int128;
+  const u128 max = UINT64_MAX;
+  u128 w = 0;
+  for (char c : whole) {
+    w = w * 10 + static_cast<u128>(c - '0');
+    if (w > max) throw bad("larger than 2^64 - 1 bytes");
+  }
+  u128 f = 0, ten = 1;
+  for (char c : frac) {
+    f = f * 10 + static_cast<u128>(c - '0');
+    ten *= 10;
+  }
+  const u128 bytes = w * scale + f * scale / ten;
+  if (bytes > max) throw bad("larger than 2^64 - 1 bytes");
+  return static_cast<uint64_t>(bytes);
 }
 
 std::string format_size(uint64_t bytes) {

@@ -1,4 +1,5 @@
-// Host memory budgets: sizes as the user writes them (--host-mem-limit 48G)
+// Host memory budgets: sizes as the user writes them (--host-mem-limit 48G,
+// --max-shard-size 5GB)
 // and a thread-safe counter of reserved bytes that refuses, with a message
 // saying which flag to raise, whatever would go past the limit.
 #pragma once
@@ -11,11 +12,18 @@
 
 namespace streamq {
 
-// "768M", "48G", "1.5G", "512K", "100000", "2T", "48GiB", "48gb": binary
-// units (K = 1024), case-insensitive, an optional trailing "B" or "iB".
-// Throws InputError naming `flag` for anything else (empty, negative, junk,
+// Every size the user writes (--host-mem-limit, --max-shard-size) goes
+// through parse_size, whose grammar is kSizeGrammar: a number (a fraction
+// allowed, rounded down to a whole byte) and a case-insensitive unit. A bare
+// prefix or one with "iB" is binary (768M, 48GiB: powers of 1024, as the
+// memory flags have always read them); one with "B" alone is decimal (5GB =
+// 5e9 bytes, which is what transformers' max_shard_size="5GB" means).
+// Throws InputError naming `flag` and quoting the grammar for anything else
+// (empty, negative, spaces, exponents, unknown units, a fraction of a byte,
 // more than 2^64 - 1 bytes).
 uint64_t parse_size(const std::string& text, const std::string& flag);
+// The grammar in words, for every --help that takes a size.
+extern const char* const kSizeGrammar;
 // "1.50 GiB", "768.00 MiB", "512 B"; "unlimited" for UINT64_MAX.
 std::string format_size(uint64_t bytes);
 

@@ -7,6 +7,7 @@
 
 #include "src/export/compressed_tensors_export.h"
 #include "src/export/gguf_export.h"
+#include "scheduler/memory_budget.h"
 #include "src/export/gptq_export.h"
 #include "src/export/workdir_export.h"
 
@@ -19,35 +20,15 @@ CheckpointFormat parse_format(const std::string& s) {
   throw InputError("--checkpoint-format '" + s + "': expected gptq or gptq_v2");
 }
 
-// "5GB", "500MB", "2GiB", "123" (bytes); decimal and binary units.
-uint64_t parse_size(const std::string& s) {
-  size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &pos);
-  } catch (const std::exception&) {
-    throw InputError("--max-shard-size '" + s + "': expected a size such as 5GB, 500MB or 2GiB");
-  }
-  const std::string unit = s.substr(pos);
-  double mult = 0;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KB") mult = 1e3;
-  else if (unit == "MB") mult = 1e6;
-  else if (unit == "GB") mult = 1e9;
-  else if (unit == "KiB") mult = 1024.0;
-  else if (unit == "MiB") mult = 1048576.0;
-  else if (unit == "GiB") mult = 1073741824.0;
-  if (mult == 0 || !(v > 0))
-    throw InputError("--max-shard-size '" + s + "': expected a positive size such as 5GB, 500MB or 2GiB");
-  return static_cast<uint64_t>(v * mult);
-}
-
 }  // namespace
 
 int run_export(const std::vector<std::string>& args) {
   std::string from, out, format, max_shard, out_format, gguf_type;
   GptqExportOptions opts;
   bool quiet = false;
+  const std::string shard_help =
+      std::string("split model.safetensors into shards of at most this size with model.safetensors.index.json. ") +
+      kSizeGrammar;
   po::options_description opts_desc("export flags");
   opts_desc.add_options()
       ("help,h", "show this help")
@@ -76,15 +57,15 @@ int run_export(const std::vector<std::string>& args) {
        "vLLM's gptq kernel when checkpoint_format says so, misread by AutoGPTQ and older vLLM. Symmetric "
        "checkpoints load the same either way")
       ("max-shard-size", po::value(&max_shard)->default_value("5GB"),
-       "split model.safetensors into shards of at most this size with model.safetensors.index.json "
-       "(units B, KB, MB, GB, KiB, MiB, GiB)")
+       shard_help.c_str())
       ("overwrite", po::bool_switch(&opts.overwrite), "replace an existing non-empty --out")
       ("quiet", po::bool_switch(&quiet), "print nothing but errors");
   po::variables_map vm;
   if (!parse("export", "--from QUANT_DIR --out GPTQ_DIR [flags]", opts_desc, args, &vm)) return 0;
   require(vm, {"from", "out"});
   opts.format = parse_format(format);
-  opts.max_shard_bytes = parse_size(max_shard);
+  opts.max_shard_bytes = parse_size(max_shard, "--max-shard-size");
+  if (opts.max_shard_bytes == 0) throw InputError("--max-shard-size: must be at least 1 byte");
   const bool workdir = std::filesystem::exists(from + "/manifest.json");
   if (out_format != "gptq") {
     if (!vm["checkpoint-format"].defaulted())

@@ -32,6 +32,10 @@ int run_quantize(const std::vector<std::string>& args) {
   std::string calib_select, calib_split;  // --calib-samples: which samples, how a text file is cut
   int threads = 0;
   bool quiet = false;
+  const std::string host_mem_help =
+      "host memory the job may use (default unlimited). The memory plan (printed, and in the report) picks "
+      "placement, sequences per chunk and I/O depth to stay under it, and fails up front with what it needs "
+      "when even the minimum does not fit. " + std::string(kSizeGrammar);
   po::options_description opts("quantize flags");
   opts.add_options()
       ("help,h", "show this help")
@@ -89,9 +93,7 @@ int run_quantize(const std::vector<std::string>& args) {
        "with O_DIRECT by a background thread that reads ahead and writes behind). With --workdir, memory "
        "placement also writes each boundary to the workdir in the background so the job can resume")
       ("host-mem-limit", po::value<std::string>(&host_mem_limit),
-       "host memory the job may use (SIZE: 768M, 48G, 1.5G; binary units; default unlimited). The memory plan "
-       "(printed, and in the report) picks placement, sequences per chunk and I/O depth to stay under it, and "
-       "fails up front with what it needs when even the minimum does not fit")
+       host_mem_help.c_str())
       ("prefetch-depth", po::value(&job.prefetch_depth)->default_value(2),
        "chunks read ahead and written behind while compute runs (disk placement, and the workdir mirror of "
        "memory placement; the plan may lower it); above 0 the next block's weights are also read into the page "

@@ -1,5 +1,6 @@
-// Size parsing and the MemoryBudget counter: units, rejected inputs naming the
-// flag, RAII release, the error message, high water under threads.
+// Size parsing and the MemoryBudget counter: binary and decimal units exactly,
+// rejected inputs naming the flag and the grammar, RAII release, the error
+// message, high water under threads.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,31 +13,49 @@
 namespace streamq {
 namespace {
 
-TEST(ParseSize, AcceptsBinaryUnitsCaseInsensitively) {
+TEST(ParseSize, BarePrefixesAndIbAreBinary) {
   const uint64_t K = 1024, M = K * K, G = M * K, T = G * K;
   EXPECT_EQ(parse_size("100000", "--x"), 100000u);
   EXPECT_EQ(parse_size("0", "--x"), 0u);
+  EXPECT_EQ(parse_size("123B", "--x"), 123u);
   EXPECT_EQ(parse_size("512K", "--x"), 512 * K);
   EXPECT_EQ(parse_size("512k", "--x"), 512 * K);
+  EXPECT_EQ(parse_size("512KiB", "--x"), 512 * K);
   EXPECT_EQ(parse_size("768M", "--x"), 768 * M);
   EXPECT_EQ(parse_size("48G", "--x"), 48 * G);
   EXPECT_EQ(parse_size("48GiB", "--x"), 48 * G);
-  EXPECT_EQ(parse_size("48gb", "--x"), 48 * G);
-  EXPECT_EQ(parse_size("48GB", "--x"), 48 * G);
+  EXPECT_EQ(parse_size("48gib", "--x"), 48 * G);
   EXPECT_EQ(parse_size("1.5G", "--x"), 3 * G / 2);
+  EXPECT_EQ(parse_size(".5G", "--x"), G / 2);
+  EXPECT_EQ(parse_size("1.3K", "--x"), 1331u) << "1331.2 bytes, rounded down";
   EXPECT_EQ(parse_size("2T", "--x"), 2 * T);
-  EXPECT_EQ(parse_size("123B", "--x"), 123u);
+  EXPECT_EQ(parse_size("15E", "--x"), 15ull << 60);
   EXPECT_EQ(parse_size("18446744073709551615", "--x"), UINT64_MAX);
 }
 
-TEST(ParseSize, RejectsJunkNamingTheFlag) {
+TEST(ParseSize, PrefixWithBIsDecimalAsTransformersReadsMaxShardSize) {
+  EXPECT_EQ(parse_size("5GB", "--x"), 5000000000u);
+  EXPECT_EQ(parse_size("5gb", "--x"), 5000000000u);
+  EXPECT_EQ(parse_size("100KB", "--x"), 100000u);
+  EXPECT_EQ(parse_size("500MB", "--x"), 500000000u);
+  EXPECT_EQ(parse_size("2TB", "--x"), 2000000000000u);
+  EXPECT_EQ(parse_size("16EB", "--x"), 16000000000000000000u);
+  // Exact decimal arithmetic: 0.1 has no binary floating-point value.
+  EXPECT_EQ(parse_size("0.1GB", "--x"), 100000000u);
+  EXPECT_EQ(parse_size("1.000000001GB", "--x"), 1000000001u);
+  EXPECT_EQ(parse_size("18.446744073709551615EB", "--x"), UINT64_MAX);
+}
+
+TEST(ParseSize, RejectsJunkNamingTheFlagAndQuotingTheGrammar) {
   for (const char* bad : {"", "-1", "-1G", "G", "abc", "1.2.3G", "12X", "12 G", " 12G", "1e9", "12GiBs", "12IB",
-                          "0.5", "18446744073709551616", "16E", "99999999999999999999T", "."}) {
+                          "0.5", "1.5B", "18446744073709551616", "16E", "18.446744073709551616EB",
+                          "99999999999999999999T", ".", "5GiBB", "1.0000000000000000001G"}) {
     try {
       parse_size(bad, "--host-mem-limit");
       ADD_FAILURE() << "accepted '" << bad << "'";
     } catch (const InputError& e) {
       EXPECT_NE(std::string(e.what()).find("--host-mem-limit"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(kSizeGrammar), std::string::npos) << e.what();
     }
   }
 }
