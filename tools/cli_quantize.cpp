@@ -166,11 +166,9 @@ int run_quantize(const std::vector<std::string>& args) {
   auto backend = make_cpu_backend();
   const QuantizeReport r = run_quantize(job, *backend, quiet ? nullptr : &std::cerr);
   if (!quiet) {
-    double rel = 0;
     int64_t n = 0, retries = 0;
     for (const auto& b : r.blocks)
       for (const auto& l : b.linears) {
-        rel += l.weight_sq > 0 ? l.objective / l.weight_sq : 0;
         retries += l.cholesky_retries;
         ++n;
       }
@@ -178,7 +176,8 @@ int run_quantize(const std::vector<std::string>& args) {
     std::snprintf(buf, sizeof buf,
                   "done: %s, %lld linears, mean relative objective %.4e, cholesky retries %lld, total %s, "
                   "peak RSS %.1f MiB -> %s\n",
-                  r.method.c_str(), static_cast<long long>(n), n ? rel / n : 0.0, static_cast<long long>(retries),
+                  r.method.c_str(), static_cast<long long>(n), mean_relative_objective(r.blocks),
+                  static_cast<long long>(retries),
                   format_duration(r.total_seconds).c_str(), r.peak_rss_bytes / 1048576.0, job.out_dir.c_str());
     if (!r.already_complete) std::cerr << buf;
     if (!r.profile_text.empty()) std::cerr << r.profile_text;

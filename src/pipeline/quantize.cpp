@@ -545,14 +545,11 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     wd->commit_block(b, br.to_json(), br.seconds);
     store.top->drop(b);
     kill_point(KillPoint::Drop);
-    double rel = 0;
-    for (const auto& lr : br.linears) rel += lr.weight_sq > 0 ? lr.objective / lr.weight_sq : 0;
-    rel /= static_cast<double>(br.linears.size());
+    report.blocks.push_back(std::move(br));
     char extra[96];
     std::snprintf(extra, sizeof extra, "rel-err %.3e  rss %.0f MiB",
                   mean_relative_objective(std::span(report.blocks).last(1)), peak_rss_bytes() / 1048576.0);
     prog.step(extra);
-    report.blocks.push_back(std::move(br));
   }
   store.top.reset();
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,8 @@ struct LinearReport {
   double damp = 0;
   int64_t dead_inputs = 0;
   uint64_t working_bytes = 0;  // the method's peak working set for this linear
+  // objective / weight_sq: the error as a fraction of the output (0 for a zero output).
+  double relative_objective() const { return weight_sq > 0 ? objective / weight_sq : 0.0; }
 };
 
 struct BlockReport {
@@ -113,6 +116,10 @@ struct QuantizeReport {
   nlohmann::json to_json() const;
   static QuantizeReport from_json(const nlohmann::json& j);
 };
+
+// The mean of relative_objective() over every linear of `blocks` (0 for
+// none): what the progress line of a block and the final summary print.
+double mean_relative_objective(std::span<const BlockReport> blocks);
 
 // Runs the job; progress lines (one per block, with ETA) go to `progress`
 // unless it is null. Outputs land in job.out_dir only when complete.

@@ -25,12 +25,23 @@ nlohmann::json BlockReport::to_json() const {
                              {"seconds_sweep", l.seconds_sweep},
                              {"objective", l.objective},
                              {"output_sq", l.weight_sq},
-                             {"relative_objective", l.weight_sq > 0 ? l.objective / l.weight_sq : 0.0},
+                             {"relative_objective", l.relative_objective()},
                              {"cholesky_retries", l.cholesky_retries},
                              {"damp", l.damp},
                              {"dead_inputs", l.dead_inputs},
                              {"working_bytes", l.working_bytes}});
   return jb;
+}
+
+double mean_relative_objective(std::span<const BlockReport> blocks) {
+  double sum = 0;
+  int64_t n = 0;
+  for (const BlockReport& b : blocks)
+    for (const LinearReport& l : b.linears) {
+      sum += l.relative_objective();
+      ++n;
+    }
+  return n ? sum / static_cast<double>(n) : 0.0;
 }
 
 BlockReport BlockReport::from_json(const nlohmann::json& jb) {
