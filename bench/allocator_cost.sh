@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the memory plan's allocator policy (a fixed 1 MiB glibc mmap
-# threshold, src/pipeline/memory_plan.h use_plan_allocator_policy) costs in
+# threshold, src/pipeline/memory_plan.h kPlanMmapThresholdBytes, set by the
+# streamq binary at start-up in tools/streamq_main.cpp) costs in
 # speed and saves in peak RSS: the same job with and without it
 # (STREAMQ_GLIBC_DYNAMIC_MMAP=1), interleaved ROUNDS times so that a
 # machine's changing load hits both alike. Prints one line per run and the

@@ -35,7 +35,8 @@ int run_quantize(const std::vector<std::string>& args) {
   const std::string host_mem_help =
       "host memory the job may use (default unlimited). The memory plan (printed, and in the report) picks "
       "placement, sequences per chunk and I/O depth to stay under it, and fails up front with what it needs "
-      "when even the minimum does not fit. " + std::string(kSizeGrammar);
+      "when even the minimum does not fit (it assumes the allocator policy in streamq --help). " +
+      std::string(kSizeGrammar);
   po::options_description opts("quantize flags");
   opts.add_options()
       ("help,h", "show this help")

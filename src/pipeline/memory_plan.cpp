@@ -4,11 +4,8 @@
 // Calibrated against measured peak RSS: see MEASUREMENTS at the end of this file.
 #include "src/pipeline/memory_plan.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <sstream>
 
 #include "src/core/error.h"
@@ -35,7 +32,7 @@ using Parts = std::vector<std::pair<std::string, u64>>;
 // worker's scores are kTileRows x seqlen floats, plus key/value panels.
 constexpr u64 kAttentionTileRows = 64;
 // Memory the allocator holds beyond what is live: freed blocks below the
-// mmap threshold (fixed at 1 MiB by use_plan_allocator_policy) stay in the
+// mmap threshold (fixed at kPlanMmapThresholdBytes at start-up) stay in the
 // heap, and OpenBLAS/TBB touch per-thread buffers on first use. Measured (end
 // of file): the live-byte sum alone underestimated by up to 12%; these cover
 // that with room.
@@ -345,16 +342,6 @@ std::string MemoryPlan::describe() const {
     o << line;
   }
   return o.str();
-}
-
-void use_plan_allocator_policy() {
-  // Buffers this large are few (weights, chunks, n x n matrices), so the
-  // mmap/munmap per allocation is small next to the work done on them.
-  constexpr int kMmapThresholdBytes = 1 << 20;
-  // Measuring what the policy costs needs the allocator without it
-  // (bench/allocator_cost.sh); the plan's estimate may then fall short.
-  if (const char* off = std::getenv("STREAMQ_GLIBC_DYNAMIC_MMAP"); off && std::string(off) == "1") return;
-  mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
 }
 
 PlanCheck check_plan(const MemoryPlan& plan, uint64_t measured_peak_rss, double max_ratio) {

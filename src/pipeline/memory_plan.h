@@ -89,15 +89,17 @@ int max_group_linears(const ModelConfig& model);
 // forced memory placement that does not fit.
 MemoryPlan plan_memory(const MemoryPlanInput& in);
 
-// Makes glibc hand every freed buffer of 1 MiB or more back to the kernel at
-// once: a fixed mmap threshold instead of the dynamic one, which after the
-// first large free serves buffers up to 32 MiB from heaps (one per thread
-// that allocates) that keep their pages. The estimate assumes this: with the
-// dynamic threshold one job peaked 6 MiB above its estimate one linear at a
-// time and 39 MiB above with three (bench/RESULTS.md). Process-wide;
-// idempotent. STREAMQ_GLIBC_DYNAMIC_MMAP=1 in the environment leaves glibc's
-// default, to measure what the policy costs (bench/allocator_cost.sh).
-void use_plan_allocator_policy();
+// The allocator policy the estimate assumes: glibc hands every freed buffer
+// of this size or more back to the kernel at once (a fixed mmap threshold,
+// mallopt M_MMAP_THRESHOLD) instead of using its dynamic threshold, which
+// after the first large free serves buffers up to 32 MiB from heaps (one per
+// thread that allocates) that keep their pages; with it one job peaked 6 MiB
+// above its estimate one linear at a time and 39 MiB above with three
+// (bench/RESULTS.md). Buffers this large are few (weights, chunks, n x n
+// matrices), so an mmap/munmap each is small next to the work done on them.
+// Setting it is process-wide, so the program sets it at start-up
+// (tools/streamq_main.cpp), not the library.
+constexpr int kPlanMmapThresholdBytes = 1 << 20;
 
 // The plan's estimate against a measured peak (peak_rss_bytes() after the
 // job): whether it bounds it and by how much.
