@@ -68,7 +68,7 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h,
 // are fitted on the current weights, so the result does not depend on blocksize.
 // With two-stage grids (cfg.two_stage(); f from factor_hessian with that cfg)
 // stage 1 fixes the grids before the sweep (as static groups) and stage 2
-// refines the scales after it (methods/two_stage.h).
+// refines the scales after it (src/methods/two_stage.h).
 QuantResult gptq_quantize(Backend& backend, const double* w, int64_t m, int64_t n,
                           const FactoredHessian& f, const QuantConfig& cfg);
 // Convenience: factor then quantize (tests, the layer command).

@@ -1,4 +1,4 @@
-// Added-token matching (see tokenizer_added.h). Mirrors the reference's
+// Added-token matching (see added.h). Mirrors the reference's
 // AddedVocabulary::find_matches on top of an Aho-Corasick leftmost-longest
 // scan: the scan moves past every match, even one that single_word then
 // discards, and lstrip/rstrip widen a kept match over adjacent whitespace.

@@ -1,4 +1,4 @@
-// BPE encoding (see tokenizer_bpe.h). The merge loop is the reference's:
+// BPE encoding (see bpe.h). The merge loop is the reference's:
 // a min-heap of candidate pairs keyed by (merge rank, position), entries
 // checked for staleness when popped, so a word of n symbols costs O(n log n).
 #include "src/tokenizer/bpe.h"

@@ -1,4 +1,4 @@
-// Decoders of tokenizer.json (see tokenizer_decoder.h), each the reference's
+// Decoders of tokenizer.json (see decoder.h), each the reference's
 // decode_chain so chains compose as they do there.
 #include "src/tokenizer/decoder.h"
 

@@ -1,4 +1,4 @@
-// Normalizers of tokenizer.json (see tokenizer_normalizer.h). Semantics follow
+// Normalizers of tokenizer.json (see normalizer.h). Semantics follow
 // the reference Rust `tokenizers`: Prepend skips empty text, Strip trims
 // Unicode White_Space, Replace is literal for String patterns, the Unicode
 // forms and Lowercase come from ICU.

@@ -1,4 +1,4 @@
-// Post-processors of tokenizer.json (see tokenizer_post.h). Only the
+// Post-processors of tokenizer.json (see post.h). Only the
 // single-sequence template matters to streamq (no pairs), so each processor
 // reduces to the ids it puts before and after the text.
 #include "src/tokenizer/post.h"

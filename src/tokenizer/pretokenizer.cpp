@@ -1,4 +1,4 @@
-// Pre-tokenizers of tokenizer.json (see tokenizer_pretokenizer.h). All splitting
+// Pre-tokenizers of tokenizer.json (see pretokenizer.h). All splitting
 // goes through one routine with the reference's five delimiter behaviours, so
 // Split, Digits, Punctuation, Whitespace and Metaspace differ only in what
 // they match.

@@ -1,4 +1,4 @@
-// PCRE2 wrapper for the tokenizer (see tokenizer_regex.h). Match scratch
+// PCRE2 wrapper for the tokenizer (see regex.h). Match scratch
 // (match data, JIT stack) is per thread so one Regex serves concurrent encodes.
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "src/tokenizer/regex.h"

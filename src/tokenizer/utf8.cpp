@@ -1,4 +1,4 @@
-// UTF-8 validation/decoding and the GPT-2 byte-level table (see tokenizer_utf8.h).
+// UTF-8 validation/decoding and the GPT-2 byte-level table (see utf8.h).
 #include "src/tokenizer/utf8.h"
 
 #include <algorithm>
