@@ -32,7 +32,17 @@ void MappedFile::open(const std::string& path) {
 bool MappedFile::read_ahead(uint64_t offset, uint64_t len) const {
   if (!fd_ || offset >= size_) return len == 0;
   len = std::min(len, size_ - offset);
-  return ::readahead(fd_.get(), static_cast<off64_t>(offset), static_cast<size_t>(len)) == 0;
+  // One readahead(2) reads at most the device's read-ahead window (the larger
+  // of read_ahead_kb and max_sectors_kb) and silently drops the rest: one
+  // 64 MiB call read 8 MiB on the 2-core VM. So ask in pieces no window is
+  // smaller than: 128 KiB, the kernel's default read_ahead_kb. Measured there,
+  // 256 MiB cost the same to submit in 128 KiB pieces as in 2 MiB ones.
+  constexpr uint64_t kPiece = 128 << 10;
+  for (uint64_t at = offset, end = offset + len; at < end; at += kPiece) {
+    const size_t n = static_cast<size_t>(std::min(kPiece, end - at));
+    if (::readahead(fd_.get(), static_cast<off64_t>(at), n) != 0) return false;
+  }
+  return true;
 }
 
 MappedFile::~MappedFile() {

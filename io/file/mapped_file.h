@@ -23,9 +23,10 @@ class MappedFile {
   const unsigned char* data() const { return static_cast<const unsigned char*>(map_); }
   uint64_t size() const { return size_; }
   // Starts reading bytes [offset, offset + len) into the page cache
-  // (readahead(2)): no copy, nothing mapped, so no RSS; later reads of the
-  // mapping fault in from memory instead of the disk. Blocks while the
-  // requests are submitted. Returns false (errno set) when the file system
+  // (readahead(2), in pieces that fit any device's read-ahead window, so a
+  // range of any length is read whole): no copy, nothing mapped, so no RSS;
+  // later reads of the mapping fault in from memory instead of the disk.
+  // Blocks while the requests are submitted. Returns false (errno set) when the file system
   // does not support it; a read-ahead is only a hint, so callers go on.
   bool read_ahead(uint64_t offset, uint64_t len) const;
 
