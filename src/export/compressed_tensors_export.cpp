@@ -263,6 +263,8 @@ CompressedTensorsExportReport export_compressed_tensors(const std::string& quant
                                                         const CompressedTensorsExportOptions& opts,
                                                         std::ostream* log) {
   std::error_code ec;
+  if (!fs::is_directory(quant_dir, ec))
+    throw InputError("--from " + quant_dir + ": not a directory (the output directory of streamq quantize)");
   if (fs::equivalent(quant_dir, out_dir, ec))
     throw InputError("--out " + out_dir + " is --from: write the checkpoint to another directory");
   OutputDir out(out_dir, opts.overwrite);

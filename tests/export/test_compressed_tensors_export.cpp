@@ -155,6 +155,10 @@ TEST(CompressedTensorsExport, BadInputsFailCleanly) {
   EXPECT_NE(r.err.find("3 bits"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir.file("c3")));
   EXPECT_FALSE(leftovers(dir.path()));
+  r = export_ct(dir.file("absent"), dir.file("c4"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("absent"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir.file("c4")));
   quantize(dir.file("q"), {"--bits", "4", "--group", "32"});
   r = export_ct(dir.file("q"), dir.file("c"), {"--checkpoint-format", "gptq_v2"});
   EXPECT_EQ(r.exit_code, 2);
