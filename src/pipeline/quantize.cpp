@@ -189,100 +189,122 @@ void quantize_linear(JobContext& c, int64_t b, const BlockWeights& w, const Line
   lr.seconds = t_lin.seconds();
 }
 
-// Quantizes block b (true-sequential sub-layer groups) into its block file,
-// then runs the flows the method reads through it into boundary b+1. Within a group the
-// linears (q,k,v; gate,up) run as concurrent tasks, up to the plan's
-// linear_concurrency; their block-file entries, reports, warnings and kill
-// points follow in the fixed linear order, so the bytes never depend on it.
-BlockReport quantize_block(JobContext& c, int64_t b) {
-  const QuantizeJob& job = c.job;
-  Backend& be = c.be;
-  const ModelConfig& cfg = c.model.config();
-  const SafetensorsModel& st = c.model.tensors();
-  const Stopwatch block_time;
-  BlockReport br;
-  br.index = b;
-  const BlockWeights w = [&] {
-    TraceSpan span(c.trace, "load weights", trace_cat::kRead);
-    span.arg("block", b).arg("bytes", c.model.block_stored_bytes(b));
-    return c.model.load_block(b);
-  }();
-  // Block b+1's weights come into the page cache while this block computes.
-  WeightReadAhead next_weights(c.model, c.read_ahead_weights ? b + 1 : -1, c.trace);
-  BlockWeights wq = w;  // filled with quantized linears in true-sequential order
-  const auto linears = block_linears(cfg);
-  const bool fp_flow = c.needs.fp_flow;
-  SafetensorsWriter bf(c.wd.blocks_dir(), block_file_plan(cfg, st, job.quant, b),
-                       {{"format", "streamq-block"}, {"streamq", job.quant.describe()}}, UINT64_MAX,
-                       Workdir::block_base(b));
-  for (int g = 0; g < kNumSubLayers; ++g) {
-    const SubLayer group = static_cast<SubLayer>(g);
-    const Stopwatch t_stats;
-    const LinearStats stats = collect_stats(be, c.model, w, wq, c.rope, *c.store.top, b, group, c.ch, job.nsamples,
-                                            job.seqlen, c.needs, c.trace, c.store.hint);
-    kill_point(KillPoint::Stats);
-    // The next pass's first chunks load while this group quantizes.
-    ReadAhead next(c.store.hint, b,
-                   g + 1 < kNumSubLayers ? ReadAhead::stats_order(c.ch.nchunks, fp_flow)
-                                         : ReadAhead::propagate_order(c.ch.nchunks, fp_flow));
-    next.consumed(-1);
-    br.seconds_stats += t_stats.seconds();
-    const Stopwatch t_quant;
-    // One factorization per shared input, reused by each linear of the group
-    // (likewise LoaQ's statistics).
-    const std::unique_ptr<PreparedInput> prepared = [&] {
-      TraceSpan span(c.trace, std::string("factor ") + to_string(group), trace_cat::kQuantize);
-      span.arg("block", b).arg("n", stats.in_features());
-      return c.method.prepare(be, stats);
-    }();
-    std::vector<LinearSlot> slots;
-    for (const auto& l : linears)
-      if (l.group == group) slots.push_back({&l, {}, {}});
-    // Tokens in flight bound the live working sets (the memory plan counts
-    // linear_concurrency of them); the last stage is serial and in order.
-    size_t next_slot = 0;
-    tbb::parallel_pipeline(
-        static_cast<size_t>(std::max(c.linear_concurrency, 1)),
-        tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
-                                       [&](tbb::flow_control& fc) -> size_t {
-                                         if (next_slot == slots.size()) fc.stop();
-                                         return next_slot++;
-                                       }) &
-            tbb::make_filter<size_t, size_t>(tbb::filter_mode::parallel,
-                                             [&](size_t i) {
-                                               quantize_linear(c, b, w, stats, *prepared, &slots[i]);
-                                               return i;
-                                             }) &
-            tbb::make_filter<size_t, void>(tbb::filter_mode::serial_in_order, [&](size_t i) {
-              LinearSlot& s = slots[i];
-              const Stopwatch t_write;
-              const QuantResult& r = s.result;
-              LinearReport& lr = s.report;
-              const bool first_of_group = i == 0;
-              lr.seconds_factor = first_of_group ? r.seconds_factor : 0.0;  // shared: counted once
-              if (r.cholesky_retries > 0 && c.progress && first_of_group)
-                *c.progress << "warning: " << lr.name << ": Hessian not positive definite; damping raised to "
-                            << r.damp << " after " << r.cholesky_retries << " retries\n";
-              auto& lin_q = wq.linears.at(s.desc->name).w;
-              lin_q.assign(r.dequant.begin(), r.dequant.end());
-              bf.write_f32(lr.name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
-              write_quant_result(bf, lr.name, r);
-              s.result = QuantResult{};  // written: free it before the next linear's result arrives
-              lr.seconds += t_write.seconds() + lr.seconds_factor;
-              br.linears.push_back(std::move(lr));
-              kill_point(KillPoint::Quantize);
-            }));
-    br.seconds_quant += t_quant.seconds();
+// What the stages of one block share: its weights (original, and quantized
+// as far as the groups have gone), its block file and its report.
+struct BlockState {
+  BlockState(JobContext& c, int64_t block, BlockWeights weights)
+      : b(block),
+        w(std::move(weights)),
+        wq(w),
+        file(c.wd.blocks_dir(), block_file_plan(c.model.config(), c.model.tensors(), c.job.quant, block),
+             {{"format", "streamq-block"}, {"streamq", c.job.quant.describe()}}, UINT64_MAX, Workdir::block_base(block)) {
+    report.index = block;
   }
+  int64_t b;
+  const BlockWeights w;  // the original block: the FP flow's, and what is quantized
+  BlockWeights wq;       // filled with quantized linears in true-sequential order
+  SafetensorsWriter file;
+  BlockReport report;
+};
+
+// Stage load: block b's weights from the mapped model.
+BlockWeights load_weights(JobContext& c, int64_t b) {
+  TraceSpan span(c.trace, "load weights", trace_cat::kRead);
+  span.arg("block", b).arg("bytes", c.model.block_stored_bytes(b));
+  return c.model.load_block(b);
+}
+
+// Stage collect stats: the group's input statistics over every chunk (the
+// partly quantized block on the quantized flow; the FP flow beside it when
+// the method reads it); then the next pass's first chunks start loading.
+LinearStats collect_group_stats(JobContext& c, BlockState& s, int g) {
+  const SubLayer group = static_cast<SubLayer>(g);
+  const Stopwatch t_stats;
+  LinearStats stats = collect_stats(c.be, c.model, s.w, s.wq, c.rope, *c.store.top, s.b, group, c.ch,
+                                    c.job.nsamples, c.job.seqlen, c.needs, c.trace, c.store.hint);
+  kill_point(KillPoint::Stats);
+  ReadAhead next(c.store.hint, s.b,
+                 g + 1 < kNumSubLayers ? ReadAhead::stats_order(c.ch.nchunks, c.needs.fp_flow)
+                                       : ReadAhead::propagate_order(c.ch.nchunks, c.needs.fp_flow));
+  next.consumed(-1);
+  s.report.seconds_stats += t_stats.seconds();
+  return stats;
+}
+
+// Stage write: one linear's result into the quantized block and the block
+// file, its report into the block's, in the fixed linear order.
+void write_linear(JobContext& c, BlockState& s, LinearSlot& slot, bool first_of_group) {
+  const Stopwatch t_write;
+  const QuantResult& r = slot.result;
+  LinearReport& lr = slot.report;
+  lr.seconds_factor = first_of_group ? r.seconds_factor : 0.0;  // shared: counted once
+  if (r.cholesky_retries > 0 && c.progress && first_of_group)
+    *c.progress << "warning: " << lr.name << ": Hessian not positive definite; damping raised to " << r.damp
+                << " after " << r.cholesky_retries << " retries\n";
+  auto& lin_q = s.wq.linears.at(slot.desc->name).w;
+  lin_q.assign(r.dequant.begin(), r.dequant.end());
+  s.file.write_f32(lr.name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
+  write_quant_result(s.file, lr.name, r);
+  slot.result = QuantResult{};  // written: free it before the next linear's result arrives
+  lr.seconds += t_write.seconds() + lr.seconds_factor;
+  s.report.linears.push_back(std::move(lr));
+  kill_point(KillPoint::Quantize);
+}
+
+// Stage quantize group, then write: the group's linears (q,k,v; gate,up) as
+// concurrent tasks, up to the plan's linear_concurrency, against one
+// preparation of their shared input; each written in the fixed linear order,
+// so the bytes never depend on the concurrency.
+void quantize_group(JobContext& c, BlockState& s, int g, const LinearStats& stats) {
+  const SubLayer group = static_cast<SubLayer>(g);
+  const Stopwatch t_quant;
+  // One factorization per shared input, reused by each linear of the group
+  // (likewise LoaQ's statistics).
+  const std::unique_ptr<PreparedInput> prepared = [&] {
+    TraceSpan span(c.trace, std::string("factor ") + to_string(group), trace_cat::kQuantize);
+    span.arg("block", s.b).arg("n", stats.in_features());
+    return c.method.prepare(c.be, stats);
+  }();
+  const auto linears = block_linears(c.model.config());
+  std::vector<LinearSlot> slots;
+  for (const auto& l : linears)
+    if (l.group == group) slots.push_back({&l, {}, {}});
+  // Tokens in flight bound the live working sets (the memory plan counts
+  // linear_concurrency of them); the last stage is serial and in order.
+  size_t next_slot = 0;
+  tbb::parallel_pipeline(
+      static_cast<size_t>(std::max(c.linear_concurrency, 1)),
+      tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
+                                     [&](tbb::flow_control& fc) -> size_t {
+                                       if (next_slot == slots.size()) fc.stop();
+                                       return next_slot++;
+                                     }) &
+          tbb::make_filter<size_t, size_t>(tbb::filter_mode::parallel,
+                                           [&](size_t i) {
+                                             quantize_linear(c, s.b, s.w, stats, *prepared, &slots[i]);
+                                             return i;
+                                           }) &
+          tbb::make_filter<size_t, void>(tbb::filter_mode::serial_in_order,
+                                         [&](size_t i) { write_linear(c, s, slots[i], i == 0); }));
+  s.report.seconds_quant += t_quant.seconds();
+}
+
+void finish_block_file(JobContext& c, BlockState& s) {
   {
     TraceSpan span(c.trace, "write block file", trace_cat::kWrite);
-    span.arg("block", b);
-    bf.finish();
+    span.arg("block", s.b);
+    s.file.finish();
   }
   kill_point(KillPoint::BlockFile);
-  // The flows through the whole block: the quantized one through the
-  // quantized block, the FP one (when the method reads it) through the original.
-  const Stopwatch t_prop;
+}
+
+// Stage propagate: the flows through the whole block into boundary b+1: the
+// quantized one through the quantized block, the FP one (when the method
+// reads it) through the original.
+void propagate(JobContext& c, const BlockState& s) {
+  const QuantizeJob& job = c.job;
+  const int64_t b = s.b;
+  const bool fp_flow = c.needs.fp_flow;
   std::vector<float> x;
   ActivationStore& store = *c.store.top;
   ReadAhead ahead(c.store.hint, b, ReadAhead::propagate_order(c.ch.nchunks, fp_flow));
@@ -291,15 +313,15 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     const int64_t nseq = c.ch.seqs(ck, job.nsamples);
     const std::vector<int64_t> lens = c.ch.lens(ck);  // samples of their own lengths; empty: nseq x seqlen
     auto forward = [&](const BlockWeights& bw) {
-      if (lens.empty()) block_forward(be, cfg, bw, c.rope, x.data(), nseq, job.seqlen);
-      else block_forward(be, cfg, bw, c.rope, x.data(), lens);
+      if (lens.empty()) block_forward(c.be, c.model.config(), bw, c.rope, x.data(), nseq, job.seqlen);
+      else block_forward(c.be, c.model.config(), bw, c.rope, x.data(), lens);
     };
     store.get(b, Flow::Quant, ck, &x);
     ahead.consumed(per_chunk * ck);
     {
       TraceSpan span(c.trace, "forward quant", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
-      forward(wq);
+      forward(s.wq);
     }
     store.put(b + 1, Flow::Quant, ck, x.data(), static_cast<int64_t>(x.size()));
     if (!fp_flow) continue;
@@ -308,26 +330,48 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
     {
       TraceSpan span(c.trace, "forward fp", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
-      forward(w);
+      forward(s.w);
     }
     store.put(b + 1, Flow::Fp, ck, x.data(), static_cast<int64_t>(x.size()));
   }
+}
+
+// Boundary b+1 durable on disk (before the manifest names it; run_quantize
+// commits the block), with its stored sizes in the report.
+void flush_boundary(JobContext& c, BlockState& s) {
+  if (!c.store.on_disk) return;
+  TraceSpan span(c.trace, "flush activations", trace_cat::kWait);
+  span.arg("block", s.b + 1);
+  c.store.top->flush();
+  const StoreStats st = c.store.top->stats(s.b + 1);
+  s.report.activation_raw_bytes = st.raw_bytes;
+  s.report.activation_compressed_bytes = st.compressed_bytes;
+  kill_point(KillPoint::Flush);
+}
+
+// Block b, as block_forward reads: load -> per sub-layer group (true-
+// sequential) {collect stats -> quantize group -> write} -> propagate ->
+// (durable; run_quantize commits it to the manifest).
+BlockReport quantize_block(JobContext& c, int64_t b) {
+  const Stopwatch block_time;
+  BlockState s(c, b, load_weights(c, b));
+  // Block b+1's weights come into the page cache while this block computes.
+  WeightReadAhead next_weights(c.model, c.read_ahead_weights ? b + 1 : -1, c.trace);
+  for (int g = 0; g < kNumSubLayers; ++g) {
+    const LinearStats stats = collect_group_stats(c, s, g);
+    quantize_group(c, s, g, stats);
+  }
+  finish_block_file(c, s);
+  const Stopwatch t_prop;
+  propagate(c, s);
   // Block b's mapped pages are read for the last time: drop them so the job
   // holds about one block of the mapped model (the memory plan counts one).
   c.model.release_block(b);
   next_weights.join();
-  if (c.store.on_disk) {
-    TraceSpan span(c.trace, "flush activations", trace_cat::kWait);
-    span.arg("block", b + 1);
-    c.store.top->flush();
-    const StoreStats s = c.store.top->stats(b + 1);
-    br.activation_raw_bytes = s.raw_bytes;
-    br.activation_compressed_bytes = s.compressed_bytes;
-    kill_point(KillPoint::Flush);
-  }
-  br.seconds_propagate = t_prop.seconds();
-  br.seconds = block_time.seconds();
-  return br;
+  flush_boundary(c, s);
+  s.report.seconds_propagate = t_prop.seconds();
+  s.report.seconds = block_time.seconds();
+  return std::move(s.report);
 }
 
 // Block 0's input: the embeddings, identical in every flow.
