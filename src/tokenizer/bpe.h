@@ -34,7 +34,6 @@ class BpeModel {
   int32_t token_to_id(std::string_view token) const;  // -1 when absent
   const std::string* id_to_token(int32_t id) const;    // nullptr when absent
   int64_t id_bound() const { return static_cast<int64_t>(id_to_token_.size()); }  // max id + 1
-  size_t merge_count() const { return merges_.size(); }
 
  private:
   struct Merge {

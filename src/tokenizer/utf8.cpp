@@ -2,7 +2,6 @@
 #include "src/tokenizer/utf8.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <vector>
 
 namespace streamq::tok {
@@ -160,12 +159,6 @@ std::string byte_level_encode(std::string_view text) {
   out.reserve(text.size() * 2);
   for (char c : text) out += byte_level_char(static_cast<unsigned char>(c));
   return out;
-}
-
-std::string code_point_name(char32_t cp) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(cp));
-  return buf;
 }
 
 }  // namespace streamq::tok

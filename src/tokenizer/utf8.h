@@ -35,7 +35,4 @@ int byte_level_byte(char32_t cp);
 // Every byte of `text` replaced by its byte-level character.
 std::string byte_level_encode(std::string_view text);
 
-// "U+00E9" for messages.
-std::string code_point_name(char32_t cp);
-
 }  // namespace streamq::tok
