@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 
 namespace streamq {
 namespace {
@@ -45,7 +46,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const float* __restrict__ q, const float* __restrict__ k,
                      const float* __restrict__ v, float* __restrict__ out, int64_t seqlen,
                      int64_t nheads, int64_t group, int hd, int64_t ntiles, float scale) {
-  extern __shared__ float smem[];
+  STREAMQ_DYNAMIC_SHARED(float, smem);
   const int ks = hd + 1;
   float* q_s = smem;
   float* k_s = q_s + kQueryTile * hd;
@@ -165,9 +166,9 @@ void cuda_attention(cudaStream_t stream, const float* q, const float* k, const f
   const int64_t blocks = nseq * nheads * ntiles;
   if (blocks > INT32_MAX) throw InternalError(shapes() + ": too many query tiles for one grid");
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
-  attention_kernel<<<static_cast<unsigned>(blocks), kWarps * 32, attention_smem_bytes(head_dim),
-                     stream>>>(q, k, v, out, seqlen, nheads, nheads / nkv,
-                               static_cast<int>(head_dim), ntiles, scale);
+  STREAMQ_LAUNCH(attention_kernel, static_cast<unsigned>(blocks), kWarps * 32,
+                 attention_smem_bytes(head_dim), stream)(q, k, v, out, seqlen, nheads, nheads / nkv,
+                                                         static_cast<int>(head_dim), ntiles, scale);
   CUDA_CHECK_LAUNCH("attention_kernel in " + shapes());
 }
 

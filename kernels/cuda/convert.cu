@@ -3,6 +3,7 @@
 #include "kernels/cuda/convert.cuh"
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/launch_util.cuh"
 
 namespace streamq {
@@ -30,8 +31,8 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ in, uint16_t* __res
 void cuda_f32_to_bf16(cudaStream_t stream, const float* in, uint16_t* out, int64_t n) {
   cuda_detail::check_count("cuda_f32_to_bf16", n);
   if (n == 0) return;  // a zero-block launch is an error
-  f32_to_bf16_kernel<<<cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock, 0,
-                       stream>>>(in, out, n);
+  STREAMQ_LAUNCH(f32_to_bf16_kernel, cuda_detail::elementwise_blocks(n),
+                 cuda_detail::kElementwiseBlock, 0, stream)(in, out, n);
   CUDA_CHECK_LAUNCH("f32_to_bf16_kernel, n=" + std::to_string(n));
 }
 

@@ -2,6 +2,7 @@
 #include "kernels/cuda/elementwise.cuh"
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/launch_util.cuh"
 
 namespace streamq {
@@ -44,16 +45,16 @@ void cuda_swiglu(cudaStream_t stream, const float* gate, const float* up, float*
                  int64_t n) {
   cuda_detail::check_count("cuda_swiglu", n);
   if (n == 0) return;
-  swiglu_kernel<<<cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock, 0,
-                  stream>>>(gate, up, out, n);
+  STREAMQ_LAUNCH(swiglu_kernel, cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock,
+                 0, stream)(gate, up, out, n);
   CUDA_CHECK_LAUNCH("swiglu_kernel, n=" + std::to_string(n));
 }
 
 void cuda_add_inplace(cudaStream_t stream, float* y, const float* x, int64_t n) {
   cuda_detail::check_count("cuda_add_inplace", n);
   if (n == 0) return;
-  add_inplace_kernel<<<cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock, 0,
-                       stream>>>(y, x, n);
+  STREAMQ_LAUNCH(add_inplace_kernel, cuda_detail::elementwise_blocks(n),
+                 cuda_detail::kElementwiseBlock, 0, stream)(y, x, n);
   CUDA_CHECK_LAUNCH("add_inplace_kernel, n=" + std::to_string(n));
 }
 
@@ -62,8 +63,8 @@ void cuda_add_bias(cudaStream_t stream, float* y, const float* bias, int64_t row
   cuda_detail::check_count("cuda_add_bias cols", cols);
   if (rows == 0 || cols == 0) return;
   const int64_t total = rows * cols;
-  add_bias_kernel<<<cuda_detail::elementwise_blocks(total), cuda_detail::kElementwiseBlock, 0,
-                    stream>>>(y, bias, total, cols);
+  STREAMQ_LAUNCH(add_bias_kernel, cuda_detail::elementwise_blocks(total),
+                 cuda_detail::kElementwiseBlock, 0, stream)(y, bias, total, cols);
   CUDA_CHECK_LAUNCH("add_bias_kernel, rows=" + std::to_string(rows) +
                     ", cols=" + std::to_string(cols));
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/launch_util.cuh"
 
 namespace streamq {
@@ -60,8 +61,8 @@ void scale_matrix(cublasHandle_t handle, const std::string& what, int64_t m, int
                   T* c, int64_t ldc) {
   cudaStream_t stream = nullptr;
   CUBLAS_CHECK(cublasGetStream(handle, &stream));
-  scale_matrix_kernel<T><<<cuda_detail::elementwise_blocks(m * n), cuda_detail::kElementwiseBlock,
-                           0, stream>>>(m, n, beta, c, ldc);
+  STREAMQ_LAUNCH(scale_matrix_kernel<T>, cuda_detail::elementwise_blocks(m * n),
+                 cuda_detail::kElementwiseBlock, 0, stream)(m, n, beta, c, ldc);
   CUDA_CHECK_LAUNCH("scale_matrix_kernel for " + what);
 }
 

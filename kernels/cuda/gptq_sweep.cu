@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_raii.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/launch_util.cuh"
 
 namespace streamq {
@@ -39,8 +40,9 @@ enum GroupMode : int { kPerChannel = 0, kStatic = 1, kDynamic = 2 };
 __global__ void __launch_bounds__(kFitThreads)
     fit_groups_kernel(const float* __restrict__ w, int64_t m, int64_t n, int64_t g, int64_t ngroups,
                       SweepGrid grid, float* __restrict__ scales, float* __restrict__ zeros) {
-  __shared__ float smin[kFitThreads], smax[kFitThreads];
-  extern __shared__ float losses[];
+  STREAMQ_SHARED(float[kFitThreads], smin);
+  STREAMQ_SHARED(float[kFitThreads], smax);
+  STREAMQ_DYNAMIC_SHARED(float, losses);
   const int tid = threadIdx.x;
   const int64_t row = blockIdx.x / ngroups, gi = blockIdx.x % ngroups;
   const int64_t c0 = gi * g, len = (c0 + g < n ? c0 + g : n) - c0;
@@ -176,11 +178,12 @@ __device__ void fit_group(const BlockArgs& a, const float (*wblk)[kSweepMaxBlock
 }
 
 __global__ void __launch_bounds__(kSweepThreads) sweep_block_kernel(const BlockArgs a) {
-  __shared__ float wblk[kSlabRows][kSweepMaxBlock + 1];  // +1: rows start in different banks
-  __shared__ float eblk[kSlabRows][kSweepMaxBlock];
-  __shared__ float ablk[kSlabRows][kSweepMaxBlock];
-  __shared__ float cblk[kSlabRows][kSweepMaxBlock];
-  __shared__ float lo_s[kSlabRows], hi_s[kSlabRows];
+  STREAMQ_SHARED(float[kSlabRows][kSweepMaxBlock + 1], wblk);  // +1: rows start in different banks
+  STREAMQ_SHARED(float[kSlabRows][kSweepMaxBlock], eblk);
+  STREAMQ_SHARED(float[kSlabRows][kSweepMaxBlock], ablk);
+  STREAMQ_SHARED(float[kSlabRows][kSweepMaxBlock], cblk);
+  STREAMQ_SHARED(float[kSlabRows], lo_s);
+  STREAMQ_SHARED(float[kSlabRows], hi_s);
   const int tid = threadIdx.x;
   const int64_t n = a.n, i1 = a.i1, row0 = static_cast<int64_t>(blockIdx.x) * kSlabRows;
   const int rows = static_cast<int>(a.m - row0 < kSlabRows ? a.m - row0 : kSlabRows);
@@ -236,8 +239,8 @@ void launch_fit(cudaStream_t stream, const float* w, int64_t m, int64_t n, int64
                 float* scales, float* zeros) {
   const int64_t ngroups = (n + g - 1) / g;
   const size_t shared = grid.mse ? sizeof(float) * static_cast<size_t>(grid.mse_steps) : 0;
-  fit_groups_kernel<<<static_cast<unsigned>(m * ngroups), kFitThreads, shared, stream>>>(w, m, n, g, ngroups, grid,
-                                                                                        scales, zeros);
+  STREAMQ_LAUNCH(fit_groups_kernel, static_cast<unsigned>(m * ngroups), kFitThreads, shared, stream)(
+      w, m, n, g, ngroups, grid, scales, zeros);
   CUDA_CHECK_LAUNCH("fit_groups_kernel, m=" + std::to_string(m) + " groups=" + std::to_string(ngroups));
 }
 
@@ -289,12 +292,12 @@ void cuda_gptq_sweep_device(cudaStream_t stream, cublasHandle_t cublas, const Sw
   if (per_channel) launch_fit(stream, w_orig.get(), m, n, n, p.grid, out.scales, out.zeros);
   const unsigned blocks = cuda_detail::elementwise_blocks(mn);
   if (p.dead) {
-    zero_dead_kernel<<<blocks, cuda_detail::kElementwiseBlock, 0, stream>>>(w_orig.get(), m, n, p.dead);
+    STREAMQ_LAUNCH(zero_dead_kernel, blocks, cuda_detail::kElementwiseBlock, 0, stream)(w_orig.get(), m, n, p.dead);
     CUDA_CHECK_LAUNCH("zero_dead_kernel");
   }
   if (p.static_groups) launch_fit(stream, w_orig.get(), m, n, g, p.grid, out.scales, out.zeros);
-  gather_columns_kernel<<<blocks, cuda_detail::kElementwiseBlock, 0, stream>>>(w_orig.get(), w_work.get(), m, n,
-                                                                              p.perm);
+  STREAMQ_LAUNCH(gather_columns_kernel, blocks, cuda_detail::kElementwiseBlock, 0, stream)(w_orig.get(), w_work.get(),
+                                                                                           m, n, p.perm);
   CUDA_CHECK_LAUNCH("gather_columns_kernel");
   if (p.needs_w0())
     CUDA_CHECK(cudaMemcpyAsync(w0.get(), w_work.get(), w0.bytes(), cudaMemcpyDeviceToDevice, stream));
@@ -331,7 +334,7 @@ void cuda_gptq_sweep_device(cudaStream_t stream, cublasHandle_t cublas, const Sw
     const int64_t i2 = i1 + bs < n ? i1 + bs : n, b = i2 - i1;
     a.i1 = i1;
     a.b = b;
-    sweep_block_kernel<<<slabs, kSweepThreads, 0, stream>>>(a);
+    STREAMQ_LAUNCH(sweep_block_kernel, slabs, kSweepThreads, 0, stream)(a);
     CUDA_CHECK_LAUNCH("sweep_block_kernel, columns " + std::to_string(i1) + ".." + std::to_string(i2));
     if (i2 == n) continue;
     // Row-major X[r, c] is column-major X^T: W[:, i2:]^T += alpha U[i1:i2, i2:]^T panel^T.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/launch_util.cuh"
 
 namespace streamq {
@@ -67,14 +68,14 @@ Call make_call(cusolverDnHandle_t handle, SolverWorkspace& ws, const char* op, i
 }
 
 void zero_strict_triangle(const Call& c, double* a, bool upper) {
-  zero_strict_triangle_kernel<<<cuda_detail::elementwise_blocks(c.n * c.n),
-                                cuda_detail::kElementwiseBlock, 0, c.stream>>>(a, c.n, upper);
+  STREAMQ_LAUNCH(zero_strict_triangle_kernel, cuda_detail::elementwise_blocks(c.n * c.n),
+                 cuda_detail::kElementwiseBlock, 0, c.stream)(a, c.n, upper);
   CUDA_CHECK_LAUNCH("zero_strict_triangle_kernel in " + c.context);
 }
 
 void mirror_lower_to_upper(const Call& c, double* a) {
-  mirror_lower_to_upper_kernel<<<cuda_detail::elementwise_blocks(c.n * c.n),
-                                 cuda_detail::kElementwiseBlock, 0, c.stream>>>(a, c.n);
+  STREAMQ_LAUNCH(mirror_lower_to_upper_kernel, cuda_detail::elementwise_blocks(c.n * c.n),
+                 cuda_detail::kElementwiseBlock, 0, c.stream)(a, c.n);
   CUDA_CHECK_LAUNCH("mirror_lower_to_upper_kernel in " + c.context);
 }
 
@@ -82,9 +83,8 @@ void mirror_lower_to_upper(const Call& c, double* a) {
 // has a NaN; read back by finish_step() together with devInfo.
 void start_checked(const Call& c, const double* a) {
   CUDA_CHECK_CTX(cudaMemsetAsync(c.ws.flags(), 0, 2 * sizeof(int), c.stream), c.context);
-  flag_nan_lower_kernel<<<cuda_detail::elementwise_blocks(c.n * c.n),
-                          cuda_detail::kElementwiseBlock, 0, c.stream>>>(a, c.n,
-                                                                         c.ws.flags() + 1);
+  STREAMQ_LAUNCH(flag_nan_lower_kernel, cuda_detail::elementwise_blocks(c.n * c.n),
+                 cuda_detail::kElementwiseBlock, 0, c.stream)(a, c.n, c.ws.flags() + 1);
   CUDA_CHECK_LAUNCH("flag_nan_lower_kernel in " + c.context);
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/launch_util.cuh"
 
 namespace streamq {
@@ -21,8 +22,8 @@ constexpr int64_t kMaxRmsnormBlocks = 1 << 16;
 __global__ void __launch_bounds__(kRmsnormBlock)
     rmsnorm_kernel(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
                    float eps) {
-  __shared__ double warp_sums[kWarpsPerBlock];
-  __shared__ float inv_rms_shared;
+  STREAMQ_SHARED(double[kWarpsPerBlock], warp_sums);
+  STREAMQ_SHARED(float, inv_rms_shared);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * dim;
@@ -65,7 +66,7 @@ void cuda_rmsnorm(cudaStream_t stream, const float* x, const float* w, float* y,
   if (rows == 0 || dim == 0) return;
   const unsigned blocks =
       static_cast<unsigned>(rows < kMaxRmsnormBlocks ? rows : kMaxRmsnormBlocks);
-  rmsnorm_kernel<<<blocks, kRmsnormBlock, 0, stream>>>(x, w, y, rows, dim, eps);
+  STREAMQ_LAUNCH(rmsnorm_kernel, blocks, kRmsnormBlock, 0, stream)(x, w, y, rows, dim, eps);
   CUDA_CHECK_LAUNCH("rmsnorm_kernel, rows=" + std::to_string(rows) +
                     ", dim=" + std::to_string(dim));
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/launch_util.cuh"
 
 namespace streamq {
@@ -56,8 +57,8 @@ void cuda_rope(cudaStream_t stream, float* x, int64_t nseq, int64_t seqlen, int6
   }
   const int64_t pairs = nseq * seqlen * nheads * half;
   if (pairs == 0) return;
-  rope_kernel<<<cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock, 0,
-                stream>>>(x, table.cos, table.sin, pairs, seqlen, nheads, half);
+  STREAMQ_LAUNCH(rope_kernel, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
+                 0, stream)(x, table.cos, table.sin, pairs, seqlen, nheads, half);
   CUDA_CHECK_LAUNCH("rope_kernel in " + shapes());
 }
 
