@@ -22,10 +22,17 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, con
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
 void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h, float beta);
 
-// linalg.cpp: LAPACKE factorizations (see Backend for the contracts).
+// linalg.cpp: tiled float64 factorizations (see Backend for the contracts),
+// byte-identical for any thread count. The *_tiled forms take the tile size
+// (for tests: many tiles on small matrices; for the bench's tile sweep); the
+// Backend ops use kFactorTile.
+inline constexpr int64_t kFactorTile = 256;
 bool cholesky_lower(double* a, int64_t n);
 void invert_lower_triangular(double* l, int64_t n);
 bool inverse_upper_factor(double* h, int64_t n);
+bool cholesky_lower_tiled(double* a, int64_t n, int64_t tile);
+void invert_lower_triangular_tiled(double* l, int64_t n, int64_t tile);
+bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile);
 
 // rmsnorm.cpp
 void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps);

@@ -1,91 +1,286 @@
-// Cholesky-based factorizations on the CPU through LAPACKE (OpenBLAS's
-// threaded potrf/trtri/potri underneath): the GPTQ inverse-Hessian factor.
+// Cholesky-based factorizations on the CPU (the GPTQ inverse-Hessian factor):
+// tiled float64 algorithms on oneTBB whose results are byte-identical for any
+// thread count, as the tiled GEMM (gemm.cpp) is.
 //
-// Our matrices are row-major; LAPACKE's row-major entry points transpose into
-// a full temporary copy, which for a 14336^2 Hessian is 1.6 GB. A row-major
-// matrix read as column-major is its transpose, so we call the column-major
-// routines with the triangle flipped: row-major lower == column-major upper.
+// The matrix is cut into fixed kFactorTile square tiles (never derived from
+// the thread count). Each tile operation is one single-threaded BLAS/LAPACK
+// call on fixed arguments (OpenBLAS runs with one thread, set by the CPU
+// backend), and each tile receives its updates in one fixed order, so every
+// element's arithmetic is the same whichever thread runs which tile and when.
+// Before this, LAPACK's own potrf/trtri ran on one core for that determinism,
+// at ~40% of the machine's dgemm rate (bench/RESULTS.md).
+//
+// The matrices are row-major; a row-major lower triangle read as column-major
+// is an upper one, so the per-tile LAPACK calls are the column-major 'U' ones.
+#include <cblas.h>
 #include <lapacke.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
+#include <tbb/task_group.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "src/core/error.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/parallel.h"
 
 namespace streamq::cpu {
 namespace {
 
-// info < 0 is an illegal argument; LAPACKE also reports a NaN found in the
-// input matrix this way (as minus the matrix's argument position), which we
-// surface rather than let it pass as "not positive definite".
-[[noreturn]] void throw_lapack_error(const char* op, const char* routine, lapack_int info,
-                                     int64_t n) {
-  throw InternalError(std::string(op) + ": " + routine + " failed with info=" +
-                      std::to_string(info) + " on a " + std::to_string(n) + "x" +
-                      std::to_string(n) +
-                      " matrix (a negative info is a bad argument or a NaN in the input)");
+[[noreturn]] void throw_lapack_error(const char* op, const char* routine, lapack_int info, int64_t n) {
+  throw InternalError(std::string(op) + ": " + routine + " failed with info=" + std::to_string(info) + " on a " +
+                      std::to_string(n) + "x" + std::to_string(n) + " tile (a negative info is a bad argument)");
+}
+
+// A NaN in the triangle a factorization reads is an error, not "not positive
+// definite" (LAPACKE's own check reported it so before): found up front,
+// since a NaN can pass a pivot test (NaN <= 0 is false) and spread silently.
+void throw_if_nan_lower(const char* op, const double* a, int64_t n) {
+  std::atomic<int64_t> first_row{n};
+  parallel_rows(n, n / 2 + 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const double* row = a + i * n;
+      bool nan = false;
+      for (int64_t j = 0; j <= i; ++j) nan |= std::isnan(row[j]);
+      if (nan) {
+        int64_t cur = first_row.load();
+        while (i < cur && !first_row.compare_exchange_weak(cur, i)) {
+        }
+        return;
+      }
+    }
+  });
+  if (first_row.load() < n)
+    throw InternalError(std::string(op) + ": NaN in row " + std::to_string(first_row.load()) +
+                        " of the lower triangle of the " + std::to_string(n) + "x" + std::to_string(n) +
+                        " input matrix");
 }
 
 // Zero the strict upper (upper=true) or strict lower triangle of row-major a[n,n].
 void zero_strict_triangle(double* a, int64_t n, bool upper) {
-  for (int64_t i = 0; i < n; ++i) {
-    double* row = a + i * n;
-    if (upper) {
-      std::fill(row + i + 1, row + n, 0.0);
-    } else {
-      std::fill(row, row + i, 0.0);
+  parallel_rows(n, n / 2 + 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      double* row = a + i * n;
+      if (upper)
+        std::fill(row + i + 1, row + n, 0.0);
+      else
+        std::fill(row, row + i, 0.0);
     }
+  });
+}
+
+// J A J (J the exchange matrix): a row-major square array reversed end to end.
+void reverse_both_ways(double* a, int64_t n) {
+  const int64_t total = n * n, half = total / 2;
+  parallel_chunks(half, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) std::swap(a[p], a[total - 1 - p]);
+  });
+}
+
+// The row-major n x n matrix as tiles of nb x nb; the last tile row and
+// column are n - (t-1) nb wide. Tile (i, j) starts at a + i nb n + j nb.
+struct Tiles {
+  double* a;
+  int64_t n, nb, t;
+  Tiles(double* a_, int64_t n_, int64_t nb_) : a(a_), n(n_), nb(nb_), t((n_ + nb_ - 1) / nb_) {}
+  double* at(int64_t i, int64_t j) const { return a + i * nb * n + j * nb; }
+  int size(int64_t i) const { return static_cast<int>(std::min(nb, n - i * nb)); }
+  int ld() const { return static_cast<int>(n); }
+};
+
+// Runs body(k) for k in [0, count) with one task per k (grain 1): the tasks
+// are whole tiles, and tile boundaries, not the partitioner, fix the arithmetic.
+template <typename Body>
+void for_each_tile(int64_t count, const Body& body) {
+  if (count == 1) {
+    body(int64_t{0});
+    return;
   }
+  if (count > 1)
+    tbb::parallel_for(int64_t{0}, count, int64_t{1}, [&](int64_t k) { body(k); }, tbb::simple_partitioner());
+}
+
+// Diagonal tile k: L_kk = chol(A_kk), in place (lower). Returns LAPACK's info.
+lapack_int factor_diagonal_tile(const Tiles& m, int64_t k, const char* op) {
+  const lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', m.size(k), m.at(k, k), m.ld());
+  if (info < 0) throw_lapack_error(op, "dpotrf", info, m.size(k));
+  return info;
+}
+
+// Tile (i, k), i > k: L_ik = A_ik L_kk^-T.
+void solve_panel_tile(const Tiles& m, int64_t i, int64_t k) {
+  cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m.size(i), m.size(k), 1.0, m.at(k, k),
+              m.ld(), m.at(i, k), m.ld());
+}
+
+// Tile (i, j), k < j <= i: A_ij -= L_ik L_jk^T (the lower triangle of a
+// diagonal tile only, by SYRK).
+void update_trailing_tile(const Tiles& m, int64_t i, int64_t j, int64_t k) {
+  if (i == j) {
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, m.size(i), m.size(k), -1.0, m.at(i, k), m.ld(), 1.0,
+                m.at(i, i), m.ld());
+  } else {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m.size(i), m.size(j), m.size(k), -1.0, m.at(i, k), m.ld(),
+                m.at(j, k), m.ld(), 1.0, m.at(i, j), m.ld());
+  }
+}
+
+// (i, j) of the idx-th tile in the lower triangle of tile rows/columns
+// [first, t), enumerated row by row.
+std::pair<int64_t, int64_t> lower_tile(int64_t first, int64_t idx) {
+  int64_t r = static_cast<int64_t>((std::sqrt(8.0 * double(idx) + 1.0) - 1.0) / 2.0);
+  while (r * (r + 1) / 2 > idx) --r;
+  while ((r + 1) * (r + 2) / 2 <= idx) ++r;
+  return {first + r, first + (idx - r * (r + 1) / 2)};
+}
+
+// Factor column k (its diagonal tile, then the panel below it). Returns the
+// global index + 1 of the first non-positive pivot, 0 on success.
+int64_t factor_column(const Tiles& m, int64_t k, const char* op) {
+  const lapack_int info = factor_diagonal_tile(m, k, op);
+  if (info > 0) return k * m.nb + info;
+  const int64_t below = m.t - k - 1;
+  for_each_tile(below, [&](int64_t r) { solve_panel_tile(m, k + 1 + r, k); });
+  return 0;
+}
+
+// Right-looking tiled Cholesky with a lookahead of one column: while the
+// trailing update of step k runs on columns k+2.., column k+1 is updated,
+// factored and its panel solved, so the sequential diagonal factorization
+// overlaps the parallel work. Every tile still receives the updates of steps
+// 0, 1, ... in order, each one BLAS call, so the bytes do not depend on the
+// schedule. Returns 0, or 1 + the row of the first non-positive pivot.
+int64_t cholesky_tiled(const Tiles& m, const char* op) {
+  if (int64_t bad = factor_column(m, 0, op)) return bad;
+  for (int64_t k = 0; k + 1 < m.t; ++k) {
+    // Tiles (i, j) with k+2 <= j <= i < t, updated by step k.
+    const int64_t rest_first = k + 2, rest_count = (m.t - rest_first) * (m.t - rest_first + 1) / 2;
+    tbb::task_group rest;
+    if (rest_count > 0)
+      rest.run([&] {
+        for_each_tile(rest_count, [&](int64_t idx) {
+          const auto [i, j] = lower_tile(rest_first, idx);
+          update_trailing_tile(m, i, j, k);
+        });
+      });
+    // Column k+1: its step-k update, then its own factorization.
+    for_each_tile(m.t - k - 1, [&](int64_t r) { update_trailing_tile(m, k + 1 + r, k + 1, k); });
+    int64_t bad = 0;
+    try {
+      bad = factor_column(m, k + 1, op);
+    } catch (...) {
+      rest.cancel();
+      rest.wait();
+      throw;
+    }
+    rest.wait();
+    if (bad) return bad;
+  }
+  return 0;
+}
+
+// In-place inverse of the lower-triangular matrix (strict upper already
+// zero), block row by block row: with X = L^-1,
+//   X_ij = -L_ii^-1 (L_ij X_jj + sum_{j<p<i} L_ip X_pj),   j < i.
+// The diagonal inverses X_jj go to `diag` first (independent, in parallel);
+// row i's tiles are computed into `panel` (they read L_i. while others of
+// the row are being computed), then copied back. Each tile is one TRMM, one
+// GEMM and one TRSM on fixed arguments. Throws if a tile inverse fails.
+void invert_lower_tiled(const Tiles& m, const char* op) {
+  const int64_t nb = m.nb;
+  const int ldd = static_cast<int>(nb);
+  std::vector<double> diag(static_cast<size_t>(m.t * nb * nb), 0.0);
+  std::vector<double> panel(static_cast<size_t>(nb * m.n));
+  auto diag_at = [&](int64_t j) { return diag.data() + j * nb * nb; };
+  for_each_tile(m.t, [&](int64_t j) {
+    const int s = m.size(j);
+    double* d = diag_at(j);
+    for (int r = 0; r < s; ++r) std::copy(m.at(j, j) + r * m.n, m.at(j, j) + r * m.n + r + 1, d + r * nb);
+    const lapack_int info = LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'U', 'N', s, d, ldd);
+    if (info < 0) throw_lapack_error(op, "dtrtri", info, s);
+    if (info > 0) throw InternalError(std::string(op) + ": dtrtri found diagonal element " +
+                                      std::to_string(j * nb + info - 1) + " zero");
+  });
+  for (int64_t i = 1; i < m.t; ++i) {
+    const int si = m.size(i);
+    // Largest first (j = 0 costs i tile products, j = i-1 one).
+    for_each_tile(i, [&](int64_t j) {
+      const int sj = m.size(j);  // a full tile: j < i <= t-1
+      double* w = panel.data() + j * nb;
+      for (int r = 0; r < si; ++r) std::copy(m.at(i, j) + r * m.n, m.at(i, j) + r * m.n + sj, w + r * m.n);
+      cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, si, sj, 1.0, diag_at(j), ldd, w,
+                  m.ld());
+      if (i - j - 1 > 0)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, si, sj, static_cast<int>((i - j - 1) * nb), 1.0,
+                    m.at(i, j + 1), m.ld(), m.at(j + 1, j), m.ld(), 1.0, w, m.ld());
+      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, si, sj, -1.0, m.at(i, i), m.ld(),
+                  w, m.ld());
+    });
+    parallel_rows(si, i * nb, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) std::copy(panel.data() + r * m.n, panel.data() + r * m.n + i * nb, m.at(i, 0) + r * m.n);
+    });
+  }
+  for_each_tile(m.t, [&](int64_t j) {
+    const int s = m.size(j);
+    for (int r = 0; r < s; ++r) std::copy(diag_at(j) + r * nb, diag_at(j) + r * nb + r + 1, m.at(j, j) + r * m.n);
+  });
+}
+
+void check_tile(int64_t tile, const char* op) {
+  if (tile < 1 || tile > 65536) throw InternalError(std::string(op) + ": tile size " + std::to_string(tile) + " out of range");
 }
 
 }  // namespace
 
-bool cholesky_lower(double* a, int64_t n) {
-  const int ni = checked_int(n, "cholesky_lower", "n");
+bool cholesky_lower_tiled(double* a, int64_t n, int64_t tile) {
+  checked_int(n, "cholesky_lower", "n");
+  check_tile(tile, "cholesky_lower");
   if (n == 0) return true;
-  const lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', ni, a, ni);
-  if (info < 0) throw_lapack_error("cholesky_lower", "dpotrf", info, n);
-  if (info > 0) return false;
+  throw_if_nan_lower("cholesky_lower", a, n);
+  if (cholesky_tiled(Tiles(a, n, tile), "cholesky_lower") != 0) return false;
   zero_strict_triangle(a, n, /*upper=*/true);
   return true;
 }
 
-void invert_lower_triangular(double* l, int64_t n) {
-  const int ni = checked_int(n, "invert_lower_triangular", "n");
+void invert_lower_triangular_tiled(double* l, int64_t n, int64_t tile) {
+  checked_int(n, "invert_lower_triangular", "n");
+  check_tile(tile, "invert_lower_triangular");
   if (n == 0) return;
   zero_strict_triangle(l, n, /*upper=*/true);
-  const lapack_int info = LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', ni, l, ni);
-  if (info < 0) throw_lapack_error("invert_lower_triangular", "dtrtri", info, n);
-  if (info > 0) {
-    throw InternalError("invert_lower_triangular: the " + std::to_string(n) + "x" +
-                        std::to_string(n) + " factor is singular (diagonal element " +
-                        std::to_string(info - 1) + " is zero)");
-  }
+  throw_if_nan_lower("invert_lower_triangular", l, n);
+  for (int64_t i = 0; i < n; ++i)
+    if (l[i * n + i] == 0.0)
+      throw InternalError("invert_lower_triangular: the " + std::to_string(n) + "x" + std::to_string(n) +
+                          " factor is singular (diagonal element " + std::to_string(i) + " is zero)");
+  invert_lower_tiled(Tiles(l, n, tile), "invert_lower_triangular");
 }
 
-bool inverse_upper_factor(double* h, int64_t n) {
-  const int ni = checked_int(n, "inverse_upper_factor", "n");
+bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile) {
+  checked_int(n, "inverse_upper_factor", "n");
+  check_tile(tile, "inverse_upper_factor");
   if (n == 0) return true;
   // With J the exchange matrix and J H J = L' L'^T, H^-1 = (J L'^-T J)(J L'^-1 J),
   // and U = J L'^-1 J is upper triangular with a positive diagonal: by
   // uniqueness it is the code's chol(cholesky_inverse(chol(H)), upper), for
   // one factorization and one triangular inverse (2/3 n^3 flops) instead of
   // a factorization, an inverse and a second factorization (4/3 n^3).
-  // Reversing a row-major square array end to end is J A J.
-  std::reverse(h, h + n * n);
-  // L' = chol(J H J), lower (row-major).
-  lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', ni, h, ni);
-  if (info < 0) throw_lapack_error("inverse_upper_factor", "dpotrf(J H J)", info, n);
-  if (info > 0) return false;
-  // L'^-1, lower (row-major); its diagonal is nonzero, as L' is a Cholesky factor.
-  info = LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'U', 'N', ni, h, ni);
-  if (info < 0) throw_lapack_error("inverse_upper_factor", "dtrtri", info, n);
-  if (info > 0) return false;
-  // U = J L'^-1 J, upper; the strict lower triangle still holds J H J's entries.
-  std::reverse(h, h + n * n);
-  zero_strict_triangle(h, n, /*upper=*/false);
+  reverse_both_ways(h, n);
+  throw_if_nan_lower("inverse_upper_factor", h, n);
+  const Tiles m(h, n, tile);
+  if (cholesky_tiled(m, "inverse_upper_factor") != 0) return false;  // L' = chol(J H J)
+  zero_strict_triangle(h, n, /*upper=*/true);
+  // L'^-1; its diagonal is positive, as L' is a Cholesky factor.
+  invert_lower_tiled(m, "inverse_upper_factor");
+  reverse_both_ways(h, n);  // U = J L'^-1 J, upper, strict lower already zero
   return true;
 }
+
+bool cholesky_lower(double* a, int64_t n) { return cholesky_lower_tiled(a, n, kFactorTile); }
+void invert_lower_triangular(double* l, int64_t n) { invert_lower_triangular_tiled(l, n, kFactorTile); }
+bool inverse_upper_factor(double* h, int64_t n) { return inverse_upper_factor_tiled(h, n, kFactorTile); }
 
 }  // namespace streamq::cpu
