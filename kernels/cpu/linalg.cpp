@@ -36,49 +36,75 @@ namespace {
                       std::to_string(n) + "x" + std::to_string(n) + " tile (a negative info is a bad argument)");
 }
 
+[[noreturn]] void throw_nan(const char* op, int64_t row, int64_t n) {
+  throw InternalError(std::string(op) + ": NaN in row " + std::to_string(row) + " of the lower triangle of the " +
+                      std::to_string(n) + "x" + std::to_string(n) + " input matrix");
+}
+
+// The first (lowest) row index reported by any task.
+struct FirstRow {
+  std::atomic<int64_t> row;
+  explicit FirstRow(int64_t none) : row(none) {}
+  void offer(int64_t i) {
+    int64_t cur = row.load();
+    while (i < cur && !row.compare_exchange_weak(cur, i)) {
+    }
+  }
+};
+
+bool lower_row_has_nan(const double* row, int64_t i) {
+  bool nan = false;
+  for (int64_t j = 0; j <= i; ++j) nan |= std::isnan(row[j]);
+  return nan;
+}
+
 // A NaN in the triangle a factorization reads is an error, not "not positive
 // definite" (LAPACKE's own check reported it so before): found up front,
 // since a NaN can pass a pivot test (NaN <= 0 is false) and spread silently.
-void throw_if_nan_lower(const char* op, const double* a, int64_t n) {
-  std::atomic<int64_t> first_row{n};
-  parallel_rows(n, n / 2 + 1, [&](int64_t r0, int64_t r1) {
+// zero_upper also zeroes the strict upper triangle in the same pass.
+void check_lower_for_nan(const char* op, double* a, int64_t n, bool zero_upper) {
+  FirstRow nan_row(n);
+  parallel_rows(n, n, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      const double* row = a + i * n;
-      bool nan = false;
-      for (int64_t j = 0; j <= i; ++j) nan |= std::isnan(row[j]);
-      if (nan) {
-        int64_t cur = first_row.load();
-        while (i < cur && !first_row.compare_exchange_weak(cur, i)) {
-        }
-        return;
+      if (zero_upper) std::fill(a + i * n + i + 1, a + (i + 1) * n, 0.0);
+      if (lower_row_has_nan(a + i * n, i)) nan_row.offer(i);
+    }
+  });
+  if (nan_row.row.load() < n) throw_nan(op, nan_row.row.load(), n);
+}
+
+// Zero the strict upper triangle of row-major a[n,n].
+void zero_strict_upper(double* a, int64_t n) {
+  parallel_rows(n, n / 2 + 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) std::fill(a + i * n + i + 1, a + (i + 1) * n, 0.0);
+  });
+}
+
+// J A J (J the exchange matrix): a row-major square array reversed end to
+// end, rows i and n-1-i by one task, which then also either checks the
+// result's lower triangle for NaN (before a factorization) or zeroes its
+// strict lower triangle (after one), so each is one pass over memory.
+enum class AfterReverse { CheckLowerForNan, ZeroStrictLower };
+void reverse_both_ways(double* a, int64_t n, AfterReverse then, const char* op) {
+  FirstRow nan_row(n);
+  parallel_rows((n + 1) / 2, 2 * n, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const int64_t mirror = n - 1 - i;
+      double* top = a + i * n;
+      double* bottom = a + mirror * n;
+      const int64_t count = i == mirror ? n / 2 : n;  // the middle row reverses within itself
+      for (int64_t j = 0; j < count; ++j) std::swap(top[j], bottom[n - 1 - j]);
+      for (int64_t r : {i, mirror}) {
+        double* row = a + r * n;
+        if (then == AfterReverse::ZeroStrictLower)
+          std::fill(row, row + r, 0.0);
+        else if (lower_row_has_nan(row, r))
+          nan_row.offer(r);
+        if (mirror == i) break;
       }
     }
   });
-  if (first_row.load() < n)
-    throw InternalError(std::string(op) + ": NaN in row " + std::to_string(first_row.load()) +
-                        " of the lower triangle of the " + std::to_string(n) + "x" + std::to_string(n) +
-                        " input matrix");
-}
-
-// Zero the strict upper (upper=true) or strict lower triangle of row-major a[n,n].
-void zero_strict_triangle(double* a, int64_t n, bool upper) {
-  parallel_rows(n, n / 2 + 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      double* row = a + i * n;
-      if (upper)
-        std::fill(row + i + 1, row + n, 0.0);
-      else
-        std::fill(row, row + i, 0.0);
-    }
-  });
-}
-
-// J A J (J the exchange matrix): a row-major square array reversed end to end.
-void reverse_both_ways(double* a, int64_t n) {
-  const int64_t total = n * n, half = total / 2;
-  parallel_chunks(half, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p) std::swap(a[p], a[total - 1 - p]);
-  });
+  if (nan_row.row.load() < n) throw_nan(op, nan_row.row.load(), n);
 }
 
 // The row-major n x n matrix as tiles of nb x nb; the last tile row and
@@ -183,8 +209,8 @@ int64_t cholesky_tiled(const Tiles& m, const char* op) {
   return 0;
 }
 
-// In-place inverse of the lower-triangular matrix (strict upper already
-// zero), block row by block row: with X = L^-1,
+// In-place inverse of the lower-triangular matrix (only the lower triangle is
+// read or written), block row by block row: with X = L^-1,
 //   X_ij = -L_ii^-1 (L_ij X_jj + sum_{j<p<i} L_ip X_pj),   j < i.
 // The diagonal inverses X_jj go to `diag` first (independent, in parallel);
 // row i's tiles are computed into `panel` (they read L_i. while others of
@@ -240,9 +266,9 @@ bool cholesky_lower_tiled(double* a, int64_t n, int64_t tile) {
   checked_int(n, "cholesky_lower", "n");
   check_tile(tile, "cholesky_lower");
   if (n == 0) return true;
-  throw_if_nan_lower("cholesky_lower", a, n);
+  check_lower_for_nan("cholesky_lower", a, n, /*zero_upper=*/false);
   if (cholesky_tiled(Tiles(a, n, tile), "cholesky_lower") != 0) return false;
-  zero_strict_triangle(a, n, /*upper=*/true);
+  zero_strict_upper(a, n);
   return true;
 }
 
@@ -250,8 +276,7 @@ void invert_lower_triangular_tiled(double* l, int64_t n, int64_t tile) {
   checked_int(n, "invert_lower_triangular", "n");
   check_tile(tile, "invert_lower_triangular");
   if (n == 0) return;
-  zero_strict_triangle(l, n, /*upper=*/true);
-  throw_if_nan_lower("invert_lower_triangular", l, n);
+  check_lower_for_nan("invert_lower_triangular", l, n, /*zero_upper=*/true);
   for (int64_t i = 0; i < n; ++i)
     if (l[i * n + i] == 0.0)
       throw InternalError("invert_lower_triangular: the " + std::to_string(n) + "x" + std::to_string(n) +
@@ -268,14 +293,13 @@ bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile) {
   // uniqueness it is the code's chol(cholesky_inverse(chol(H)), upper), for
   // one factorization and one triangular inverse (2/3 n^3 flops) instead of
   // a factorization, an inverse and a second factorization (4/3 n^3).
-  reverse_both_ways(h, n);
-  throw_if_nan_lower("inverse_upper_factor", h, n);
+  reverse_both_ways(h, n, AfterReverse::CheckLowerForNan, "inverse_upper_factor");
   const Tiles m(h, n, tile);
   if (cholesky_tiled(m, "inverse_upper_factor") != 0) return false;  // L' = chol(J H J)
-  zero_strict_triangle(h, n, /*upper=*/true);
-  // L'^-1; its diagonal is positive, as L' is a Cholesky factor.
+  // L'^-1 (neither step reads the strict upper triangle, which still holds
+  // J H J); its diagonal is positive, as L' is a Cholesky factor.
   invert_lower_tiled(m, "inverse_upper_factor");
-  reverse_both_ways(h, n);  // U = J L'^-1 J, upper, strict lower already zero
+  reverse_both_ways(h, n, AfterReverse::ZeroStrictLower, "inverse_upper_factor");  // U = J L'^-1 J
   return true;
 }
 

@@ -53,8 +53,9 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
   t.push_back(std::make_unique<GramCase>(512, 2049, 0.0f));
   t.push_back(std::make_unique<GramCase>(33, 0, 0.0f));  // no tokens: h = 0, not NaN
   t.push_back(std::make_unique<GramCase>(33, 0, 0.5f));  // no tokens: h = beta h exactly
+  // 255, 256, 257, 513: one below, at and above the CPU's factor tile (256), and three tiles.
   for (FactorOp f : {FactorOp::Cholesky, FactorOp::InvertLower, FactorOp::InverseUpper})
-    for (int64_t n : {1, 2, 7, 33, 130, 257, 513}) t.push_back(std::make_unique<FactorCase>(f, n));
+    for (int64_t n : {1, 2, 7, 33, 130, 255, 256, 257, 513}) t.push_back(std::make_unique<FactorCase>(f, n));
   for (auto [rows, dim] : std::vector<std::pair<int64_t, int64_t>>{
            {1, 1}, {1, 7}, {3, 7}, {3, 64}, {2, 33}, {300, 64}, {17, 4096}, {300, 4097}, {70000, 3}})
     for (float eps : {1e-5f, 1e-6f}) t.push_back(std::make_unique<RmsnormCase>(rows, dim, eps));
