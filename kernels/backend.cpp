@@ -20,6 +20,7 @@ const char* op_name(Op op) {
     case Op::Attention: return "attention";
     case Op::Swiglu: return "swiglu";
     case Op::AddInplace: return "add_inplace";
+    case Op::Subtract: return "subtract";
     case Op::AddBias: return "add_bias";
     case Op::GramBf16: return "gram_bf16";
     case Op::GptqSweep32: return "gptq_sweep32";

@@ -43,6 +43,7 @@ enum class Op {
   Attention,
   Swiglu,
   AddInplace,
+  Subtract,
   AddBias,
   GramBf16,
   GptqSweep32,  // gptq_sweep(..., SweepPrecision::F32)
@@ -50,7 +51,7 @@ enum class Op {
 };
 inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
                                  Op::InverseUpperFactor, Op::Rmsnorm, Op::Rope,     Op::Attention,
-                                 Op::Swiglu,     Op::AddInplace, Op::AddBias,       Op::GramBf16,
+                                 Op::Swiglu,     Op::AddInplace, Op::Subtract,      Op::AddBias,       Op::GramBf16,
                                  Op::GptqSweep32, Op::GptqSweep64};
 // "gemm_f32", "gptq_sweep64", ...
 const char* op_name(Op op);
@@ -197,6 +198,8 @@ class Backend {
   virtual void swiglu(const float* gate, const float* up, float* out, int64_t n) = 0;
   // y[i] += x[i].
   virtual void add_inplace(float* y, const float* x, int64_t n) = 0;
+  // out[i] = a[i] - b[i] (GPTAQ's dX = X~ - X); out may alias a or b.
+  virtual void subtract(const float* a, const float* b, float* out, int64_t n) = 0;
   // y[rows, cols] += bias[cols] broadcast over rows.
   virtual void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
 

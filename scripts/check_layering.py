@@ -15,7 +15,7 @@ import sys
 LEVELS = {
     "src/core": 0,
     "io/file": 1, "scheduler": 1, "io/store": 1, "io/formats": 1,
-    "kernels": 1, "kernels/cpu": 1, "kernels/cuda": 1, "kernels/cuda_on_cpu": 1,
+    "kernels": 1, "kernels/cpu": 1, "kernels/emulated": 1, "kernels/cuda": 1, "kernels/cuda_on_cpu": 1,
     "src/tokenizer": 2, "src/model": 2, "src/methods": 2,
     "src/job": 3, "src/export": 3,
     "src/pipeline": 4, "src/report": 4,
@@ -35,6 +35,8 @@ ALLOWED_SAME_LEVEL = {
     ("kernels/cuda_on_cpu", "kernels"): "the CPU runtime builds the CUDA sources",
     ("kernels/cuda_on_cpu", "kernels/cpu"): "cuBLAS/cuSOLVER stand-ins call the CPU BLAS",
     ("kernels", "kernels/cpu"): "make_cpu_backend lives with the interface",
+    ("kernels/emulated", "kernels"): "the emulated device implements kernels/backend.h",
+    ("kernels/emulated", "kernels/cpu"): "the emulated device computes with the CPU kernels",
     ("src/export", "src/job"): "a finished workdir is exported",
     ("src/pipeline", "src/report"): "the pipeline reports progress and writes reports",
 }

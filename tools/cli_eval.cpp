@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "tools/cli_common.h"
+#include "tools/cli_device.h"
 #include "src/core/error.h"
 #include "kernels/backend.h"
 #include "src/pipeline/eval.h"
@@ -32,6 +33,8 @@ int run_eval(const std::vector<std::string>& args) {
        "also write the first window's logits to this .npy file (float32, [seqlen, vocab]) "
        "for comparing against another implementation")
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
+  DeviceFlags df;
+  add_device_flags(opts, &df, false);
   po::variables_map vm;
   if (!parse("eval", "--model DIR --data FILE [flags]", opts, args, &vm)) return 0;
   require(vm, {"model"});
@@ -39,8 +42,9 @@ int run_eval(const std::vector<std::string>& args) {
     throw InputError("pass exactly one of --data (token ids) and --eval-text (text)");
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   const auto limit = set_threads(threads);
-  auto backend = make_cpu_backend();
-  const EvalResult r = run_eval(job, *backend, quiet ? nullptr : &std::cerr);
+  OpenedDevice device = open_device(df, vm);
+  if (!quiet) std::cerr << "eval: device " << device.description << "\n";
+  const EvalResult r = run_eval(job, device.backend(), quiet ? nullptr : &std::cerr);
   std::printf("windows %lld\npredictions %lld\nmean_nll %.7f\nseconds %.2f\npeak_rss_bytes %llu\nppl %.6f\n",
               static_cast<long long>(r.windows), static_cast<long long>(r.predictions), r.mean_nll, r.seconds,
               static_cast<unsigned long long>(r.peak_rss_bytes), r.ppl);

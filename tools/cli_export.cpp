@@ -6,8 +6,8 @@
 #include <filesystem>
 
 #include "src/export/compressed_tensors_export.h"
-#include "src/export/gguf_export.h"
 #include "scheduler/memory_budget.h"
+#include "src/export/gguf_export.h"
 #include "src/export/gptq_export.h"
 #include "src/export/workdir_export.h"
 

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "tools/cli_common.h"
+#include "tools/cli_device.h"
 #include "tools/cli_method_flags.h"
 #include "kernels/backend.h"
 #include "src/pipeline/layer_job.h"
@@ -24,6 +25,8 @@ int run_layer(const std::vector<std::string>& args) {
       ("chunk-tokens", po::value(&job.chunk_tokens)->default_value(4096), "tokens per statistics chunk")
       ("threads", po::value(&threads)->default_value(0), "worker threads; 0 = all cores");
   add_method_flags(opts, mf);
+  DeviceFlags df;
+  add_device_flags(opts, &df, true);
   po::variables_map vm;
   if (!parse("layer", "--weight W --x X [--xfp X~] --out DIR [method flags]", opts, args, &vm)) return 0;
   require(vm, {"weight", "x", "out"});
@@ -31,8 +34,9 @@ int run_layer(const std::vector<std::string>& args) {
   job.quant = mf.quant;
   job.loaq = mf.loaq;
   const auto limit = set_threads(threads);
-  auto backend = make_cpu_backend();
-  const LayerResult r = run_layer(job, *backend);
+  OpenedDevice device = open_device(df, vm);
+  job.sweep_precision = device.sweep_precision;
+  const LayerResult r = run_layer(job, device.backend());
   std::printf("shape %lld %lld\ntokens %lld\nobjective_fp %.10e\nobjective_q %.10e\n", (long long)r.rows,
               (long long)r.cols, (long long)r.tokens, r.objective_fp, r.objective_q);
   return 0;

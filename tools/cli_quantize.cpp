@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "tools/cli_common.h"
+#include "tools/cli_device.h"
 #include "tools/cli_method_flags.h"
 #include "src/core/error.h"
 #include "src/core/kill_point.h"
@@ -115,6 +116,8 @@ int run_quantize(const std::vector<std::string>& args) {
       ("threads", po::value(&threads)->default_value(0), "worker threads; 0 = all cores")
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
   add_method_flags(opts, mf);
+  DeviceFlags df;
+  add_device_flags(opts, &df, true);
   po::variables_map vm;
   if (!parse("quantize", "--model DIR --out DIR --calib FILE [flags]", opts, args, &vm)) return 0;
   require(vm, {"model", "out"});
@@ -164,8 +167,10 @@ int run_quantize(const std::vector<std::string>& args) {
   if (const char* k = std::getenv("STREAMQ_TEST_KILL_AT")) arm_kill_point(k);
 
   const auto limit = set_threads(threads);
-  auto backend = make_cpu_backend();
-  const QuantizeReport r = run_quantize(job, *backend, quiet ? nullptr : &std::cerr);
+  OpenedDevice device = open_device(df, vm);
+  job.sweep_precision = device.sweep_precision;
+  if (!quiet) std::cerr << "quantize: device " << device.description << "\n";
+  const QuantizeReport r = run_quantize(job, device.backend(), quiet ? nullptr : &std::cerr);
   if (!quiet) {
     int64_t n = 0, retries = 0;
     for (const auto& b : r.blocks)

@@ -172,8 +172,7 @@ void attention_tile(const float* q, const float* k, const float* v, float* out,
 
 }  // namespace
 
-void attention(const float* q, const float* k, const float* v, float* out, int64_t nseq,
-               int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim) {
+void check_attention_args(int64_t nseq, int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim) {
   if (nseq < 0 || seqlen < 0 || nheads < 0 || nkv <= 0 || head_dim < 0 ||
       nheads % nkv != 0) {
     throw InternalError("attention(nseq=" + std::to_string(nseq) +
@@ -182,6 +181,11 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
                         ", head_dim=" + std::to_string(head_dim) +
                         "): sizes must be non-negative and nheads a multiple of nkv");
   }
+}
+
+void attention(const float* q, const float* k, const float* v, float* out, int64_t nseq,
+               int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim) {
+  check_attention_args(nseq, seqlen, nheads, nkv, head_dim);
   if (nseq == 0 || seqlen == 0 || nheads == 0 || head_dim == 0) return;
 
   const AttentionShape sh{nseq, seqlen, nheads, nkv, head_dim};

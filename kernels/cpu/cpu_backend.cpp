@@ -105,6 +105,7 @@ class CpuBackend final : public Backend {
     cpu::swiglu(gate, up, out, n);
   }
   void add_inplace(float* y, const float* x, int64_t n) override { cpu::add_inplace(y, x, n); }
+  void subtract(const float* a, const float* b, float* out, int64_t n) override { cpu::subtract(a, b, out, n); }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     cpu::add_bias(y, bias, rows, cols);
   }

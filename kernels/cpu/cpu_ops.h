@@ -14,6 +14,15 @@ namespace streamq::cpu {
 // when v is negative or does not fit.
 int checked_int(int64_t v, const char* op, const char* what);
 
+// The argument checks of the ops below (InternalError naming the op and its
+// shapes), callable alone: the emulated device runs them when an op is
+// queued, so a bad argument fails at the call as on the CPU.
+void check_gemm_args(const char* op, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, int64_t lda,
+                     int64_t ldb, int64_t ldc);
+void check_gram_args(int64_t n, int64_t tokens);
+void check_rope_args(int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim, const RopeTable& table);
+void check_attention_args(int64_t nseq, int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim);
+
 // gemm.cpp: OpenBLAS row-major GEMM. OpenBLAS threads itself; call from the
 // main thread, not from inside TBB tasks, or the two pools oversubscribe.
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -40,6 +49,7 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim
 // elementwise.cpp
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);
+void subtract(const float* a, const float* b, float* out, int64_t n);
 void add_bias(float* y, const float* bias, int64_t rows, int64_t cols);
 
 // rope.cpp

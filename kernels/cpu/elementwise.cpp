@@ -1,5 +1,5 @@
 // Elementwise ops on the CPU (twins of kernels/cuda/elementwise.cu): SwiGLU,
-// residual add, bias add. Parallel over disjoint ranges with oneTBB; each output element is
+// residual add, difference, bias add. Parallel over disjoint ranges with oneTBB; each output element is
 // computed by one task from its own inputs only, so results do not depend on
 // the thread count.
 #include <cmath>
@@ -24,6 +24,13 @@ void add_inplace(float* y, const float* x, int64_t n) {
   check_nonnegative("add_inplace", n);
   parallel_chunks(n, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) y[i] += x[i];
+  });
+}
+
+void subtract(const float* a, const float* b, float* out, int64_t n) {
+  check_nonnegative("subtract", n);
+  parallel_chunks(n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = a[i] - b[i];
   });
 }
 

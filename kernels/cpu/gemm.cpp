@@ -20,29 +20,6 @@ namespace {
 
 CBLAS_TRANSPOSE to_cblas(Trans t) { return t == Trans::N ? CblasNoTrans : CblasTrans; }
 
-// BLAS rejects a row stride shorter than the stored row (and asserts via
-// xerbla, which prints and continues); say which argument is wrong instead.
-void check_gemm_args(const char* op, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k,
-                     int64_t lda, int64_t ldb, int64_t ldc) {
-  const int64_t a_cols = ta == Trans::N ? k : m;
-  const int64_t b_cols = tb == Trans::N ? n : k;
-  auto shapes = [&] {
-    return std::string(op) + "(m=" + std::to_string(m) + ", n=" + std::to_string(n) +
-           ", k=" + std::to_string(k) + ", ta=" + (ta == Trans::N ? "N" : "T") +
-           ", tb=" + (tb == Trans::N ? "N" : "T") + ", lda=" + std::to_string(lda) +
-           ", ldb=" + std::to_string(ldb) + ", ldc=" + std::to_string(ldc) + ")";
-  };
-  if (m < 0 || n < 0 || k < 0) throw InternalError(shapes() + ": negative size");
-  if (lda < std::max<int64_t>(1, a_cols)) throw InternalError(shapes() + ": lda too small");
-  if (ldb < std::max<int64_t>(1, b_cols)) throw InternalError(shapes() + ": ldb too small");
-  if (ldc < std::max<int64_t>(1, n)) throw InternalError(shapes() + ": ldc too small");
-  checked_int(m, op, "m");
-  checked_int(n, op, "n");
-  checked_int(k, op, "k");
-  checked_int(lda, op, "lda");
-  checked_int(ldb, op, "ldb");
-  checked_int(ldc, op, "ldc");
-}
 
 // k == 0 leaves C = beta * C; done by hand so that beta == 0 clears C (BLAS
 // semantics: C is not read) without relying on each BLAS's quick-return path.
@@ -104,6 +81,30 @@ void gemm_any(const char* op, Trans ta, Trans tb, int64_t m, int64_t n, int64_t 
 
 }  // namespace
 
+// BLAS rejects a row stride shorter than the stored row (and asserts via
+// xerbla, which prints and continues); say which argument is wrong instead.
+void check_gemm_args(const char* op, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k,
+                     int64_t lda, int64_t ldb, int64_t ldc) {
+  const int64_t a_cols = ta == Trans::N ? k : m;
+  const int64_t b_cols = tb == Trans::N ? n : k;
+  auto shapes = [&] {
+    return std::string(op) + "(m=" + std::to_string(m) + ", n=" + std::to_string(n) +
+           ", k=" + std::to_string(k) + ", ta=" + (ta == Trans::N ? "N" : "T") +
+           ", tb=" + (tb == Trans::N ? "N" : "T") + ", lda=" + std::to_string(lda) +
+           ", ldb=" + std::to_string(ldb) + ", ldc=" + std::to_string(ldc) + ")";
+  };
+  if (m < 0 || n < 0 || k < 0) throw InternalError(shapes() + ": negative size");
+  if (lda < std::max<int64_t>(1, a_cols)) throw InternalError(shapes() + ": lda too small");
+  if (ldb < std::max<int64_t>(1, b_cols)) throw InternalError(shapes() + ": ldb too small");
+  if (ldc < std::max<int64_t>(1, n)) throw InternalError(shapes() + ": ldc too small");
+  checked_int(m, op, "m");
+  checked_int(n, op, "n");
+  checked_int(k, op, "k");
+  checked_int(lda, op, "lda");
+  checked_int(ldb, op, "ldb");
+  checked_int(ldc, op, "ldc");
+}
+
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   gemm_any<float>("gemm<f32>", ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -117,10 +118,14 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, con
 // The bf16 values widened to float (exact), then the float GEMM: bf16
 // products are exact in float, so this is an fp32 accumulation of the exact
 // products, as cuda_gram_bf16_accumulate computes it (up to summation order).
-void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h, float beta) {
+void check_gram_args(int64_t n, int64_t tokens) {
   if (n < 0 || tokens < 0)
     throw InternalError("gram_bf16_accumulate: negative size (n=" + std::to_string(n) + ", tokens=" +
                         std::to_string(tokens) + ")");
+}
+
+void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h, float beta) {
+  check_gram_args(n, tokens);
   std::vector<float> x(static_cast<size_t>(n * tokens));
   tbb::parallel_for(int64_t{0}, tokens, [&](int64_t t) {
     for (int64_t i = 0; i < n; ++i) x[t * n + i] = bf16_to_f32(x_bf16[t * n + i]);

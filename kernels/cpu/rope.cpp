@@ -11,8 +11,7 @@
 
 namespace streamq::cpu {
 
-void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
-          const RopeTable& table) {
+void check_rope_args(int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim, const RopeTable& table) {
   const int64_t half = head_dim / 2;
   auto shapes = [&] {
     return "rope(nseq=" + std::to_string(nseq) + ", seqlen=" + std::to_string(seqlen) +
@@ -30,6 +29,12 @@ void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_d
   if (seqlen > 0 && (table.cos == nullptr || table.sin == nullptr)) {
     throw InternalError(shapes() + ": table has no cos/sin data");
   }
+}
+
+void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+          const RopeTable& table) {
+  check_rope_args(nseq, seqlen, nheads, head_dim, table);
+  const int64_t half = head_dim / 2;
 
   const int64_t rows = nseq * seqlen;
   const int64_t width = nheads * head_dim;

@@ -115,6 +115,9 @@ class CudaBackendImpl final : public CudaBackend {
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
     cuda_swiglu(stream_.get(), gate, up, out, n);
   }
+  void subtract(const float* a, const float* b, float* out, int64_t n) override {
+    cuda_subtract(stream_.get(), a, b, out, n);
+  }
   void add_inplace(float* y, const float* x, int64_t n) override {
     cuda_add_inplace(stream_.get(), y, x, n);
   }

@@ -30,6 +30,16 @@ __global__ void add_inplace_kernel(float* y, const float* x, int64_t n) {
   }
 }
 
+// No __restrict__: out may alias a or b (one read of each, then one write,
+// by the same thread).
+__global__ void subtract_kernel(const float* a, const float* b, float* out, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    out[i] = __fsub_rn(a[i], b[i]);
+  }
+}
+
 __global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__ bias,
                                 int64_t total, int64_t cols) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -56,6 +66,14 @@ void cuda_add_inplace(cudaStream_t stream, float* y, const float* x, int64_t n) 
   STREAMQ_LAUNCH(add_inplace_kernel, cuda_detail::elementwise_blocks(n),
                  cuda_detail::kElementwiseBlock, 0, stream)(y, x, n);
   CUDA_CHECK_LAUNCH("add_inplace_kernel, n=" + std::to_string(n));
+}
+
+void cuda_subtract(cudaStream_t stream, const float* a, const float* b, float* out, int64_t n) {
+  cuda_detail::check_count("cuda_subtract", n);
+  if (n == 0) return;
+  STREAMQ_LAUNCH(subtract_kernel, cuda_detail::elementwise_blocks(n),
+                 cuda_detail::kElementwiseBlock, 0, stream)(a, b, out, n);
+  CUDA_CHECK_LAUNCH("subtract_kernel, n=" + std::to_string(n));
 }
 
 void cuda_add_bias(cudaStream_t stream, float* y, const float* bias, int64_t rows, int64_t cols) {

@@ -15,6 +15,9 @@ void cuda_swiglu(cudaStream_t stream, const float* gate /*[n]*/, const float* up
 
 // y[i] += x[i]. Asynchronous on `stream`; bit-identical to the CPU.
 void cuda_add_inplace(cudaStream_t stream, float* y /*[n]*/, const float* x /*[n]*/, int64_t n);
+// out = a - b; out may alias a or b.
+void cuda_subtract(cudaStream_t stream, const float* a /*[n]*/, const float* b /*[n]*/, float* out /*[n]*/,
+                   int64_t n);
 
 // y[rows, cols] += bias[cols] broadcast over rows. Asynchronous on `stream`;
 // bit-identical to the CPU.

@@ -40,13 +40,11 @@ void LinearStats::add_xx(Backend& backend, const float* x, int64_t tokens, int64
 void LinearStats::accumulate(Backend& backend, const float* x, const float* x_fp, int64_t tokens, int64_t nseq) {
   if (tokens_ > 0 && dxx_.empty())
     throw InternalError("LinearStats: cross term requested after chunks without one");
-  // dX = x_fp - x is formed on the host: the interface has no subtraction
-  // op yet, so this path needs a backend whose memory the host can read.
-  if (!backend.host_addressable())
-    throw InternalError("LinearStats: the cross term needs a host-addressable backend, not " + backend.name());
   if (dxx_.empty()) dxx_.assign(static_cast<size_t>(n_ * n_), 0.0);
+  // dX = x_fp - x on the backend: one correctly rounded float subtraction
+  // per element, the bytes the host loop gave.
   Buffer<float> diff = backend.alloc<float>(static_cast<size_t>(tokens * n_), "dX of one chunk");
-  for (size_t i = 0; i < diff.size(); ++i) diff.data()[i] = x_fp[i] - x[i];
+  backend.subtract(x_fp, x, diff.data(), tokens * n_);
   const Buffer<float> product = backend.alloc<float>(static_cast<size_t>(n_ * n_), "dX^T X of one chunk");
   backend.gemm(Trans::T, Trans::N, n_, n_, tokens, 1.0f, diff.data(), n_, x, n_, 0.0f, product.data(), n_);
   const float* chunk = on_host(backend, product, staging_);

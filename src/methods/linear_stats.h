@@ -19,7 +19,7 @@ class LinearStats {
   // is fixed by the caller.
   void accumulate(Backend& backend, const float* x, int64_t tokens, int64_t nseq);
   // Also adds the cross term (X~ - X)^T X from the FP flow's input x_fp of the
-  // same tokens (token-aligned with x). Needs a host-addressable backend.
+  // same tokens (token-aligned with x, in the backend's memory too).
   void accumulate(Backend& backend, const float* x, const float* x_fp, int64_t tokens, int64_t nseq);
   bool has_cross() const { return !dxx_.empty(); }
   // LoaQ's residual term for an output projection: E += r^T x for a chunk of

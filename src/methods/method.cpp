@@ -4,6 +4,7 @@
 
 #include "src/core/error.h"
 #include "src/methods/gptq.h"
+#include "src/methods/sweep_problem.h"
 #include "src/methods/two_stage.h"
 
 namespace streamq {
@@ -23,18 +24,18 @@ class RtnMethod final : public Method {
   std::string name() const override { return "rtn"; }
   // Two-stage's scale refinement aims at the FP output W X~.
   MethodNeeds needs() const override { return {.fp_flow = cfg_.needs_fp_flow()}; }
-  std::unique_ptr<PreparedInput> prepare(Backend&, const LinearStats& stats) const override {
+  std::unique_ptr<PreparedInput> prepare(const MethodBackends&, const LinearStats& stats) const override {
     if (!cfg_.two_stage()) return std::make_unique<NothingPrepared>();
     auto p = std::make_unique<RtnTwoStagePrepared>();
     p->h = stats.hessian();
     if (stats.has_cross()) p->cross = stats.cross();
     return p;
   }
-  QuantResult quantize(Backend& be, const double* w, int64_t m, int64_t n,
+  QuantResult quantize(const MethodBackends& bk, const double* w, int64_t m, int64_t n,
                        const PreparedInput& prepared) const override {
     if (!cfg_.two_stage()) return rtn_quantize(w, m, n, cfg_);
     const auto& p = dynamic_cast<const RtnTwoStagePrepared&>(prepared);
-    return two_stage_rtn_quantize(be, w, m, n, p.h, p.cross.empty() ? nullptr : &p.cross, cfg_);
+    return two_stage_rtn_quantize(bk.host, w, m, n, p.h, p.cross.empty() ? nullptr : &p.cross, cfg_);
   }
 
  private:
@@ -52,17 +53,21 @@ class GptqMethod final : public Method {
   explicit GptqMethod(QuantConfig cfg) : cfg_(std::move(cfg)) {}
   std::string name() const override { return to_string(cfg_.method); }
   MethodNeeds needs() const override { return {.fp_flow = cfg_.needs_fp_flow()}; }
-  std::unique_ptr<PreparedInput> prepare(Backend& be, const LinearStats& stats) const override {
+  std::unique_ptr<PreparedInput> prepare(const MethodBackends& bk, const LinearStats& stats) const override {
     // Without a collected FP flow, no cross term: factor_hessian says so when
-    // the method needs it; two-stage then refines with C = 0.
+    // the method needs it; two-stage then refines with C = 0. The device's
+    // sweep op reads the unfolded P1/P2 (kernels/gptq_sweep_problem.h).
     std::vector<double> cross;
     if (cfg_.needs_fp_flow() && stats.has_cross()) cross = stats.cross();
+    const CompensationForm form = bk.sweep_on_device(cfg_) ? CompensationForm::Unfolded : CompensationForm::Folded;
     return std::make_unique<GptqPrepared>(
-        factor_hessian(be, stats.hessian(), cross.empty() ? nullptr : &cross, stats.in_features(), cfg_));
+        factor_hessian(bk.host, stats.hessian(), cross.empty() ? nullptr : &cross, stats.in_features(), cfg_, form));
   }
-  QuantResult quantize(Backend& be, const double* w, int64_t m, int64_t n,
+  QuantResult quantize(const MethodBackends& bk, const double* w, int64_t m, int64_t n,
                        const PreparedInput& prepared) const override {
-    return gptq_quantize(be, w, m, n, dynamic_cast<const GptqPrepared&>(prepared).factored, cfg_);
+    const FactoredHessian& f = dynamic_cast<const GptqPrepared&>(prepared).factored;
+    if (bk.sweep_on_device(cfg_)) return gptq_sweep_on_backend(bk.device, w, m, n, f, cfg_, bk.precision);
+    return gptq_quantize(bk.host, w, m, n, f, cfg_);
   }
 
  private:
@@ -90,20 +95,20 @@ class LoaqMethod final : public Method {
     n.token_scales = n.token_scales || cfg_.norm;
     return n;
   }
-  std::unique_ptr<PreparedInput> prepare(Backend& be, const LinearStats& stats) const override {
+  std::unique_ptr<PreparedInput> prepare(const MethodBackends& bk, const LinearStats& stats) const override {
     auto p = std::make_unique<LoaqPrepared>();
-    p->inner = inner_->prepare(be, stats);
+    p->inner = inner_->prepare(bk, stats);
     p->h = stats.hessian();
     p->d1 = stats.cross();
     if (stats.has_residual()) p->e = stats.residual();
     return p;
   }
-  QuantResult quantize(Backend& be, const double* w, int64_t m, int64_t n,
+  QuantResult quantize(const MethodBackends& bk, const double* w, int64_t m, int64_t n,
                        const PreparedInput& prepared) const override {
     const auto& p = dynamic_cast<const LoaqPrepared&>(prepared);
     const std::vector<double> target =
-        loaq_target(be, w, m, n, p.h, &p.d1, p.e.empty() ? nullptr : &p.e, cfg_.alpha, cfg_.beta, percdamp_);
-    return inner_->quantize(be, target.data(), m, n, *p.inner);
+        loaq_target(bk.host, w, m, n, p.h, &p.d1, p.e.empty() ? nullptr : &p.e, cfg_.alpha, cfg_.beta, percdamp_);
+    return inner_->quantize(bk, target.data(), m, n, *p.inner);
   }
 
  private:
@@ -113,6 +118,10 @@ class LoaqMethod final : public Method {
 };
 
 }  // namespace
+
+bool MethodBackends::sweep_on_device(const QuantConfig& cfg) const {
+  return &device != &host && sweep_op_supports(cfg);
+}
 
 void MethodSpec::validate() const {
   quant.validate();

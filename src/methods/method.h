@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/backend.h"
 #include "src/methods/linear_stats.h"
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
@@ -15,7 +16,20 @@
 
 namespace streamq {
 
-class Backend;
+// Where a method's work runs. `host` (host-addressable: the CPU backend) runs
+// the float64 method math: factorization, compensation matrices, LoaQ's
+// target, grids, objectives. `device` holds the pipeline's activations and
+// runs the GPTQ sweep when its op covers the configuration
+// (sweep_op_supports), in `precision`; everything else stays on the host, as
+// the report says. On the CPU device both are the same backend and the
+// sweep is the host's float64 one, as it always was.
+struct MethodBackends {
+  Backend& host;
+  Backend& device;
+  SweepPrecision precision = SweepPrecision::F32;
+  // True when the device is not the host and its sweep op takes `cfg`.
+  bool sweep_on_device(const QuantConfig& cfg) const;
+};
 
 // What a method derives from one shared input's statistics alone (for GPTQ
 // the factored Hessian): computed once per sub-layer group and reused for
@@ -52,10 +66,19 @@ class Method {
   virtual ~Method() = default;
   virtual std::string name() const = 0;
   virtual MethodNeeds needs() const = 0;
-  virtual std::unique_ptr<PreparedInput> prepare(Backend& backend, const LinearStats& stats) const = 0;
-  // w[m, n] in float64 (out, in); `prepared` came from prepare() on its input.
-  virtual QuantResult quantize(Backend& backend, const double* w, int64_t m, int64_t n,
+  virtual std::unique_ptr<PreparedInput> prepare(const MethodBackends& backends, const LinearStats& stats) const = 0;
+  // w[m, n] in float64 (out, in); `prepared` came from prepare() on its input
+  // with the same backends.
+  virtual QuantResult quantize(const MethodBackends& backends, const double* w, int64_t m, int64_t n,
                                const PreparedInput& prepared) const = 0;
+  // Everything on one host-addressable backend (the CPU path).
+  std::unique_ptr<PreparedInput> prepare(Backend& backend, const LinearStats& stats) const {
+    return prepare(MethodBackends{backend, backend}, stats);
+  }
+  QuantResult quantize(Backend& backend, const double* w, int64_t m, int64_t n,
+                       const PreparedInput& prepared) const {
+    return quantize(MethodBackends{backend, backend}, w, m, n, prepared);
+  }
 };
 
 // The method spec.quant.method names, configured by spec.quant, inside LoaQ

@@ -3,13 +3,15 @@
 // intermediates are buffers of the backend that runs it.
 #include "src/model/model.h"
 
+#include "src/core/error.h"
+
 namespace streamq {
 namespace {
 
 // y[tokens, out] = x[tokens, in] W^T (+ b).
-void linear(Backend& be, const Linear& l, const float* x, float* y, int64_t tokens, int64_t in, int64_t out) {
-  be.gemm(Trans::N, Trans::T, tokens, out, in, 1.0f, x, in, l.w.data(), in, 0.0f, y, out);
-  if (!l.b.empty()) be.add_bias(y, l.b.data(), tokens, out);
+void linear(Backend& be, const LinearView& l, const float* x, float* y, int64_t tokens, int64_t in, int64_t out) {
+  be.gemm(Trans::N, Trans::T, tokens, out, in, 1.0f, x, in, l.w, in, 0.0f, y, out);
+  if (l.b) be.add_bias(y, l.b, tokens, out);
 }
 
 // The sequences of a forward pass: nseq of seqlen tokens, or (lens non-null)
@@ -48,7 +50,7 @@ void attention_seqs(Backend& be, const float* q, const float* k, const float* v,
   }
 }
 
-void forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
+void forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
              const SeqLayout& seqs, const CaptureFn& capture, int stop_after) {
   const int64_t t = seqs.tokens(), d = c.hidden, hd = c.head_dim;
   const int64_t q_dim = c.heads * hd, kv_dim = c.kv_heads * hd, inter = c.intermediate;
@@ -57,10 +59,10 @@ void forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const Rop
     if (capture) capture(s, in, x, t, width);
     return stop_after == static_cast<int>(s);
   };
-  auto lin = [&](const char* name) -> const Linear& { return w.linears.at(name); };
+  auto lin = [&](const char* name) -> const LinearView& { return w.linear(name); };
 
   Buffer<float> h = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
-  be.rmsnorm(x, w.input_norm.data(), h.data(), t, d, eps);
+  be.rmsnorm(x, w.input_norm, h.data(), t, d, eps);
   if (reached(SubLayer::Qkv, h.data(), d)) return;
 
   Buffer<float> q = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: q");
@@ -70,8 +72,8 @@ void forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const Rop
   linear(be, lin("self_attn.k_proj"), h.data(), k.data(), t, d, kv_dim);
   linear(be, lin("self_attn.v_proj"), h.data(), v.data(), t, d, kv_dim);
   if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector before RoPE
-    be.rmsnorm(q.data(), w.q_norm.data(), q.data(), t * c.heads, hd, eps);
-    be.rmsnorm(k.data(), w.k_norm.data(), k.data(), t * c.kv_heads, hd, eps);
+    be.rmsnorm(q.data(), w.q_norm, q.data(), t * c.heads, hd, eps);
+    be.rmsnorm(k.data(), w.k_norm, k.data(), t * c.kv_heads, hd, eps);
   }
   rope_seqs(be, q.data(), seqs, c.heads, hd, rope);
   rope_seqs(be, k.data(), seqs, c.kv_heads, hd, rope);
@@ -84,7 +86,7 @@ void forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const Rop
 
   linear(be, lin("self_attn.o_proj"), attn.data(), h.data(), t, q_dim, d);
   be.add_inplace(x, h.data(), t * d);
-  be.rmsnorm(x, w.post_norm.data(), h.data(), t, d, eps);
+  be.rmsnorm(x, w.post_norm, h.data(), t, d, eps);
   if (reached(SubLayer::GateUp, h.data(), d)) return;
 
   Buffer<float> gate = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: gate");
@@ -100,14 +102,40 @@ void forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const Rop
 
 }  // namespace
 
-void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
+const LinearView& BlockView::linear(const std::string& name) const {
+  const auto it = linears.find(name);
+  if (it == linears.end()) throw InternalError("block weights have no linear " + name);
+  return it->second;
+}
+
+BlockView host_view(const BlockWeights& w) {
+  BlockView v;
+  v.input_norm = w.input_norm.data();
+  v.post_norm = w.post_norm.data();
+  v.q_norm = w.q_norm.empty() ? nullptr : w.q_norm.data();
+  v.k_norm = w.k_norm.empty() ? nullptr : w.k_norm.data();
+  for (const auto& [name, l] : w.linears) v.linears[name] = {l.w.data(), l.b.empty() ? nullptr : l.b.data()};
+  return v;
+}
+
+void block_forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
                    int64_t nseq, int64_t seqlen, const CaptureFn& capture, int stop_after) {
   forward(be, c, w, rope, x, SeqLayout{nseq, seqlen, nullptr}, capture, stop_after);
 }
 
-void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
+void block_forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
                    const std::vector<int64_t>& seq_lens, const CaptureFn& capture, int stop_after) {
   forward(be, c, w, rope, x, SeqLayout{static_cast<int64_t>(seq_lens.size()), 0, &seq_lens}, capture, stop_after);
+}
+
+void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
+                   int64_t nseq, int64_t seqlen, const CaptureFn& capture, int stop_after) {
+  block_forward(be, c, host_view(w), rope, x, nseq, seqlen, capture, stop_after);
+}
+
+void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
+                   const std::vector<int64_t>& seq_lens, const CaptureFn& capture, int stop_after) {
+  block_forward(be, c, host_view(w), rope, x, seq_lens, capture, stop_after);
 }
 
 }  // namespace streamq

@@ -1,5 +1,6 @@
 // Model loading (per block, validated) and the embedding / head ends.
 #include "src/model/model.h"
+#include "src/model/resident_block.h"
 
 #include <cmath>
 #include <cstring>
@@ -116,13 +117,14 @@ void Model::embed(const int32_t* ids, int64_t tokens, float* out) const {
   }
 }
 
-void Model::head(Backend& be, const float* x, int64_t tokens, float* logits) const {
+const std::vector<float>& Model::head_weight() const {
   if (head_w_.empty())
     head_w_ = read_checked(*st_, cfg_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  Buffer<float> h = be.alloc<float>(static_cast<size_t>(tokens * cfg_.hidden), "head: normed hidden state");
-  be.rmsnorm(x, final_norm_.data(), h.data(), tokens, cfg_.hidden, static_cast<float>(cfg_.rms_eps));
-  be.gemm(Trans::N, Trans::T, tokens, cfg_.vocab, cfg_.hidden, 1.0f, h.data(), cfg_.hidden, head_w_.data(),
-          cfg_.hidden, 0.0f, logits, cfg_.vocab);
+  return head_w_;
+}
+
+void Model::head(Backend& be, const float* x, int64_t tokens, float* logits) const {
+  ResidentHead(be, *this).logits(x, tokens, logits);
 }
 
 RopeTable Model::rope_table(int64_t max_pos) {

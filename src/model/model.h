@@ -29,6 +29,28 @@ struct BlockWeights {
   std::map<std::string, Linear> linears;     // by LinearDesc::name
 };
 
+// A block's weights as backend ops read them (src/model/resident_block.h
+// places them in a backend's memory).
+// One linear: w[out, in], b[out] or null.
+struct LinearView {
+  const float* w = nullptr;
+  const float* b = nullptr;
+};
+
+// Pointers in one backend's memory; q_norm/k_norm null without QK-norm.
+struct BlockView {
+  const float* input_norm = nullptr;
+  const float* post_norm = nullptr;
+  const float* q_norm = nullptr;
+  const float* k_norm = nullptr;
+  std::map<std::string, LinearView> linears;  // by LinearDesc::name
+  // InternalError naming the linear when the block has no such linear.
+  const LinearView& linear(const std::string& name) const;
+};
+
+// The view of host arrays (valid while `w` lives and is not resized).
+BlockView host_view(const BlockWeights& w);
+
 class Model {
  public:
   // Opens `dir` (config.json + safetensors) and checks that every tensor the
@@ -54,8 +76,13 @@ class Model {
   // Embeds token ids [tokens] into out[tokens, hidden], reading rows straight
   // from the mapped file; ids must be < vocab.
   void embed(const int32_t* ids, int64_t tokens, float* out) const;
-  // Final norm + lm_head: logits[tokens, vocab] from the last block's output.
+  // Final norm + lm_head: logits[tokens, vocab] from the last block's output
+  // (x and logits in be's memory; ResidentHead for a device).
   void head(Backend& be, const float* x, int64_t tokens, float* logits) const;
+  // The final norm [hidden] and the output layer [vocab, hidden] (read on
+  // first use: quantization never holds it).
+  const std::vector<float>& final_norm() const { return final_norm_; }
+  const std::vector<float>& head_weight() const;
   // RoPE tables for positions [0, max_pos).
   RopeTable rope_table(int64_t max_pos);
 
@@ -79,14 +106,22 @@ using CaptureFn =
     std::function<void(SubLayer, const float* x, const float* residual, int64_t tokens, int64_t in_features)>;
 
 // Runs nseq sequences of seqlen tokens through one decoder block, in place on
-// x[nseq*seqlen, hidden]. With `stop_after` set, returns right after that
-// group's input was captured (x is then left unspecified).
-void block_forward(Backend& be, const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope,
+// x[nseq*seqlen, hidden] (in be's memory, as are w's and rope's tensors and
+// the pointers handed to `capture`). With `stop_after` set, returns right
+// after that group's input was captured (x is then left unspecified).
+void block_forward(Backend& be, const ModelConfig& cfg, const BlockView& w, const RopeTable& rope,
                    float* x, int64_t nseq, int64_t seqlen, const CaptureFn& capture = {},
                    int stop_after = -1);
 // The same for sequences of different lengths (calibration samples):
 // seq_lens[i] tokens each, x[sum(seq_lens), hidden]; each sequence has its
 // own positions from 0 and attends only within itself.
+void block_forward(Backend& be, const ModelConfig& cfg, const BlockView& w, const RopeTable& rope,
+                   float* x, const std::vector<int64_t>& seq_lens, const CaptureFn& capture = {},
+                   int stop_after = -1);
+// Host weights: for a host-addressable backend (the CPU), through host_view.
+void block_forward(Backend& be, const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope,
+                   float* x, int64_t nseq, int64_t seqlen, const CaptureFn& capture = {},
+                   int stop_after = -1);
 void block_forward(Backend& be, const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope,
                    float* x, const std::vector<int64_t>& seq_lens, const CaptureFn& capture = {},
                    int stop_after = -1);

@@ -48,12 +48,28 @@ struct Chunking {
   }
 };
 
+// A block's weights as collect_stats reads them: the original on the host
+// (output projections' token scales are host arithmetic), and the original
+// and the partly quantized block where the device's ops read them.
+struct StatsWeights {
+  const BlockWeights& host;
+  const BlockView& original;
+  const BlockView& quantized;
+};
+
 // Runs the partly quantized block (wq) up to `group` on every chunk of the
 // quantized flow at boundary `block`; with needs.fp_flow, also the original
 // block (w) on the FP flow's chunk, token-aligned, for the cross term. On an
 // output projection both flows' tokens are rescaled (needs.token_scales) and
 // the residual-stream term is accumulated (needs.residual); both read the
 // FP flow. `hint` starts reading the next chunks while this one computes.
+// Forwards and the statistics' chunk products run on bk.device (chunks
+// uploaded there; `rope` in its memory); the token scales on bk.host.
+LinearStats collect_stats(const MethodBackends& bk, const Model& model, const StatsWeights& w,
+                          const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
+                          const Chunking& ch, int64_t nsamples, int64_t seqlen, const MethodNeeds& needs,
+                          TraceRecorder* trace, const ReadAheadHint& hint = {});
+// The CPU path: host weights, one host backend.
 LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w, const BlockWeights& wq,
                           const RopeTable& rope, ActivationStore& store, int64_t block, SubLayer group,
                           const Chunking& ch, int64_t nsamples, int64_t seqlen, const MethodNeeds& needs,

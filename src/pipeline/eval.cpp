@@ -1,14 +1,19 @@
 // `streamq eval`: windowed perplexity.
 #include "src/pipeline/eval.h"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "src/core/sysinfo.h"
 #include "io/store/activation_store.h"
 #include "io/formats/npy.h"
 #include "src/model/model.h"
+#include "src/model/resident_block.h"
 #include "src/export/model_source.h"
 #include "src/report/progress.h"
 
@@ -16,16 +21,32 @@
 
 namespace streamq {
 
+namespace {
+
+// -log softmax(row)[target] in float64: max, then the sum of exp(x - max) in
+// index order. The max is found in float (exact: it is one of the values).
+double token_nll(const float* row, int32_t target, int64_t vocab) {
+  float mxf = row[0];
+  for (int64_t v = 1; v < vocab; ++v) mxf = std::max(mxf, row[v]);
+  const double mx = mxf;
+  double se = 0;
+  for (int64_t v = 0; v < vocab; ++v) se += std::exp(static_cast<double>(row[v]) - mx);
+  return mx + std::log(se) - static_cast<double>(row[target]);
+}
+
+}  // namespace
+
 double sum_nll(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab) {
+  // Tokens in parallel, each row's value computed exactly as the serial loop
+  // would, then added in token order: the same double for any thread count.
+  std::vector<double> nll(static_cast<size_t>(std::max<int64_t>(tokens, 0)));
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, tokens, 8), [&](const tbb::blocked_range<int64_t>& r) {
+    for (int64_t t = r.begin(); t < r.end(); ++t) {
+      nll[static_cast<size_t>(t)] = token_nll(logits + t * vocab, targets[t], vocab);
+    }
+  });
   double total = 0;
-  for (int64_t t = 0; t < tokens; ++t) {
-    const float* row = logits + t * vocab;
-    double mx = row[0];
-    for (int64_t v = 1; v < vocab; ++v) mx = std::max(mx, static_cast<double>(row[v]));
-    double se = 0;
-    for (int64_t v = 0; v < vocab; ++v) se += std::exp(static_cast<double>(row[v]) - mx);
-    total += mx + std::log(se) - static_cast<double>(row[targets[t]]);
-  }
+  for (double v : nll) total += v;
   return total;
 }
 
@@ -42,7 +63,11 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   const int64_t spc = std::max<int64_t>(1, job.chunk_tokens / job.seqlen);
   const int64_t nchunks = (res.windows + spc - 1) / spc;
   auto seqs = [&](int64_t c) { return std::min(spc, res.windows - c * spc); };
-  const RopeTable rope = model.rope_table(job.seqlen);
+  // The model's tensors where the backend's ops read them: RoPE tables and
+  // the head once, each block's weights once per block, each chunk once per
+  // block (uploads on a device; the host arrays themselves on the CPU).
+  const ResidentRope rope(be, model.rope_table(job.seqlen));
+  ResidentChunk chunk(be, "eval: activation chunk");
 
   auto store = make_memory_store();
   std::vector<float> x;
@@ -54,22 +79,27 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   Progress prog(progress, "eval", cfg.layers);
   for (int64_t b = 0; b < cfg.layers; ++b) {
     const BlockWeights w = model.load_block(b);
+    const ResidentBlock weights(be, w);
     for (int64_t c = 0; c < nchunks; ++c) {
       store->get(b, Flow::Fp, c, &x);
-      block_forward(be, cfg, w, rope, x.data(), seqs(c), job.seqlen);
+      block_forward(be, cfg, weights.view(), rope.table(), chunk.place(x), seqs(c), job.seqlen);
+      chunk.fetch(x);
       store->put(b + 1, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
     }
     store->drop(b);
     prog.step("");
   }
-  std::vector<float> logits;
+  std::vector<float> logits(static_cast<size_t>(job.seqlen * cfg.vocab));
+  const ResidentHead head(be, model);
+  ResidentChunk logits_slot(be, "eval: one window's logits");
   double total = 0;
   for (int64_t c = 0; c < nchunks; ++c) {
     store->get(cfg.layers, Flow::Fp, c, &x);
+    const float* xc = chunk.place(x);
     for (int64_t s = 0; s < seqs(c); ++s) {
       // One window's logits at a time: [seqlen, vocab] stays small.
-      logits.resize(static_cast<size_t>(job.seqlen * cfg.vocab));
-      model.head(be, x.data() + s * job.seqlen * cfg.hidden, job.seqlen, logits.data());
+      head.logits(xc + s * job.seqlen * cfg.hidden, job.seqlen, logits_slot.output(logits));
+      logits_slot.fetch(logits);
       if (c == 0 && s == 0 && !job.logits_out.empty())
         write_npy(job.logits_out, DType::F32, {job.seqlen, cfg.vocab}, logits.data());
       const int32_t* window = toks.data() + (c * spc + s) * job.seqlen;

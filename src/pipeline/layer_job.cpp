@@ -9,6 +9,7 @@
 #include "io/formats/npy.h"
 #include "src/methods/linear_stats.h"
 #include "src/methods/method.h"
+#include "src/model/resident_block.h"
 
 namespace streamq {
 namespace {
@@ -61,6 +62,7 @@ LayerResult run_layer(const LayerJob& job, Backend& be) {
   const bool cross = method->needs().fp_flow;
   LinearStats stats(n);
   std::vector<float> cq, cf;
+  ResidentChunk chunk_q(be, "layer: X chunk"), chunk_fp(be, "layer: X~ chunk");
   for (int64_t t0 = 0; t0 < t; t0 += job.chunk_tokens) {
     const int64_t tt = std::min(job.chunk_tokens, t - t0);
     cq.resize(static_cast<size_t>(tt * n));
@@ -70,13 +72,16 @@ LayerResult run_layer(const LayerJob& job, Backend& be) {
         cq[k * n + i] = static_cast<float>(x[i * t + t0 + k]);
         cf[k * n + i] = static_cast<float>(xfp[i * t + t0 + k]);
       }
-    if (cross) stats.accumulate(be, cq.data(), cf.data(), tt, 1);
-    else stats.accumulate(be, cq.data(), tt, 1);
+    if (cross) stats.accumulate(be, chunk_q.place(cq), chunk_fp.place(cf), tt, 1);
+    else stats.accumulate(be, chunk_q.place(cq), tt, 1);
   }
 
   // No residual streams here: LoaQ's target has its linear-layer term only.
-  const auto prepared = method->prepare(be, stats);
-  const QuantResult r = method->quantize(be, w.data(), m, n, *prepared);
+  std::unique_ptr<Backend> own_host;
+  if (!be.host_addressable()) own_host = make_cpu_backend();
+  const MethodBackends bk{own_host ? *own_host : be, be, job.sweep_precision};
+  const auto prepared = method->prepare(bk, stats);
+  const QuantResult r = method->quantize(bk, w.data(), m, n, *prepared);
 
   make_dirs(job.out_dir);
   const std::string d = job.out_dir + "/";

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "kernels/backend.h"
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
 
@@ -19,6 +20,8 @@ struct LayerJob {
   QuantConfig quant;
   LoaqConfig loaq;          // linear-layer output approximation only (no residual streams here)
   int64_t chunk_tokens = 4096;
+  // The sweep's arithmetic on a device backend (see QuantizeJob).
+  SweepPrecision sweep_precision = SweepPrecision::F32;
 };
 
 struct LayerResult {
@@ -29,6 +32,8 @@ struct LayerResult {
 
 // Writes q.npy (float64 (out, in)), codes.npy (uint8), scales.npy and
 // zeros.npy (float64 (groups, out)), g_idx.npy (int32 (in,)) into out_dir.
+// Statistics' chunk products and the sweep (where its op covers the method)
+// run on `backend`; a device gets a CPU backend beside it for the rest.
 LayerResult run_layer(const LayerJob& job, Backend& backend);
 
 }  // namespace streamq

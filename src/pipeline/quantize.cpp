@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <ostream>
 
 #include "src/core/error.h"
@@ -25,6 +26,7 @@
 #include "src/methods/method.h"
 #include "src/methods/quant_config_json.h"
 #include "src/model/model.h"
+#include "src/model/resident_block.h"
 #include "src/job/block_files.h"
 #include "src/pipeline/block_stats.h"
 #include "src/export/compressed_tensors_export.h"
@@ -40,6 +42,7 @@
 #include "src/job/workdir.h"
 #include "io/store/background_io_options.h"
 #include "scheduler/memory_budget.h"
+#include "src/pipeline/device_plan.h"
 #include "src/pipeline/memory_plan.h"
 #include "io/store/mirrored_store.h"
 #include "io/store/prefetch_store.h"
@@ -51,7 +54,8 @@ namespace streamq {
 namespace {
 
 JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, const CalibrationSet& calib_set,
-                          const std::string& calib_name, const std::string& method_text) {
+                          const std::string& calib_name, const std::string& method_text,
+                          const std::string& arithmetic) {
   const std::vector<int32_t>& calib = calib_set.ids;
   JobIdentity id;
   id.model = model_files_identity(model_dir);
@@ -63,7 +67,7 @@ JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, 
   if (calib_set.from_samples)  // samples of their own lengths: the lengths are part of the calibration
     id.calibration["lengths_xxh64"] =
         hex64(XXH64(calib_set.lengths.data(), calib_set.lengths.size() * sizeof(int64_t), 0));
-  id.output = {{"chunk_tokens", job.chunk_tokens}, {"format", job.format}};
+  id.output = {{"chunk_tokens", job.chunk_tokens}, {"format", job.format}, {"arithmetic", arithmetic}};
   id.info = {{"model_dir", fs::absolute(job.model_dir).string()}, {"method", method_text}, {"calibration", calib_name}};
   return id;
 }
@@ -74,6 +78,32 @@ JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, 
 // read-ahead/write-behind stage; or, for a resumable job whose activations
 // fit in memory, memory mirrored to that durable store. The loop holds only
 // the outermost store: flush, read-ahead and adopt pass down the decorators.
+// What decides the arithmetic, hence the bytes, beyond the method: the CPU
+// path, or a device and where its sweep ran (frozen in a workdir's manifest:
+// a job started on one device resumes only on the same).
+std::string arithmetic_of(const Backend& be, const MethodBackends& bk, const QuantConfig& quant) {
+  if (be.host_addressable()) return "cpu";
+  return be.name() + (bk.sweep_on_device(quant)
+                          ? std::string(" sweep ") + (bk.precision == SweepPrecision::F32 ? "f32" : "f64")
+                          : std::string(" sweep host f64"));
+}
+
+// The report's "device": the backend, its memory, and where each stage ran.
+nlohmann::json device_report(Backend& be, const MethodBackends& bk, const QuantConfig& quant) {
+  const bool on_device = !be.host_addressable();
+  const uint64_t limit = be.memory().limit();
+  return {{"backend", be.name()},
+          {"memory_limit_bytes", limit == UINT64_MAX ? nlohmann::json(nullptr) : nlohmann::json(limit)},
+          {"forward", be.name()},
+          {"statistics", on_device ? be.name() + " float32 chunk products, float64 sums on the host"
+                                   : std::string("cpu")},
+          {"factor", "host float64"},
+          {"sweep", bk.sweep_on_device(quant)
+                        ? be.name() + (bk.precision == SweepPrecision::F32 ? " float32" : " float64")
+                        : std::string("host float64")},
+          {"arithmetic", arithmetic_of(be, bk, quant)}};
+}
+
 struct JobStore {
   std::unique_ptr<ActivationStore> top;  // what the loop uses (traced, kill points)
   bool on_disk = false;                  // boundaries are made durable (flushed) after each block
@@ -129,7 +159,12 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
 
 struct JobContext {
   const QuantizeJob& job;
+  // be: the device (forwards, statistics' chunk products, the sweep where
+  // its op covers the method); host: the float64 method math. The same
+  // backend on the CPU device.
   Backend& be;
+  Backend& host;
+  MethodBackends backends;
   const Model& model;
   const RopeTable& rope;
   const Chunking& ch;
@@ -169,17 +204,17 @@ void quantize_linear(JobContext& c, int64_t b, const BlockWeights& w, const Line
   span.arg("block", b).arg("linear", lr.name);
   const std::vector<float>& wf = w.linears.at(l.name).w;
   const std::vector<double> wd(wf.begin(), wf.end());
-  slot->result = c.method.quantize(c.be, wd.data(), l.out, l.in, prepared);
+  slot->result = c.method.quantize(c.backends, wd.data(), l.out, l.in, prepared);
   const QuantResult& r = slot->result;
   lr.out = l.out;
   lr.in = l.in;
-  lr.objective = layer_objective(c.be, wd.data(), r, stats.xx_sum(), stats.tokens());
+  lr.objective = layer_objective(c.host, wd.data(), r, stats.xx_sum(), stats.tokens());
   {
     QuantResult zero;  // ||W X||^2: the objective of an all-zero Q (only rows, cols, dequant are read)
     zero.rows = r.rows;
     zero.cols = r.cols;
     zero.dequant.assign(r.dequant.size(), 0.0);
-    lr.weight_sq = layer_objective(c.be, wd.data(), zero, stats.xx_sum(), stats.tokens());
+    lr.weight_sq = layer_objective(c.host, wd.data(), zero, stats.xx_sum(), stats.tokens());
   }
   lr.cholesky_retries = r.cholesky_retries;
   lr.damp = r.damp;
@@ -196,13 +231,20 @@ struct BlockState {
       : b(block),
         w(std::move(weights)),
         wq(w),
+        resident_q(c.be, wq),
         file(c.wd.blocks_dir(), block_file_plan(c.model.config(), c.model.tensors(), c.job.quant, block),
              {{"format", "streamq-block"}, {"streamq", c.job.quant.describe()}}, UINT64_MAX, Workdir::block_base(block)) {
     report.index = block;
+    if (c.needs.fp_flow) resident.emplace(c.be, w);
   }
   int64_t b;
   const BlockWeights w;  // the original block: the FP flow's, and what is quantized
   BlockWeights wq;       // filled with quantized linears in true-sequential order
+  // Where the device's ops read them (uploaded once; on the CPU, views of w
+  // and wq): the original only for a method that runs the FP flow.
+  // resident_q follows wq linear by linear.
+  std::optional<ResidentBlock> resident;
+  ResidentBlock resident_q;
   SafetensorsWriter file;
   BlockReport report;
 };
@@ -220,7 +262,8 @@ BlockWeights load_weights(JobContext& c, int64_t b) {
 LinearStats collect_group_stats(JobContext& c, BlockState& s, int g) {
   const SubLayer group = static_cast<SubLayer>(g);
   const Stopwatch t_stats;
-  LinearStats stats = collect_stats(c.be, c.model, s.w, s.wq, c.rope, *c.store.top, s.b, group, c.ch,
+  LinearStats stats = collect_stats(c.backends, c.model, StatsWeights{s.w, s.resident ? s.resident->view() : BlockView{}, s.resident_q.view()},
+                                    c.rope, *c.store.top, s.b, group, c.ch,
                                     c.job.nsamples, c.job.seqlen, c.needs, c.trace, c.store.hint);
   kill_point(KillPoint::Stats);
   ReadAhead next(c.store.hint, s.b,
@@ -243,6 +286,7 @@ void write_linear(JobContext& c, BlockState& s, LinearSlot& slot, bool first_of_
                 << " after " << r.cholesky_retries << " retries\n";
   auto& lin_q = s.wq.linears.at(slot.desc->name).w;
   lin_q.assign(r.dequant.begin(), r.dequant.end());
+  s.resident_q.replace_weight(slot.desc->name, lin_q);
   s.file.write_f32(lr.name + ".weight", lin_q.data(), static_cast<int64_t>(lin_q.size()));
   write_quant_result(s.file, lr.name, r);
   slot.result = QuantResult{};  // written: free it before the next linear's result arrives
@@ -263,7 +307,7 @@ void quantize_group(JobContext& c, BlockState& s, int g, const LinearStats& stat
   const std::unique_ptr<PreparedInput> prepared = [&] {
     TraceSpan span(c.trace, std::string("factor ") + to_string(group), trace_cat::kQuantize);
     span.arg("block", s.b).arg("n", stats.in_features());
-    return c.method.prepare(c.be, stats);
+    return c.method.prepare(c.backends, stats);
   }();
   const auto linears = block_linears(c.model.config());
   std::vector<LinearSlot> slots;
@@ -309,19 +353,23 @@ void propagate(JobContext& c, const BlockState& s) {
   ActivationStore& store = *c.store.top;
   ReadAhead ahead(c.store.hint, b, ReadAhead::propagate_order(c.ch.nchunks, fp_flow));
   const int64_t per_chunk = fp_flow ? 2 : 1;
+  ResidentChunk chunk(c.be, "propagate: activation chunk");
   for (int64_t ck = 0; ck < c.ch.nchunks; ++ck) {
     const int64_t nseq = c.ch.seqs(ck, job.nsamples);
     const std::vector<int64_t> lens = c.ch.lens(ck);  // samples of their own lengths; empty: nseq x seqlen
-    auto forward = [&](const BlockWeights& bw) {
-      if (lens.empty()) block_forward(c.be, c.model.config(), bw, c.rope, x.data(), nseq, job.seqlen);
-      else block_forward(c.be, c.model.config(), bw, c.rope, x.data(), lens);
+    // In place on the chunk where the device's ops read it, then back into x.
+    auto forward = [&](const ResidentBlock& bw) {
+      float* xd = chunk.place(x);
+      if (lens.empty()) block_forward(c.be, c.model.config(), bw.view(), c.rope, xd, nseq, job.seqlen);
+      else block_forward(c.be, c.model.config(), bw.view(), c.rope, xd, lens);
+      chunk.fetch(x);
     };
     store.get(b, Flow::Quant, ck, &x);
     ahead.consumed(per_chunk * ck);
     {
       TraceSpan span(c.trace, "forward quant", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
-      forward(s.wq);
+      forward(s.resident_q);
     }
     store.put(b + 1, Flow::Quant, ck, x.data(), static_cast<int64_t>(x.size()));
     if (!fp_flow) continue;
@@ -330,7 +378,7 @@ void propagate(JobContext& c, const BlockState& s) {
     {
       TraceSpan span(c.trace, "forward fp", trace_cat::kForward);
       span.arg("block", b).arg("chunk", ck);
-      forward(s.w);
+      forward(*s.resident);
     }
     store.put(b + 1, Flow::Fp, ck, x.data(), static_cast<int64_t>(x.size()));
   }
@@ -462,6 +510,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
               << " in " << calib_name << ", " << calib_set.tokens() << " tokens, " << calib_set.truncated
               << " truncated to --seqlen " << job.seqlen << "\n";
   const std::string method_desc = spec.describe();
+  // A device that is not the host gets a CPU backend beside it for the
+  // float64 method math.
+  std::unique_ptr<Backend> own_host;
+  if (!be.host_addressable()) own_host = make_cpu_backend();
+  Backend& host = own_host ? *own_host : be;
+  const MethodBackends backends{host, be, job.sweep_precision};
 
   // The memory plan for a chunk size: placement, chunking and I/O depth under
   // --host-mem-limit. A resumable job keeps its activations in its workdir.
@@ -495,13 +549,37 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     return plan_memory(in);
   };
   MemoryPlan plan;
+  // On a device, its plan too: it may lower the chunk the host plan chose
+  // (a fresh job), and it refuses a --gpu-mem-limit too small before
+  // anything is written.
+  std::optional<DevicePlan> device_plan;
+  auto plan_device = [&](int64_t seqs_per_chunk, bool resumed) {
+    if (be.host_addressable()) return;
+    DevicePlanInput di;
+    di.model = cfg;
+    di.seqlen = job.seqlen;
+    di.max_seqs_per_chunk = seqs_per_chunk;
+    di.fp_flow = needs.fp_flow;
+    di.output_terms = needs.residual || needs.token_scales;
+    di.sweep_on_device = backends.sweep_on_device(job.quant);
+    di.p1 = job.quant.method == MethodKind::Gptaq;
+    di.p2 = job.quant.cae;
+    di.group = job.quant.group;
+    di.linear_concurrency = plan.linear_concurrency;
+    di.resumed = resumed;
+    di.limit = be.memory().limit();
+    device_plan = plan_device_memory(di);
+    if (!resumed && device_plan->seqs_per_chunk < plan.seqs_per_chunk)
+      plan = plan_for(device_plan->seqs_per_chunk * job.seqlen);
+  };
 
   // The workdir first: a finished job's output may already be in place.
   std::unique_ptr<Workdir> wd;
   std::unique_ptr<OutputDir> out;
   if (!job.workdir.empty()) {
     wd = std::make_unique<Workdir>(job.workdir, job.restart, true);
-    const JobIdentity id = make_identity(job, source.dir(), calib_set, calib_name, method_desc);
+    const JobIdentity id = make_identity(job, source.dir(), calib_set, calib_name, method_desc,
+                                         arithmetic_of(be, backends, job.quant));
     if (wd->has_job()) {
       wd->check_identity(id);
       QuantizeReport done;
@@ -513,6 +591,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       // Its chunks are on disk already cut: keep them, whatever the plan prefers.
       const JobLayout stored = wd->layout();
       plan = plan_for(stored.seqs_per_chunk * job.seqlen);
+      plan_device(stored.seqs_per_chunk, true);
       if (plan.seqs_per_chunk != stored.seqs_per_chunk && progress)
         *progress << "quantize: note: the job was started with " << stored.seqs_per_chunk
                   << " sequences per chunk; the memory plan would now pick " << plan.seqs_per_chunk
@@ -522,27 +601,31 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
                   << "/" << cfg.layers << "\n";
     } else {
       plan = plan_for(job.chunk_tokens);
+      plan_device(plan.seqs_per_chunk, false);
       wd->begin(id, {cfg.layers, job.nsamples, job.seqlen, plan.seqs_per_chunk, plan.nchunks});
     }
     if (!wd->discarded_job_id().empty())
       OutputDir::remove_abandoned_staging(job.out_dir, "job-" + wd->discarded_job_id());
     out = std::make_unique<OutputDir>(job.out_dir, job.overwrite, "job-" + wd->job_id());
   } else {
+    plan = plan_for(job.chunk_tokens);
+    plan_device(plan.seqs_per_chunk, false);
     out = std::make_unique<OutputDir>(job.out_dir, job.overwrite);
     wd = std::make_unique<Workdir>(out->staging_path() + "/.work", false, false);
-    plan = plan_for(job.chunk_tokens);
     wd->begin({}, {cfg.layers, job.nsamples, job.seqlen, plan.seqs_per_chunk, plan.nchunks});
   }
   const JobLayout layout = wd->layout();
   const Chunking ch{layout.seqs_per_chunk, layout.nchunks,
                     calib_set.uniform(job.seqlen) ? std::vector<int64_t>{} : calib_set.lengths};
-  const RopeTable rope = model.rope_table(job.seqlen);
+  // The device holds the RoPE tables for the whole job.
+  const ResidentRope rope(be, model.rope_table(job.seqlen));
 
   std::unique_ptr<TraceRecorder> trace;
   if (!job.trace_path.empty()) trace = std::make_unique<TraceRecorder>();
   MemoryBudget budget(job.host_mem_limit);
   JobStore store = open_store(job, *wd, plan, ch.seqs_per_chunk * job.seqlen * cfg.hidden, &budget, trace.get());
   if (progress && job.host_mem_limit != UINT64_MAX) *progress << plan.describe() << "\n";
+  if (progress && device_plan) *progress << device_plan->describe();
 
   QuantizeReport report;
   report.model_dir = job.model_dir;
@@ -553,6 +636,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.seed = job.seed;
   report.calibration = calib_set.to_json();
   report.activations = store.description;
+  report.device = device_report(be, backends, job.quant);
+  if (device_plan) {
+    report.device["seqs_per_chunk"] = device_plan->seqs_per_chunk;
+    report.device["predicted_peak_bytes"] = device_plan->peak_bytes;
+    report.device["predicted_peak_phase"] = device_plan->peak_phase;
+  }
   for (const Flow f : flows) report.flows.push_back(to_string(f));
   report.memory_text = plan.describe();
   report.memory = {{"host_limit_bytes", job.host_mem_limit == UINT64_MAX ? nlohmann::json(nullptr)
@@ -581,7 +670,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     }
   }
   Progress prog(progress, "quantize", cfg.layers, first);
-  JobContext ctx{job, be, model, rope, ch, *method, needs, flows, store, *wd, trace.get(), progress};
+  JobContext ctx{job, be, host, backends, model, rope.table(), ch, *method, needs, flows, store, *wd, trace.get(),
+                 progress};
   ctx.linear_concurrency = plan.linear_concurrency;
   ctx.read_ahead_weights = job.prefetch_depth > 0;
   for (int64_t b = first; b < cfg.layers; ++b) {
@@ -640,6 +730,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     go.type = gguf_type_of(job.quant);
     export_gguf(tmp, tmp + "/model.gguf", go, progress);
   }
+  report.device["high_water_bytes"] = be.memory().high_water();
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
   report.memory["measured_peak_rss_bytes"] = report.peak_rss_bytes;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/store/compressed_store.h"
+#include "kernels/backend.h"
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
 #include "src/pipeline/calibration_samples.h"
@@ -56,6 +57,10 @@ struct QuantizeJob {
   // the packed GPTQ checkpoint (src/export/gptq_export.h) in the quant config's
   // checkpoint_format.
   std::string format = "fake";
+  // The GPTQ sweep's arithmetic when run_quantize's backend is a device and
+  // its sweep op covers the method (MethodBackends); the CPU path's sweep is
+  // float64 on the host whatever this says.
+  SweepPrecision sweep_precision = SweepPrecision::F32;
   std::string report_path;      // extra copy of the JSON report ("" = none)
   std::string trace_path;       // Chrome trace-event JSON of the run ("" = no tracing)
   // A resumable job directory ("" = a scratch one removed at the end): the
@@ -109,6 +114,7 @@ struct QuantizeReport {
   std::vector<BlockReport> blocks;
   nlohmann::json profile;       // trace summary (stages, overlap) when traced
   std::string profile_text;     // the same, formatted as `streamq profile` prints it
+  nlohmann::json device;        // the backend, its memory limit and high-water mark, where each stage ran
   nlohmann::json memory;        // the memory plan: limit, placement, chunking, depth, estimated peak
   std::string memory_text;      // the plan as `describe()` prints it
   nlohmann::json gptq_export;   // --format gptq: what was packed and what stayed dense

@@ -95,6 +95,7 @@ nlohmann::json QuantizeReport::to_json() const {
   if (!profile.is_null()) j["profile"] = profile;
   if (!gptq_export.is_null()) j["gptq_export"] = gptq_export;
   if (!memory.is_null()) j["memory"] = memory;
+  if (!device.is_null()) j["device"] = device;
   j["blocks"] = nlohmann::json::array();
   for (const auto& b : blocks) j["blocks"].push_back(b.to_json());
   return j;
@@ -119,6 +120,7 @@ QuantizeReport QuantizeReport::from_json(const nlohmann::json& j) {
   if (j.contains("profile")) r.profile = j["profile"];
   if (j.contains("gptq_export")) r.gptq_export = j["gptq_export"];
   if (j.contains("memory")) r.memory = j["memory"];
+  if (j.contains("device")) r.device = j["device"];
   for (const auto& jb : j.at("blocks")) r.blocks.push_back(BlockReport::from_json(jb));
   return r;
 }

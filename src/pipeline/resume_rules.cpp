@@ -55,8 +55,14 @@ constexpr ResumeRule kRules[] = {
     {"--chunk-tokens", false, "the stored activation chunks (a resumed job cannot re-cut them)"},
     {"--format", false, "output format"},
     {"--gguf-type", false, "output format"},
+    // Where the arithmetic runs: a device's float32 sweep gives other bytes
+    // than the host's float64 one (the manifest's output.arithmetic).
+    {"--device", false, "arithmetic (cpu, or a device and where its sweep runs)"},
+    {"--sweep-precision", false, "arithmetic (the device sweep's float32 or float64)"},
     // Operational: the same bytes whatever the value.
     {"--out", true, "where the output goes"},
+    {"--gpu-mem-limit", true, "device memory budget (the device path's chunking does not depend on it yet)"},
+    {"--emulated-pcie-gbps", true, "emulated copy speed (timing only)"},
     {"--overwrite", true, "whether an existing --out may be replaced"},
     {"--workdir", true, "the job itself"},
     {"--restart", true, "discards the job instead of resuming it"},

@@ -455,36 +455,54 @@ class SwigluCase final : public OpCase {
   std::vector<double> ref_;
 };
 
-// y += x (cols == 0: add_inplace over rows elements) or y[rows, cols] += bias[cols].
+// y += x (add_inplace over rows*cols elements), y - x (subtract, out of place
+// and aliased) or y[rows, cols] += bias[cols].
 class AddCase final : public OpCase {
  public:
   AddCase(Op op, int64_t rows, int64_t cols) : op_(op), rows_(rows), cols_(cols) {}
   Op op() const override { return op_; }
   std::string shape() const override {
-    return op_ == Op::AddInplace ? "n=" + std::to_string(rows_ * cols_)
+    return op_ != Op::AddBias ? "n=" + std::to_string(rows_ * cols_)
                                  : "rows=" + std::to_string(rows_) + " cols=" + std::to_string(cols_);
   }
   Tolerance tolerance() const override {
-    return {0.0, "one correctly rounded float addition per element: the exact sum rounded to float is the only "
-                 "right answer, bit for bit"};
+    return {0.0, "one correctly rounded float addition (subtraction) per element: the exact result rounded to "
+                 "float is the only right answer, bit for bit"};
   }
   void prepare(std::mt19937_64& rng) override {
     y_ = random_normal<float>(rng, rows_ * cols_);
-    x_ = op_ == Op::AddInplace ? random_normal<float>(rng, rows_ * cols_, 1e-3) : random_normal<float>(rng, cols_);
+    const bool elementwise = op_ != Op::AddBias;
+    // Subtract's x is y plus a small difference, as GPTAQ's X~ and X are.
+    x_ = elementwise ? random_normal<float>(rng, rows_ * cols_, 1e-3) : random_normal<float>(rng, cols_);
+    if (op_ == Op::Subtract)
+      for (size_t i = 0; i < x_.size(); ++i) x_[i] += y_[i];
     ref_.resize(y_.size());
     for (int64_t r = 0; r < rows_; ++r)
       for (int64_t j = 0; j < cols_; ++j) {
         const int64_t i = r * cols_ + j;
-        ref_[i] = static_cast<float>(double(y_[i]) + double(x_[op_ == Op::AddInplace ? i : j]));
+        const double xv = x_[elementwise ? i : j];
+        ref_[i] = static_cast<float>(op_ == Op::Subtract ? double(y_[i]) - xv : double(y_[i]) + xv);
       }
   }
   Outcome run(Backend& be) override {
     const GuardedBuffer<float> y(be, y_), x(be, x_);
+    Outcome o;
+    if (op_ == Op::Subtract) {
+      const GuardedBuffer<float> out(be, y_), y2(be, y_), x2(be, x_);
+      be.subtract(y.get(), x.get(), out.get(), rows_ * cols_);
+      be.subtract(y2.get(), x.get(), y2.get(), rows_ * cols_);  // out may alias a ...
+      be.subtract(y.get(), x2.get(), x2.get(), rows_ * cols_);  // ... or b
+      const std::vector<float> got = out.download("subtract out", &o.defect);
+      if (!bitwise_equal(y2.download("subtract out=a", &o.defect), got) ||
+          !bitwise_equal(x2.download("subtract out=b", &o.defect), got))
+        o.defect = first_defect(o.defect, "aliased output differs from out of place");
+      o.error = relative_error(got, ref_);
+      return o;
+    }
     if (op_ == Op::AddInplace)
       be.add_inplace(y.get(), x.get(), rows_ * cols_);
     else
       be.add_bias(y.get(), x.get(), rows_, cols_);
-    Outcome o;
     o.error = relative_error(y.download(op_name(op_), &o.defect), ref_);
     return o;
   }

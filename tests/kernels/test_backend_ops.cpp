@@ -85,6 +85,7 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
   for (const AttentionCase& c : attention) t.push_back(std::make_unique<AttentionOpCase>(c));
   for (int64_t n : {1, 7, 1000, 100003, (1 << 20) + 3}) t.push_back(std::make_unique<SwigluCase>(n));
   for (int64_t n : {1, 7, 1000, (1 << 20) + 3}) t.push_back(std::make_unique<AddCase>(Op::AddInplace, 1, n));
+  for (int64_t n : {1, 7, 1000, (1 << 20) + 3}) t.push_back(std::make_unique<AddCase>(Op::Subtract, 1, n));
   for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
            {1, 1}, {5, 7}, {7, 33}, {257, 300}, {300, 4097}, {1, 5000}, {5000, 1}})
     t.push_back(std::make_unique<AddCase>(Op::AddBias, rows, cols));
@@ -145,6 +146,7 @@ TEST(BackendOps, Rope) { run_op(Op::Rope); }
 TEST(BackendOps, Attention) { run_op(Op::Attention); }
 TEST(BackendOps, Swiglu) { run_op(Op::Swiglu); }
 TEST(BackendOps, AddInplace) { run_op(Op::AddInplace); }
+TEST(BackendOps, Subtract) { run_op(Op::Subtract); }
 TEST(BackendOps, AddBias) { run_op(Op::AddBias); }
 TEST(BackendOps, GptqSweep32) { run_op(Op::GptqSweep32); }
 TEST(BackendOps, GptqSweep64) { run_op(Op::GptqSweep64); }

@@ -1,0 +1,122 @@
+// --device: choosing and opening the backend the pipeline runs on.
+#include "tools/cli_device.h"
+
+#include <cstdio>
+
+#include "kernels/emulated/emulated_backend.h"
+#include "scheduler/memory_budget.h"
+#include "src/core/error.h"
+#if defined(STREAMQ_HAVE_CUDA)
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/device_pool.h"
+#endif
+
+namespace streamq::cli {
+
+struct OpenedDevice::Keep {
+#if defined(STREAMQ_HAVE_CUDA)
+  std::unique_ptr<DevicePool> pool;  // outlives the backend (declared in OpenedDevice after keep_)
+#endif
+};
+
+OpenedDevice::OpenedDevice() : keep_(std::make_unique<Keep>()) {}
+OpenedDevice::~OpenedDevice() {
+  backend_.reset();  // before the pool it draws from
+}
+OpenedDevice::OpenedDevice(OpenedDevice&&) noexcept = default;
+
+void add_device_flags(po::options_description& opts, DeviceFlags* f, bool with_sweep) {
+  opts.add_options()
+      ("device", po::value(&f->device)->default_value("auto"),
+       "where the forward passes, statistics and GPTQ sweep run: cpu (host memory; the reference path), cuda "
+       "(the GPU; builds with nvcc), emulated (a CPU-executed device with its own address space, a hard "
+       "capacity and checked pointers: tests the device path without a GPU; needs --gpu-mem-limit), or auto "
+       "(cuda when a usable device answers, else cpu)")
+      ("gpu-mem-limit", po::value(&f->gpu_mem_limit),
+       (std::string("device memory the job may hold at once (cuda, emulated): ") + kSizeGrammar +
+        ". Default on cuda: the device's free memory minus 1 GiB; required on emulated (its capacity)")
+           .c_str())
+      ("emulated-pcie-gbps", po::value(&f->emulated_pcie_gbps)->default_value(0),
+       "emulated only: host<->device copy bandwidth in GB/s (e.g. 25), so copies take the time they would "
+       "over PCIe and overlap shows in traces; 0 = as fast as memcpy");
+  if (with_sweep)
+    opts.add_options()
+        ("sweep-precision", po::value(&f->sweep_precision)->default_value("f32"),
+         "on a device (cuda, emulated): the GPTQ sweep's arithmetic, f32 (what a GPU runs fast; the default) "
+         "or f64 (emulated only: cuda GPUs with 48 GB run float64 at 1/32-1/64 of float32). The factor and the "
+         "methods' matrices stay float64 on the host; two-stage grids, free-min grids and the official "
+         "variant sweep on the host in float64. Ignored by --device cpu, whose sweep is float64");
+}
+
+namespace {
+
+std::string gib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1ull << 30));
+  return buf;
+}
+
+bool given(const po::variables_map& vm, const char* flag) { return vm.count(flag) && !vm[flag].defaulted(); }
+
+}  // namespace
+
+OpenedDevice open_device(const DeviceFlags& f, const po::variables_map& vm) {
+  std::string kind = f.device;
+  if (kind != "auto" && kind != "cpu" && kind != "cuda" && kind != "emulated")
+    throw InputError("--device '" + kind + "': expected cpu, cuda, emulated or auto");
+  if (kind == "auto") {
+#if defined(STREAMQ_HAVE_CUDA)
+    kind = cuda_device_count() > 0 ? "cuda" : "cpu";
+#else
+    kind = "cpu";
+#endif
+  }
+  if (given(vm, "emulated-pcie-gbps") && kind != "emulated")
+    throw InputError("--emulated-pcie-gbps applies to --device emulated only (the device is " + kind + ")");
+  if (f.emulated_pcie_gbps < 0) throw InputError("--emulated-pcie-gbps must be >= 0");
+  if (given(vm, "gpu-mem-limit") && kind == "cpu")
+    throw InputError("--gpu-mem-limit applies to --device cuda or emulated (the device is cpu; host memory is "
+                     "--host-mem-limit's)");
+  OpenedDevice d;
+  if (f.sweep_precision == "f32") d.sweep_precision = SweepPrecision::F32;
+  else if (f.sweep_precision == "f64") d.sweep_precision = SweepPrecision::F64;
+  else throw InputError("--sweep-precision '" + f.sweep_precision + "': expected f32 or f64");
+  if (given(vm, "sweep-precision") && kind == "cpu")
+    throw InputError("--sweep-precision applies to --device cuda or emulated (the cpu sweep is float64)");
+  const uint64_t limit = f.gpu_mem_limit.empty() ? 0 : parse_size(f.gpu_mem_limit, "--gpu-mem-limit");
+  if (!f.gpu_mem_limit.empty() && limit == 0) throw InputError("--gpu-mem-limit must be more than 0 bytes");
+
+  if (kind == "cpu") {
+    d.backend_ = make_cpu_backend();
+    d.description = "cpu";
+    return d;
+  }
+  if (kind == "emulated") {
+    if (f.gpu_mem_limit.empty())
+      throw InputError("--device emulated needs --gpu-mem-limit (its capacity, e.g. --gpu-mem-limit 8GiB)");
+    d.backend_ = make_emulated_backend({.memory_bytes = limit, .pcie_gbps = f.emulated_pcie_gbps});
+    d.description = "emulated (capacity " + gib(limit) +
+                    (f.emulated_pcie_gbps > 0 ? ", copies at " + std::to_string(f.emulated_pcie_gbps) + " GB/s"
+                                              : std::string(", copies at memcpy speed")) +
+                    ")";
+    return d;
+  }
+#if defined(STREAMQ_HAVE_CUDA)
+  if (cuda_device_count() == 0)
+    throw InputError("--device cuda: no usable CUDA device (" + cuda_unavailable_reason() +
+                     "); use --device cpu, or --device emulated to test the device path");
+  if (d.sweep_precision == SweepPrecision::F64)
+    throw InputError("--sweep-precision f64: the CUDA backend's sweep is float32 only (use f32, or --device cpu)");
+  const uint64_t pool_bytes = limit > 0 ? limit : DevicePool::default_limit();
+  d.keep_->pool = std::make_unique<DevicePool>(pool_bytes);
+  d.backend_ = make_cuda_backend(*d.keep_->pool);
+  d.description = "cuda: " + cuda_device_description() + " (pool " + gib(pool_bytes) + ")";
+  return d;
+#else
+  throw InputError("--device cuda: this streamq was built without CUDA (nvcc was not found at build time); "
+                   "use --device cpu or emulated");
+#endif
+}
+
+}  // namespace streamq::cli
