@@ -16,6 +16,7 @@
 #include <lapacke.h>
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
+#include <tbb/task_arena.h>
 #include <tbb/task_group.h>
 
 #include <algorithm>
@@ -130,6 +131,26 @@ void for_each_tile(int64_t count, const Body& body) {
     tbb::parallel_for(int64_t{0}, count, int64_t{1}, [&](int64_t k) { body(k); }, tbb::simple_partitioner());
 }
 
+// Runs body(k) for k in [0, count), where the tasks are ordered largest
+// first: each worker claims the next unclaimed k, so the big ones start first
+// and the last to finish are the smallest (a greedy longest-first schedule;
+// a parallel_for's range splitting would hand a thief a block of them, and
+// one big tile can then end the step alone). Which thread runs a k changes
+// only when it runs, not what it computes.
+template <typename Body>
+void for_each_tile_largest_first(int64_t count, const Body& body) {
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(count, tbb::this_task_arena::max_concurrency());
+  auto work = [&](int64_t) {
+    for (int64_t k; (k = next.fetch_add(1)) < count;) body(k);
+  };
+  if (workers <= 1) {
+    work(0);
+    return;
+  }
+  tbb::parallel_for(int64_t{0}, workers, int64_t{1}, work, tbb::simple_partitioner());
+}
+
 // Diagonal tile k: L_kk = chol(A_kk), in place (lower). Returns LAPACK's info.
 lapack_int factor_diagonal_tile(const Tiles& m, int64_t k, const char* op) {
   const lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', m.size(k), m.at(k, k), m.ld());
@@ -233,8 +254,8 @@ void invert_lower_tiled(const Tiles& m, const char* op) {
   });
   for (int64_t i = 1; i < m.t; ++i) {
     const int si = m.size(i);
-    // Largest first (j = 0 costs i tile products, j = i-1 one).
-    for_each_tile(i, [&](int64_t j) {
+    // j = 0 costs i tile products, j = i-1 one.
+    for_each_tile_largest_first(i, [&](int64_t j) {
       const int sj = m.size(j);  // a full tile: j < i <= t-1
       double* w = panel.data() + j * nb;
       for (int r = 0; r < si; ++r) std::copy(m.at(i, j) + r * m.n, m.at(i, j) + r * m.n + sj, w + r * m.n);
