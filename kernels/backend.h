@@ -226,9 +226,10 @@ struct CpuBackendOptions {
   uint64_t memory_limit = UINT64_MAX;
 };
 
-// The CPU backend: OpenBLAS for GEMM, LAPACKE for factorizations, oneTBB for
-// the parallel loops; every op supported (it is the fallback and the
-// reference the op tests hold other backends to).
+// The CPU backend: single-threaded OpenBLAS/LAPACK calls on fixed tiles for
+// GEMM and the factorizations, oneTBB for the parallel loops (so results do
+// not depend on the thread count); every op supported (it is the fallback
+// and the reference the op tests hold other backends to).
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
 
 }  // namespace streamq
