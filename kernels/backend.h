@@ -62,6 +62,7 @@ const char* op_name(Op op);
 enum class SweepPrecision { F32, F64 };
 
 class Backend;
+class TraceRecorder;
 
 // count elements of T in one backend's memory (host memory for the CPU,
 // device memory for CUDA), drawn from that backend's budgeted pool and
@@ -120,6 +121,12 @@ class Backend {
   // Returns once every queued op and copy has finished (their errors surface
   // here at the latest).
   virtual void synchronize() = 0;
+  // A device records the work it runs (ops, copies) on trace lanes of its
+  // own, named "device ..." (`streamq profile` reports how busy they were);
+  // null stops it. The CPU backend runs ops on the calling thread, inside
+  // the caller's spans, and records nothing. The trace must outlive its use
+  // (set null before destroying it).
+  virtual void set_trace(TraceRecorder* trace) { (void)trace; }
 
   // Typed conveniences over the above.
   template <typename T>

@@ -51,6 +51,7 @@ class ForwardingBackend : public Backend {
   }
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override { inner_.swiglu(gate, up, out, n); }
   void add_inplace(float* y, const float* x, int64_t n) override { inner_.add_inplace(y, x, n); }
+  void set_trace(TraceRecorder* trace) override { inner_.set_trace(trace); }
   void subtract(const float* a, const float* b, float* out, int64_t n) override { inner_.subtract(a, b, out, n); }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     inner_.add_bias(y, bias, rows, cols);

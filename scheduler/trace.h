@@ -23,6 +23,7 @@ constexpr const char* kWrite = "write";
 constexpr const char* kDecompress = "decompress";
 constexpr const char* kCompress = "compress";
 constexpr const char* kH2D = "h2d";
+constexpr const char* kD2H = "d2h";
 constexpr const char* kCompute = "compute";
 constexpr const char* kQuantize = "quantize";
 constexpr const char* kForward = "forward";

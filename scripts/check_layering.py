@@ -37,6 +37,7 @@ ALLOWED_SAME_LEVEL = {
     ("kernels", "kernels/cpu"): "make_cpu_backend lives with the interface",
     ("kernels/emulated", "kernels"): "the emulated device implements kernels/backend.h",
     ("kernels/emulated", "kernels/cpu"): "the emulated device computes with the CPU kernels",
+    ("kernels/emulated", "scheduler"): "the emulated device records its queue on a trace lane",
     ("src/export", "src/job"): "a finished workdir is exported",
     ("src/pipeline", "src/report"): "the pipeline reports progress and writes reports",
 }

@@ -19,6 +19,7 @@
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/gptq_sweep.h"
 #include "kernels/emulated/device_memory.h"
+#include "scheduler/trace.h"
 #include "src/core/error.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
@@ -72,7 +73,7 @@ class EmulatedBackend final : public Backend {
       throw InternalError("emulated device: copy_from_host: argument host_src is device memory; use copy_within");
     }
     const uint64_t hash = XXH3_64bits(host_src, bytes);
-    enqueue([=, this] {
+    enqueue("copy_from_host", trace_cat::kH2D, bytes, [=, this] {
       if (XXH3_64bits(host_src, bytes) != hash) {
         throw InternalError("emulated device: copy_from_host of " + std::to_string(bytes) +
                             " bytes: the host source changed between queueing the copy and the copy; keep it "
@@ -90,7 +91,7 @@ class EmulatedBackend final : public Backend {
     }
     // What a premature host read sees: NaN for floats, 0xFF bytes otherwise.
     std::memset(host_dst, 0xFF, bytes);
-    enqueue([=, this] {
+    enqueue("copy_to_host", trace_cat::kD2H, bytes, [=, this] {
       std::memcpy(host_dst, src, bytes);
       throttle(bytes);
     });
@@ -98,11 +99,16 @@ class EmulatedBackend final : public Backend {
   void copy_within(void* dst, const void* src, uint64_t bytes) override {
     device_.check(dst, bytes, "copy_within", "dst");
     device_.check(src, bytes, "copy_within", "src");
-    if (bytes > 0) enqueue([=] { std::memmove(dst, src, bytes); });
+    if (bytes > 0) enqueue("copy_within", "d2d", bytes, [=] { std::memmove(dst, src, bytes); });
   }
   void fill_bytes(void* dst, unsigned char value, uint64_t bytes) override {
     device_.check(dst, bytes, "fill_bytes", "dst");
-    if (bytes > 0) enqueue([=] { std::memset(dst, value, bytes); });
+    if (bytes > 0) enqueue("fill_bytes", trace_cat::kCompute, bytes, [=] { std::memset(dst, value, bytes); });
+  }
+  void set_trace(TraceRecorder* trace) override {
+    drain();  // work already queued is recorded by the recorder it was queued under, or none
+    std::lock_guard<std::mutex> lock(mu_);
+    trace_ = trace;
   }
   void set_paused(bool paused) {
     {
@@ -130,35 +136,35 @@ class EmulatedBackend final : public Backend {
             const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {
     cpu::check_gemm_args("gemm<f32>", ta, tb, m, n, k, lda, ldb, ldc);
     check_gemm("gemm_f32", ta, tb, m, n, k, a, lda, b, ldb, c, ldc, sizeof(float));
-    enqueue([=] { cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+    enqueue("gemm", trace_cat::kCompute, 0, [=] { cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
   }
   void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
             const double* b, int64_t ldb, double beta, double* c, int64_t ldc) override {
     cpu::check_gemm_args("gemm<f64>", ta, tb, m, n, k, lda, ldb, ldc);
     check_gemm("gemm_f64", ta, tb, m, n, k, a, lda, b, ldb, c, ldc, sizeof(double));
-    enqueue([=] { cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+    enqueue("gemm", trace_cat::kCompute, 0, [=] { cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
   }
   void gram_bf16_accumulate(const uint16_t* x, int64_t n, int64_t tokens, float* h, float beta) override {
     cpu::check_gram_args(n, tokens);
     device_.check(x, matrix_bytes(tokens, n, n, 2), "gram_bf16_accumulate", "x_bf16");
     device_.check(h, matrix_bytes(n, n, n, 4), "gram_bf16_accumulate", "h");
-    enqueue([=] { cpu::gram_bf16_accumulate(x, n, tokens, h, beta); });
+    enqueue("gram_bf16_accumulate", trace_cat::kCompute, 0, [=] { cpu::gram_bf16_accumulate(x, n, tokens, h, beta); });
   }
 
   bool cholesky_lower(double* a, int64_t n) override {
     cpu::check_nonnegative("cholesky_lower", n);
     device_.check(a, matrix_bytes(n, n, n, 8), "cholesky_lower", "a");
-    return run_for_answer([=] { return cpu::cholesky_lower(a, n); });
+    return run_for_answer("cholesky_lower", [=] { return cpu::cholesky_lower(a, n); });
   }
   void invert_lower_triangular(double* l, int64_t n) override {
     cpu::check_nonnegative("invert_lower_triangular", n);
     device_.check(l, matrix_bytes(n, n, n, 8), "invert_lower_triangular", "l");
-    enqueue([=] { cpu::invert_lower_triangular(l, n); });
+    enqueue("invert_lower_triangular", trace_cat::kCompute, 0, [=] { cpu::invert_lower_triangular(l, n); });
   }
   bool inverse_upper_factor(double* h, int64_t n) override {
     cpu::check_nonnegative("inverse_upper_factor", n);
     device_.check(h, matrix_bytes(n, n, n, 8), "inverse_upper_factor", "h");
-    return run_for_answer([=] { return cpu::inverse_upper_factor(h, n); });
+    return run_for_answer("inverse_upper_factor", [=] { return cpu::inverse_upper_factor(h, n); });
   }
 
   void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) override {
@@ -166,7 +172,7 @@ class EmulatedBackend final : public Backend {
     device_.check(x, matrix_bytes(rows, dim, dim, 4), "rmsnorm", "x");
     device_.check(w, count_bytes(rows > 0 ? dim : 0, 4), "rmsnorm", "w");
     device_.check(y, matrix_bytes(rows, dim, dim, 4), "rmsnorm", "y");
-    enqueue([=] { cpu::rmsnorm(x, w, y, rows, dim, eps); });
+    enqueue("rmsnorm", trace_cat::kCompute, 0, [=] { cpu::rmsnorm(x, w, y, rows, dim, eps); });
   }
   void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
             const RopeTable& table) override {
@@ -178,7 +184,7 @@ class EmulatedBackend final : public Backend {
       device_.check(table.cos, matrix_bytes(seqlen, table.half_dim, table.half_dim, 4), "rope", "table.cos");
       device_.check(table.sin, matrix_bytes(seqlen, table.half_dim, table.half_dim, 4), "rope", "table.sin");
     }
-    enqueue([=] { cpu::rope(x, nseq, seqlen, nheads, head_dim, table); });
+    enqueue("rope", trace_cat::kCompute, 0, [=] { cpu::rope(x, nseq, seqlen, nheads, head_dim, table); });
   }
   void attention(const float* q, const float* k, const float* v, float* out, int64_t nseq, int64_t seqlen,
                  int64_t nheads, int64_t nkv, int64_t head_dim) override {
@@ -188,33 +194,33 @@ class EmulatedBackend final : public Backend {
     device_.check(k, matrix_bytes(tokens, nkv * head_dim, nkv * head_dim, 4), "attention", "k");
     device_.check(v, matrix_bytes(tokens, nkv * head_dim, nkv * head_dim, 4), "attention", "v");
     device_.check(out, matrix_bytes(tokens, nheads * head_dim, nheads * head_dim, 4), "attention", "out");
-    enqueue([=] { cpu::attention(q, k, v, out, nseq, seqlen, nheads, nkv, head_dim); });
+    enqueue("attention", trace_cat::kCompute, 0, [=] { cpu::attention(q, k, v, out, nseq, seqlen, nheads, nkv, head_dim); });
   }
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
     cpu::check_nonnegative("swiglu", n);
     device_.check(gate, count_bytes(n, 4), "swiglu", "gate");
     device_.check(up, count_bytes(n, 4), "swiglu", "up");
     device_.check(out, count_bytes(n, 4), "swiglu", "out");
-    enqueue([=] { cpu::swiglu(gate, up, out, n); });
+    enqueue("swiglu", trace_cat::kCompute, 0, [=] { cpu::swiglu(gate, up, out, n); });
   }
   void subtract(const float* a, const float* b, float* out, int64_t n) override {
     cpu::check_nonnegative("subtract", n);
     device_.check(a, count_bytes(n, 4), "subtract", "a");
     device_.check(b, count_bytes(n, 4), "subtract", "b");
     device_.check(out, count_bytes(n, 4), "subtract", "out");
-    enqueue([=] { cpu::subtract(a, b, out, n); });
+    enqueue("subtract", trace_cat::kCompute, 0, [=] { cpu::subtract(a, b, out, n); });
   }
   void add_inplace(float* y, const float* x, int64_t n) override {
     cpu::check_nonnegative("add_inplace", n);
     device_.check(y, count_bytes(n, 4), "add_inplace", "y");
     device_.check(x, count_bytes(n, 4), "add_inplace", "x");
-    enqueue([=] { cpu::add_inplace(y, x, n); });
+    enqueue("add_inplace", trace_cat::kCompute, 0, [=] { cpu::add_inplace(y, x, n); });
   }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     cpu::check_nonnegative("add_bias", rows, cols);
     device_.check(y, matrix_bytes(rows, cols, cols, 4), "add_bias", "y");
     device_.check(bias, count_bytes(rows > 0 ? cols : 0, 4), "add_bias", "bias");
-    enqueue([=] { cpu::add_bias(y, bias, rows, cols); });
+    enqueue("add_bias", trace_cat::kCompute, 0, [=] { cpu::add_bias(y, bias, rows, cols); });
   }
 
   void gptq_sweep(const SweepProblem& p, const SweepOutput& out, SweepPrecision precision) override {
@@ -231,7 +237,7 @@ class EmulatedBackend final : public Backend {
     device_.check(out.q, mn * 4, op, "q");
     device_.check(out.scales, count_bytes(p.ngroups() * p.m, 4), op, "scales");
     device_.check(out.zeros, count_bytes(p.ngroups() * p.m, 4), op, "zeros");
-    enqueue([=] {
+    enqueue(precision == SweepPrecision::F32 ? "gptq_sweep32" : "gptq_sweep64", trace_cat::kQuantize, 0, [=] {
       if (precision == SweepPrecision::F32)
         cpu_gptq_sweep32(p, out);
       else
@@ -263,17 +269,25 @@ class EmulatedBackend final : public Backend {
     idle_cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
   }
 
-  void enqueue(std::function<void()> work) {
+  // One queued item: what it is for the trace, and the work.
+  struct Work {
+    const char* name;
+    const char* category;
+    uint64_t bytes;
+    std::function<void()> run;
+  };
+
+  void enqueue(const char* name, const char* category, uint64_t bytes, std::function<void()> work) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(work));
+      queue_.push_back({name, category, bytes, std::move(work)});
     }
     cv_.notify_one();
   }
   // Ops whose result the host needs now (did the factorization succeed?).
-  bool run_for_answer(std::function<bool()> work) {
+  bool run_for_answer(const char* name, std::function<bool()> work) {
     bool answer = false;
-    enqueue([&answer, work = std::move(work)] { answer = work(); });
+    enqueue(name, trace_cat::kCompute, 0, [&answer, work = std::move(work)] { answer = work(); });
     synchronize();
     return answer;
   }
@@ -283,17 +297,25 @@ class EmulatedBackend final : public Backend {
     for (;;) {
       cv_.wait(lock, [this] { return stop_ || (!paused_ && !queue_.empty()); });
       if (queue_.empty()) return;  // stop_ with nothing left
-      std::function<void()> work = std::move(queue_.front());
+      Work work = std::move(queue_.front());
       queue_.pop_front();
       busy_ = true;
       const bool skip = error_ != nullptr;  // after an error nothing more runs until it is reported
+      TraceRecorder* trace = trace_;
       lock.unlock();
       std::exception_ptr failed;
       if (!skip) {
+        const double t0 = trace ? trace->now_us() : 0;
         try {
-          work();
+          work.run();
         } catch (...) {
           failed = std::current_exception();
+        }
+        if (trace) {
+          nlohmann::json args = nlohmann::json::object();
+          if (work.bytes > 0) args["bytes"] = work.bytes;
+          trace->complete(work.name, work.category, t0, trace->now_us() - t0, trace->lane("device (emulated, one stream)"),
+                          std::move(args));
         }
       }
       lock.lock();
@@ -308,7 +330,8 @@ class EmulatedBackend final : public Backend {
   const double pcie_gbps_;
   std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<Work> queue_;
+  TraceRecorder* trace_ = nullptr;  // guarded by mu_
   bool busy_ = false, stop_ = false, paused_ = false;
   std::exception_ptr error_;
   std::thread worker_;

@@ -622,6 +622,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
 
   std::unique_ptr<TraceRecorder> trace;
   if (!job.trace_path.empty()) trace = std::make_unique<TraceRecorder>();
+  // The device's own lane in the trace, detached before the trace goes.
+  be.set_trace(trace.get());
+  struct DetachTrace {
+    Backend& be;
+    ~DetachTrace() { be.set_trace(nullptr); }
+  } detach_trace{be};
   MemoryBudget budget(job.host_mem_limit);
   JobStore store = open_store(job, *wd, plan, ch.seqs_per_chunk * job.seqlen * cfg.hidden, &budget, trace.get());
   if (progress && job.host_mem_limit != UINT64_MAX) *progress << plan.describe() << "\n";

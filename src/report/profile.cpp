@@ -255,6 +255,17 @@ ProfileSummary summarize_trace(const ParsedTrace& t) {
   auto compute = [](const TraceSpanRecord& r) { return is_compute_category(r.category); };
   s.compute_us = measure(spans_where(t.spans, compute));
 
+  {
+    std::vector<int> device_lanes;
+    for (int lane = 0; lane < static_cast<int>(t.lane_names.size()); ++lane)
+      if (t.lane_names[lane].rfind("device", 0) == 0) device_lanes.push_back(lane);
+    if (!device_lanes.empty()) {
+      s.device_busy_us = measure(spans_where(t.spans, [&](const TraceSpanRecord& r) {
+        return std::find(device_lanes.begin(), device_lanes.end(), r.lane) != device_lanes.end();
+      }));
+      s.device_idle_fraction = s.wall_us > 0 ? 1.0 - s.device_busy_us / s.wall_us : 0.0;
+    }
+  }
   for (int lane = 0; lane < static_cast<int>(t.lane_names.size()); ++lane) {
     LaneStats l;
     l.name = t.lane_names[lane];
@@ -326,6 +337,10 @@ std::string format_summary(const ProfileSummary& s) {
   o += "\ncompute (compute, quantize, forward, stats): active " + secs(s.compute_us) + " s (" +
        pct(s.compute_us, s.wall_us) + " of wall)";
   if (s.compute_flops > 0) o += ", " + fmt("%.2f", s.compute_gflops()) + " GFLOP/s";
+  if (s.device_busy_us >= 0)
+    o += "\ndevice: busy " + secs(s.device_busy_us) + " s (" + pct(s.device_busy_us, s.wall_us) +
+         " of wall), idle " + pct(s.wall_us - s.device_busy_us, s.wall_us) +
+         " (waiting for data or for the host's stages)";
   o += "\nlanes (busy = union of the lane's spans):\n";
   std::size_t w = 8;
   for (const auto& l : s.lanes) w = std::max(w, l.name.size() + 2);
@@ -366,6 +381,8 @@ json summary_to_json(const ProfileSummary& s) {
           {"busiest_lane", s.busiest_lane >= 0 ? json(s.lanes[s.busiest_lane].name) : json(nullptr)},
           {"categories", cats},
           {"lanes", lanes},
+          {"device_busy_seconds", s.device_busy_us < 0 ? json(nullptr) : json(s.device_busy_us / 1e6)},
+          {"device_idle_fraction", s.device_idle_fraction < 0 ? json(nullptr) : json(s.device_idle_fraction)},
           {"peaks", peaks}};
 }
 

@@ -84,6 +84,10 @@ struct ProfileSummary {
   double io_bytes = 0;
   double compute_us = 0, compute_flops = 0;  // union of compute spans; their flops
   std::vector<LaneStats> lanes;              // in ParsedTrace lane order
+  // The device's lanes (names starting with "device"): the union of their
+  // spans, and the part of the wall time the device ran nothing (waiting
+  // for data, or the host's stages); -1 when the trace has no device lane.
+  double device_busy_us = -1, device_idle_fraction = -1;
   int busiest_lane = -1;
   std::vector<PeakRatio> peaks;
   double io_gbps() const { return io_us > 0 ? io_bytes / io_us / 1e3 : 0; }

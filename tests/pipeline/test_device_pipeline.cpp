@@ -281,5 +281,28 @@ TEST(DevicePipeline, OtherShapesAndAGgufSource) {
   }
 }
 
+// The device's queue is its own trace lane; the report's profile says how
+// busy it was and how much of the wall it waited.
+TEST(DevicePipeline, TraceHasTheDeviceLane) {
+  test::ScratchDir dir("device-trace");
+  const std::string out = dir.file("q");
+  quantize(out, with(kEmulated, {"--method", "gptq", "--bits", "4", "--group", "32", "--trace",
+                                 dir.file("trace.json")}));
+  const auto report = nlohmann::json::parse(test::read_all(out + ".report.json"));
+  const auto& profile = report["profile"];
+  ASSERT_TRUE(profile.is_object()) << report.dump();
+  bool lane = false;
+  for (const auto& l : profile["lanes"])
+    if (l["name"].get<std::string>().rfind("device", 0) == 0) lane = l["spans"].get<int64_t>() > 0;
+  EXPECT_TRUE(lane) << profile.dump();
+  const double busy = profile["device_busy_seconds"], idle = profile["device_idle_fraction"];
+  EXPECT_GT(busy, 0.0);
+  EXPECT_GT(idle, 0.0);  // the host's stages (factor, I/O) leave the one device stream idle
+  EXPECT_LT(idle, 1.0);
+  const auto cpu = test::run_streamq({"profile", dir.file("trace.json")});
+  EXPECT_EQ(cpu.exit_code, 0) << cpu.err;
+  EXPECT_NE(cpu.out.find("device: busy"), std::string::npos) << cpu.out;
+}
+
 }  // namespace
 }  // namespace streamq
