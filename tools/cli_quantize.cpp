@@ -28,6 +28,7 @@ Placement parse_placement(const std::string& s) {
 
 int run_quantize(const std::vector<std::string>& args) {
   QuantizeJob job;
+  std::string format;  // --format, parsed once into job.format
   MethodFlags mf;
   std::string tokens_dtype, activations, io_path, host_mem_limit, gguf_type;
   std::string calib_select, calib_split;  // --calib-samples: which samples, how a text file is cut
@@ -46,7 +47,7 @@ int run_quantize(const std::vector<std::string>& args) {
        "weights replaced by dequantized values), config/tokenizer files, streamq_quant.safetensors (codes, "
        "scales, zeros, g_idx) and streamq_report.json; written as <out>.partial-<pid> and renamed when complete")
       ("overwrite", po::bool_switch(), "replace --out if it exists and is not empty")
-      ("format", po::value(&job.format)->default_value("fake"),
+      ("format", po::value(&format)->default_value("fake"),
        "what --out holds: fake (the fake-quant checkpoint in the input's layout and dtypes, plus "
        "streamq_quant.safetensors with codes/scales/zeros/g_idx; `streamq export` packs it later) or gptq (the "
        "packed GPTQ checkpoint vLLM and transformers load, in --checkpoint-format; linears the format cannot "
@@ -121,21 +122,22 @@ int run_quantize(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("quantize", "--model DIR --out DIR --calib FILE [flags]", opts, args, &vm)) return 0;
   require(vm, {"model", "out"});
+  job.format = parse_output_format(format);
   if (vm.count("calib") + vm.count("calib-text") + vm.count("calib-samples") != 1)
     throw InputError("pass exactly one of --calib (token ids), --calib-text (text) and --calib-samples (samples)");
   job.calib_select = parse_sample_select(calib_select);
   job.calib_split = parse_text_split(calib_split);
   // --format gguf implies the block's bits and group before the flags are
   // validated (--static-groups needs a group); disagreeing flags fail below.
-  if (job.format == "gguf" && !gguf_type.empty()) {
+  if (job.format == OutputFormat::Gguf && !gguf_type.empty()) {
     QuantConfig implied = mf.quant;
     apply_gguf_grid(parse_gguf_quant_type(gguf_type), implied);
     if (vm["bits"].defaulted()) mf.quant.bits = implied.bits;
     if (vm["group"].defaulted()) mf.quant.group = implied.group;
   }
   finish_method_flags(mf);
-  if (!gguf_type.empty() && job.format != "gguf") throw InputError("--gguf-type needs --format gguf");
-  if (job.format == "gguf") {
+  if (!gguf_type.empty() && job.format != OutputFormat::Gguf) throw InputError("--gguf-type needs --format gguf");
+  if (job.format == OutputFormat::Gguf) {
     if (gguf_type.empty()) throw InputError("--format gguf needs --gguf-type Q4_0, Q4_1 or Q8_0");
     const GgufQuantType t = parse_gguf_quant_type(gguf_type);
     const std::string with = " conflicts with --format gguf --gguf-type " + gguf_type;

@@ -53,7 +53,7 @@ namespace fs = std::filesystem;
 namespace streamq {
 namespace {
 
-JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, const CalibrationSet& calib_set,
+JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, const CalibrationSet& calib_set,
                           const std::string& calib_name, const std::string& method_text,
                           const std::string& arithmetic) {
   const std::vector<int32_t>& calib = calib_set.ids;
@@ -67,7 +67,7 @@ JobIdentity make_identity(const QuantizeJob& job, const std::string& model_dir, 
   if (calib_set.from_samples)  // samples of their own lengths: the lengths are part of the calibration
     id.calibration["lengths_xxh64"] =
         hex64(XXH64(calib_set.lengths.data(), calib_set.lengths.size() * sizeof(int64_t), 0));
-  id.output = {{"chunk_tokens", job.chunk_tokens}, {"format", job.format}, {"arithmetic", arithmetic}};
+  id.output = {{"chunk_tokens", job.chunk_tokens}, {"format", to_string(job.format)}, {"arithmetic", arithmetic}};
   id.info = {{"model_dir", fs::absolute(job.model_dir).string()}, {"method", method_text}, {"calibration", calib_name}};
   return id;
 }
@@ -460,20 +460,35 @@ bool finished_output(const Workdir& wd, const std::string& out, QuantizeReport* 
 
 }  // namespace
 
+const char* to_string(OutputFormat f) {
+  switch (f) {
+    case OutputFormat::Fake: return "fake";
+    case OutputFormat::Gptq: return "gptq";
+    case OutputFormat::CompressedTensors: return "compressed-tensors";
+    case OutputFormat::Gguf: return "gguf";
+  }
+  return "?";
+}
+
+OutputFormat parse_output_format(const std::string& s) {
+  for (const OutputFormat f : {OutputFormat::Fake, OutputFormat::Gptq, OutputFormat::CompressedTensors,
+                               OutputFormat::Gguf})
+    if (s == to_string(f)) return f;
+  throw InputError("--format '" + s + "': expected fake, gptq, compressed-tensors or gguf");
+}
+
 QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch total;
   const uint64_t baseline_rss = peak_rss_bytes();  // binary, libraries, thread pools
   job.quant.validate();
   if (job.activations == Placement::MemoryMirrored)
     throw InternalError("quantize: memory-mirrored is the plan's placement for a workdir job, not a request");
-  if (job.format != "fake" && job.format != "gptq" && job.format != "compressed-tensors" && job.format != "gguf")
-    throw InputError("--format '" + job.format + "': expected fake, gptq, compressed-tensors or gguf");
-  if (job.format == "compressed-tensors" && job.quant.bits != 2 && job.quant.bits != 4 && job.quant.bits != 8)
+  if (job.format == OutputFormat::CompressedTensors && job.quant.bits != 2 && job.quant.bits != 4 && job.quant.bits != 8)
     throw InputError("--bits " + std::to_string(job.quant.bits) +
                      ": --format compressed-tensors holds 2, 4 or 8 bits (docs/compressed-tensors-format.md)");
-  if (job.format == "compressed-tensors" && job.quant.free_min)
+  if (job.format == OutputFormat::CompressedTensors && job.quant.free_min)
     throw InputError("--format compressed-tensors stores integer zero points, not a free-min grid");
-  if (job.format == "gguf") {  // the GGUF type follows from the grid (the CLI applies --gguf-type)
+  if (job.format == OutputFormat::Gguf) {  // the GGUF type follows from the grid (the CLI applies --gguf-type)
     const GgufQuantType t = gguf_type_of(job.quant);
     const std::string conflict = gguf_grid_conflict(t, job.quant);
     if (!conflict.empty()) throw InputError(conflict + " conflicts with --format gguf --gguf-type " + to_string(t));
@@ -697,7 +712,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const std::string tmp = out->staging_path();
   // A GPTQ export is packed from the fake-quant checkpoint, assembled beside it.
   // Packed formats (gptq, compressed-tensors) are packed from it.
-  const bool gptq = job.format == "gptq" || job.format == "compressed-tensors";
+  const bool gptq = job.format == OutputFormat::Gptq || job.format == OutputFormat::CompressedTensors;
   const std::string fq_dir = gptq ? tmp + "/.fakequant" : tmp;
   if (gptq) make_dirs(fq_dir);
   {
@@ -720,7 +735,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   if (gptq) {
     TraceSpan span(trace.get(), "write GPTQ checkpoint", trace_cat::kWrite);
     atomic_write_file(fq_dir + "/config.json", read_file(tmp + "/config.json"));
-    if (job.format == "compressed-tensors") {
+    if (job.format == OutputFormat::CompressedTensors) {
       report.gptq_export = write_compressed_tensors_checkpoint(fq_dir, tmp, {}, progress).to_json();
     } else {
       GptqExportOptions opts;
@@ -730,7 +745,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     }
     fs::remove_all(fq_dir);
   }
-  if (job.format == "gguf") {  // <out>/model.gguf beside the fake-quant output it is made from
+  if (job.format == OutputFormat::Gguf) {  // <out>/model.gguf beside the fake-quant output it is made from
     TraceSpan span(trace.get(), "write GGUF", trace_cat::kWrite);
     GgufExportOptions go;
     go.type = gguf_type_of(job.quant);

@@ -23,8 +23,22 @@ namespace streamq {
 
 class Backend;
 
-struct QuantizeJob {
-  std::string model_dir, out_dir, calib_path;
+// What a quantization job writes: the fake-quant checkpoint plus
+// streamq_quant.safetensors; the packed GPTQ checkpoint (src/export/
+// gptq_export.h) in the quant config's checkpoint_format; compressed-tensors
+// (vLLM); or a GGUF file beside the fake-quant output.
+enum class OutputFormat { Fake, Gptq, CompressedTensors, Gguf };
+const char* to_string(OutputFormat f);  // "fake", "gptq", "compressed-tensors", "gguf"
+// InputError naming --format for anything else.
+OutputFormat parse_output_format(const std::string& s);
+
+// Everything that decides a job's output bytes, in one struct: a resumable
+// job's manifest freezes it (make_identity in quantize.cpp; which flag may
+// change on resume and which may not is src/pipeline/resume_rules.h's table,
+// printed by `streamq status`). QuantizeJob adds the operational fields,
+// which never change the bytes.
+struct JobSpec {
+  std::string model_dir, calib_path;
   std::string calib_text_path;  // instead of calib_path: text tokenized with the model's tokenizer.json
   // Instead of both: one sequence per sample, cut to seqlen, shorter ones kept
   // at their length (src/pipeline/calibration_samples.h).
@@ -38,6 +52,17 @@ struct QuantizeJob {
   QuantConfig quant;
   LoaqConfig loaq;              // LoaQ: quantize a transformed target instead of W
   int64_t chunk_tokens = 4096;  // tokens per activation chunk (whole sequences, at least one)
+  OutputFormat format = OutputFormat::Fake;
+  // The GPTQ sweep's arithmetic when run_quantize's backend is a device and
+  // its sweep op covers the method (MethodBackends); the CPU path's sweep is
+  // float64 on the host whatever this says. (Which device ran is frozen too:
+  // the manifest's output.arithmetic.)
+  SweepPrecision sweep_precision = SweepPrecision::F32;
+};
+
+// A job: its spec, and how it runs (where, with which budgets, what it logs).
+struct QuantizeJob : JobSpec {
+  std::string out_dir;
   // Where block-boundary activations live: Auto (memory when the host
   // budget holds them, else disk), Memory or Disk (the compressed store).
   // Enums parsed once by the CLI (tools/cli_quantize.cpp).
@@ -53,14 +78,6 @@ struct QuantizeJob {
   IoPath io_path = IoPath::Auto;
   int zstd_level = 1;
   bool overwrite = false;       // replace an existing non-empty out_dir
-  // "fake": the fake-quant checkpoint plus streamq_quant.safetensors; "gptq":
-  // the packed GPTQ checkpoint (src/export/gptq_export.h) in the quant config's
-  // checkpoint_format.
-  std::string format = "fake";
-  // The GPTQ sweep's arithmetic when run_quantize's backend is a device and
-  // its sweep op covers the method (MethodBackends); the CPU path's sweep is
-  // float64 on the host whatever this says.
-  SweepPrecision sweep_precision = SweepPrecision::F32;
   std::string report_path;      // extra copy of the JSON report ("" = none)
   std::string trace_path;       // Chrome trace-event JSON of the run ("" = no tracing)
   // A resumable job directory ("" = a scratch one removed at the end): the
