@@ -37,9 +37,9 @@ namespace {
                       std::to_string(n) + "x" + std::to_string(n) + " tile (a negative info is a bad argument)");
 }
 
-[[noreturn]] void throw_nan(const char* op, int64_t row, int64_t n) {
-  throw InternalError(std::string(op) + ": NaN in row " + std::to_string(row) + " of the lower triangle of the " +
-                      std::to_string(n) + "x" + std::to_string(n) + " input matrix");
+[[noreturn]] void throw_nan(const char* op, int64_t row, const char* triangle, int64_t n) {
+  throw InternalError(std::string(op) + ": NaN in row " + std::to_string(row) + " of the " + triangle +
+                      " triangle of the " + std::to_string(n) + "x" + std::to_string(n) + " input matrix");
 }
 
 // The first (lowest) row index reported by any task.
@@ -71,7 +71,7 @@ void check_lower_for_nan(const char* op, double* a, int64_t n, bool zero_upper) 
       if (lower_row_has_nan(a + i * n, i)) nan_row.offer(i);
     }
   });
-  if (nan_row.row.load() < n) throw_nan(op, nan_row.row.load(), n);
+  if (nan_row.row.load() < n) throw_nan(op, nan_row.row.load(), "lower", n);
 }
 
 // Zero the strict upper triangle of row-major a[n,n].
@@ -105,7 +105,8 @@ void reverse_both_ways(double* a, int64_t n, AfterReverse then, const char* op) 
       }
     }
   });
-  if (nan_row.row.load() < n) throw_nan(op, nan_row.row.load(), n);
+  // Row r of J A J's lower triangle is row n-1-r of A's upper triangle.
+  if (nan_row.row.load() < n) throw_nan(op, n - 1 - nan_row.row.load(), "upper", n);
 }
 
 // The row-major n x n matrix as tiles of nb x nb; the last tile row and
