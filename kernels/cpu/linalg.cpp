@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -132,26 +133,6 @@ void for_each_tile(int64_t count, const Body& body) {
     tbb::parallel_for(int64_t{0}, count, int64_t{1}, [&](int64_t k) { body(k); }, tbb::simple_partitioner());
 }
 
-// Runs body(k) for k in [0, count), where the tasks are ordered largest
-// first: each worker claims the next unclaimed k, so the big ones start first
-// and the last to finish are the smallest (a greedy longest-first schedule;
-// a parallel_for's range splitting would hand a thief a block of them, and
-// one big tile can then end the step alone). Which thread runs a k changes
-// only when it runs, not what it computes.
-template <typename Body>
-void for_each_tile_largest_first(int64_t count, const Body& body) {
-  std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(count, tbb::this_task_arena::max_concurrency());
-  auto work = [&](int64_t) {
-    for (int64_t k; (k = next.fetch_add(1)) < count;) body(k);
-  };
-  if (workers <= 1) {
-    work(0);
-    return;
-  }
-  tbb::parallel_for(int64_t{0}, workers, int64_t{1}, work, tbb::simple_partitioner());
-}
-
 // Diagonal tile k: L_kk = chol(A_kk), in place (lower). Returns LAPACK's info.
 lapack_int factor_diagonal_tile(const Tiles& m, int64_t k, const char* op) {
   const lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', m.size(k), m.at(k, k), m.ld());
@@ -232,19 +213,22 @@ int64_t cholesky_tiled(const Tiles& m, const char* op) {
 }
 
 // In-place inverse of the lower-triangular matrix (only the lower triangle is
-// read or written), block row by block row: with X = L^-1,
-//   X_ij = -L_ii^-1 (L_ij X_jj + sum_{j<p<i} L_ip X_pj),   j < i.
-// The diagonal inverses X_jj go to `diag` first (independent, in parallel);
-// row i's tiles are computed into `panel` (they read L_i. while others of
-// the row are being computed), then copied back. Each tile is one TRMM, one
-// GEMM and one TRSM on fixed arguments. Throws if a tile inverse fails.
+// read or written), tile by tile: with X = L^-1,
+//   X_ij = -L_ii^-1 (L_ij X_jj + sum_{j<p<i} L_ip X_pj),   j < i,
+// as one TRMM (in place), one GEMM and one TRSM on fixed arguments. The
+// diagonal inverses X_jj go to `diag` first (independent, in parallel; L_ii
+// stays in place for the TRSMs until the end). Tile (i, j) then runs once its
+// left neighbour (i, j-1) and the tile above (i-1, j) are done: the row's
+// tiles to its right still hold L (each row is overwritten left to right),
+// and the column above it is X. So no tile is computed into scratch and no
+// step waits for a whole row (a dependency graph, not a barrier per row).
+// Throws if a diagonal tile's inverse fails.
 void invert_lower_tiled(const Tiles& m, const char* op) {
-  const int64_t nb = m.nb;
+  const int64_t nb = m.nb, t = m.t;
   const int ldd = static_cast<int>(nb);
-  std::vector<double> diag(static_cast<size_t>(m.t * nb * nb), 0.0);
-  std::vector<double> panel(static_cast<size_t>(nb * m.n));
+  std::vector<double> diag(static_cast<size_t>(t * nb * nb), 0.0);
   auto diag_at = [&](int64_t j) { return diag.data() + j * nb * nb; };
-  for_each_tile(m.t, [&](int64_t j) {
+  for_each_tile(t, [&](int64_t j) {
     const int s = m.size(j);
     double* d = diag_at(j);
     for (int r = 0; r < s; ++r) std::copy(m.at(j, j) + r * m.n, m.at(j, j) + r * m.n + r + 1, d + r * nb);
@@ -253,26 +237,34 @@ void invert_lower_tiled(const Tiles& m, const char* op) {
     if (info > 0) throw InternalError(std::string(op) + ": dtrtri found diagonal element " +
                                       std::to_string(j * nb + info - 1) + " zero");
   });
-  for (int64_t i = 1; i < m.t; ++i) {
-    const int si = m.size(i);
-    // j = 0 costs i tile products, j = i-1 one.
-    for_each_tile_largest_first(i, [&](int64_t j) {
-      const int sj = m.size(j);  // a full tile: j < i <= t-1
-      double* w = panel.data() + j * nb;
-      for (int r = 0; r < si; ++r) std::copy(m.at(i, j) + r * m.n, m.at(i, j) + r * m.n + sj, w + r * m.n);
-      cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, si, sj, 1.0, diag_at(j), ldd, w,
+  if (t > 1) {
+    // Unfinished predecessors of tile (i, j), j < i: (i, j-1) and (i-1, j).
+    std::vector<std::atomic<int>> pending(static_cast<size_t>(t * t));
+    for (int64_t i = 1; i < t; ++i)
+      for (int64_t j = 0; j < i; ++j) pending[i * t + j].store(int(j > 0) + int(i - 1 > j));
+    tbb::task_group graph;
+    std::function<void(int64_t, int64_t)> run_tile = [&](int64_t i, int64_t j) {
+      const int si = m.size(i), sj = m.size(j);  // tile j is full: j < i <= t-1
+      double* x = m.at(i, j);
+      cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, si, sj, 1.0, diag_at(j), ldd, x,
                   m.ld());
       if (i - j - 1 > 0)
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, si, sj, static_cast<int>((i - j - 1) * nb), 1.0,
-                    m.at(i, j + 1), m.ld(), m.at(j + 1, j), m.ld(), 1.0, w, m.ld());
+                    m.at(i, j + 1), m.ld(), m.at(j + 1, j), m.ld(), 1.0, x, m.ld());
       cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, si, sj, -1.0, m.at(i, i), m.ld(),
-                  w, m.ld());
-    });
-    parallel_rows(si, i * nb, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) std::copy(panel.data() + r * m.n, panel.data() + r * m.n + i * nb, m.at(i, 0) + r * m.n);
-    });
+                  x, m.ld());
+      auto release = [&](int64_t a, int64_t b) {
+        if (pending[a * t + b].fetch_sub(1) == 1) graph.run([&run_tile, a, b] { run_tile(a, b); });
+      };
+      // Spawned last, run first here: down the column, toward the last row's
+      // long chain; a thief takes the row's next tile.
+      if (j + 1 < i) release(i, j + 1);
+      if (i + 1 < t) release(i + 1, j);
+    };
+    graph.run([&run_tile] { run_tile(1, 0); });
+    graph.wait();
   }
-  for_each_tile(m.t, [&](int64_t j) {
+  for_each_tile(t, [&](int64_t j) {
     const int s = m.size(j);
     for (int r = 0; r < s; ++r) std::copy(diag_at(j) + r * nb, diag_at(j) + r * nb + r + 1, m.at(j, j) + r * m.n);
   });
