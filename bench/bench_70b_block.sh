@@ -23,6 +23,7 @@ cmake --build "$build" -j"$(nproc)" --target streamq bench_70b_plan >/dev/null
 echo "## 70B block: plan and projection"
 "$build/bench_70b_plan" --limit-gib 44 --method gptaq-cae
 echo
+echo "GPTQ w4 g128 (the quantized flow only), same device and tokens:"
 "$build/bench_70b_plan" --limit-gib 44 --method gptq | sed -n '/^| device/,$p'
 echo
 tmp=$(mktemp -d)
@@ -38,7 +39,7 @@ else
   limit=2GiB
   label="the 70B block's shape at 1/16 width, 2 blocks, 16 x 512 tokens"
 fi
-"$build/streamq" synth --out "$tmp/model" "${shape[@]}" --quiet
+"$build/streamq" synth --out "$tmp/model" "${shape[@]}" --quiet >/dev/null
 # Calibration ids below every vocabulary's size: a repeating ramp.
 python3 - "$tmp/calib.bin" <<'PY'
 import struct, sys
