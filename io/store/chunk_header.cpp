@@ -147,7 +147,13 @@ std::string decode_chunk_header(const char* in, uint32_t header_bytes, ChunkHead
     f.compressed_bytes = get_u32(e);
     f.xxh64_raw = get_u64(e + 4);
     const uint64_t values = std::min<uint64_t>(h->frame_elems, h->numel - i * h->frame_elems);
-    if (f.compressed_bytes == 0 || f.compressed_bytes > ZSTD_compressBound(values * esz))
+    // The least a zstd frame can take: every block of up to 128 KiB has a
+    // 3-byte header and at least 1 byte of content (an RLE block), so no
+    // frame expands a byte more than 32768 times. Checked here, before the
+    // reader allocates numel values for what a crafted header claims.
+    constexpr uint64_t kZstdMaxExpansion = (128 << 10) / 4;
+    if (f.compressed_bytes == 0 || f.compressed_bytes > ZSTD_compressBound(values * esz) ||
+        values * esz > uint64_t{f.compressed_bytes} * kZstdMaxExpansion)
       return "frame " + std::to_string(i) + ": compressed size " + std::to_string(f.compressed_bytes) +
              " impossible for " + std::to_string(values) + " values";
     total += f.compressed_bytes;
