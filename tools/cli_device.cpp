@@ -1,29 +1,21 @@
 // --device: choosing and opening the backend the pipeline runs on.
 #include "tools/cli_device.h"
 
-#include <cstdio>
+#include <dlfcn.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <filesystem>
+
+#include "kernels/cuda/cuda_plugin.h"
 #include "kernels/emulated/emulated_backend.h"
 #include "scheduler/memory_budget.h"
 #include "src/core/error.h"
-#if defined(STREAMQ_HAVE_CUDA)
-#include "kernels/cuda/cuda_backend.h"
-#include "kernels/cuda/cuda_device.h"
-#include "kernels/cuda/device_pool.h"
-#endif
 
 namespace streamq::cli {
 
-struct OpenedDevice::Keep {
-#if defined(STREAMQ_HAVE_CUDA)
-  std::unique_ptr<DevicePool> pool;  // outlives the backend (declared in OpenedDevice after keep_)
-#endif
-};
-
-OpenedDevice::OpenedDevice() : keep_(std::make_unique<Keep>()) {}
-OpenedDevice::~OpenedDevice() {
-  backend_.reset();  // before the pool it draws from
-}
+OpenedDevice::OpenedDevice() = default;
+OpenedDevice::~OpenedDevice() = default;
 OpenedDevice::OpenedDevice(OpenedDevice&&) noexcept = default;
 
 void add_device_flags(po::options_description& opts, DeviceFlags* f, bool with_sweep) {
@@ -59,18 +51,62 @@ std::string gib(uint64_t bytes) {
 
 bool given(const po::variables_map& vm, const char* flag) { return vm.count(flag) && !vm[flag].defaulted(); }
 
+// libstreamq_cuda.so next to this binary (the build puts it there).
+std::filesystem::path cuda_plugin_path() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (ec ? std::filesystem::path(".") : exe.parent_path()) / kCudaPluginFile;
+}
+
+// The plugin's table, loaded once per process and never unloaded (backends
+// it made may live until exit); nullptr with *why set when it cannot load.
+const CudaPlugin* load_cuda_plugin(std::string* why) {
+  static const CudaPlugin* plugin = nullptr;
+  static std::string error;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    const auto path = cuda_plugin_path();
+    if (!std::filesystem::exists(path)) {
+      error = "this streamq was built without CUDA (no " + path.string() + "; nvcc was not found at build time)";
+    } else if (void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL); lib == nullptr) {
+      error = std::string("cannot load ") + path.string() + ": " + dlerror();
+    } else if (auto* entry = reinterpret_cast<const CudaPlugin* (*)()>(dlsym(lib, kCudaPluginSymbol)); !entry) {
+      error = path.string() + " has no " + kCudaPluginSymbol + " (not a streamq CUDA plugin)";
+    } else if (entry()->abi != kCudaPluginAbi) {
+      error = path.string() + " is from another streamq build (plugin ABI " + std::to_string(entry()->abi) +
+              ", this binary " + std::to_string(kCudaPluginAbi) + "); rebuild";
+    } else {
+      plugin = entry();
+    }
+  }
+  if (!plugin && why) *why = error;
+  return plugin;
+}
+
+// Whether an NVIDIA driver is installed: without one no CUDA device can
+// answer, and --device auto need not load the CUDA libraries to find out.
+bool nvidia_driver_present() {
+  return std::filesystem::exists("/proc/driver/nvidia/version") || std::filesystem::exists("/dev/nvidiactl");
+}
+
 }  // namespace
 
 OpenedDevice open_device(const DeviceFlags& f, const po::variables_map& vm) {
   std::string kind = f.device;
   if (kind != "auto" && kind != "cpu" && kind != "cuda" && kind != "emulated")
     throw InputError("--device '" + kind + "': expected cpu, cuda, emulated or auto");
+  const CudaPlugin* cuda = nullptr;
   if (kind == "auto") {
-#if defined(STREAMQ_HAVE_CUDA)
-    kind = cuda_device_count() > 0 ? "cuda" : "cpu";
-#else
     kind = "cpu";
-#endif
+    if (nvidia_driver_present()) {
+      std::string why;
+      cuda = load_cuda_plugin(&why);
+      if (cuda && cuda->device_count() > 0) kind = "cuda";
+      else if (!cuda && why.find("built without CUDA") == std::string::npos)
+        std::fprintf(stderr, "streamq: --device auto: an NVIDIA driver is present but %s; running on cpu\n",
+                     why.c_str());
+    }
   }
   if (given(vm, "emulated-pcie-gbps") && kind != "emulated")
     throw InputError("--emulated-pcie-gbps applies to --device emulated only (the device is " + kind + ")");
@@ -102,21 +138,20 @@ OpenedDevice open_device(const DeviceFlags& f, const po::variables_map& vm) {
                     ")";
     return d;
   }
-#if defined(STREAMQ_HAVE_CUDA)
-  if (cuda_device_count() == 0)
-    throw InputError("--device cuda: no usable CUDA device (" + cuda_unavailable_reason() +
+  if (!cuda) {
+    std::string why;
+    cuda = load_cuda_plugin(&why);
+    if (!cuda) throw InputError("--device cuda: " + why + "; use --device cpu or emulated");
+  }
+  if (cuda->device_count() == 0)
+    throw InputError("--device cuda: no usable CUDA device (" + cuda->unavailable_reason() +
                      "); use --device cpu, or --device emulated to test the device path");
   if (d.sweep_precision == SweepPrecision::F64)
     throw InputError("--sweep-precision f64: the CUDA backend's sweep is float32 only (use f32, or --device cpu)");
-  const uint64_t pool_bytes = limit > 0 ? limit : DevicePool::default_limit();
-  d.keep_->pool = std::make_unique<DevicePool>(pool_bytes);
-  d.backend_ = make_cuda_backend(*d.keep_->pool);
-  d.description = "cuda: " + cuda_device_description() + " (pool " + gib(pool_bytes) + ")";
+  const uint64_t pool_bytes = limit > 0 ? limit : cuda->default_pool_limit();
+  d.backend_ = cuda->open(pool_bytes);
+  d.description = "cuda: " + cuda->device_description() + " (pool " + gib(pool_bytes) + ")";
   return d;
-#else
-  throw InputError("--device cuda: this streamq was built without CUDA (nvcc was not found at build time); "
-                   "use --device cpu or emulated");
-#endif
 }
 
 }  // namespace streamq::cli

@@ -25,7 +25,7 @@ struct DeviceFlags {
 // --sweep-precision to opts.
 void add_device_flags(po::options_description& opts, DeviceFlags* flags, bool with_sweep);
 
-// The opened device: its backend and what keeps it alive.
+// The opened device: its backend (a CUDA one owns its pool).
 class OpenedDevice {
  public:
   OpenedDevice();
@@ -38,15 +38,15 @@ class OpenedDevice {
 
  private:
   friend OpenedDevice open_device(const DeviceFlags& flags, const po::variables_map& vm);
-  struct Keep;
-  std::unique_ptr<Keep> keep_;
   std::unique_ptr<Backend> backend_;
 };
 
 // Opens the device the flags name ("auto": cuda when a usable device
 // answers, else cpu). InputError (exit 2) naming the flag for a flag that
 // means nothing on the chosen device, an emulated device without
-// --gpu-mem-limit, cuda in a build without it or on a machine without a GPU.
+// --gpu-mem-limit, cuda in a build without it (no libstreamq_cuda.so next to the binary) or
+// on a machine without a GPU. The CUDA libraries are loaded only here, only
+// for cuda, or for auto when an NVIDIA driver is installed.
 OpenedDevice open_device(const DeviceFlags& flags, const po::variables_map& vm);
 
 }  // namespace streamq::cli

@@ -164,6 +164,35 @@ TEST(DevicePipeline, DeviceFlagsAreCheckedAndNamed) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("tiny")));
 }
 
+// The CUDA libraries are a plugin (libstreamq_cuda.so next to the binary,
+// dlopen'ed): a CPU job never loads them (they cost ~240 MiB of RSS before
+// main() when linked in), and --device cuda on a machine without a GPU says
+// why in one line: no plugin in a build without nvcc, else the plugin loads
+// and CUDA's own answer is quoted. glibc's LD_DEBUG=libs shows what loads.
+TEST(DevicePipeline, CudaIsAPluginLoadedOnlyForCuda) {
+  if (std::filesystem::exists("/proc/driver/nvidia/version"))
+    GTEST_SKIP() << "an NVIDIA driver is installed: --device auto may pick cuda here (the GPU tests cover it)";
+  const std::vector<std::string> eval = {"eval", "--model", test::demo_model_dir(), "--data", kValid, "--seqlen",
+                                         "256", "--windows", "1", "--quiet"};
+  auto r = test::run_streamq_with("LD_DEBUG=libs", eval);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("libtbb"), std::string::npos) << "LD_DEBUG shows no library loading: " << r.err.substr(0, 400);
+  EXPECT_EQ(r.err.find("libstreamq_cuda"), std::string::npos);
+  EXPECT_EQ(r.err.find("libcudart"), std::string::npos);
+  EXPECT_EQ(r.err.find("libcublas"), std::string::npos);
+
+  r = test::run_streamq_with("LD_DEBUG=libs", with(eval, {"--device", "cuda"}));
+  EXPECT_EQ(r.exit_code, 2);
+  const bool plugin_built =
+      std::filesystem::exists(std::filesystem::path(test::streamq_bin()).parent_path() / "libstreamq_cuda.so");
+  if (plugin_built) {
+    EXPECT_NE(r.err.find("libstreamq_cuda.so"), std::string::npos) << "the plugin was not loaded";
+    EXPECT_NE(r.err.find("--device cuda: no usable CUDA device ("), std::string::npos) << r.err;
+  } else {
+    EXPECT_NE(r.err.find("--device cuda: this streamq was built without CUDA"), std::string::npos) << r.err;
+  }
+}
+
 // --gpu-mem-limit over a sweep: the pool's high-water mark stays under the
 // limit and under the plan's prediction; a limit below the predicted peak
 // lowers the chunk; the smallest limit the plan names works and one byte

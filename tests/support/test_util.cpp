@@ -19,6 +19,7 @@ namespace streamq::test {
 std::string source_dir() { return STREAMQ_SOURCE_DIR; }
 std::string demo_model_dir() { return source_dir() + "/data/stories260K"; }
 std::string shared_fixtures_dir() { return source_dir() + "/../shared/fixtures"; }
+std::string streamq_bin() { return STREAMQ_BIN; }
 
 ScratchDir::ScratchDir(const std::string& tag) {
   std::string templ = (std::filesystem::temp_directory_path() / ("streamq-" + tag + "-XXXXXX")).string();

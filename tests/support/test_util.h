@@ -14,6 +14,8 @@ std::string source_dir();
 std::string demo_model_dir();
 // ../shared/fixtures next to the repository (real data the tests may read).
 std::string shared_fixtures_dir();
+// The streamq binary the tests run (its folder holds libstreamq_cuda.so in a CUDA build).
+std::string streamq_bin();
 
 // A fresh, empty directory under the system temp dir, removed by the destructor.
 class ScratchDir {
