@@ -46,7 +46,49 @@ CheckpointFormat parse_checkpoint_format(const std::string& s) {
   throw InputError("--checkpoint-format '" + s + "': expected gptq or gptq_v2");
 }
 
+bool given(const po::variables_map& vm, const char* flag) { return vm.count(flag) && !vm[flag].defaulted(); }
+
+// A parameter given without the setting it belongs to would be silently
+// ignored, and the user would believe the method ran: each is an error (exit
+// 2) naming what is missing. One rule for every row: nothing is implied.
+struct FlagNeeds {
+  const char* flag;
+  const char* needs;
+  bool (*met)(const QuantConfig&, const LoaqConfig&);
+};
+
+bool gptq_family(const QuantConfig& q, const LoaqConfig&) { return q.method != MethodKind::Rtn; }
+
+const FlagNeeds kFlagNeeds[] = {
+    {"loaq-alpha", "--loaq", [](const QuantConfig&, const LoaqConfig& l) { return l.enabled; }},
+    {"loaq-beta", "--loaq", [](const QuantConfig&, const LoaqConfig& l) { return l.enabled; }},
+    {"loaq-norm", "--loaq", [](const QuantConfig&, const LoaqConfig& l) { return l.enabled; }},
+    {"cae-source", "--cae", [](const QuantConfig& q, const LoaqConfig&) { return q.cae; }},
+    {"cae-alpha", "--cae", [](const QuantConfig& q, const LoaqConfig&) { return q.cae; }},
+    {"gptaq-alpha", "--method gptaq", [](const QuantConfig& q, const LoaqConfig&) { return q.method == MethodKind::Gptaq; }},
+    {"p1-original", "--method gptaq", [](const QuantConfig& q, const LoaqConfig&) { return q.method == MethodKind::Gptaq; }},
+    {"scale-refine-iters", "--grid two-stage", [](const QuantConfig& q, const LoaqConfig&) { return q.two_stage(); }},
+    {"mse-grid", "--grid mse", [](const QuantConfig& q, const LoaqConfig&) { return q.clip == ClipSearch::Mse; }},
+    {"mse-max-shrink", "--grid mse", [](const QuantConfig& q, const LoaqConfig&) { return q.clip == ClipSearch::Mse; }},
+    {"mse-norm", "--grid mse", [](const QuantConfig& q, const LoaqConfig&) { return q.clip == ClipSearch::Mse; }},
+    {"static-groups", "--group N (N > 0)", [](const QuantConfig& q, const LoaqConfig&) { return q.group > 0; }},
+    {"static-groups", "--method gptq or gptaq (rtn's groups are static already)", gptq_family},
+    {"act-order", "--method gptq or gptaq (rtn has no column order)", gptq_family},
+    {"blocksize", "--method gptq or gptaq", gptq_family},
+    {"variant", "--method gptq or gptaq", gptq_family},
+    {"percdamp", "--method gptq or gptaq, or --loaq",
+     [](const QuantConfig& q, const LoaqConfig& l) { return q.method != MethodKind::Rtn || l.enabled; }},
+};
+
 }  // namespace
+
+void check_method_flag_dependencies(const po::variables_map& vm, const QuantConfig& q, const LoaqConfig& loaq) {
+  for (const FlagNeeds& n : kFlagNeeds) {
+    if (given(vm, n.flag) && !n.met(q, loaq))
+      throw InputError(std::string("--") + n.flag + " needs " + n.needs +
+                       ": without it the value would be ignored; add it or drop --" + n.flag);
+  }
+}
 
 void add_method_flags(po::options_description& opts, MethodFlags& f) {
   QuantConfig& q = f.quant;
@@ -104,7 +146,7 @@ void add_method_flags(po::options_description& opts, MethodFlags& f) {
       ("blocksize", po::value(&q.blocksize)->default_value(128), "gptq: lazy-batch block of columns");
 }
 
-void finish_method_flags(MethodFlags& f) {
+void finish_method_flags(MethodFlags& f, const po::variables_map& vm) {
   if (f.sym && f.asym) throw InputError("--sym and --asym exclude each other");
   QuantConfig& q = f.quant;
   q.sym = !f.asym;
@@ -114,6 +156,7 @@ void finish_method_flags(MethodFlags& f) {
   q.grid_style = parse_grid_style(f.grid_style);
   q.clip = parse_grid(f.grid);
   q.checkpoint_format = parse_checkpoint_format(f.checkpoint_format);
+  check_method_flag_dependencies(vm, q, f.loaq);
   MethodSpec(q, f.loaq).validate();
 }
 

@@ -125,6 +125,11 @@ int run_quantize(const std::vector<std::string>& args) {
   job.format = parse_output_format(format);
   if (vm.count("calib") + vm.count("calib-text") + vm.count("calib-samples") != 1)
     throw InputError("pass exactly one of --calib (token ids), --calib-text (text) and --calib-samples (samples)");
+  for (const char* f : {"calib-select", "calib-split"})
+    if (!vm[f].defaulted() && !vm.count("calib-samples"))
+      throw InputError(std::string("--") + f + " needs --calib-samples: without it the value would be ignored");
+  if (!vm["tokens-dtype"].defaulted() && !vm.count("calib"))
+    throw InputError("--tokens-dtype needs --calib (token ids): text is tokenized with the model's tokenizer");
   job.calib_select = parse_sample_select(calib_select);
   job.calib_split = parse_text_split(calib_split);
   // --format gguf implies the block's bits and group before the flags are
@@ -135,7 +140,7 @@ int run_quantize(const std::vector<std::string>& args) {
     if (vm["bits"].defaulted()) mf.quant.bits = implied.bits;
     if (vm["group"].defaulted()) mf.quant.group = implied.group;
   }
-  finish_method_flags(mf);
+  finish_method_flags(mf, vm);
   if (!gguf_type.empty() && job.format != OutputFormat::Gguf) throw InputError("--gguf-type needs --format gguf");
   if (job.format == OutputFormat::Gguf) {
     if (gguf_type.empty()) throw InputError("--format gguf needs --gguf-type Q4_0, Q4_1 or Q8_0");
