@@ -82,6 +82,16 @@ std::string format_size(uint64_t bytes) {
   return buf;
 }
 
+std::string format_breakdown(const std::vector<std::pair<std::string, uint64_t>>& items) {
+  std::string out;
+  for (const auto& [name, bytes] : items) {
+    char line[160];
+    std::snprintf(line, sizeof line, "    %-52s %12s\n", name.c_str(), format_size(bytes).c_str());
+    out += line;
+  }
+  return out;
+}
+
 Reservation::Reservation(Reservation&& other) noexcept
     : budget_(std::exchange(other.budget_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
 

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "src/core/error.h"  // BudgetError
 
@@ -26,6 +28,9 @@ uint64_t parse_size(const std::string& text, const std::string& flag);
 extern const char* const kSizeGrammar;
 // "1.50 GiB", "768.00 MiB", "512 B"; "unlimited" for UINT64_MAX.
 std::string format_size(uint64_t bytes);
+// A plan's breakdown of its peak, one indented "name  size" line per item
+// (the host memory plan's and the device plan's describe()).
+std::string format_breakdown(const std::vector<std::pair<std::string, uint64_t>>& items);
 
 constexpr uint64_t kUnlimitedBytes = UINT64_MAX;
 

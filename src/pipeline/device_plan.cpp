@@ -147,11 +147,7 @@ std::string DevicePlan::describe() const {
   if (!reason.empty()) o << " (" << reason << ")";
   o << "\n  predicted device peak " << format_size(peak_bytes) << " of " << format_size(limit) << ", during "
     << peak_phase << ":\n";
-  for (const auto& [name, b] : breakdown) {
-    char line[160];
-    std::snprintf(line, sizeof line, "    %-52s %12s\n", name.c_str(), format_size(b).c_str());
-    o << line;
-  }
+  o << format_breakdown(breakdown);
   return o.str();
 }
 
