@@ -26,7 +26,7 @@ for round in $(seq "$ROUNDS"); do
   for policy in fixed dynamic; do
     env=()
     [ "$policy" = dynamic ] && env=(STREAMQ_GLIBC_DYNAMIC_MMAP=1)
-    env "${env[@]}" "$B" quantize --model "$W/model" --out "$W/out" --overwrite --calib "$W/calib.bin" \
+    env "${env[@]}" "$B" quantize --preset gptq-paper --model "$W/model" --out "$W/out" --overwrite --calib "$W/calib.bin" \
       --nsamples "${NSAMPLES:-64}" --seqlen "${SEQLEN:-512}" --chunk-tokens 4096 --activations memory --bits 4 \
       --group 128 --method gptq --threads 2 --quiet
     python3 - "$W/out/streamq_report.json" "$policy" "$round" <<'PY' | tee -a "$W/runs.txt"

@@ -47,7 +47,7 @@ with open(sys.argv[1], "wb") as f:
     f.write(struct.pack("<%dH" % 65536, *[(i * 7919) % 30000 for i in range(65536)]))
 PY
 echo "## measured: $label, GPTAQ+CAE w4 g128 on $device, --gpu-mem-limit $limit"
-/usr/bin/time -f "wall %e s, host peak RSS %M KiB" "$build/streamq" quantize --model "$tmp/model" --out "$tmp/q" \
+/usr/bin/time -f "wall %e s, host peak RSS %M KiB" "$build/streamq" quantize --preset gptq-paper --model "$tmp/model" --out "$tmp/q" \
   --calib "$tmp/calib.bin" "${tokens[@]}" --method gptaq --cae --bits 4 --group 128 --device "$device" \
   --gpu-mem-limit "$limit" --report "$tmp/report.json" --quiet
 python3 - "$tmp/report.json" <<'PY'

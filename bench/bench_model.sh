@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for threads in 1 2; do
-  /usr/bin/time -f "wall %e s, max RSS %M KiB" ./build/streamq quantize --model data/stories260K --out "$out/q$threads" \
+  /usr/bin/time -f "wall %e s, max RSS %M KiB" ./build/streamq quantize --preset gptq-paper --model data/stories260K --out "$out/q$threads" \
     --calib data/tokens/tinystories_calib_tokens.bin --nsamples 128 --seqlen 256 --bits 4 --group 32 \
     --threads "$threads" --quiet --report "$out/r$threads.json"
   python3 - "$out/r$threads.json" "$threads" <<'PY'

@@ -20,7 +20,7 @@ mkdir -p "$W"
 # shellcheck disable=SC2086
 "$B" synth --preset llama3-8b --layers "$LAYERS" --vocab 32000 ${SHAPE:-} --out "$W/model" --overwrite --quiet
 for depth in 2 0; do
-  "$B" quantize --model "$W/model" --out "$W/q$depth" --overwrite --calib data/tokens/tinystories_calib_tokens.bin \
+  "$B" quantize --preset gptq-paper --model "$W/model" --out "$W/q$depth" --overwrite --calib data/tokens/tinystories_calib_tokens.bin \
     --nsamples "$NSAMPLES" --seqlen "$SEQLEN" --chunk-tokens 2048 --activations disk --prefetch-depth "$depth" \
     --method gptq --bits 4 --group 128 --trace "$W/trace$depth.json" --quiet
   python3 - "$W/q$depth/streamq_report.json" "$depth" <<'PY'

@@ -46,7 +46,7 @@ for seed in 0 1 2; do
       name=${entry%%|*}
       flags=${entry#*|}
       # shellcheck disable=SC2086
-      "$bin" quantize --model "$model" --out "$work/q" --overwrite "${calib[@]}" --seed "$seed" --bits "$bits" \
+      "$bin" quantize --preset gptq-paper --model "$model" --out "$work/q" --overwrite "${calib[@]}" --seed "$seed" --bits "$bits" \
         --group "$group" $flags --quiet
       ppl=$("$bin" eval --model "$work/q" "${evalf[@]}" | awk '/^ppl/ {print $2}')
       printf '%s\t%s\t%s\t%s\n' "w$bits g$group" "$name" "$seed" "$ppl" >>"$work/rows"

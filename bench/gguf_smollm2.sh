@@ -32,7 +32,7 @@ for entry in "${rows[@]}"; do
   rm -rf "$q"
   start=$(date +%s)
   # shellcheck disable=SC2086
-  "$bin" quantize --model "$model" --out "$q" --calib-text "$work/calib.txt" --nsamples 32 --seqlen 512 --seed 0 \
+  "$bin" quantize --preset gptq-paper --model "$model" --out "$q" --calib-text "$work/calib.txt" --nsamples 32 --seqlen 512 --seed 0 \
     --format gguf --gguf-type Q4_0 $flags --quiet
   secs=$(( $(date +%s) - start ))
   g=$(ppl "$q/model.gguf") f=$(ppl "$q")

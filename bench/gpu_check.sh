@@ -82,7 +82,7 @@ else
     extra=()
     [ "$dev" = "$device" ] && extra=("${limit[@]}")
     t0=$(date +%s.%N)
-    if "$bin" quantize --model data/stories260K --calib "$calib" --nsamples 32 --seqlen 256 --seed 0 \
+    if "$bin" quantize --preset gptq-paper --model data/stories260K --calib "$calib" --nsamples 32 --seqlen 256 --seed 0 \
          --method gptaq --cae --bits 4 --group 32 --device "$dev" "${extra[@]}" --out "$tmp/q-$dev" --quiet \
          --report "$tmp/r-$dev.json" >"$tmp/log-$dev" 2>&1; then
       t1=$(date +%s.%N)
@@ -104,7 +104,7 @@ else
       extra=()
       [ "$dev" = "$device" ] && extra=("${limit[@]}")
       t0=$(date +%s.%N)
-      if "$bin" quantize --model "$smol" --calib-text "$tmp/wiki_calib.txt" --nsamples 16 --seqlen 512 --seed 0 \
+      if "$bin" quantize --preset gptq-paper --model "$smol" --calib-text "$tmp/wiki_calib.txt" --nsamples 16 --seqlen 512 --seed 0 \
            --method gptq --act-order --bits 4 --group 128 --device "$dev" "${extra[@]}" --out "$tmp/s-$dev" --quiet \
            >"$tmp/slog-$dev" 2>&1; then
         t1=$(date +%s.%N)

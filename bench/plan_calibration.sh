@@ -28,7 +28,7 @@ row() {  # label model calib nsamples seqlen chunk activations group method-flag
   shift 8
   if [ -n "${ONLY:-}" ] && ! [[ "$label $*" =~ $ONLY ]]; then return; fi
   rm -rf "$W/out"
-  "$B" quantize --model "$model" --out "$W/out" --overwrite --calib "$calib" --nsamples "$ns" --seqlen "$sl" \
+  "$B" quantize --preset gptq-paper --model "$model" --out "$W/out" --overwrite --calib "$calib" --nsamples "$ns" --seqlen "$sl" \
     --chunk-tokens "$chunk" --activations "$act" --bits 4 --group "$group" --threads 2 --quiet "$@"
   python3 - "$W/out/streamq_report.json" "$label" "$ns x $sl" "$chunk" "$act" "$* g$group" <<'PY'
 import json, sys

@@ -54,7 +54,7 @@ out=bench/quality-stories260K.md
         dir="$work/q"
         rm -rf "$dir"
         # shellcheck disable=SC2086
-        if ! "$bin" quantize --model "$model" --out "$dir" --calib "$calib" --nsamples 32 --seqlen 256 --seed 0 \
+        if ! "$bin" quantize --preset gptq-paper --model "$model" --out "$dir" --calib "$calib" --nsamples 32 --seqlen 256 --seed 0 \
             --bits "$bits" --group "$group" $flags --quiet --report "$work/r.json" 2>"$work/err"; then
           echo "| $name | $bits | $group | failed: $(head -c 120 "$work/err") | | | |"
           continue

@@ -54,7 +54,7 @@ out=bench/quality-smollm2.md
       dir="$work/q"
       rm -rf "$dir"
       # shellcheck disable=SC2086
-      if ! "$bin" quantize --model "$model" --out "$dir" --calib-text "$calib" --nsamples 32 --seqlen 512 --seed 0 \
+      if ! "$bin" quantize --preset gptq-paper --model "$model" --out "$dir" --calib-text "$calib" --nsamples 32 --seqlen 512 --seed 0 \
           --bits "$bits" --group 128 $flags --quiet --report "$work/r.json" 2>"$work/err"; then
         echo "| $name | $bits | g128 | failed: $(head -c 120 "$work/err") | | | |"
         continue

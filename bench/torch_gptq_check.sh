@@ -33,7 +33,7 @@ run() {  # name, model, eval args (tokens file, dtype, seqlen, windows), quantiz
   [[ -z "${TORCH_CHECK_ONLY:-}" || $name =~ $TORCH_CHECK_ONLY ]] || return 0
   local q=$work/q g=$work/g
   rm -rf "$q" "$g"
-  "$bin" quantize --model "$m" --out "$q" "$@" --quiet
+  "$bin" quantize --preset gptq-paper --model "$m" --out "$q" "$@" --quiet
   "$bin" export --from "$q" --out "$g" --checkpoint-format "$fmt" --quiet
   local ppl
   ppl=$("$bin" eval --model "$g" --data "$tokens" --tokens-dtype "$dtype" --seqlen "$seqlen" --windows "$windows" \

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/cli_common.h"
+#include "src/export/quant_output.h"
 #include "io/file/file_util.h"
 #include "io/formats/gguf.h"
 #include "io/formats/safetensors.h"
@@ -53,6 +54,8 @@ int inspect_gguf(const std::string& path) {
               (long long)f->meta_int("general.quantization_version", -1));
   const std::string by = f->meta_string("general.quantized_by", "");
   if (!by.empty()) std::printf("quantized_by %s\n", by.c_str());
+  const std::string settings = f->meta_string("streamq.settings", "");
+  if (!settings.empty()) std::printf("streamq settings %s\n", settings.c_str());
   std::map<std::string, std::pair<int64_t, uint64_t>> by_type;  // type -> (tensors, bytes)
   for (const auto& t : f->tensors()) {
     auto& e = by_type[ggml_type_label(t.type)];
@@ -79,6 +82,12 @@ int inspect_gguf(const std::string& path) {
 }
 
 // The quantization_config of a GPTQ or compressed-tensors checkpoint.
+// Every effective setting a streamq quantize recorded (preset, method with
+// LoaQ, calibration), one JSON line.
+void print_settings(const nlohmann::json& s) {
+  if (s.is_object()) std::printf("  streamq settings %s\n", s.dump().c_str());
+}
+
 void print_quantization_config(const nlohmann::json& qc) {
   const std::string method = qc.value("quant_method", std::string("?"));
   std::printf("quantization: %s\n", method.c_str());
@@ -130,6 +139,8 @@ int run_inspect(const std::vector<std::string>& args) {
     // not validated as an HF model here (eval does, after dequantizing).
     std::printf("model %s\n", dir.c_str());
     print_quantization_config(qc);
+    if (qc.contains("meta") && qc["meta"].is_object()) print_settings(qc["meta"].value("streamq_settings", nlohmann::json()));
+    if (qc.contains("streamq") && qc["streamq"].is_object()) print_settings(qc["streamq"].value("settings", nlohmann::json()));
     print_tensor_table(*SafetensorsModel::open(dir));
     return 0;
   }
@@ -153,6 +164,7 @@ int run_inspect(const std::vector<std::string>& args) {
       const nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
       if (j.is_object()) std::printf("  %s\n", quant_config_from_json(j, qf->path()).describe().c_str());
     }
+    print_settings(recorded_settings(*qf));
   }
   print_tensor_table(model.tensors());
   return 0;

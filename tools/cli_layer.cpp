@@ -30,7 +30,8 @@ int run_layer(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("layer", "--weight W --x X [--xfp X~] --out DIR [method flags]", opts, args, &vm)) return 0;
   require(vm, {"weight", "x", "out"});
-  finish_method_flags(mf, vm);
+  const std::string preset_line = finish_method_flags(mf, vm, PresetTarget::AsymmetricOk);
+  if (!preset_line.empty()) std::cerr << "layer: " << preset_line << "\n";
   job.quant = mf.quant;
   job.loaq = mf.loaq;
   const auto limit = set_threads(threads);

@@ -1,6 +1,8 @@
 // Method flags: definitions with help text, and parsing into QuantConfig.
 #include "tools/cli_method_flags.h"
 
+#include <vector>
+
 #include "src/core/error.h"
 #include "src/methods/method.h"
 
@@ -80,7 +82,64 @@ const FlagNeeds kFlagNeeds[] = {
      [](const QuantConfig& q, const LoaqConfig& l) { return q.method != MethodKind::Rtn || l.enabled; }},
 };
 
+// The best preset (bench/defaults_table.sh, bench/RESULTS.md "Defaults": at
+// 3 calibration seeds per cell, LoaQ + two-stage + act-order won every cell on
+// stories260K w4/w3 g32 and SmolLM2-135M w4 g128, asymmetric ahead of
+// symmetric in each). Fills only what the command line left at its default.
+std::string apply_best_preset(MethodFlags& f, const po::variables_map& vm, PresetTarget t) {
+  QuantConfig& q = f.quant;
+  std::vector<std::string> set;
+  const bool free_min = t == PresetTarget::GgufFreeMin;
+  if (!given(vm, "loaq")) {
+    f.loaq.enabled = true;
+    set.push_back("--loaq");
+  }
+  if (!given(vm, "grid")) {
+    // Q4_1's free fp16 min has no integer zero point for stage 2 to refine.
+    f.grid = free_min ? "minmax" : "two-stage";
+    set.push_back("--grid " + f.grid);
+  }
+  std::string note;
+  if (!given(vm, "act-order")) {
+    if (f.method == "rtn") {
+      note = " (not --act-order: rtn has no column order)";
+    } else {
+      q.act_order = true;
+      set.push_back("--act-order");
+      // GGUF blocks are 32 consecutive inputs: groups fixed in column order
+      // (two-stage grids are, by construction; a min-max grid needs it said).
+      if (free_min && !given(vm, "static-groups") && q.group > 0) {
+        q.static_groups = true;
+        set.push_back("--static-groups");
+      }
+    }
+  }
+  if (!given(vm, "sym") && !given(vm, "asym")) {
+    if (t == PresetTarget::AsymmetricOk) {
+      f.asym = true;
+      set.push_back("--asym");
+    } else if (t == PresetTarget::SymmetricOnly) {
+      note += " (symmetric: vLLM's Marlin kernels take symmetric GPTQ only)";
+    }
+  }
+  std::string line = "preset best:";
+  for (const auto& s : set) line += " " + s;
+  return line + note;
+}
+
 }  // namespace
+
+const char* const kPresetHelp =
+    "which defaults the method flags not given take: best (the default: what won the 3-seed quality tables on "
+    "stories260K and SmolLM2-135M, bench/RESULTS.md \"Defaults\": --loaq --grid two-stage --act-order with "
+    "--method gptq, and --asym where the format's fast kernels take asymmetric grids: the fake-quant output, "
+    "compressed-tensors and streamq layer; --format gptq stays symmetric, because vLLM's Marlin kernels take "
+    "symmetric 4/8-bit GPTQ only; --format gguf takes the --gguf-type's grid, and for Q4_1, whose free fp16 min "
+    "stage 2 cannot refine, --grid minmax --static-groups; rtn gets no --act-order) or gptq-paper (the GPTQ "
+    "paper's plain settings: every method flag at the default its help states, i.e. symmetric min-max grid, "
+    "columns in order, no LoaQ). Flags given always win over the preset (e.g. --sym, --grid mse, or "
+    "--preset gptq-paper --act-order); what the preset set is printed on stderr and every effective setting "
+    "is in the report and the checkpoint's metadata";
 
 void check_method_flag_dependencies(const po::variables_map& vm, const QuantConfig& q, const LoaqConfig& loaq) {
   for (const FlagNeeds& n : kFlagNeeds) {
@@ -93,6 +152,7 @@ void check_method_flag_dependencies(const po::variables_map& vm, const QuantConf
 void add_method_flags(po::options_description& opts, MethodFlags& f) {
   QuantConfig& q = f.quant;
   opts.add_options()
+      ("preset", po::value(&f.preset)->default_value("best"), kPresetHelp)
       ("method", po::value(&f.method)->default_value("gptq"),
        "rtn | gptq | gptaq (GPTQ with asymmetric calibration: also aligns each linear with the FP model's "
        "input, through the P1 term built from dX X^T)")
@@ -112,7 +172,8 @@ void add_method_flags(po::options_description& opts, MethodFlags& f) {
        "--gptaq-alpha 1)")
       ("loaq", po::bool_switch(&f.loaq.enabled),
        "LoaQ: quantize the output-approximating target W (I + a D1 H^-1) + b E H^-1 instead of W (input "
-       "projections: linear-layer term; o_proj/down_proj: also the residual-stream term); combines with any method")
+       "projections: linear-layer term; o_proj/down_proj: also the residual-stream term); combines with any "
+       "method (set by --preset best)")
       ("loaq-alpha", po::value(&f.loaq.alpha)->default_value(0.5), "loaq: weight a of the linear-layer term (0..1)")
       ("loaq-beta", po::value(&f.loaq.beta)->default_value(0.5),
        "loaq: weight b of the sub-layer (residual) term for o_proj/down_proj (0..1)")
@@ -120,8 +181,8 @@ void add_method_flags(po::options_description& opts, MethodFlags& f) {
        "loaq: approximate the RMS-normalized sub-layer outputs (rescale tokens by their output's RMS factor)")
       ("bits", po::value(&q.bits)->default_value(4), "weight bits: 2..8")
       ("group", po::value(&q.group)->default_value(-1), "input columns per scale group; -1 = one per output row")
-      ("sym", po::bool_switch(&f.sym), "symmetric grid (the default)")
-      ("asym", po::bool_switch(&f.asym), "asymmetric grid with a zero point")
+      ("sym", po::bool_switch(&f.sym), "symmetric grid (the default of --preset gptq-paper and of --format gptq)")
+      ("asym", po::bool_switch(&f.asym), "asymmetric grid with a zero point (set by --preset best where the format allows)")
       ("checkpoint-format", po::value(&f.checkpoint_format)->default_value("gptq"),
        "GPTQ checkpoint the grids must fit (see streamq export --help): gptq (classic layout that vLLM, "
        "transformers and gptqmodel load; stores zero - 1, so --asym zero points are kept >= 1 by widening the "
@@ -130,7 +191,7 @@ void add_method_flags(po::options_description& opts, MethodFlags& f) {
       ("grid-style", po::value(&f.grid_style)->default_value("quarot"),
        "integer grid: quarot (signed symmetric range, as the GPTAQ/CAE code) or gptq (the original GPTQ's)")
       ("grid", po::value(&f.grid)->default_value("minmax"),
-       "range per row/group: minmax, mse (GPTQ's search over shrink factors minimizing sum |q-x|^norm), or "
+       "range per row/group (--preset best: two-stage): minmax, mse (GPTQ's search over shrink factors minimizing sum |q-x|^norm), or "
        "two-stage (two-stage paper: each group's scale searched to minimize its H-weighted error before the "
        "sweep, groups then fixed as with --static-groups; after the sweep, integers frozen, the scales refined "
        "by coordinate descent on ||W X~ - Q X||^2; works with every --method; collects the FP flow)")
@@ -139,15 +200,18 @@ void add_method_flags(po::options_description& opts, MethodFlags& f) {
       ("mse-grid", po::value(&q.mse_grid)->default_value(100), "mse: shrink factors are 1 - i/mse-grid")
       ("mse-max-shrink", po::value(&q.mse_max_shrink)->default_value(0.8), "mse: i < mse-max-shrink * mse-grid")
       ("mse-norm", po::value(&q.mse_norm)->default_value(2.4), "mse: exponent of the error")
-      ("act-order", po::bool_switch(&q.act_order), "gptq: quantize columns by descending diag(H)")
+      ("act-order", po::bool_switch(&q.act_order), "gptq: quantize columns by descending diag(H) (set by --preset best)")
       ("static-groups", po::bool_switch(&q.static_groups),
        "gptq: fix each group's grid up front in original column order (with --act-order keeps groups contiguous)")
       ("percdamp", po::value(&q.percdamp)->default_value(0.01), "gptq: damping, fraction of mean diag(H)")
       ("blocksize", po::value(&q.blocksize)->default_value(128), "gptq: lazy-batch block of columns");
 }
 
-void finish_method_flags(MethodFlags& f, const po::variables_map& vm) {
+std::string finish_method_flags(MethodFlags& f, const po::variables_map& vm, PresetTarget target) {
   if (f.sym && f.asym) throw InputError("--sym and --asym exclude each other");
+  std::string preset_line;
+  if (f.preset == "best") preset_line = apply_best_preset(f, vm, target);
+  else if (f.preset != "gptq-paper") throw InputError("--preset '" + f.preset + "': expected best or gptq-paper");
   QuantConfig& q = f.quant;
   q.sym = !f.asym;
   q.method = parse_method(f.method);
@@ -158,6 +222,7 @@ void finish_method_flags(MethodFlags& f, const po::variables_map& vm) {
   q.checkpoint_format = parse_checkpoint_format(f.checkpoint_format);
   check_method_flag_dependencies(vm, q, f.loaq);
   MethodSpec(q, f.loaq).validate();
+  return preset_line;
 }
 
 }  // namespace streamq::cli

@@ -13,14 +13,30 @@ namespace streamq::cli {
 struct MethodFlags {
   QuantConfig quant;
   LoaqConfig loaq;
+  std::string preset;  // --preset: which defaults the flags not given take (apply_preset)
   std::string method, grid_style, grid, variant, cae_source, checkpoint_format;
   bool sym = false, asym = false;
 };
 
+// What the quantized weights are for, as far as the best preset's grid is
+// concerned: asymmetric grids where the format's fast kernels take them (the
+// fake-quant output, compressed-tensors' WNA16 path, `streamq layer`),
+// symmetric for classic GPTQ checkpoints (vLLM's Marlin kernels take only
+// symmetric 4/8-bit GPTQ), and for GGUF the --gguf-type's own grid (Q4_1's
+// free fp16 min has no integer zero point for the two-stage refinement).
+enum class PresetTarget { AsymmetricOk, SymmetricOnly, GgufIntegerGrid, GgufFreeMin };
+
+// The presets --help lists, each with what it sets ("name: ...").
+extern const char* const kPresetHelp;
+
 void add_method_flags(boost::program_options::options_description& opts, MethodFlags& f);
 // Turns the parsed strings into f.quant / f.loaq and validates them (InputError
 // naming the flag), including check_method_flag_dependencies.
-void finish_method_flags(MethodFlags& f, const boost::program_options::variables_map& vm);
+// The preset fills the method flags the command line did not give (flags
+// given always win; see kPresetHelp), then everything is validated. Returns
+// one line saying what the preset set, for stderr ("" when it set nothing).
+std::string finish_method_flags(MethodFlags& f, const boost::program_options::variables_map& vm,
+                                PresetTarget target);
 // A method parameter given (on the command line, not defaulted) without the
 // setting it belongs to (--loaq-alpha without --loaq, --mse-grid without
 // --grid mse, --act-order with rtn, ...) is an InputError naming both.

@@ -140,7 +140,13 @@ int run_quantize(const std::vector<std::string>& args) {
     if (vm["bits"].defaulted()) mf.quant.bits = implied.bits;
     if (vm["group"].defaulted()) mf.quant.group = implied.group;
   }
-  finish_method_flags(mf, vm);
+  PresetTarget target = PresetTarget::AsymmetricOk;
+  if (job.format == OutputFormat::Gptq) target = PresetTarget::SymmetricOnly;
+  if (job.format == OutputFormat::Gguf)
+    target = !gguf_type.empty() && parse_gguf_quant_type(gguf_type) == GgufQuantType::Q4_1 ? PresetTarget::GgufFreeMin
+                                                                                          : PresetTarget::GgufIntegerGrid;
+  const std::string preset_line = finish_method_flags(mf, vm, target);
+  job.preset = mf.preset;
   if (!gguf_type.empty() && job.format != OutputFormat::Gguf) throw InputError("--gguf-type needs --format gguf");
   if (job.format == OutputFormat::Gguf) {
     if (gguf_type.empty()) throw InputError("--format gguf needs --gguf-type Q4_0, Q4_1 or Q8_0");
@@ -153,7 +159,7 @@ int run_quantize(const std::vector<std::string>& args) {
       throw InputError("--group " + std::to_string(mf.quant.group) + with + " (32-wide blocks)");
     if (mf.asym && want.sym) throw InputError("--asym" + with + " (symmetric blocks)");
     if (mf.sym && !want.sym) throw InputError("--sym" + with + " (a free fp16 min per block)");
-    if (want.act_order && !want.static_groups && want.method != MethodKind::Rtn)
+    if (want.act_order && !want.static_groups && !want.two_stage() && want.method != MethodKind::Rtn)
       throw InputError("--act-order without --static-groups" + with + " (blocks are 32 consecutive inputs)");
     want.validate();
     mf.quant = want;
@@ -176,7 +182,10 @@ int run_quantize(const std::vector<std::string>& args) {
   const auto limit = set_threads(threads);
   OpenedDevice device = open_device(df, vm);
   job.sweep_precision = device.sweep_precision;
-  if (!quiet) std::cerr << "quantize: device " << device.description << "\n";
+  if (!quiet) {
+    if (!preset_line.empty()) std::cerr << "quantize: " << preset_line << "\n";
+    std::cerr << "quantize: device " << device.description << "\n";
+  }
   const QuantizeReport r = run_quantize(job, device.backend(), quiet ? nullptr : &std::cerr);
   if (!quiet) {
     int64_t n = 0, retries = 0;

@@ -100,10 +100,12 @@ DType scale_dtype(const QuantOutput& qo, const QuantLinearInfo& l) {
 
 std::string actorder_of(const QuantConfig& q) {
   if (!q.act_order || q.group <= 0 || q.method == MethodKind::Rtn) return "";
-  return q.static_groups ? "static" : "group";
+  // Two-stage grids are fixed in column order before the sweep, as static groups are.
+  return q.static_groups || q.two_stage() ? "static" : "group";
 }
 
-nlohmann::json quantization_config(const QuantConfig& q, const CompressedTensorsExportReport& rep) {
+nlohmann::json quantization_config(const QuantConfig& q, const nlohmann::json& settings,
+                                   const CompressedTensorsExportReport& rep) {
   nlohmann::json weights{{"num_bits", q.bits},
                          {"type", "int"},
                          {"symmetric", q.sym},
@@ -118,6 +120,10 @@ nlohmann::json quantization_config(const QuantConfig& q, const CompressedTensors
                        {"weights", weights},
                        {"input_activations", nullptr},
                        {"output_activations", nullptr}};
+  nlohmann::json streamq{{"quantizer", std::string("streamq:") + STREAMQ_VERSION},
+                         {"method", q.describe()},
+                         {"quant_config", quant_config_to_json(q)}};
+  if (!settings.is_null()) streamq["settings"] = settings;
   return {{"quant_method", "compressed-tensors"},
           {"format", "pack-quantized"},
           {"quantization_status", "compressed"},
@@ -126,9 +132,7 @@ nlohmann::json quantization_config(const QuantConfig& q, const CompressedTensors
           {"kv_cache_scheme", nullptr},
           {"global_compression_ratio", nullptr},
           {"sparsity_config", nlohmann::json::object()},
-          {"streamq", {{"quantizer", std::string("streamq:") + STREAMQ_VERSION},
-                       {"method", q.describe()},
-                       {"quant_config", quant_config_to_json(q)}}}};
+          {"streamq", streamq}};
 }
 
 }  // namespace
@@ -238,13 +242,22 @@ CompressedTensorsExportReport write_compressed_tensors_checkpoint(const std::str
       const std::vector<int32_t> zp = ct_pack_cols(zt.data(), l.out, l.ngroups, q.bits);
       writer.write(l.prefix + ".weight_zero_point", zp.data(), zp.size() * sizeof(int32_t));
     }
-    if (with_g_idx) writer.write(l.prefix + ".weight_g_idx", d.g_idx.data(), d.g_idx.size() * sizeof(int32_t));
+    if (with_g_idx) {
+      writer.write(l.prefix + ".weight_g_idx", d.g_idx.data(), d.g_idx.size() * sizeof(int32_t));
+    } else if (q.group > 0) {
+      // Without weight_g_idx loaders take column i in group i / group_size:
+      // a config that promised fixed groups must have produced exactly that.
+      for (int64_t i = 0; i < l.in; ++i)
+        if (d.g_idx[static_cast<size_t>(i)] != i / q.group)
+          throw InternalError(l.prefix + ": g_idx is not contiguous although the groups were fixed (" +
+                              q.describe() + ")");
+    }
   }
   writer.finish();
   rep.files = writer.file_names();
 
   nlohmann::json config = qo.config();
-  config["quantization_config"] = quantization_config(q, rep);
+  config["quantization_config"] = quantization_config(q, qo.settings(), rep);
   atomic_write_file(dest_dir + "/config.json", config.dump(2) + "\n");
   atomic_write_file(dest_dir + "/" + kCompressedTensorsExportReportName, rep.to_json().dump(1) + "\n");
   if (log) {

@@ -44,7 +44,8 @@ std::string gguf_grid_conflict(GgufQuantType t, const QuantConfig& q) {
   if (q.group != kGgmlBlock) return "--group " + std::to_string(q.group);
   if (t == GgufQuantType::Q4_1 && q.sym) return "--sym";
   if (t != GgufQuantType::Q4_1 && !q.sym) return "--asym";
-  if (q.act_order && !q.static_groups && q.method != MethodKind::Rtn)
+  // Two-stage grids are fixed in column order before the sweep, as static groups are.
+  if (q.act_order && !q.static_groups && !q.two_stage() && q.method != MethodKind::Rtn)
     return "--act-order without --static-groups";
   return "";
 }
@@ -264,6 +265,8 @@ GgufExportReport export_gguf(const std::string& quant_dir, const std::string& ou
   w.kv_u32("general.file_type", file_type(opts.type));
   w.kv_u32("general.quantization_version", 2);  // GGML_QNT_VERSION
   w.kv_str("general.quantized_by", std::string("streamq ") + STREAMQ_VERSION + ": " + q.describe());
+  // Every effective setting (preset, LoaQ, calibration), as the quantize output recorded it.
+  if (!qo.settings().is_null()) w.kv_str("streamq.settings", qo.settings().dump());
   w.kv_u32("llama.context_length", static_cast<uint32_t>(cfg.value("max_position_embeddings", 2048)));
   w.kv_u32("llama.embedding_length", static_cast<uint32_t>(d.hidden));
   w.kv_u32("llama.block_count", static_cast<uint32_t>(d.layers));

@@ -1,6 +1,7 @@
 // GPTQ checkpoint export: validate every quantized linear against what a
 // loader will reconstruct, pack it, copy the rest, describe it in config.json.
 #include "src/export/gptq_export.h"
+#include "src/export/quant_output.h"
 
 #include <algorithm>
 #include <cmath>
@@ -225,7 +226,7 @@ void decide_exclusions(std::vector<LinearEntry>& linears, int64_t group) {
                  "relative name (" + e.rel + ")";
 }
 
-nlohmann::json quantization_config(const QuantConfig& q, const GptqExportReport& rep,
+nlohmann::json quantization_config(const QuantConfig& q, const nlohmann::json& settings, const GptqExportReport& rep,
                                    const std::vector<LinearEntry>& linears, std::ostream* log) {
   double damp = q.percdamp;
   if (!(damp > 0 && damp < 1)) {
@@ -267,6 +268,7 @@ nlohmann::json quantization_config(const QuantConfig& q, const GptqExportReport&
   c["meta"] = {{"quantizer", {std::string("streamq:") + STREAMQ_VERSION}},
                {"streamq_method", q.describe()},
                {"streamq_quant_config", quant_config_to_json(q)}};
+  if (!settings.is_null()) c["meta"]["streamq_settings"] = settings;
   return c;
 }
 
@@ -366,7 +368,7 @@ GptqExportReport write_gptq_checkpoint(const std::string& quant_dir, const std::
   writer.finish();
   rep.files = writer.file_names();
 
-  const nlohmann::json qc = quantization_config(q, rep, linears, log);
+  const nlohmann::json qc = quantization_config(q, recorded_settings(*qf), rep, linears, log);
   config["quantization_config"] = qc;
   atomic_write_file(dest_dir + "/config.json", config.dump(2) + "\n");
   // AutoGPTQ (and vLLM without quantization_config) read quantize_config.json.

@@ -41,6 +41,15 @@ float through_dtype_f32(float v, DType dtype) {
   return back;
 }
 
+nlohmann::json recorded_settings(const SafetensorsFile& f) {
+  const auto it = f.metadata().find(kSettingsMetadataKey);
+  if (it == f.metadata().end()) return nullptr;
+  nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    throw InputError(f.path() + ": " + kSettingsMetadataKey + " metadata is not a JSON object");
+  return j;
+}
+
 std::string block_relative_name(const std::string& prefix) {
   const std::string head = "model.layers.";
   if (prefix.rfind(head, 0) != 0) return prefix;
@@ -61,6 +70,7 @@ QuantOutput::QuantOutput(const std::string& quant_dir) : dir_(quant_dir) {
   const nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw InputError(qpath + ": quant_config metadata is not valid JSON");
   quant_ = quant_config_from_json(j, qpath + " quant_config");
+  settings_ = recorded_settings(*qfile_);
   model_ = SafetensorsModel::open(quant_dir);
   config_ = nlohmann::json::parse(read_file(quant_dir + "/config.json"), nullptr, false);
   if (config_.is_discarded() || !config_.is_object()) throw InputError(quant_dir + "/config.json: not a JSON object");

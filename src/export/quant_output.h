@@ -44,6 +44,7 @@ class QuantOutput {
 
   const std::string& dir() const { return dir_; }
   const QuantConfig& quant() const { return quant_; }
+  const nlohmann::json& settings() const { return settings_; }  // recorded_settings of the quant file
   const nlohmann::json& config() const { return config_; }  // config.json
   const std::vector<QuantLinearInfo>& linears() const { return linears_; }
   const SafetensorsModel& model() const { return *model_; }  // the fake-quant checkpoint
@@ -59,11 +60,20 @@ class QuantOutput {
  private:
   std::string dir_;
   QuantConfig quant_;
+  nlohmann::json settings_;
   nlohmann::json config_;
   std::vector<QuantLinearInfo> linears_;
   std::unique_ptr<SafetensorsFile> qfile_;
   std::unique_ptr<SafetensorsModel> model_;
 };
+
+// The metadata key of a streamq quantize output's safetensors files that holds
+// every effective setting as JSON (QuantizeReport::settings: preset, method
+// with LoaQ, calibration, format); the exports carry it into their metadata.
+inline constexpr const char* kSettingsMetadataKey = "streamq_settings";
+// The settings a file records; null when it has none (outputs older than the
+// key). InputError naming the file when the value is not a JSON object.
+nlohmann::json recorded_settings(const SafetensorsFile& f);
 
 // The value a float tensor of `dtype` holds for v.
 float through_dtype_f32(float v, DType dtype);

@@ -9,6 +9,7 @@
 #include "src/model/model.h"
 #include "src/job/block_files.h"
 #include "src/export/model_source.h"
+#include "src/export/quant_output.h"
 #include "src/job/output_dir.h"
 #include "src/job/workdir.h"
 
@@ -42,9 +43,19 @@ GptqExportReport export_gptq_from_workdir(const std::string& workdir, const std:
   in.source = &model.tensors();
   in.quant = quant;
   in.block_path = [&](int64_t b) { return wd.block_path(b); };
-  in.fq_metadata = {{"format", "pt"}, {"streamq", quant.describe()}};
+  // The job's settings as its manifest froze them (the preset that filled
+  // them is not part of a job's identity).
+  const nlohmann::json& id = manifest.at("identity");
+  const std::string settings = nlohmann::json{{"quantizer", std::string("streamq ") + STREAMQ_VERSION},
+                                              {"preset", nullptr},
+                                              {"method", id.at("method")},
+                                              {"calibration", id.at("calibration")},
+                                              {"output", id.value("output", nlohmann::json())},
+                                              {"from_workdir", workdir}}
+                                   .dump();
+  in.fq_metadata = {{"format", "pt"}, {"streamq", quant.describe()}, {kSettingsMetadataKey, settings}};
   in.qr_metadata = {{"format", "streamq-quant"}, {"streamq", quant.describe()},
-                    {"quant_config", quant_config_to_json(quant).dump()}};
+                    {"quant_config", quant_config_to_json(quant).dump()}, {kSettingsMetadataKey, settings}};
   assemble_checkpoint(in, fq);
   out.copy_side_files(source.dir());
   atomic_write_file(fq + "/config.json", read_file(out.staging_path() + "/config.json"));

@@ -33,6 +33,7 @@
 #include "src/export/gguf_export.h"
 #include "src/export/gptq_export.h"
 #include "src/export/model_source.h"
+#include "src/export/quant_output.h"
 #include "src/job/output_dir.h"
 #include "src/report/profile.h"
 #include "src/report/progress.h"
@@ -52,6 +53,30 @@ namespace fs = std::filesystem;
 
 namespace streamq {
 namespace {
+
+// Every setting that decides the output, defaults included (whatever filled
+// them: a flag, the --preset, the library's default), as the report and the
+// checkpoint's metadata record them.
+nlohmann::json effective_settings(const QuantizeJob& job, const std::string& arithmetic) {
+  nlohmann::json calib{{"nsamples", job.nsamples}, {"seqlen", job.seqlen}, {"seed", job.seed}};
+  if (!job.calib_samples_path.empty()) {
+    calib["samples"] = job.calib_samples_path;
+    calib["select"] = job.calib_select == SampleSelect::Random ? "random" : "first";
+    calib["split"] = job.calib_split == TextSplit::Auto ? "auto" : (job.calib_split == TextSplit::Line ? "line" : "paragraph");
+  } else if (!job.calib_text_path.empty()) {
+    calib["text"] = job.calib_text_path;
+  } else {
+    calib["tokens"] = job.calib_path;
+    calib["tokens_dtype"] = job.tokens_dtype == TokensDType::U16 ? "uint16" : "int32";
+  }
+  return {{"quantizer", std::string("streamq ") + STREAMQ_VERSION},
+          {"preset", job.preset.empty() ? nlohmann::json(nullptr) : nlohmann::json(job.preset)},
+          {"method", {{"quant", quant_config_to_json(job.quant)}, {"loaq", loaq_config_to_json(job.loaq)}}},
+          {"calibration", calib},
+          {"format", to_string(job.format)},
+          {"chunk_tokens", job.chunk_tokens},
+          {"arithmetic", arithmetic}};
+}
 
 JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, const CalibrationSet& calib_set,
                           const std::string& calib_name, const std::string& method_text,
@@ -656,6 +681,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.seqlen = job.seqlen;
   report.seed = job.seed;
   report.calibration = calib_set.to_json();
+  report.settings = effective_settings(job, arithmetic_of(be, backends, job.quant));
   report.activations = store.description;
   report.device = device_report(be, backends, job.quant);
   if (device_plan) {
@@ -722,10 +748,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     in.source = &st;
     in.quant = job.quant;
     in.block_path = [&](int64_t b) { return wd->block_path(b); };
-    in.fq_metadata = {{"format", "pt"}, {"streamq", job.quant.describe()}};
+    const std::string settings = report.settings.dump();
+    in.fq_metadata = {{"format", "pt"}, {"streamq", job.quant.describe()}, {kSettingsMetadataKey, settings}};
     in.qr_metadata = {{"format", "streamq-quant"},
                       {"streamq", job.quant.describe()},
-                      {"quant_config", quant_config_to_json(job.quant).dump()}};
+                      {"quant_config", quant_config_to_json(job.quant).dump()},
+                      {kSettingsMetadataKey, settings}};
     const bool sharded_input = fs::exists(source.dir() + "/model.safetensors.index.json");
     in.max_shard_bytes = sharded_input ? (5ull << 30) : UINT64_MAX;
     in.on_tensor = [&] { kill_point(KillPoint::Assemble); };

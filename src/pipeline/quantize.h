@@ -63,6 +63,9 @@ struct JobSpec {
 // A job: its spec, and how it runs (where, with which budgets, what it logs).
 struct QuantizeJob : JobSpec {
   std::string out_dir;
+  // The CLI's --preset that filled the method flags not given ("" = none):
+  // recorded with the effective settings; the bytes follow those alone.
+  std::string preset;
   // Where block-boundary activations live: Auto (memory when the host
   // budget holds them, else disk), Memory or Disk (the compressed store).
   // Enums parsed once by the CLI (tools/cli_quantize.cpp).
@@ -120,6 +123,10 @@ struct QuantizeReport {
   int64_t nsamples = 0, seqlen = 0;
   uint64_t seed = 0;
   nlohmann::json calibration;   // sequences, tokens, samples truncated (CalibrationSet::to_json)
+  // Every setting that decided the output, defaults included: preset, method
+  // (quant config + LoaQ), calibration source and draw, format, arithmetic.
+  // Also in the checkpoint's metadata (kSettingsMetadataKey).
+  nlohmann::json settings;
   double total_seconds = 0;
   uint64_t peak_rss_bytes = 0;
   std::string workdir, job_id;  // a resumable job's directory and id

@@ -25,6 +25,7 @@ constexpr ResumeRule kRules[] = {
     {"--seqlen", false, "calibration"},
     {"--seed", false, "calibration windows drawn"},
     // How: every method flag is part of the method's fingerprint.
+    {"--preset", false, "method (through the values it fills in; the preset's name itself is not compared)"},
     {"--method", false, "method"},
     {"--cae", false, "method"},
     {"--cae-source", false, "method"},

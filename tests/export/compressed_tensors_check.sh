@@ -26,9 +26,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 calib="$root/data/tokens/tinystories_calib_tokens.bin"
 n=0
-for flags in "--bits 4 --group 32 --asym --act-order" "--bits 4 --group 32 --sym --act-order --static-groups" \
-             "--bits 4 --group -1 --sym" "--bits 8 --group 32 --sym" "--bits 8 --group -1 --asym" \
-             "--bits 2 --group 32 --asym --grid two-stage"; do
+# The grids one at a time from the plain paper's settings, then the default
+# preset (LoaQ, two-stage, act-order: fixed groups, actorder static).
+p="--preset gptq-paper"
+for flags in "$p --bits 4 --group 32 --asym --act-order" "$p --bits 4 --group 32 --sym --act-order --static-groups" \
+             "$p --bits 4 --group -1 --sym" "$p --bits 8 --group 32 --sym" "$p --bits 8 --group -1 --asym" \
+             "$p --bits 2 --group 32 --asym --grid two-stage" "--bits 4 --group 32"; do
   q="$work/q$n" c="$work/c$n"
   # shellcheck disable=SC2086
   "$bin" quantize --model "$root/data/stories260K" --out "$q" --calib "$calib" --nsamples 8 --seqlen 64 --seed 1 \

@@ -28,8 +28,11 @@ calib="$root/data/tokens/tinystories_calib_tokens.bin"
 valid="$root/data/tokens/tinystories_valid_tokens.bin"
 ppl() { "$bin" eval --model "$1" --data "$valid" --seqlen 64 --windows 8 --quiet | awk '/^ppl/ {print $2}'; }
 n=0
-for entry in "Q4_0|--method rtn" "Q4_0|--method gptq --act-order --static-groups" "Q8_0|--method gptq" \
-             "Q4_1|--method gptq" "Q4_1|--method rtn --grid mse"; do
+# From the plain paper's settings, then the default preset on each grid
+# (Q4_0: two-stage with act-order; Q4_1: min-max with act-order and static groups).
+p="--preset gptq-paper"
+for entry in "Q4_0|$p --method rtn" "Q4_0|$p --method gptq --act-order --static-groups" "Q8_0|$p --method gptq" \
+             "Q4_1|$p --method gptq" "Q4_1|$p --method rtn --grid mse" "Q4_0|" "Q4_1|"; do
   type=${entry%%|*} flags=${entry#*|}
   q="$work/q$n"
   # shellcheck disable=SC2086

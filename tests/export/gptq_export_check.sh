@@ -27,7 +27,8 @@ for bits in 2 3 4 8; do
         tag="w$bits g$group $symflag ${act:-no-act-order} $fmt"
         q="$work/q$n" g="$work/g$n"
         "$bin" quantize --model "$root/data/stories260K" --out "$q" --calib "$calib" --nsamples 8 --seqlen 64 \
-          --seed 1 --bits "$bits" --group "$group" $symflag $act --checkpoint-format "$fmt" --threads 2 --quiet \
+          --seed 1 --preset gptq-paper --bits "$bits" --group "$group" $symflag $act --checkpoint-format "$fmt" \
+          --threads 2 --quiet \
           || { echo "FAIL quantize: $tag" >&2; exit 1; }
         "$bin" export --from "$q" --out "$g" --checkpoint-format "$fmt" --quiet \
           || { echo "FAIL export: $tag" >&2; exit 1; }
@@ -40,4 +41,15 @@ for bits in 2 3 4 8; do
     done
   done
 done
+# The default preset (LoaQ, two-stage, act-order; asymmetric in the fake-quant
+# output, so a classic GPTQ export with zero points kept >= 1), then
+# quantize --format gptq, whose default is symmetric.
+q="$work/qd" g="$work/gd"
+"$bin" quantize --model "$root/data/stories260K" --out "$q" --calib "$calib" --nsamples 8 --seqlen 64 --seed 1 \
+  --bits 4 --group 32 --threads 2 --quiet || { echo "FAIL quantize: default preset" >&2; exit 1; }
+"$bin" export --from "$q" --out "$g" --quiet || { echo "FAIL export: default preset" >&2; exit 1; }
+"$py" "$root/tests/export/gptq_unpack.py" --gptq "$g" --fakequant "$q" >/dev/null \
+  || { echo "FAIL numpy reconstruction: default preset" >&2; exit 1; }
+echo "ok: default preset (w4 g32)"
+n=$((n + 1))
 echo "gptq_export_check: $n configurations reconstructed exactly"

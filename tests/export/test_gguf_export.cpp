@@ -21,7 +21,7 @@ const std::string kCalib = test::source_dir() + "/data/tokens/tinystories_calib_
 const std::string kValid = test::source_dir() + "/data/tokens/tinystories_valid_tokens.bin";
 
 test::CliResult quantize(const std::string& out, std::vector<std::string> extra) {
-  std::vector<std::string> a = {"quantize", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
+  std::vector<std::string> a = {"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
                                 "--nsamples", "8", "--seqlen", "64", "--seed", "1", "--quiet"};
   a.insert(a.end(), extra.begin(), extra.end());
   return test::run_streamq(a);

@@ -27,7 +27,7 @@ const std::string kCalib = test::source_dir() + "/data/tokens/tinystories_calib_
 const std::string kValid = test::source_dir() + "/data/tokens/tinystories_valid_tokens.bin";
 
 void quantize(const std::string& out, std::vector<std::string> extra) {
-  std::vector<std::string> a = {"quantize", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
+  std::vector<std::string> a = {"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
                                 "--nsamples", "8", "--seqlen", "64", "--seed", "1", "--quiet"};
   a.insert(a.end(), extra.begin(), extra.end());
   const auto r = test::run_streamq(a);
@@ -261,7 +261,7 @@ TEST(GptqExport, QuantizeFormatGptqEqualsQuantizeThenExport) {
   ASSERT_EQ(export_dir(dir.file("wd"), dir.file("from-wd")).exit_code, 0);
   EXPECT_TRUE(test::read_all(dir.file("exported") + "/model.safetensors") ==
               test::read_all(dir.file("from-wd") + "/model.safetensors"));
-  const auto r = test::run_streamq({"quantize", "--model", test::demo_model_dir(), "--out", dir.file("bad"), "--calib",
+  const auto r = test::run_streamq({"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", dir.file("bad"), "--calib",
                                     kCalib, "--format", "awq", "--quiet"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--format"), std::string::npos) << r.err;

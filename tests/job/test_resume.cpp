@@ -26,7 +26,7 @@ const std::string kCalib = test::source_dir() + "/data/tokens/tinystories_calib_
 // GPTAQ + CAE reads both flows and every kind of statistic; 16 sequences in
 // 4 chunks give each block several reads and writes to be killed in.
 std::vector<std::string> job_args(const std::string& out, const std::string& workdir) {
-  std::vector<std::string> a = {"quantize", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
+  std::vector<std::string> a = {"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
                                 "--nsamples", "16", "--seqlen", "128", "--chunk-tokens", "512", "--seed", "5",
                                 "--method", "gptaq", "--cae", "--bits", "3", "--group", "32", "--quiet"};
   if (!workdir.empty()) {
@@ -64,7 +64,7 @@ QuantizeJob in_process_job(const std::string& out, const std::string& workdir) {
 void expect_same_outputs(const std::string& ref, const std::string& got, const std::string& context) {
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors", "config.json"}) {
     ASSERT_TRUE(fs::exists(got + "/" + f)) << context << ": " << f << " missing";
-    EXPECT_TRUE(test::read_all(ref + "/" + f) == test::read_all(got + "/" + f)) << context << ": " << f << " differs";
+    EXPECT_TRUE(test::output_bytes(ref + "/" + f) == test::output_bytes(got + "/" + f)) << context << ": " << f << " differs";
   }
 }
 

@@ -23,7 +23,7 @@ const std::string kCalib = test::source_dir() + "/data/tokens/tinystories_calib_
 
 test::CliResult quantize(const std::string& out, const std::vector<std::string>& method,
                          const std::string& concurrency) {
-  std::vector<std::string> a = {"quantize", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
+  std::vector<std::string> a = {"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
                                 "--nsamples", "16", "--seqlen", "128", "--chunk-tokens", "512", "--seed", "7",
                                 "--bits", "3", "--group", "32", "--threads", "2", "--quiet"};
   a.insert(a.end(), method.begin(), method.end());
@@ -47,7 +47,7 @@ void expect_same_outputs_across_concurrency(const std::vector<std::string>& meth
       continue;
     }
     for (const char* f : {"model.safetensors", "streamq_quant.safetensors", "config.json"})
-      EXPECT_TRUE(test::read_all(ref + "/" + f) == test::read_all(out + "/" + f))
+      EXPECT_TRUE(test::output_bytes(ref + "/" + f) == test::output_bytes(out + "/" + f))
           << tag << ": " << f << " differs between --linear-concurrency 1 and '" << flag << "'";
   }
 }

@@ -431,7 +431,7 @@ std::string samples_jsonl(int n) {
 }
 
 std::vector<std::string> quantize_args(const std::string& model, const std::string& out, const std::string& samples) {
-  return {"quantize", "--model", model, "--out", out, "--calib-samples", samples, "--nsamples", "8", "--seqlen", "64",
+  return {"quantize", "--preset", "gptq-paper", "--model", model, "--out", out, "--calib-samples", samples, "--nsamples", "8", "--seqlen", "64",
           "--seed", "3", "--method", "gptq", "--bits", "4", "--group", "32", "--chunk-tokens", "128", "--quiet"};
 }
 

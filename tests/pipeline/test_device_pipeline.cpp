@@ -31,7 +31,7 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 }
 
 void quantize(const std::string& out, const std::vector<std::string>& flags) {
-  const auto r = test::run_streamq(with({"quantize", "--model", test::demo_model_dir(), "--out", out, "--calib",
+  const auto r = test::run_streamq(with({"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", out, "--calib",
                                          kCalib, "--nsamples", "32", "--seqlen", "256", "--seed", "1", "--quiet",
                                          "--report", out + ".report.json"},
                                         flags));
@@ -96,7 +96,7 @@ TEST(DevicePipeline, HostSweepMethodsGiveTheCpuBytes) {
   quantize(dir.file("cpu"), with(method, {"--device", "cpu"}));
   quantize(dir.file("emu"), with(method, kEmulated));
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors"})
-    EXPECT_TRUE(test::read_all(dir.file("cpu") + "/" + f) == test::read_all(dir.file("emu") + "/" + f)) << f;
+    EXPECT_TRUE(test::output_bytes(dir.file("cpu") + "/" + f) == test::output_bytes(dir.file("emu") + "/" + f)) << f;
   const auto report = nlohmann::json::parse(test::read_all(dir.file("emu") + ".report.json"));
   EXPECT_EQ(report["device"]["backend"], "emulated");
   EXPECT_EQ(report["device"]["sweep"], "host float64");
@@ -156,7 +156,7 @@ TEST(DevicePipeline, DeviceFlagsAreCheckedAndNamed) {
   fails({"--device", "emulated", "--gpu-mem-limit", "12 parsecs"}, "--gpu-mem-limit");
   // A limit the job cannot fit in: an error naming the budget, exit 2 or 3,
   // and no output directory left behind.
-  const auto r = test::run_streamq({"quantize", "--model", test::demo_model_dir(), "--out", dir.file("tiny"),
+  const auto r = test::run_streamq({"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", dir.file("tiny"),
                                     "--calib", kCalib, "--nsamples", "8", "--seqlen", "256", "--quiet", "--device",
                                     "emulated", "--gpu-mem-limit", "64KiB"});
   EXPECT_NE(r.exit_code, 0);
@@ -201,7 +201,7 @@ TEST(DevicePipeline, GpuMemoryLimitSweep) {
   test::ScratchDir dir("device-budget");
   const std::vector<std::string> method = {"--method", "gptaq", "--loaq", "--bits", "4", "--group", "32"};
   auto run = [&](const std::string& name, const std::string& limit) {
-    return test::run_streamq(with(with({"quantize", "--model", test::demo_model_dir(), "--out", dir.file(name),
+    return test::run_streamq(with(with({"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", dir.file(name),
                                         "--calib", kCalib, "--nsamples", "16", "--seqlen", "256", "--seed", "2",
                                         "--report", dir.file(name) + ".report.json", "--device", "emulated",
                                         "--gpu-mem-limit", limit},
@@ -252,7 +252,7 @@ TEST(DevicePipeline, GpuMemoryLimitSweep) {
 TEST(DevicePipeline, KilledEmulatedJobResumesToTheSameBytes) {
   test::ScratchDir dir("device-resume");
   auto args = [&](const std::string& out, const std::string& wd, const std::string& dev) {
-    std::vector<std::string> a = {"quantize", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
+    std::vector<std::string> a = {"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
                                   "--nsamples", "16", "--seqlen", "256", "--seed", "4", "--quiet", "--method",
                                   "gptaq", "--bits", "4", "--group", "32", "--act-order"};
     if (!wd.empty()) a = with(a, {"--workdir", wd});
@@ -270,7 +270,7 @@ TEST(DevicePipeline, KilledEmulatedJobResumesToTheSameBytes) {
   const auto done = test::run_streamq(args(out, wd, "emulated"));
   ASSERT_EQ(done.exit_code, 0) << done.err;
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors"})
-    EXPECT_TRUE(test::read_all(dir.file("whole") + "/" + f) == test::read_all(out + "/" + f)) << f;
+    EXPECT_TRUE(test::output_bytes(dir.file("whole") + "/" + f) == test::output_bytes(out + "/" + f)) << f;
 }
 
 // Other shapes and sources: a synthetic GQA model with odd widths and tied
@@ -294,7 +294,7 @@ TEST(DevicePipeline, OtherShapesAndAGgufSource) {
     const std::vector<std::string> method = {"--model", model, "--method", "gptaq", "--bits", "4", "--group", "16",
                                              "--act-order", "--nsamples", "8"};
     auto run = [&](const std::string& out, const std::vector<std::string>& device) {
-      const auto r = test::run_streamq(with(with({"quantize", "--out", out, "--calib", kCalib, "--seqlen", "128",
+      const auto r = test::run_streamq(with(with({"quantize", "--preset", "gptq-paper", "--out", out, "--calib", kCalib, "--seqlen", "128",
                                                   "--quiet", "--report", out + ".report.json"},
                                                  method),
                                             device));

@@ -34,7 +34,7 @@ TEST(MemoryLimit, PeakRssStaysUnderTheLimitAndOutputsMatch) {
   }
   test::write_all(dir.file("calib.bin"), ids);
   auto job = [&](const std::string& out, std::vector<std::string> extra) {
-    std::vector<std::string> a = {"quantize", "--model", dir.file("m"), "--out", out, "--calib", dir.file("calib.bin"),
+    std::vector<std::string> a = {"quantize", "--preset", "gptq-paper", "--model", dir.file("m"), "--out", out, "--calib", dir.file("calib.bin"),
                                   "--nsamples", "128", "--seqlen", "512", "--chunk-tokens", "4096", "--bits", "4",
                                   "--group", "128", "--threads", "2", "--quiet"};
     a.insert(a.end(), extra.begin(), extra.end());

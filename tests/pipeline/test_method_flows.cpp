@@ -19,7 +19,7 @@ namespace {
 const std::string kCalib = test::source_dir() + "/data/tokens/tinystories_calib_tokens.bin";
 
 std::vector<std::string> gptq_args(const std::string& out, std::vector<std::string> extra) {
-  std::vector<std::string> a = {"quantize", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
+  std::vector<std::string> a = {"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
                                 "--nsamples", "16", "--seqlen", "128", "--chunk-tokens", "512", "--seed", "11",
                                 "--method", "gptq", "--bits", "3", "--group", "32", "--act-order", "--quiet"};
   a.insert(a.end(), extra.begin(), extra.end());
@@ -28,7 +28,7 @@ std::vector<std::string> gptq_args(const std::string& out, std::vector<std::stri
 
 void expect_same_outputs(const std::string& ref, const std::string& got, const std::string& context) {
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors", "config.json"})
-    EXPECT_TRUE(test::read_all(ref + "/" + f) == test::read_all(got + "/" + f)) << context << ": " << f << " differs";
+    EXPECT_TRUE(test::output_bytes(ref + "/" + f) == test::output_bytes(got + "/" + f)) << context << ": " << f << " differs";
 }
 
 nlohmann::json report_of(const std::string& out) {

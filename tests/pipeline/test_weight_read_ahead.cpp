@@ -151,7 +151,7 @@ TEST(WeightReadAhead, PipelineReadsEachNextBlockWhileTheCurrentOneComputes) {
   test::ScratchDir dir("readahead-job");
   const std::string calib = test::source_dir() + "/data/tokens/tinystories_calib_tokens.bin";
   auto run = [&](const std::string& out, const std::string& depth) {
-    const auto r = test::run_streamq({"quantize", "--model", test::demo_model_dir(), "--out", dir.file(out),
+    const auto r = test::run_streamq({"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", dir.file(out),
                                       "--calib", calib, "--nsamples", "8", "--seqlen", "64", "--activations",
                                       "disk", "--prefetch-depth", depth, "--trace", dir.file(out + ".json"),
                                       "--quiet"});

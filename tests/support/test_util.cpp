@@ -12,6 +12,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "io/file/fd.h"
 
 namespace streamq::test {
@@ -30,6 +32,20 @@ ScratchDir::ScratchDir(const std::string& tag) {
 ScratchDir::~ScratchDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string output_bytes(const std::string& path) {
+  std::string bytes = read_all(path);
+  const std::string ext = ".safetensors";
+  if (path.size() < ext.size() || path.compare(path.size() - ext.size(), ext.size(), ext) != 0 || bytes.size() < 8)
+    return bytes;
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  if (n > bytes.size() - 8) return bytes;
+  nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n), nullptr, false);
+  if (!header.is_object() || !header.contains("__metadata__")) return bytes;
+  header["__metadata__"].erase("streamq_settings");
+  return header.dump() + bytes.substr(8 + n);
 }
 
 std::string read_all(const std::string& path) {

@@ -42,6 +42,12 @@ CliResult run_streamq(const std::vector<std::string>& args);
 CliResult run_streamq_with(const std::string& prefix, const std::vector<std::string>& args);
 
 std::string read_all(const std::string& path);
+// What a byte-identity test compares of an output file: its bytes, except that
+// a .safetensors file's streamq_settings metadata entry is left out (it
+// records how the job was asked for, e.g. the CLI's preset or the device, not
+// what the tensors hold; the tests that compare runs made differently check
+// the tensors and every other header byte).
+std::string output_bytes(const std::string& path);
 void write_all(const std::string& path, const std::string& bytes);
 
 // A seed for random inputs: fresh every run (logged by the caller) unless

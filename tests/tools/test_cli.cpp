@@ -23,14 +23,14 @@ void expect_error(const test::CliResult& r, int code, const std::string& needle)
 }
 
 std::vector<std::string> q_args(const std::string& model, const std::string& out, const std::string& calib) {
-  return {"quantize", "--model", model, "--out", out, "--calib", calib, "--nsamples", "4", "--seqlen", "64",
+  return {"quantize", "--preset", "gptq-paper", "--model", model, "--out", out, "--calib", calib, "--nsamples", "4", "--seqlen", "64",
           "--quiet"};
 }
 
 TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
   test::ScratchDir dir("cli");
   expect_error(test::run_streamq({"frobnicate"}), 2, "unknown command 'frobnicate'");
-  expect_error(test::run_streamq({"quantize", "--out", dir.file("o"), "--calib", kCalib}), 2, "--model");
+  expect_error(test::run_streamq({"quantize", "--preset", "gptq-paper", "--out", dir.file("o"), "--calib", kCalib}), 2, "--model");
   expect_error(test::run_streamq({"quantize", "--bogus-flag"}), 2, "bogus-flag");
   auto a = q_args(test::demo_model_dir(), dir.file("o"), kCalib);
   a.insert(a.end(), {"--bits", "9"});
@@ -42,7 +42,7 @@ TEST(Cli, UsageErrorsExitTwoAndNameTheFlag) {
   a.insert(a.end(), {"--tokens-dtype", "int8"});
   expect_error(test::run_streamq(a), 2, "--tokens-dtype");
   expect_error(test::run_streamq({"eval", "--model", test::demo_model_dir()}), 2, "--data");
-  expect_error(test::run_streamq({"quantize", "--model", test::demo_model_dir(), "--out", dir.file("o")}), 2,
+  expect_error(test::run_streamq({"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", dir.file("o")}), 2,
                "--calib");
   EXPECT_FALSE(std::filesystem::exists(dir.file("o")));
 }
@@ -86,7 +86,7 @@ TEST(Cli, AParameterWithoutItsSettingIsAnErrorNamingBoth) {
     if (c.message.find("--calib") == std::string::npos)
       expect_error(test::run_streamq(
                        [&] {
-                         std::vector<std::string> l = {"layer", "--weight", dir.file("w.npy"), "--x",
+                         std::vector<std::string> l = {"layer", "--preset", "gptq-paper", "--weight", dir.file("w.npy"), "--x",
                                                        dir.file("x.npy"), "--out", dir.file("l")};
                          l.insert(l.end(), c.flags.begin(), c.flags.end());
                          return l;
@@ -121,8 +121,8 @@ TEST(Cli, BadInputsExitTwoNameTheFileAndLeaveNoOutput) {
   expect_error(test::run_streamq(q_args(test::demo_model_dir(), out, dir.file("calib.txt"))), 2, "--calib-text");
   // Text calibration needs the model's tokenizer.json (stories260K ships llama2.c's tok512 instead).
   auto text_args = q_args(test::demo_model_dir(), out, kCalib);
-  text_args[6] = dir.file("calib.txt");
-  text_args[5] = "--calib-text";
+  text_args[8] = dir.file("calib.txt");  // after quantize --preset gptq-paper --model M --out O
+  text_args[7] = "--calib-text";
   expect_error(test::run_streamq(text_args), 2, "tokenizer.json");
 
   // A truncated weight file.

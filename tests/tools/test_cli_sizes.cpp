@@ -25,7 +25,7 @@ struct SizeFlag {
 };
 
 std::vector<SizeFlag> size_flags(const test::ScratchDir& dir) {
-  return {{{"quantize", "--model", dir.file("absent"), "--out", dir.file("o"), "--calib", dir.file("absent.bin")},
+  return {{{"quantize", "--preset", "gptq-paper", "--model", dir.file("absent"), "--out", dir.file("o"), "--calib", dir.file("absent.bin")},
            "--host-mem-limit"},
           {{"export", "--from", dir.file("absent"), "--out", dir.file("g")}, "--max-shard-size"}};
 }

@@ -31,7 +31,7 @@ TEST(LayerCli, QuantizesOneLinearAndReportsBothObjectives) {
   write_npy(dir.file("x.npy"), DType::F32, {n, t}, xf.data());
   write_npy(dir.file("xfp.npy"), DType::F64, {n, t}, xfp.data());
 
-  const auto r = test::run_streamq({"layer", "--weight", dir.file("w.npy"), "--x", dir.file("x.npy"), "--xfp",
+  const auto r = test::run_streamq({"layer", "--preset", "gptq-paper", "--weight", dir.file("w.npy"), "--x", dir.file("x.npy"), "--xfp",
                                     dir.file("xfp.npy"), "--out", dir.file("out"), "--method", "gptaq", "--cae",
                                     "--bits", "3", "--group", "8", "--act-order"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -101,12 +101,12 @@ TEST(LayerCli, ShapeMismatchIsAnInputError) {
   std::vector<double> w(6 * 4, 0.1), x(5 * 10, 1.0);
   write_npy(dir.file("w.npy"), DType::F64, {6, 4}, w.data());
   write_npy(dir.file("x.npy"), DType::F64, {5, 10}, x.data());
-  const auto r = test::run_streamq({"layer", "--weight", dir.file("w.npy"), "--x", dir.file("x.npy"), "--out",
+  const auto r = test::run_streamq({"layer", "--preset", "gptq-paper", "--weight", dir.file("w.npy"), "--x", dir.file("x.npy"), "--out",
                                     dir.file("out")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("x.npy"), std::string::npos) << r.err;
   test::write_all(dir.file("junk.npy"), "not numpy at all");
-  const auto j = test::run_streamq({"layer", "--weight", dir.file("junk.npy"), "--x", dir.file("x.npy"), "--out",
+  const auto j = test::run_streamq({"layer", "--preset", "gptq-paper", "--weight", dir.file("junk.npy"), "--x", dir.file("x.npy"), "--out",
                                     dir.file("out")});
   EXPECT_EQ(j.exit_code, 2);
   EXPECT_NE(j.err.find("junk.npy"), std::string::npos) << j.err;
