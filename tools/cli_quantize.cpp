@@ -194,13 +194,15 @@ int run_quantize(const std::vector<std::string>& args) {
         retries += l.cholesky_retries;
         ++n;
       }
-    char buf[256];
+    char buf[768];
     std::snprintf(buf, sizeof buf,
-                  "done: %s, %lld linears, mean relative objective %.4e, cholesky retries %lld, total %s, "
-                  "peak RSS %.1f MiB -> %s\n",
+                  "done: %s, %lld linears, mean relative objective %.4e, cholesky retries %lld, total %s "
+                  "(user %.1f s, system %.1f s, %.0fk minor page faults), peak RSS %.1f MiB -> %s\n",
                   r.method.c_str(), static_cast<long long>(n), mean_relative_objective(r.blocks),
                   static_cast<long long>(retries),
-                  format_duration(r.total_seconds).c_str(), r.peak_rss_bytes / 1048576.0, job.out_dir.c_str());
+                  format_duration(r.total_seconds).c_str(), r.process.value("user_seconds", 0.0),
+                  r.process.value("system_seconds", 0.0), r.process.value("minor_page_faults", 0.0) / 1000.0,
+                  r.peak_rss_bytes / 1048576.0, job.out_dir.c_str());
     if (!r.already_complete) std::cerr << buf;
     if (!r.profile_text.empty()) std::cerr << r.profile_text;
   }

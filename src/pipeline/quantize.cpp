@@ -504,6 +504,7 @@ OutputFormat parse_output_format(const std::string& s) {
 
 QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* progress) {
   const Stopwatch total;
+  const ProcessTimes times_at_start = process_times();
   const uint64_t baseline_rss = peak_rss_bytes();  // binary, libraries, thread pools
   job.quant.validate();
   if (job.activations == Placement::MemoryMirrored)
@@ -782,6 +783,14 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.device["high_water_bytes"] = be.memory().high_water();
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
+  const ProcessTimes used = process_times() - times_at_start;
+  report.process = {{"user_seconds", used.user_seconds},
+                    {"system_seconds", used.system_seconds},
+                    {"minor_page_faults", used.minor_faults},
+                    {"major_page_faults", used.major_faults},
+                    {"cpu_per_wall", report.total_seconds > 0
+                                         ? (used.user_seconds + used.system_seconds) / report.total_seconds
+                                         : 0.0}};
   report.memory["measured_peak_rss_bytes"] = report.peak_rss_bytes;
   if (trace) {
     trace->set_other("command", "streamq quantize");

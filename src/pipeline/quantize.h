@@ -127,6 +127,9 @@ struct QuantizeReport {
   // (quant config + LoaQ), calibration source and draw, format, arithmetic.
   // Also in the checkpoint's metadata (kSettingsMetadataKey).
   nlohmann::json settings;
+  // This run's CPU time (user, system), page faults (minor, major) and CPU
+  // seconds per wall second: where allocation and first-touch costs show.
+  nlohmann::json process;
   double total_seconds = 0;
   uint64_t peak_rss_bytes = 0;
   std::string workdir, job_id;  // a resumable job's directory and id

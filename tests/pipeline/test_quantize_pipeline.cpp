@@ -110,6 +110,15 @@ TEST(QuantizePipeline, OutputIsCompleteConsistentAndDeterministic) {
   const auto rep = nlohmann::json::parse(test::read_all(dir.file("report.json")));
   EXPECT_GT(rep["total_seconds"].get<double>(), 0);
   EXPECT_GT(rep["peak_rss_bytes"].get<uint64_t>(), 0u);
+  // What the run cost the machine: CPU time and page faults (a quantize
+  // allocates and touches megabytes, so both are positive; system time and
+  // major faults may be 0 on a warm machine).
+  const auto& proc = rep.at("process");
+  EXPECT_GT(proc.at("user_seconds").get<double>(), 0);
+  EXPECT_GE(proc.at("system_seconds").get<double>(), 0);
+  EXPECT_GT(proc.at("minor_page_faults").get<uint64_t>(), 0u);
+  EXPECT_GE(proc.at("major_page_faults").get<uint64_t>(), 0u);
+  EXPECT_GT(proc.at("cpu_per_wall").get<double>(), 0);
   ASSERT_EQ(rep["blocks"].size(), 5u);
   for (const auto& blk : rep["blocks"]) {
     ASSERT_EQ(blk["linears"].size(), 7u);
