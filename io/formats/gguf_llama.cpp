@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 
 #include "src/core/error.h"
@@ -113,6 +114,12 @@ void GgufFile::build_llama_view() {
   std::vector<Want> want;
   want.push_back({"token_embd.weight", "model.embed_tokens.weight", {d.vocab, d.hidden}, 0, false});
   bool attn_bias = false, mlp_bias = false;
+  // Every layer has its tensors in the file: a block_count past the tensor
+  // count is refused before a loop over it (fuzz_gguf: 2^40 layers hung).
+  if (d.layers > static_cast<int64_t>(tensors_.size()) / static_cast<int64_t>(std::size(kLayerRoles)))
+    throw InputError(path_ + ": llama.block_count " + std::to_string(d.layers) + " needs " +
+                     std::to_string(std::size(kLayerRoles)) + " tensors per layer, the file has " +
+                     std::to_string(tensors_.size()) + " tensors in all");
   for (int64_t l = 0; l < d.layers; ++l) {
     const std::string g = "blk." + std::to_string(l) + ".", h = "model.layers." + std::to_string(l) + ".";
     for (const LayerRole& r : kLayerRoles) {

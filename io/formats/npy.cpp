@@ -1,6 +1,7 @@
 // .npy parsing and writing.
 #include "io/formats/npy.h"
 
+#include <charconv>
 #include <cstring>
 #include <regex>
 
@@ -58,11 +59,20 @@ NpyArray read_npy(const std::string& path) {
     throw InputError(path + ": .npy header has no shape");
   const std::string dims = m[1];
   const std::regex number("\\d+");
-  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it)
-    a.shape.push_back(std::stoll(it->str()));
+  // Each dimension and their product checked: a shape past 64 bits would
+  // otherwise wrap into a small byte count that the size check accepts.
   uint64_t numel = 1;
-  for (int64_t d : a.shape) numel *= static_cast<uint64_t>(d);
-  const uint64_t nbytes = numel * dtype_size(a.dtype);
+  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
+    const std::string text = it->str();
+    int64_t d = 0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
+    if (ec != std::errc() || ptr != text.data() + text.size() || __builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel))
+      throw InputError(path + ": .npy shape (" + dims + ") is too large");
+    a.shape.push_back(d);
+  }
+  uint64_t nbytes = 0;
+  if (__builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(a.dtype)), &nbytes))
+    throw InputError(path + ": .npy shape (" + dims + ") is too large");
   const size_t data_at = offset + header_len;
   if (bytes.size() - data_at != nbytes)
     throw InputError(path + ": .npy data is " + std::to_string(bytes.size() - data_at) + " bytes, shape needs " +

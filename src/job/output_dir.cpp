@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 
 #include <filesystem>
 
@@ -45,7 +46,10 @@ void OutputDir::remove_dead_stagings() const {
       if (name.rfind(base + tag, 0) != 0) continue;
       const std::string pid_text = name.substr(base.size() + tag.size());
       if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
-      const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+      // Not a pid (past pid_t's range): not ours to remove.
+      pid_t pid = 0;
+      const auto [ptr, perr] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
+      if (perr != std::errc() || ptr != pid_text.data() + pid_text.size() || pid <= 0) continue;
       if (::kill(pid, 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
     }
   }

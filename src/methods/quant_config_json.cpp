@@ -1,6 +1,7 @@
 // JSON round trip of the quantizer configuration.
 #include "src/methods/quant_config_json.h"
 
+#include <limits>
 #include <string>
 
 #include "src/core/error.h"
@@ -14,6 +15,21 @@ E parse_enum(const nlohmann::json& j, const char* key, const E (&values)[N], con
   for (E v : values)
     if (s == to_string(v)) return v;
   throw InputError(where + ": unknown " + key + " '" + s + "'");
+}
+
+// An integer field, checked: nlohmann's get<int>() converts a float as a
+// C cast does, undefined past int's range (fuzz_quant_config: 4.2e20 for
+// "bits"), and wraps a large integer silently.
+template <class T>
+T integer_field(const nlohmann::json& j, const char* key, const std::string& where) {
+  const nlohmann::json& v = j.at(key);
+  const bool fits = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                    : v.is_number_integer()
+                        ? v.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                              v.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max())
+                        : false;
+  if (!fits) throw InputError(where + ": " + key + " must be an integer in range, not " + v.dump());
+  return v.is_number_unsigned() ? static_cast<T>(v.get<uint64_t>()) : static_cast<T>(v.get<int64_t>());
 }
 
 }  // namespace
@@ -52,12 +68,12 @@ QuantConfig quant_config_from_json(const nlohmann::json& j, const std::string& w
   QuantConfig c;
   try {
     c.method = parse_enum(j, "method", {MethodKind::Rtn, MethodKind::Gptq, MethodKind::Gptaq}, where);
-    c.bits = j.at("bits").get<int>();
-    c.group = j.at("group").get<int64_t>();
+    c.bits = integer_field<int>(j, "bits", where);
+    c.group = integer_field<int64_t>(j, "group", where);
     c.sym = j.at("sym").get<bool>();
     c.grid_style = parse_enum(j, "grid_style", {GridStyle::Quarot, GridStyle::Gptq}, where);
     c.clip = parse_enum(j, "clip", {ClipSearch::MinMax, ClipSearch::Mse, ClipSearch::TwoStage}, where);
-    c.mse_grid = j.at("mse_grid").get<int>();
+    c.mse_grid = integer_field<int>(j, "mse_grid", where);
     c.mse_max_shrink = j.at("mse_max_shrink").get<double>();
     c.mse_norm = j.at("mse_norm").get<double>();
     c.act_order = j.at("act_order").get<bool>();
@@ -65,8 +81,8 @@ QuantConfig quant_config_from_json(const nlohmann::json& j, const std::string& w
     c.checkpoint_format =
         parse_enum(j, "checkpoint_format", {CheckpointFormat::Gptq, CheckpointFormat::GptqV2}, where);
     c.percdamp = j.at("percdamp").get<double>();
-    c.blocksize = j.at("blocksize").get<int64_t>();
-    c.max_damp_retries = j.at("max_damp_retries").get<int>();
+    c.blocksize = integer_field<int64_t>(j, "blocksize", where);
+    c.max_damp_retries = integer_field<int>(j, "max_damp_retries", where);
     c.gptaq_alpha = j.at("gptaq_alpha").get<double>();
     c.cae = j.at("cae").get<bool>();
     c.cae_alpha = j.at("cae_alpha").get<double>();
@@ -76,7 +92,7 @@ QuantConfig quant_config_from_json(const nlohmann::json& j, const std::string& w
     c.scale_beta_step = j.at("scale_beta_step").get<double>();
     c.scale_beta_min = j.at("scale_beta_min").get<double>();
     c.scale_beta_max = j.at("scale_beta_max").get<double>();
-    c.scale_refine_iters = j.at("scale_refine_iters").get<int>();
+    c.scale_refine_iters = integer_field<int>(j, "scale_refine_iters", where);
     c.free_min = j.value("free_min", false);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(where + ": bad quantizer config: " + e.what());

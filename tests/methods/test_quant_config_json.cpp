@@ -57,5 +57,29 @@ TEST(QuantConfigJson, RejectsUnknownSpellingsAndMissingFields) {
   EXPECT_THROW(quant_config_from_json(j, "x"), InputError);
 }
 
+// Integers are checked as integers in the field's range: a float past int's
+// range was converted with undefined behaviour (fuzz_quant_config found
+// "bits": 418446744073709551616, which JSON parsers read as a double).
+TEST(QuantConfigJson, IntegerFieldsMustBeIntegersInRange) {
+  for (const char* key : {"bits", "group", "mse_grid", "blocksize", "max_damp_retries", "scale_refine_iters"}) {
+    for (const nlohmann::json& bad : {nlohmann::json(4.18e20), nlohmann::json(1.5), nlohmann::json("4"),
+                                      nlohmann::json::parse("418446744073709551616")}) {
+      nlohmann::json j = quant_config_to_json(QuantConfig{});
+      j[key] = bad;
+      try {
+        quant_config_from_json(j, "cfg.json");
+        ADD_FAILURE() << key << " = " << bad.dump() << " accepted";
+      } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find(std::string("cfg.json: ") + key), std::string::npos) << e.what();
+      }
+    }
+  }
+  nlohmann::json j = quant_config_to_json(QuantConfig{});
+  j["bits"] = 5000000000ll;  // an integer, past int
+  EXPECT_THROW(quant_config_from_json(j, "x"), InputError);
+  j["bits"] = 3u;  // unsigned, in range
+  EXPECT_EQ(quant_config_from_json(j, "x").bits, 3);
+}
+
 }  // namespace
 }  // namespace streamq

@@ -30,6 +30,7 @@ struct Options {
   std::string arch = "llama";
   uint32_t kv_heads = kKvHeads;
   int64_t embd_rows = kVocab;  // token_embd rows (a wrong value breaks the shape check)
+  uint32_t block_count = kLayers;  // llama.block_count as the header states it
 };
 
 // Options with one field changed: `opts([](Options& o) { o.tied = false; })`.
@@ -60,7 +61,7 @@ TinyLlama make_tiny_llama(uint64_t seed, const Options& o = {}) {
   GgufBuilder& b = m.builder;
   b.kv_str("general.architecture", o.arch).kv_str("general.name", "tiny");
   b.kv_u32("llama.embedding_length", kHidden).kv_u32("llama.feed_forward_length", kInter);
-  b.kv_u32("llama.block_count", kLayers).kv_u32("llama.attention.head_count", kHeads);
+  b.kv_u32("llama.block_count", o.block_count).kv_u32("llama.attention.head_count", kHeads);
   b.kv_u32("llama.attention.head_count_kv", o.kv_heads).kv_u32("llama.context_length", 256);
   b.kv_f32("llama.rope.freq_base", 500000.0f).kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-6f);
   b.kv_u32("llama.rope.dimension_count", kHeadDim).kv_u32("llama.vocab_size", kVocab);
@@ -208,6 +209,10 @@ TEST(GgufLlama, IncompleteOrInconsistentModelsFailNamingTheTensor) {
   expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.kv_heads = 3; })),
                     {"head_count 4 is not a multiple of head_count_kv 3"});
   expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.embd_rows = 41; })), {"llama.vocab_size 40", "41"});
+  // A block count past what the tensors can hold is refused before any loop
+  // over it (fuzz_gguf: 33,554,433 layers in a 17 KB file hung the mapping).
+  expect_open_error(make_tiny_llama(1, opts([](Options& o) { o.block_count = 33554433; })),
+                    {"llama.block_count 33554433 needs 9 tensors per layer"});
 
   // Another architecture opens (the container is fine) but has no HF view.
   const TinyLlama other = make_tiny_llama(1, opts([](Options& o) { o.arch = "gpt2"; }));
