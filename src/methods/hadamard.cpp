@@ -1,0 +1,193 @@
+// Hadamard constructions (Sylvester, Paley I, Paley II over prime fields) and
+// the Kronecker-factored fast transform.
+#include "src/methods/hadamard.h"
+
+#include <tbb/parallel_for.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "src/core/error.h"
+
+namespace streamq {
+namespace {
+
+bool is_prime(int64_t q) {
+  if (q < 2) return false;
+  for (int64_t d = 2; d * d <= q; ++d)
+    if (q % d == 0) return false;
+  return true;
+}
+
+// The quadratic character of GF(q), q prime: chi[a] = 0 for a = 0, 1 for a
+// nonzero square, -1 otherwise.
+std::vector<int> quadratic_character(int64_t q) {
+  std::vector<int> chi(static_cast<size_t>(q), -1);
+  chi[0] = 0;
+  for (int64_t x = 1; x < q; ++x) chi[static_cast<size_t>(x * x % q)] = 1;
+  return chi;
+}
+
+// Jacobsthal matrix Q[i][j] = chi(j - i) of GF(q).
+std::vector<int> jacobsthal(int64_t q) {
+  const std::vector<int> chi = quadratic_character(q);
+  std::vector<int> Q(static_cast<size_t>(q * q));
+  for (int64_t i = 0; i < q; ++i)
+    for (int64_t j = 0; j < q; ++j) Q[static_cast<size_t>(i * q + j)] = chi[static_cast<size_t>(((j - i) % q + q) % q)];
+  return Q;
+}
+
+// Paley I, q = 3 mod 4: H = I + [[0, 1^T], [-1, Q]] (Q is skew-symmetric).
+std::vector<int8_t> paley1(int64_t q) {
+  const int64_t m = q + 1;
+  const std::vector<int> Q = jacobsthal(q);
+  std::vector<int8_t> h(static_cast<size_t>(m * m));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < m; ++j) {
+      int s = 0;
+      if (i == 0 && j > 0) s = 1;
+      else if (j == 0 && i > 0) s = -1;
+      else if (i > 0 && j > 0) s = Q[static_cast<size_t>((i - 1) * q + (j - 1))];
+      h[static_cast<size_t>(i * m + j)] = static_cast<int8_t>(s + (i == j ? 1 : 0));
+    }
+  return h;
+}
+
+// Paley II, q = 1 mod 4: with the symmetric conference matrix
+// C = [[0, 1^T], [1, Q]] of order q + 1,
+// H = C (x) [[1, -1], [-1, -1]] + I (x) [[1, 1], [1, -1]].
+std::vector<int8_t> paley2(int64_t q) {
+  const int64_t c = q + 1, m = 2 * c;
+  const std::vector<int> Q = jacobsthal(q);
+  auto conf = [&](int64_t i, int64_t j) {
+    if (i == 0 && j == 0) return 0;
+    if (i == 0 || j == 0) return 1;
+    return Q[static_cast<size_t>((i - 1) * q + (j - 1))];
+  };
+  const int off[2][2] = {{1, -1}, {-1, -1}}, diag[2][2] = {{1, 1}, {1, -1}};
+  std::vector<int8_t> h(static_cast<size_t>(m * m));
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = 0; j < c; ++j)
+      for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b)
+          h[static_cast<size_t>((2 * i + a) * m + 2 * j + b)] =
+              static_cast<int8_t>(conf(i, j) * off[a][b] + (i == j ? diag[a][b] : 0));
+  return h;
+}
+
+std::vector<int8_t> sylvester_double(const std::vector<int8_t>& h, int64_t m) {
+  std::vector<int8_t> d(static_cast<size_t>(4 * m * m));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < m; ++j) {
+      const int8_t v = h[static_cast<size_t>(i * m + j)];
+      d[static_cast<size_t>(i * 2 * m + j)] = v;
+      d[static_cast<size_t>(i * 2 * m + j + m)] = v;
+      d[static_cast<size_t>((i + m) * 2 * m + j)] = v;
+      d[static_cast<size_t>((i + m) * 2 * m + j + m)] = static_cast<int8_t>(-v);
+    }
+  return d;
+}
+
+// In-place unnormalized Walsh-Hadamard butterfly of p = 2^k floats (Sylvester
+// order: H_p[i][j] = (-1)^popcount(i & j), symmetric).
+void fwht(float* x, int64_t p) {
+  for (int64_t len = 1; len < p; len <<= 1)
+    for (int64_t i = 0; i < p; i += 2 * len)
+      for (int64_t j = i; j < i + len; ++j) {
+        const float u = x[j], v = x[j + len];
+        x[j] = u + v;
+        x[j + len] = u - v;
+      }
+}
+
+// Whether hadamard_matrix(m) builds one, without building it.
+bool constructible(int64_t m) {
+  if (m == 1 || m == 2) return true;
+  if (m < 1 || m % 4 != 0) return false;
+  if (is_prime(m - 1) && (m - 1) % 4 == 3) return true;
+  if (is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1) return true;
+  return constructible(m / 2);
+}
+
+}  // namespace
+
+std::vector<int8_t> hadamard_matrix(int64_t m) {
+  if (m == 1) return {1};
+  if (m == 2) return {1, 1, 1, -1};
+  if (m < 1 || m % 4 != 0) return {};
+  if (is_prime(m - 1) && (m - 1) % 4 == 3) return paley1(m - 1);
+  if (is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1) return paley2(m / 2 - 1);
+  const std::vector<int8_t> half = hadamard_matrix(m / 2);
+  if (half.empty()) return {};
+  return sylvester_double(half, m / 2);
+}
+
+HadamardSplit hadamard_split(int64_t n) {
+  if (n < 1) return {};
+  int64_t pow2 = 1;
+  while (n % (pow2 * 2) == 0) pow2 *= 2;
+  // The largest power of two first: the smallest dense factor.
+  for (; pow2 >= 1; pow2 /= 2)
+    if (constructible(n / pow2)) return {n / pow2, pow2};
+  return {};
+}
+
+HadamardTransform::HadamardTransform(int64_t n, std::vector<float> signs)
+    : n_(n), split_(hadamard_split(n)), signs_(std::move(signs)), scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)))) {
+  if (split_.m == 0)
+    throw InputError("no Hadamard matrix of size " + std::to_string(n) +
+                     " from the known constructions (n = m * 2^k with m built by Sylvester or Paley I/II); use "
+                     "a random orthogonal rotation");
+  if (!signs_.empty() && static_cast<int64_t>(signs_.size()) != n)
+    throw InputError("Hadamard signs: " + std::to_string(signs_.size()) + " values for size " + std::to_string(n));
+  hm_ = hadamard_matrix(split_.m);
+}
+
+void HadamardTransform::transform(float* x, bool transpose, std::vector<float>& scratch) const {
+  const int64_t m = split_.m, p = split_.pow2;
+  if (!transpose && !signs_.empty())
+    for (int64_t i = 0; i < n_; ++i) x[i] *= signs_[static_cast<size_t>(i)];
+  for (int64_t a = 0; a < m; ++a) fwht(x + a * p, p);
+  if (m > 1) {
+    // y[a][b] = sum_a' H_m[a][a'] x[a'][b] (transposed: H_m[a'][a]).
+    scratch.assign(static_cast<size_t>(n_), 0.0f);
+    for (int64_t a = 0; a < m; ++a)
+      for (int64_t a2 = 0; a2 < m; ++a2) {
+        const int8_t h = transpose ? hm_[static_cast<size_t>(a2 * m + a)] : hm_[static_cast<size_t>(a * m + a2)];
+        float* y = scratch.data() + a * p;
+        const float* xs = x + a2 * p;
+        if (h > 0)
+          for (int64_t b = 0; b < p; ++b) y[b] += xs[b];
+        else
+          for (int64_t b = 0; b < p; ++b) y[b] -= xs[b];
+      }
+    std::copy(scratch.begin(), scratch.end(), x);
+  }
+  for (int64_t i = 0; i < n_; ++i) x[i] *= scale_;
+  if (transpose && !signs_.empty())
+    for (int64_t i = 0; i < n_; ++i) x[i] *= signs_[static_cast<size_t>(i)];
+}
+
+void HadamardTransform::apply(float* x, int64_t rows) const {
+  tbb::parallel_for(int64_t{0}, rows, [&](int64_t r) {
+    thread_local std::vector<float> scratch;
+    transform(x + r * n_, false, scratch);
+  });
+}
+
+void HadamardTransform::inverse(float* x, int64_t rows) const {
+  tbb::parallel_for(int64_t{0}, rows, [&](int64_t r) {
+    thread_local std::vector<float> scratch;
+    transform(x + r * n_, true, scratch);
+  });
+}
+
+std::vector<float> random_signs(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<float> s(static_cast<size_t>(n));
+  for (auto& v : s) v = (rng() & 1) ? 1.0f : -1.0f;
+  return s;
+}
+
+}  // namespace streamq
