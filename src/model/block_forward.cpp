@@ -60,9 +60,18 @@ void forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTa
     return stop_after == static_cast<int>(s);
   };
   auto lin = [&](const char* name) -> const LinearView& { return w.linear(name); };
+  if ((w.act.enabled() || w.kv.enabled()) && !be.host_addressable())
+    throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
+                     be.name() + " device has no such op yet");
+  // A linear's input as the W4A4 model sees it: quantized per token, before
+  // the statistics capture it (the quantized flow calibrates on what it will run on).
+  auto quant_input = [&](float* in, int64_t width, const char* what) {
+    if (w.act.enabled()) fake_quant_rows(in, t, width, w.act, what);
+  };
 
   Buffer<float> h = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
   be.rmsnorm(x, w.input_norm, h.data(), t, d, eps);
+  quant_input(h.data(), d, "q/k/v_proj input");
   if (reached(SubLayer::Qkv, h.data(), d)) return;
 
   Buffer<float> q = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: q");
@@ -77,16 +86,22 @@ void forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTa
   }
   rope_seqs(be, q.data(), seqs, c.heads, hd, rope);
   rope_seqs(be, k.data(), seqs, c.kv_heads, hd, rope);
+  if (w.kv.enabled()) {  // the KV cache as stored: per head, keys after RoPE
+    fake_quant_rows(k.data(), t * c.kv_heads, hd, w.kv, "keys");
+    fake_quant_rows(v.data(), t * c.kv_heads, hd, w.kv, "values");
+  }
   Buffer<float> attn = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: attention output");
   attention_seqs(be, q.data(), k.data(), v.data(), attn.data(), seqs, c.heads, c.kv_heads, hd);
   q.reset();
   k.reset();
   v.reset();
+  quant_input(attn.data(), q_dim, "o_proj input");
   if (reached(SubLayer::O, attn.data(), q_dim)) return;
 
   linear(be, lin("self_attn.o_proj"), attn.data(), h.data(), t, q_dim, d);
   be.add_inplace(x, h.data(), t * d);
   be.rmsnorm(x, w.post_norm, h.data(), t, d, eps);
+  quant_input(h.data(), d, "gate/up_proj input");
   if (reached(SubLayer::GateUp, h.data(), d)) return;
 
   Buffer<float> gate = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: gate");
@@ -94,6 +109,7 @@ void forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTa
   linear(be, lin("mlp.gate_proj"), h.data(), gate.data(), t, d, inter);
   linear(be, lin("mlp.up_proj"), h.data(), up.data(), t, d, inter);
   be.swiglu(gate.data(), up.data(), gate.data(), t * inter);
+  quant_input(gate.data(), inter, "down_proj input");
   if (reached(SubLayer::Down, gate.data(), inter)) return;
 
   linear(be, lin("mlp.down_proj"), gate.data(), h.data(), t, inter, d);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/act_quant.h"
 #include "io/formats/safetensors.h"
 #include "kernels/backend.h"
 #include "src/model/architecture.h"
@@ -44,6 +45,10 @@ struct BlockView {
   const float* q_norm = nullptr;
   const float* k_norm = nullptr;
   std::map<std::string, LinearView> linears;  // by LinearDesc::name
+  // Weight-activation quantization inside the forward (issue 17; off by
+  // default): every linear's input fake-quantized per token (`act`), keys
+  // after RoPE and values per head (`kv`), on a host-addressable backend.
+  ActQuantConfig act, kv;
   // InternalError naming the linear when the block has no such linear.
   const LinearView& linear(const std::string& name) const;
 };

@@ -80,9 +80,12 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   for (int64_t b = 0; b < cfg.layers; ++b) {
     const BlockWeights w = model.load_block(b);
     const ResidentBlock weights(be, w);
+    BlockView view = weights.view();
+    view.act = job.act;
+    view.kv = job.kv;
     for (int64_t c = 0; c < nchunks; ++c) {
       store->get(b, Flow::Fp, c, &x);
-      block_forward(be, cfg, weights.view(), rope.table(), chunk.place(x), seqs(c), job.seqlen);
+      block_forward(be, cfg, view, rope.table(), chunk.place(x), seqs(c), job.seqlen);
       chunk.fetch(x);
       store->put(b + 1, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
     }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/act_quant.h"
 #include "src/pipeline/tokens.h"
 
 namespace streamq {
@@ -23,6 +24,9 @@ struct EvalJob {
   // When set: the first window's logits, float32 [seqlen, vocab], as .npy, so
   // other implementations (bench/torch_gptq_check.py) can be compared logit by logit.
   std::string logits_out;
+  // W4A4KV4-style evaluation of a (fake-quant) model: every linear's input
+  // quantized per token, the KV cache per head (bits 16 = off, today's numbers).
+  ActQuantConfig act, kv;
 };
 
 struct EvalResult {
