@@ -23,8 +23,10 @@ fp=$(ppl "$model")
 echo "| Q4_0 model (linears in Q4_0, embeddings/norms/lm_head as in the source) | perplexity (.gguf) | fake-quant | vs FP | seconds |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 echo "| FP (the dequantized Q4_1 source) | $fp | | | |"
-rows=("rtn|--method rtn" "gptq|--method gptq" "gptq act-order static-groups|--method gptq --act-order --static-groups"
-      "loaq+gptq two-stage|--method gptq --loaq --grid two-stage")
+p="--preset gptq-paper"
+rows=("rtn|$p --method rtn" "gptq|$p --method gptq" "gptq act-order static-groups|$p --method gptq --act-order --static-groups"
+      "loaq+gptq two-stage|$p --method gptq --loaq --grid two-stage"
+      "defaults (--preset best: loaq+gptq two-stage act-order)|--preset best")
 for entry in "${rows[@]}"; do
   name=${entry%%|*} flags=${entry#*|}
   [[ -z "${GGUF_ONLY:-}" || $name =~ $GGUF_ONLY ]] || continue
@@ -32,7 +34,7 @@ for entry in "${rows[@]}"; do
   rm -rf "$q"
   start=$(date +%s)
   # shellcheck disable=SC2086
-  "$bin" quantize --preset gptq-paper --model "$model" --out "$q" --calib-text "$work/calib.txt" --nsamples 32 --seqlen 512 --seed 0 \
+  "$bin" quantize --model "$model" --out "$q" --calib-text "$work/calib.txt" --nsamples 32 --seqlen 512 --seed 0 \
     --format gguf --gguf-type Q4_0 $flags --quiet
   secs=$(( $(date +%s) - start ))
   g=$(ppl "$q/model.gguf") f=$(ppl "$q")
