@@ -105,6 +105,11 @@ int run_quantize(const std::vector<std::string>& args) {
        "linears of one sub-layer group (q,k,v share an input; gate,up share one) quantized at the same time, "
        "each with its own working set: 0 = as many as fit under --host-mem-limit (up to the largest group, 3), "
        "N = at most N (the plan may lower it; shown in the plan and the report). Output bytes never depend on it")
+      ("recompute-group-inputs", po::bool_switch(&job.recompute_group_inputs),
+       "get each sub-layer group's statistics by rerunning the block from its start on one chunk at a time, "
+       "instead of keeping every chunk at the current group's input in host memory (staged: the default on "
+       "the CPU with activations in memory and no --host-mem-limit; the report's group_inputs says which ran "
+       "and what it held). Same bytes either way; staged runs about a third of the forwards")
       ("io", po::value(&io_path)->default_value("auto"),
        "disk activations' I/O path: auto (io_uring, else pread/pwrite, said once), uring (fail if unavailable), "
        "posix")

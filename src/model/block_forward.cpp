@@ -50,70 +50,116 @@ void attention_seqs(Backend& be, const float* q, const float* k, const float* v,
   }
 }
 
-void forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
-             const SeqLayout& seqs, const CaptureFn& capture, int stop_after) {
-  const int64_t t = seqs.tokens(), d = c.hidden, hd = c.head_dim;
-  const int64_t q_dim = c.heads * hd, kv_dim = c.kv_heads * hd, inter = c.intermediate;
-  const float eps = static_cast<float>(c.rms_eps);
-  auto reached = [&](SubLayer s, const float* in, int64_t width) {
-    if (capture) capture(s, in, x, t, width);
-    return stop_after == static_cast<int>(s);
-  };
-  auto lin = [&](const char* name) -> const LinearView& { return w.linear(name); };
-  if ((w.act.enabled() || w.kv.enabled()) && !be.host_addressable())
-    throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
-                     be.name() + " device has no such op yet");
+// The forward cut at the sub-layer groups' inputs. Each stage takes the
+// group's input (consumed) and the residual stream x, runs the group's
+// sub-layer and returns the next group's input; block_forward is these in a
+// row, so a caller that keeps a stage's output (staged statistics) computes
+// exactly the same values.
+struct Stages {
+  Backend& be;
+  const ModelConfig& c;
+  const BlockView& w;
+  const RopeTable* rope;  // read by qkv() only
+  const SeqLayout& seqs;
+  int64_t t, d, hd, q_dim, kv_dim, inter;
+  float eps;
+
+  Stages(Backend& b, const ModelConfig& cfg, const BlockView& wv, const RopeTable* r, const SeqLayout& s)
+      : be(b), c(cfg), w(wv), rope(r), seqs(s), t(s.tokens()), d(cfg.hidden), hd(cfg.head_dim),
+        q_dim(cfg.heads * cfg.head_dim), kv_dim(cfg.kv_heads * cfg.head_dim), inter(cfg.intermediate),
+        eps(static_cast<float>(cfg.rms_eps)) {
+    if ((w.act.enabled() || w.kv.enabled()) && !be.host_addressable())
+      throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
+                       be.name() + " device has no such op yet");
+  }
+  const LinearView& lin(const char* name) const { return w.linear(name); }
   // A linear's input as the W4A4 model sees it: quantized per token, before
   // the statistics capture it (the quantized flow calibrates on what it will run on).
-  auto quant_input = [&](float* in, int64_t width, const char* what) {
+  void quant_input(float* in, int64_t width, const char* what) const {
     if (w.act.enabled()) fake_quant_rows(in, t, width, w.act, what);
-  };
-
-  Buffer<float> h = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
-  be.rmsnorm(x, w.input_norm, h.data(), t, d, eps);
-  quant_input(h.data(), d, "q/k/v_proj input");
-  if (reached(SubLayer::Qkv, h.data(), d)) return;
-
-  Buffer<float> q = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: q");
-  Buffer<float> k = be.alloc<float>(static_cast<size_t>(t * kv_dim), "block forward: k");
-  Buffer<float> v = be.alloc<float>(static_cast<size_t>(t * kv_dim), "block forward: v");
-  linear(be, lin("self_attn.q_proj"), h.data(), q.data(), t, d, q_dim);
-  linear(be, lin("self_attn.k_proj"), h.data(), k.data(), t, d, kv_dim);
-  linear(be, lin("self_attn.v_proj"), h.data(), v.data(), t, d, kv_dim);
-  if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector before RoPE
-    be.rmsnorm(q.data(), w.q_norm, q.data(), t * c.heads, hd, eps);
-    be.rmsnorm(k.data(), w.k_norm, k.data(), t * c.kv_heads, hd, eps);
   }
-  rope_seqs(be, q.data(), seqs, c.heads, hd, rope);
-  rope_seqs(be, k.data(), seqs, c.kv_heads, hd, rope);
-  if (w.kv.enabled()) {  // the KV cache as stored: per head, keys after RoPE
-    fake_quant_rows(k.data(), t * c.kv_heads, hd, w.kv, "keys");
-    fake_quant_rows(v.data(), t * c.kv_heads, hd, w.kv, "values");
+
+  // The q/k/v input: the normed hidden state.
+  Buffer<float> begin(const float* x) const {
+    Buffer<float> h = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
+    be.rmsnorm(x, w.input_norm, h.data(), t, d, eps);
+    quant_input(h.data(), d, "q/k/v_proj input");
+    return h;
   }
-  Buffer<float> attn = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: attention output");
-  attention_seqs(be, q.data(), k.data(), v.data(), attn.data(), seqs, c.heads, c.kv_heads, hd);
-  q.reset();
-  k.reset();
-  v.reset();
-  quant_input(attn.data(), q_dim, "o_proj input");
-  if (reached(SubLayer::O, attn.data(), q_dim)) return;
+  // Attention: the o_proj input.
+  Buffer<float> qkv(Buffer<float> h) const {
+    Buffer<float> q = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: q");
+    Buffer<float> k = be.alloc<float>(static_cast<size_t>(t * kv_dim), "block forward: k");
+    Buffer<float> v = be.alloc<float>(static_cast<size_t>(t * kv_dim), "block forward: v");
+    linear(be, lin("self_attn.q_proj"), h.data(), q.data(), t, d, q_dim);
+    linear(be, lin("self_attn.k_proj"), h.data(), k.data(), t, d, kv_dim);
+    linear(be, lin("self_attn.v_proj"), h.data(), v.data(), t, d, kv_dim);
+    h.reset();
+    if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector before RoPE
+      be.rmsnorm(q.data(), w.q_norm, q.data(), t * c.heads, hd, eps);
+      be.rmsnorm(k.data(), w.k_norm, k.data(), t * c.kv_heads, hd, eps);
+    }
+    rope_seqs(be, q.data(), seqs, c.heads, hd, *rope);
+    rope_seqs(be, k.data(), seqs, c.kv_heads, hd, *rope);
+    if (w.kv.enabled()) {  // the KV cache as stored: per head, keys after RoPE
+      fake_quant_rows(k.data(), t * c.kv_heads, hd, w.kv, "keys");
+      fake_quant_rows(v.data(), t * c.kv_heads, hd, w.kv, "values");
+    }
+    Buffer<float> attn = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: attention output");
+    attention_seqs(be, q.data(), k.data(), v.data(), attn.data(), seqs, c.heads, c.kv_heads, hd);
+    quant_input(attn.data(), q_dim, "o_proj input");
+    return attn;
+  }
+  // o_proj and the residual add: the gate/up input (x updated).
+  Buffer<float> o(float* x, Buffer<float> attn) const {
+    Buffer<float> h = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
+    linear(be, lin("self_attn.o_proj"), attn.data(), h.data(), t, q_dim, d);
+    attn.reset();
+    be.add_inplace(x, h.data(), t * d);
+    be.rmsnorm(x, w.post_norm, h.data(), t, d, eps);
+    quant_input(h.data(), d, "gate/up_proj input");
+    return h;
+  }
+  // The MLP's activation: the down_proj input.
+  Buffer<float> gate_up(Buffer<float> h) const {
+    Buffer<float> gate = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: gate");
+    Buffer<float> up = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: up");
+    linear(be, lin("mlp.gate_proj"), h.data(), gate.data(), t, d, inter);
+    linear(be, lin("mlp.up_proj"), h.data(), up.data(), t, d, inter);
+    h.reset();
+    be.swiglu(gate.data(), up.data(), gate.data(), t * inter);
+    quant_input(gate.data(), inter, "down_proj input");
+    return gate;
+  }
+  // down_proj and the residual add: x is the block's output.
+  void down(float* x, Buffer<float> act) const {
+    Buffer<float> y = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
+    linear(be, lin("mlp.down_proj"), act.data(), y.data(), t, inter, d);
+    act.reset();
+    be.add_inplace(x, y.data(), t * d);
+  }
+  Buffer<float> run(SubLayer group, float* x, Buffer<float> in) const {
+    switch (group) {
+      case SubLayer::Qkv: return qkv(std::move(in));
+      case SubLayer::O: return o(x, std::move(in));
+      case SubLayer::GateUp: return gate_up(std::move(in));
+      case SubLayer::Down: down(x, std::move(in)); return {};
+    }
+    throw InternalError("block stage: unknown sub-layer group");
+  }
+};
 
-  linear(be, lin("self_attn.o_proj"), attn.data(), h.data(), t, q_dim, d);
-  be.add_inplace(x, h.data(), t * d);
-  be.rmsnorm(x, w.post_norm, h.data(), t, d, eps);
-  quant_input(h.data(), d, "gate/up_proj input");
-  if (reached(SubLayer::GateUp, h.data(), d)) return;
-
-  Buffer<float> gate = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: gate");
-  Buffer<float> up = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: up");
-  linear(be, lin("mlp.gate_proj"), h.data(), gate.data(), t, d, inter);
-  linear(be, lin("mlp.up_proj"), h.data(), up.data(), t, d, inter);
-  be.swiglu(gate.data(), up.data(), gate.data(), t * inter);
-  quant_input(gate.data(), inter, "down_proj input");
-  if (reached(SubLayer::Down, gate.data(), inter)) return;
-
-  linear(be, lin("mlp.down_proj"), gate.data(), h.data(), t, inter, d);
-  be.add_inplace(x, h.data(), t * d);
+void forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
+             const SeqLayout& seqs, const CaptureFn& capture, int stop_after) {
+  const Stages st(be, c, w, &rope, seqs);
+  const int64_t widths[kNumSubLayers] = {st.d, st.q_dim, st.d, st.inter};
+  Buffer<float> in = st.begin(x);
+  for (int g = 0; g < kNumSubLayers; ++g) {
+    const SubLayer group = static_cast<SubLayer>(g);
+    if (capture) capture(group, in.data(), x, st.t, widths[g]);
+    if (stop_after == g) return;
+    in = st.run(group, x, std::move(in));
+  }
 }
 
 }  // namespace
@@ -137,6 +183,17 @@ BlockView host_view(const BlockWeights& w) {
 void block_forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
                    int64_t nseq, int64_t seqlen, const CaptureFn& capture, int stop_after) {
   forward(be, c, w, rope, x, SeqLayout{nseq, seqlen, nullptr}, capture, stop_after);
+}
+
+Buffer<float> block_stage_begin(Backend& be, const ModelConfig& c, const BlockView& w, const float* x, int64_t tokens) {
+  const SeqLayout seqs{tokens, 1, nullptr};
+  return Stages(be, c, w, nullptr, seqs).begin(x);  // begin() reads no RoPE table
+}
+
+Buffer<float> block_stage(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope,
+                          const BlockSeqs& seqs, SubLayer group, float* x, Buffer<float> in) {
+  const SeqLayout layout{seqs.nseq, seqs.seqlen, seqs.lens.empty() ? nullptr : &seqs.lens};
+  return Stages(be, c, w, &rope, layout).run(group, x, std::move(in));
 }
 
 void block_forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,

@@ -123,6 +123,21 @@ void block_forward(Backend& be, const ModelConfig& cfg, const BlockView& w, cons
 void block_forward(Backend& be, const ModelConfig& cfg, const BlockView& w, const RopeTable& rope,
                    float* x, const std::vector<int64_t>& seq_lens, const CaptureFn& capture = {},
                    int stop_after = -1);
+// The same forward cut at the sub-layer groups' inputs (block_forward is
+// exactly these in a row): block_stage_begin returns the q/k/v input of x
+// [tokens, hidden]; block_stage runs `group`'s sub-layer on its input (in,
+// consumed) and the residual stream x (updated by O and Down) and returns
+// the next group's input, or an empty buffer after Down, when x holds the
+// block's output. Keeping each stage's output lets a caller compute every
+// group's input once (src/pipeline/block_stats.h's staged statistics).
+struct BlockSeqs {
+  int64_t nseq = 0, seqlen = 0;
+  std::vector<int64_t> lens;  // non-empty: sequences of these lengths (nseq, seqlen unused)
+};
+Buffer<float> block_stage_begin(Backend& be, const ModelConfig& cfg, const BlockView& w, const float* x,
+                                int64_t tokens);
+Buffer<float> block_stage(Backend& be, const ModelConfig& cfg, const BlockView& w, const RopeTable& rope,
+                          const BlockSeqs& seqs, SubLayer group, float* x, Buffer<float> in);
 // Host weights: for a host-addressable backend (the CPU), through host_view.
 void block_forward(Backend& be, const ModelConfig& cfg, const BlockWeights& w, const RopeTable& rope,
                    float* x, int64_t nseq, int64_t seqlen, const CaptureFn& capture = {},

@@ -22,7 +22,62 @@ void keep(Backend& be, Buffer<float>* dst, const float* src, int64_t count, cons
   be.copy_within(dst->data(), src, static_cast<uint64_t>(count) * sizeof(float));
 }
 
-std::vector<float> to_host(Backend& be, const Buffer<float>& b) { return be.download_all(b); }
+// One chunk's contribution to the group's statistics from what its capture
+// saw, on bk.device: the group's input in each flow (in_fp null without the
+// FP flow) and, for an output projection with residual terms or token
+// scales, the residual streams res_q/res_fp [tokens, hidden].
+void accumulate_chunk(const MethodBackends& bk, const ModelConfig& cfg, const BlockWeights& host_w, SubLayer group,
+                      const MethodNeeds& needs, int64_t tokens, int64_t nseq, const float* in_q, const float* res_q,
+                      const float* in_fp, const float* res_fp, LinearStats* stats_out) {
+  Backend& be = bk.device;
+  LinearStats& stats = *stats_out;
+  const int64_t in = sublayer_in_features(cfg, group), hidden = cfg.hidden;
+  const bool out_proj =
+      (needs.residual || needs.token_scales) && (group == SubLayer::O || group == SubLayer::Down);
+  if (!out_proj) {
+    if (in_fp) stats.accumulate(be, in_q, in_fp, tokens, nseq);
+    else stats.accumulate(be, in_q, tokens, nseq);
+    return;
+  }
+  const Linear* w_out = &host_w.linears.at(group == SubLayer::O ? "self_attn.o_proj" : "mlp.down_proj");
+  // Per-token scales of the sub-layer outputs h + W x (original W), or 1:
+  // host arithmetic on host copies (a device downloads them).
+  auto to_host = [&](const float* p, int64_t count) {
+    std::vector<float> h(static_cast<size_t>(count));
+    be.copy_to_host(h.data(), p, static_cast<uint64_t>(count) * sizeof(float));
+    return h;
+  };
+  std::vector<float> hin_fp = to_host(in_fp, tokens * in), hres_fp = to_host(res_fp, tokens * hidden),
+                     hin_q = to_host(in_q, tokens * in), hres_q = to_host(res_q, tokens * hidden);
+  be.synchronize();  // the downloads are asynchronous on a device
+  std::vector<float> s_fp(tokens, 1.0f), s_q(tokens, 1.0f);
+  if (needs.token_scales) {
+    Backend& host = bk.host;
+    std::vector<float> y(static_cast<size_t>(tokens * hidden));
+    host.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, hin_fp.data(), in, w_out->w.data(), in, 0.0f, y.data(),
+              hidden);
+    if (!w_out->b.empty()) host.add_bias(y.data(), w_out->b.data(), tokens, hidden);
+    loaq_token_scales(hres_fp.data(), y.data(), tokens, hidden, cfg.rms_eps, s_fp.data());
+    host.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, hin_q.data(), in, w_out->w.data(), in, 0.0f, y.data(),
+              hidden);
+    if (!w_out->b.empty()) host.add_bias(y.data(), w_out->b.data(), tokens, hidden);
+    loaq_token_scales(hres_q.data(), y.data(), tokens, hidden, cfg.rms_eps, s_q.data());
+  }
+  std::vector<float> r(static_cast<size_t>(tokens * hidden));
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t i = 0; i < in; ++i) {
+      hin_fp[t * in + i] *= s_fp[t];
+      hin_q[t * in + i] *= s_q[t];
+    }
+    for (int64_t o = 0; o < hidden; ++o) r[t * hidden + o] = s_fp[t] * hres_fp[t * hidden + o] - s_q[t] * hres_q[t * hidden + o];
+  }
+  ResidentChunk scaled_q(be, "stats: rescaled quantized input"), scaled_fp(be, "stats: rescaled FP input"),
+      diff(be, "stats: residual difference");
+  const float* dq = scaled_q.place(hin_q);
+  stats.accumulate(be, dq, scaled_fp.place(hin_fp), tokens, nseq);
+  if (needs.residual) stats.accumulate_residual(be, diff.place(r), dq, tokens, hidden);
+  be.synchronize();  // the host copies above are uploads' sources until here
+}
 
 }  // namespace
 
@@ -39,8 +94,6 @@ LinearStats collect_stats(const MethodBackends& bk, const Model& model, const St
   // The output projections' terms: residual streams grabbed, tokens rescaled.
   const bool out_proj =
       (needs.residual || needs.token_scales) && (group == SubLayer::O || group == SubLayer::Down);
-  const Linear* w_out = nullptr;
-  if (out_proj) w_out = &w.host.linears.at(group == SubLayer::O ? "self_attn.o_proj" : "mlp.down_proj");
   LinearStats stats(in);
   std::vector<float> x, x_fp;
   ResidentChunk chunk_q(be, "stats: quantized-flow chunk"), chunk_fp(be, "stats: FP-flow chunk");
@@ -73,42 +126,8 @@ LinearStats collect_stats(const MethodBackends& bk, const Model& model, const St
     };
     if (fp_flow) forward(w.original, chunk_fp.place(x_fp), grab(&in_fp, &res_fp));
     forward(w.quantized, chunk_q.place(x), grab(&in_q, &res_q));
-    if (!out_proj) {
-      if (fp_flow) stats.accumulate(be, in_q.data(), in_fp.data(), tokens, nseq);
-      else stats.accumulate(be, in_q.data(), tokens, nseq);
-      continue;
-    }
-    // Per-token scales of the sub-layer outputs h + W x (original W), or 1:
-    // host arithmetic on host copies (a device downloads them).
-    std::vector<float> hin_fp = to_host(be, in_fp), hres_fp = to_host(be, res_fp), hin_q = to_host(be, in_q),
-                       hres_q = to_host(be, res_q);
-    std::vector<float> s_fp(tokens, 1.0f), s_q(tokens, 1.0f);
-    if (needs.token_scales) {
-      Backend& host = bk.host;
-      std::vector<float> y(static_cast<size_t>(tokens * hidden));
-      host.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, hin_fp.data(), in, w_out->w.data(), in, 0.0f, y.data(),
-                hidden);
-      if (!w_out->b.empty()) host.add_bias(y.data(), w_out->b.data(), tokens, hidden);
-      loaq_token_scales(hres_fp.data(), y.data(), tokens, hidden, cfg.rms_eps, s_fp.data());
-      host.gemm(Trans::N, Trans::T, tokens, hidden, in, 1.0f, hin_q.data(), in, w_out->w.data(), in, 0.0f, y.data(),
-                hidden);
-      if (!w_out->b.empty()) host.add_bias(y.data(), w_out->b.data(), tokens, hidden);
-      loaq_token_scales(hres_q.data(), y.data(), tokens, hidden, cfg.rms_eps, s_q.data());
-    }
-    std::vector<float> r(static_cast<size_t>(tokens * hidden));
-    for (int64_t t = 0; t < tokens; ++t) {
-      for (int64_t i = 0; i < in; ++i) {
-        hin_fp[t * in + i] *= s_fp[t];
-        hin_q[t * in + i] *= s_q[t];
-      }
-      for (int64_t o = 0; o < hidden; ++o) r[t * hidden + o] = s_fp[t] * hres_fp[t * hidden + o] - s_q[t] * hres_q[t * hidden + o];
-    }
-    ResidentChunk scaled_q(be, "stats: rescaled quantized input"), scaled_fp(be, "stats: rescaled FP input"),
-        diff(be, "stats: residual difference");
-    const float* dq = scaled_q.place(hin_q);
-    stats.accumulate(be, dq, scaled_fp.place(hin_fp), tokens, nseq);
-    if (needs.residual) stats.accumulate_residual(be, diff.place(r), dq, tokens, hidden);
-    be.synchronize();  // the host copies above are uploads' sources until here
+    accumulate_chunk(bk, cfg, w.host, group, needs, tokens, nseq, in_q.data(), res_q.data(),
+                     fp_flow ? in_fp.data() : nullptr, fp_flow ? res_fp.data() : nullptr, &stats);
   }
   return stats;
 }
@@ -120,6 +139,87 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
   const BlockView original = host_view(w), quantized = host_view(wq);
   return collect_stats(MethodBackends{be, be}, model, StatsWeights{w, original, quantized}, rope, store, block,
                        group, ch, nsamples, seqlen, needs, trace, hint);
+}
+
+StagedFlows::StagedFlows(const MethodBackends& bk, const Model& model, const RopeTable& rope, const Chunking& ch,
+                         int64_t nsamples, int64_t seqlen, bool fp_flow)
+    : bk_(bk), model_(model), rope_(rope), ch_(ch), nsamples_(nsamples), seqlen_(seqlen), fp_flow_(fp_flow) {
+  if (!bk.device.host_addressable())
+    throw InternalError("staged statistics keep chunks in host memory: a host-addressable backend only");
+}
+
+BlockSeqs StagedFlows::seqs(int64_t c) const {
+  BlockSeqs s;
+  s.lens = ch_.lens(c);
+  s.nseq = ch_.seqs(c, nsamples_);
+  s.seqlen = seqlen_;
+  return s;
+}
+
+LinearStats StagedFlows::collect(const StatsWeights& w, ActivationStore& store, int64_t block, SubLayer group,
+                                 const MethodNeeds& needs, TraceRecorder* trace) {
+  Backend& be = bk_.device;
+  const ModelConfig& cfg = model_.config();
+  const bool fp = fp_flow_ && needs.fp_flow;
+  if ((needs.residual || needs.token_scales) && !fp)
+    throw InternalError("staged stats: residual terms and token scales compare the FP flow, which is not collected");
+  const int g = static_cast<int>(group);
+  if (g != next_) throw InternalError("staged stats: groups must come in order");
+  ++next_;
+  if (group == SubLayer::Qkv) {
+    q_.clear();
+    fp_.clear();
+    q_.resize(static_cast<size_t>(ch_.nchunks));
+    fp_.resize(fp ? static_cast<size_t>(ch_.nchunks) : 0);
+  }
+  LinearStats stats(sublayer_in_features(cfg, group));
+  for (int64_t c = 0; c < ch_.nchunks; ++c) {
+    const int64_t tokens = ch_.tokens(c, nsamples_, seqlen_), nseq = ch_.seqs(c, nsamples_);
+    TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
+    span.arg("block", block).arg("chunk", c).arg("tokens", tokens).arg("staged", 1);
+    // The group's input of each flow: read and normed (q/k/v), or the
+    // previous group's sub-layer run on its kept input, once.
+    auto advance = [&](Chunk& k, Flow flow, const BlockView& weights) {
+      if (group == SubLayer::Qkv) {
+        store.get(block, flow, c, &k.x);
+        k.in = block_stage_begin(be, cfg, weights, k.x.data(), tokens);
+      } else {
+        k.in = block_stage(be, cfg, weights, rope_, seqs(c), static_cast<SubLayer>(g - 1), k.x.data(),
+                           std::move(k.in));
+      }
+    };
+    if (fp) advance(fp_[static_cast<size_t>(c)], Flow::Fp, w.original);
+    advance(q_[static_cast<size_t>(c)], Flow::Quant, w.quantized);
+    const Chunk& kq = q_[static_cast<size_t>(c)];
+    const Chunk* kf = fp ? &fp_[static_cast<size_t>(c)] : nullptr;
+    accumulate_chunk(bk_, cfg, w.host, group, needs, tokens, nseq, kq.in.data(), kq.x.data(),
+                     kf ? kf->in.data() : nullptr, kf ? kf->x.data() : nullptr, &stats);
+  }
+  return stats;
+}
+
+void StagedFlows::propagate(const StatsWeights& w, ActivationStore& store, int64_t block, TraceRecorder* trace) {
+  if (next_ != kNumSubLayers) throw InternalError("staged propagate: every group's statistics first");
+  Backend& be = bk_.device;
+  const ModelConfig& cfg = model_.config();
+  for (int64_t c = 0; c < ch_.nchunks; ++c) {
+    auto finish = [&](Chunk& k, Flow flow, const BlockView& weights, const char* name) {
+      TraceSpan span(trace, name, trace_cat::kForward);
+      span.arg("block", block).arg("chunk", c).arg("staged", 1);
+      block_stage(be, cfg, weights, rope_, seqs(c), SubLayer::Down, k.x.data(), std::move(k.in));
+      store.put(block + 1, flow, c, k.x.data(), static_cast<int64_t>(k.x.size()));
+      k = Chunk{};
+    };
+    finish(q_[static_cast<size_t>(c)], Flow::Quant, w.quantized, "forward quant");
+    if (!fp_.empty()) finish(fp_[static_cast<size_t>(c)], Flow::Fp, w.original, "forward fp");
+  }
+  next_ = 0;
+}
+
+uint64_t StagedFlows::bytes_needed(const ModelConfig& cfg, int64_t calib_tokens, bool fp_flow) {
+  const int64_t widest = std::max({cfg.hidden, cfg.heads * cfg.head_dim, cfg.intermediate});
+  return static_cast<uint64_t>(calib_tokens) * static_cast<uint64_t>(cfg.hidden + widest) * sizeof(float) *
+         (fp_flow ? 2u : 1u);
 }
 
 }  // namespace streamq

@@ -75,4 +75,43 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
                           const Chunking& ch, int64_t nsamples, int64_t seqlen, const MethodNeeds& needs,
                           TraceRecorder* trace, const ReadAheadHint& hint = {});
 
+// Staged statistics: every chunk of each flow is kept at the current
+// group's input between groups (x and that input in host memory), so a
+// group's input is computed once, from the previous group's (the block runs
+// once per flow instead of once per group; block_stage is block_forward cut
+// at the group inputs, so the statistics and outputs are the same bytes as
+// collect_stats + a separate propagation). Memory: bytes_needed, the whole
+// calibration set at hidden + the widest group input, per flow read.
+// For a host-addressable backend.
+class StagedFlows {
+ public:
+  StagedFlows(const MethodBackends& bk, const Model& model, const RopeTable& rope, const Chunking& ch,
+              int64_t nsamples, int64_t seqlen, bool fp_flow);
+  // Group `group`'s statistics (groups in order, Qkv first: its chunks are
+  // read from `store` at boundary `block`; each later group's come from the
+  // previous group's sub-layer run with w.quantized, or w.original on the FP
+  // flow, as it stands now, i.e. with the linears just quantized).
+  LinearStats collect(const StatsWeights& w, ActivationStore& store, int64_t block, SubLayer group,
+                      const MethodNeeds& needs, TraceRecorder* trace);
+  // After the last group: down_proj on each kept chunk, the block's outputs
+  // put into `store` at block + 1, the chunks freed.
+  void propagate(const StatsWeights& w, ActivationStore& store, int64_t block, TraceRecorder* trace);
+  static uint64_t bytes_needed(const ModelConfig& cfg, int64_t calib_tokens, bool fp_flow);
+
+ private:
+  struct Chunk {
+    std::vector<float> x;  // the residual stream
+    Buffer<float> in;      // the next group's input
+  };
+  BlockSeqs seqs(int64_t c) const;
+  const MethodBackends& bk_;
+  const Model& model_;
+  const RopeTable& rope_;
+  const Chunking& ch_;
+  int64_t nsamples_, seqlen_;
+  bool fp_flow_;
+  int next_ = 0;  // the group collect() takes next
+  std::vector<Chunk> q_, fp_;
+};
+
 }  // namespace streamq

@@ -88,6 +88,10 @@ struct QuantizeJob : JobSpec {
   // same command run again resumes from the last finished block.
   std::string workdir;
   bool restart = false;         // discard a job found in workdir
+  // Rerun the block up to each sub-layer group for its statistics instead
+  // of keeping every group's input (staged; the default where it applies).
+  // Never changes the bytes; uses less memory and more time.
+  bool recompute_group_inputs = false;
   // Test hook: the activation store's file layer wrapped (fault injection).
   // (The crash test's kill points are process-wide: src/core/kill_point.h.)
   IoBackendWrapper io_wrap;
@@ -130,6 +134,8 @@ struct QuantizeReport {
   // This run's CPU time (user, system), page faults (minor, major) and CPU
   // seconds per wall second: where allocation and first-touch costs show.
   nlohmann::json process;
+  // How each group's input was had: "staged: ..." or "recomputed: ...".
+  std::string group_inputs;
   double total_seconds = 0;
   uint64_t peak_rss_bytes = 0;
   std::string workdir, job_id;  // a resumable job's directory and id

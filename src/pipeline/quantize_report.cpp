@@ -85,6 +85,7 @@ nlohmann::json QuantizeReport::to_json() const {
   if (!calibration.is_null()) j["calibration"] = calibration;
   if (!settings.is_null()) j["settings"] = settings;
   if (!process.is_null()) j["process"] = process;
+  if (!group_inputs.empty()) j["group_inputs"] = group_inputs;
   j["total_seconds"] = total_seconds;
   j["peak_rss_bytes"] = peak_rss_bytes;
   if (!workdir.empty()) {
@@ -114,6 +115,7 @@ QuantizeReport QuantizeReport::from_json(const nlohmann::json& j) {
   r.calibration = j.value("calibration", nlohmann::json());
   r.settings = j.value("settings", nlohmann::json());
   r.process = j.value("process", nlohmann::json());
+  r.group_inputs = j.value("group_inputs", std::string());
   r.total_seconds = j.at("total_seconds").get<double>();
   r.peak_rss_bytes = j.at("peak_rss_bytes").get<uint64_t>();
   r.workdir = j.value("workdir", "");

@@ -71,6 +71,7 @@ constexpr ResumeRule kRules[] = {
     {"--host-mem-limit", true, "the memory plan (a resumed job keeps its stored chunking)"},
     {"--prefetch-depth", true, "I/O overlap only"},
     {"--linear-concurrency", true, "linears written in a fixed order"},
+    {"--recompute-group-inputs", true, "staged or recomputed group inputs: the same values"},
     {"--io", true, "io_uring or pread/pwrite: the same bytes on disk"},
     {"--zstd-level", true, "lossless compression of stored boundaries"},
     {"--report", true, "an extra copy of the report"},
