@@ -83,6 +83,12 @@ TEST(TokenizerLoad, MalformedFilesAreInputErrors) {
   expect_error(j.dump(), "exactly one ASCII space");
   j["model"]["merges"] = {json::array({"a", "b", "c"})};
   expect_error(j.dump(), "BPE merge 0");
+  // An id past 2^24 would size the id table in gigabytes (fuzz_tokenizer found 55,000,008).
+  j = minimal();
+  j["model"]["vocab"]["a"] = 55000008;
+  expect_error(j.dump(), "BPE vocab entry 'a' has id 55000008, past the 16,777,216 ids");
+  j["model"]["vocab"]["a"] = -1;
+  expect_error(j.dump(), "must have a non-negative integer id");
   j = minimal();
   j["model"]["dropout"] = 0.1;
   expect_error(j.dump(), "dropout is not supported");
