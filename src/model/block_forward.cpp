@@ -73,6 +73,10 @@ struct Stages {
                        be.name() + " device has no such op yet");
   }
   const LinearView& lin(const char* name) const { return w.linear(name); }
+  // A [tokens, width] intermediate in the backend's memory.
+  Buffer<float> rows(int64_t width, const char* what) const {
+    return be.alloc<float>(static_cast<size_t>(t * width), what);
+  }
   // A linear's input as the W4A4 model sees it: quantized per token, before
   // the statistics capture it (the quantized flow calibrates on what it will run on).
   void quant_input(float* in, int64_t width, const char* what) const {
@@ -81,16 +85,16 @@ struct Stages {
 
   // The q/k/v input: the normed hidden state.
   Buffer<float> begin(const float* x) const {
-    Buffer<float> h = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
+    Buffer<float> h = rows(d, "block forward: normed hidden state");
     be.rmsnorm(x, w.input_norm, h.data(), t, d, eps);
     quant_input(h.data(), d, "q/k/v_proj input");
     return h;
   }
   // Attention: the o_proj input.
   Buffer<float> qkv(Buffer<float> h) const {
-    Buffer<float> q = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: q");
-    Buffer<float> k = be.alloc<float>(static_cast<size_t>(t * kv_dim), "block forward: k");
-    Buffer<float> v = be.alloc<float>(static_cast<size_t>(t * kv_dim), "block forward: v");
+    Buffer<float> q = rows(q_dim, "block forward: q");
+    Buffer<float> k = rows(kv_dim, "block forward: k");
+    Buffer<float> v = rows(kv_dim, "block forward: v");
     linear(be, lin("self_attn.q_proj"), h.data(), q.data(), t, d, q_dim);
     linear(be, lin("self_attn.k_proj"), h.data(), k.data(), t, d, kv_dim);
     linear(be, lin("self_attn.v_proj"), h.data(), v.data(), t, d, kv_dim);
@@ -105,14 +109,14 @@ struct Stages {
       fake_quant_rows(k.data(), t * c.kv_heads, hd, w.kv, "keys");
       fake_quant_rows(v.data(), t * c.kv_heads, hd, w.kv, "values");
     }
-    Buffer<float> attn = be.alloc<float>(static_cast<size_t>(t * q_dim), "block forward: attention output");
+    Buffer<float> attn = rows(q_dim, "block forward: attention output");
     attention_seqs(be, q.data(), k.data(), v.data(), attn.data(), seqs, c.heads, c.kv_heads, hd);
     quant_input(attn.data(), q_dim, "o_proj input");
     return attn;
   }
   // o_proj and the residual add: the gate/up input (x updated).
   Buffer<float> o(float* x, Buffer<float> attn) const {
-    Buffer<float> h = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
+    Buffer<float> h = rows(d, "block forward: normed hidden state");
     linear(be, lin("self_attn.o_proj"), attn.data(), h.data(), t, q_dim, d);
     attn.reset();
     be.add_inplace(x, h.data(), t * d);
@@ -122,8 +126,8 @@ struct Stages {
   }
   // The MLP's activation: the down_proj input.
   Buffer<float> gate_up(Buffer<float> h) const {
-    Buffer<float> gate = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: gate");
-    Buffer<float> up = be.alloc<float>(static_cast<size_t>(t * inter), "block forward: up");
+    Buffer<float> gate = rows(inter, "block forward: gate");
+    Buffer<float> up = rows(inter, "block forward: up");
     linear(be, lin("mlp.gate_proj"), h.data(), gate.data(), t, d, inter);
     linear(be, lin("mlp.up_proj"), h.data(), up.data(), t, d, inter);
     h.reset();
@@ -133,7 +137,7 @@ struct Stages {
   }
   // down_proj and the residual add: x is the block's output.
   void down(float* x, Buffer<float> act) const {
-    Buffer<float> y = be.alloc<float>(static_cast<size_t>(t * d), "block forward: normed hidden state");
+    Buffer<float> y = rows(d, "block forward: normed hidden state");
     linear(be, lin("mlp.down_proj"), act.data(), y.data(), t, inter, d);
     act.reset();
     be.add_inplace(x, y.data(), t * d);
