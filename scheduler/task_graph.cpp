@@ -20,7 +20,10 @@ namespace streamq {
 
 TaskGraph::ResourceId TaskGraph::resource(std::string name, uint64_t capacity) {
   if (capacity == 0) throw InternalError("TaskGraph: resource '" + name + "' has capacity 0");
-  resources_.push_back(Resource{std::move(name), capacity, 0, 0});
+  Resource r;
+  r.name = std::move(name);
+  r.capacity = capacity;
+  resources_.push_back(std::move(r));
   return static_cast<ResourceId>(resources_.size() - 1);
 }
 
