@@ -4,6 +4,7 @@
 
 #include "tools/cli_common.h"
 #include "tools/cli_device.h"
+#include "tools/cli_method_flags.h"
 #include "src/core/error.h"
 #include "kernels/backend.h"
 #include "src/pipeline/eval.h"
@@ -32,17 +33,8 @@ int run_eval(const std::vector<std::string>& args) {
       ("logits-out", po::value(&job.logits_out),
        "also write the first window's logits to this .npy file (float32, [seqlen, vocab]) "
        "for comparing against another implementation")
-      ("abits", po::value(&job.act.bits)->default_value(16),
-       "activation bits: every linear's input fake-quantized per token with its own min-max grid at run time "
-       "(QuaRot's quantizer), 2..16; 16 = off. With a W4 fake-quant model and --abits 4 --kv-bits 4: W4A4KV4")
-      ("a-sym", po::bool_switch(&job.act.sym), "--abits: symmetric per-token grid (default asymmetric)")
-      ("a-clip", po::value(&job.act.clip)->default_value(1.0),
-       "--abits: clip ratio, each token's range scaled by it before the grid is made (1.0: min-max; QuaRot uses 0.9)")
-      ("kv-bits", po::value(&job.kv.bits)->default_value(16),
-       "KV-cache bits: keys (after RoPE) and values fake-quantized per token and head (group = head dim, "
-       "asymmetric), 2..16; 16 = off")
-      ("kv-clip", po::value(&job.kv.clip)->default_value(1.0), "--kv-bits: clip ratio (1.0: min-max)")
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
+  add_act_quant_flags(opts, &job.act, &job.kv);
   DeviceFlags df;
   add_device_flags(opts, &df, false);
   po::variables_map vm;
@@ -51,14 +43,7 @@ int run_eval(const std::vector<std::string>& args) {
   if (vm.count("data") == vm.count("eval-text"))
     throw InputError("pass exactly one of --data (token ids) and --eval-text (text)");
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
-  job.act.validate("--abits");
-  job.kv.validate("--kv-bits");
-  // A grid parameter without its grid would be ignored (the flag-dependency rule of quantize).
-  if (!job.act.enabled() && (!vm["a-clip"].defaulted() || job.act.sym))
-    throw InputError(std::string(!vm["a-clip"].defaulted() ? "--a-clip" : "--a-sym") +
-                     " needs --abits below 16: without it the value would be ignored");
-  if (!job.kv.enabled() && !vm["kv-clip"].defaulted())
-    throw InputError("--kv-clip needs --kv-bits below 16: without it the value would be ignored");
+  finish_act_quant_flags(vm, job.act, job.kv);
   const auto limit = set_threads(threads);
   OpenedDevice device = open_device(df, vm);
   if (!quiet) std::cerr << "eval: device " << device.description << "\n";

@@ -225,4 +225,31 @@ std::string finish_method_flags(MethodFlags& f, const po::variables_map& vm, Pre
   return preset_line;
 }
 
+void add_act_quant_flags(po::options_description& opts, ActQuantConfig* act, ActQuantConfig* kv) {
+  opts.add_options()
+      ("abits", po::value(&act->bits)->default_value(16),
+       "activation bits: every linear's input fake-quantized per token with its own min-max grid at run time "
+       "(QuaRot's quantizer), 2..16; 16 = off. eval: with a W4 fake-quant model and --abits 4 --kv-bits 4, "
+       "W4A4KV4; quantize: the quantized flow calibrates on quantized activations (the FP flow does not)")
+      ("a-sym", po::bool_switch(&act->sym), "--abits: symmetric per-token grid (default asymmetric)")
+      ("a-clip", po::value(&act->clip)->default_value(1.0),
+       "--abits: clip ratio, each token's range scaled by it before the grid is made (1.0: min-max; QuaRot "
+       "uses 0.9)")
+      ("kv-bits", po::value(&kv->bits)->default_value(16),
+       "KV-cache bits: keys (after RoPE) and values fake-quantized per token and head (group = head dim, "
+       "asymmetric), 2..16; 16 = off")
+      ("kv-clip", po::value(&kv->clip)->default_value(1.0), "--kv-bits: clip ratio (1.0: min-max)");
+}
+
+void finish_act_quant_flags(const po::variables_map& vm, const ActQuantConfig& act, const ActQuantConfig& kv) {
+  act.validate("--abits");
+  kv.validate("--kv-bits");
+  // A grid parameter without its grid would be ignored (the rule of kFlagNeeds).
+  if (!act.enabled() && (given(vm, "a-clip") || act.sym))
+    throw InputError(std::string(given(vm, "a-clip") ? "--a-clip" : "--a-sym") +
+                     " needs --abits below 16: without it the value would be ignored");
+  if (!kv.enabled() && given(vm, "kv-clip"))
+    throw InputError("--kv-clip needs --kv-bits below 16: without it the value would be ignored");
+}
+
 }  // namespace streamq::cli

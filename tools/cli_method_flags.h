@@ -5,6 +5,7 @@
 #include <boost/program_options.hpp>
 #include <string>
 
+#include "kernels/cpu/act_quant.h"
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
 
@@ -42,5 +43,12 @@ std::string finish_method_flags(MethodFlags& f, const boost::program_options::va
 // --grid mse, --act-order with rtn, ...) is an InputError naming both.
 void check_method_flag_dependencies(const boost::program_options::variables_map& vm, const QuantConfig& q,
                                     const LoaqConfig& loaq);
+
+// --abits, --a-sym, --a-clip, --kv-bits, --kv-clip (eval and quantize: one
+// definition, one help text), and their checks: ranges, and a grid parameter
+// without its grid is an error naming both.
+void add_act_quant_flags(boost::program_options::options_description& opts, ActQuantConfig* act, ActQuantConfig* kv);
+void finish_act_quant_flags(const boost::program_options::variables_map& vm, const ActQuantConfig& act,
+                            const ActQuantConfig& kv);
 
 }  // namespace streamq::cli

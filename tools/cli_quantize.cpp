@@ -122,6 +122,7 @@ int run_quantize(const std::vector<std::string>& args) {
       ("threads", po::value(&threads)->default_value(0), "worker threads; 0 = all cores")
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
   add_method_flags(opts, mf);
+  add_act_quant_flags(opts, &job.act, &job.kv);
   DeviceFlags df;
   add_device_flags(opts, &df, true);
   po::variables_map vm;
@@ -171,6 +172,7 @@ int run_quantize(const std::vector<std::string>& args) {
   }
   job.quant = mf.quant;
   job.loaq = mf.loaq;
+  finish_act_quant_flags(vm, job.act, job.kv);
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   job.overwrite = vm["overwrite"].as<bool>();
   job.activations = parse_placement(activations);

@@ -29,6 +29,12 @@ class ResidentBlock {
   // addressable: the view points at w.data() (w must outlive this); device:
   // an upload into the resident copy (w unchanged until synchronize()).
   void replace_weight(const std::string& name, const std::vector<float>& w);
+  // Weight-activation quantization in every forward through this view (the
+  // quantized flow of a W4A4 job; BlockView::act/kv).
+  void set_act_quant(const ActQuantConfig& act, const ActQuantConfig& kv) {
+    view_.act = act;
+    view_.kv = kv;
+  }
   // Bytes this block holds in the backend's memory (0 on the host).
   uint64_t device_bytes() const;
 

@@ -54,6 +54,10 @@ namespace fs = std::filesystem;
 namespace streamq {
 namespace {
 
+nlohmann::json act_quant_to_json(const ActQuantConfig& a) {
+  return {{"bits", a.bits}, {"sym", a.sym}, {"clip", a.clip}};
+}
+
 // Every setting that decides the output, defaults included (whatever filled
 // them: a flag, the --preset, the library's default), as the report and the
 // checkpoint's metadata record them.
@@ -71,7 +75,10 @@ nlohmann::json effective_settings(const QuantizeJob& job, const std::string& ari
   }
   return {{"quantizer", std::string("streamq ") + STREAMQ_VERSION},
           {"preset", job.preset.empty() ? nlohmann::json(nullptr) : nlohmann::json(job.preset)},
-          {"method", {{"quant", quant_config_to_json(job.quant)}, {"loaq", loaq_config_to_json(job.loaq)}}},
+          {"method", {{"quant", quant_config_to_json(job.quant)},
+                      {"loaq", loaq_config_to_json(job.loaq)},
+                      {"act", act_quant_to_json(job.act)},
+                      {"kv", act_quant_to_json(job.kv)}}},
           {"calibration", calib},
           {"format", to_string(job.format)},
           {"chunk_tokens", job.chunk_tokens},
@@ -85,6 +92,9 @@ JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, cons
   JobIdentity id;
   id.model = model_files_identity(model_dir);
   id.method = {{"quant", quant_config_to_json(job.quant)}, {"loaq", loaq_config_to_json(job.loaq)}};
+  // Only when on: a job without them keeps the identity older manifests hold.
+  if (job.act.enabled()) id.method["act"] = act_quant_to_json(job.act);
+  if (job.kv.enabled()) id.method["kv"] = act_quant_to_json(job.kv);
   id.calibration = {{"tokens_xxh64", hex64(XXH64(calib.data(), calib.size() * sizeof(int32_t), 0))},
                     {"nsamples", job.nsamples},
                     {"seqlen", job.seqlen},
@@ -263,6 +273,7 @@ struct BlockState {
         file(c.wd.blocks_dir(), block_file_plan(c.model.config(), c.model.tensors(), c.job.quant, block),
              {{"format", "streamq-block"}, {"streamq", c.job.quant.describe()}}, UINT64_MAX, Workdir::block_base(block)) {
     report.index = block;
+    resident_q.set_act_quant(c.job.act, c.job.kv);
     if (c.needs.fp_flow) resident.emplace(c.be, w);
   }
   int64_t b;
@@ -523,6 +534,11 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   const ProcessTimes times_at_start = process_times();
   const uint64_t baseline_rss = peak_rss_bytes();  // binary, libraries, thread pools
   job.quant.validate();
+  job.act.validate("--abits");
+  job.kv.validate("--kv-bits");
+  if ((job.act.enabled() || job.kv.enabled()) && !be.host_addressable())
+    throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
+                     be.name() + " device has no such op yet");
   if (job.activations == Placement::MemoryMirrored)
     throw InternalError("quantize: memory-mirrored is the plan's placement for a workdir job, not a request");
   if (job.format == OutputFormat::CompressedTensors && job.quant.bits != 2 && job.quant.bits != 4 && job.quant.bits != 8)

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu/act_quant.h"
 #include "io/store/compressed_store.h"
 #include "kernels/backend.h"
 #include "src/methods/loaq.h"
@@ -58,6 +59,11 @@ struct JobSpec {
   // float64 on the host whatever this says. (Which device ran is frozen too:
   // the manifest's output.arithmetic.)
   SweepPrecision sweep_precision = SweepPrecision::F32;
+  // W4A4-style calibration (issue 17): the quantized flow runs with every
+  // linear's input quantized per token and the KV cache per head, so its
+  // statistics see what the quantized model will run on; the FP flow stays
+  // full precision. Bits 16 = off (today's bytes).
+  ActQuantConfig act, kv;
 };
 
 // A job: its spec, and how it runs (where, with which budgets, what it logs).

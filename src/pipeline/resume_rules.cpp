@@ -52,6 +52,11 @@ constexpr ResumeRule kRules[] = {
     {"--static-groups", false, "method"},
     {"--percdamp", false, "method"},
     {"--blocksize", false, "method"},
+    {"--abits", false, "method (the quantized flow's activations)"},
+    {"--a-sym", false, "method (the quantized flow's activations)"},
+    {"--a-clip", false, "method (the quantized flow's activations)"},
+    {"--kv-bits", false, "method (the quantized flow's KV cache)"},
+    {"--kv-clip", false, "method (the quantized flow's KV cache)"},
     // The stored activations' shape, and what the output is.
     {"--chunk-tokens", false, "the stored activation chunks (a resumed job cannot re-cut them)"},
     {"--format", false, "output format"},

@@ -50,6 +50,8 @@ TEST(StagedStats, SameBytesAsRecomputingEveryGroupsInput) {
                                   dir, "gptaq-cae");
   // LoaQ's residual terms and token scales on the output projections.
   expect_staged_equals_recomputed(stories, {"--group", "32", "--loaq-norm"}, dir, "defaults-loaq-norm");
+  // W4A4KV4 calibration: the quantized flow runs with quantized activations.
+  expect_staged_equals_recomputed(stories, {"--group", "32", "--abits", "4", "--kv-bits", "4"}, dir, "a4kv4");
 
   // Biases, GQA (4 heads over 2), head_dim 12, intermediate 100.
   const std::string qwen = dir.file("qwen");
