@@ -102,7 +102,7 @@ std::vector<double> read_matrix_f64(const std::string& path, std::vector<int64_t
     std::vector<float> tmp(static_cast<size_t>(t.numel()));
     if (t.dtype == DType::F64) {
       out.resize(tmp.size());
-      std::memcpy(out.data(), f->data(t), t.nbytes);
+      if (t.nbytes > 0) std::memcpy(out.data(), f->data(t), t.nbytes);  // an empty vector's data() may be null
       return out;
     }
     convert_to_f32(t.dtype, f->data(t), tmp.data(), tmp.size());
@@ -113,7 +113,8 @@ std::vector<double> read_matrix_f64(const std::string& path, std::vector<int64_t
   const size_t n = a.data.size() / dtype_size(a.dtype);
   out.resize(n);
   if (a.dtype == DType::F64) {
-    std::memcpy(out.data(), a.data.data(), a.data.size());
+    // A shape with a 0 in it has no data: memcpy must not see a null pointer (fuzz_npy, UBSan).
+    if (!a.data.empty()) std::memcpy(out.data(), a.data.data(), a.data.size());
   } else if (a.dtype == DType::F32) {
     for (size_t i = 0; i < n; ++i) {
       float v;

@@ -24,6 +24,10 @@ namespace fs = std::filesystem;
 namespace streamq {
 namespace {
 
+// How long a held workdir lock is waited for before the job is refused as
+// running elsewhere (see Workdir::Workdir).
+constexpr int kLockWaitMs = 5000;
+
 constexpr const char* kFormat = "streamq-workdir";
 constexpr int kVersion = 1;
 
@@ -131,7 +135,17 @@ Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(d
   const std::string lock = dir_ + "/lock";
   lock_.reset(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
   if (!lock_) throw InputError("--workdir " + dir_ + ": cannot create " + lock);
-  if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+  // A killed job's lock outlives it briefly: the kernel closes a process's
+  // files after its io_uring instance is torn down, which it does in the
+  // background after the exit. So a lock held at first is waited for a few
+  // seconds (polling: flock has no timeout) before it is reported as a
+  // running job.
+  bool locked = ::flock(lock_.get(), LOCK_EX | LOCK_NB) == 0;
+  for (int i = 0; !locked && i < kLockWaitMs / 50; ++i) {
+    ::usleep(50 * 1000);
+    locked = ::flock(lock_.get(), LOCK_EX | LOCK_NB) == 0;
+  }
+  if (!locked) {
     throw InputError("--workdir " + dir_ + ": another streamq process is running this job (" + lock +
                      " is locked); wait for it or stop it");
   }

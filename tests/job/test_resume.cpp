@@ -3,9 +3,12 @@
 // checkpoint; a workdir refuses a different job; `streamq status` reports.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <random>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -249,6 +252,20 @@ TEST(Resume, SecondProcessOnTheSameWorkdirIsRefused) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("another streamq process"), std::string::npos) << e.what();
   }
+}
+
+// A killed job's lock can outlive the process for a moment (its io_uring
+// teardown closes the files after the exit): a lock released within the
+// wait is taken, not reported as a running job.
+TEST(Resume, ALockReleasedWithinTheWaitIsTaken) {
+  test::ScratchDir dir("resume-lock-wait");
+  auto first = std::make_unique<Workdir>(dir.file("wd"), false, true);
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    first.reset();
+  });
+  EXPECT_NO_THROW(Workdir(dir.file("wd"), false, true));
+  release.join();
 }
 
 // With --activations `activations` (disk, or memory mirrored to the workdir,

@@ -59,5 +59,17 @@ TEST(NpyHeader, AnOrdinaryHeaderStillReads) {
   EXPECT_EQ(std::memcmp(a.data.data(), v, sizeof v), 0);
 }
 
+// An empty float64 matrix (a 0 in the shape) reads as empty: no memcpy from
+// or to a null pointer (fuzz_npy found it under UBSan, which CI runs).
+TEST(NpyHeader, AnEmptyMatrixReadsAsEmpty) {
+  test::ScratchDir dir("npy-header-empty");
+  const std::string path = dir.file("e.npy");
+  test::write_all(path, npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (0, 3), }", ""));
+  std::vector<int64_t> shape;
+  const std::vector<double> m = read_matrix_f64(path, &shape);
+  EXPECT_TRUE(m.empty());
+  EXPECT_EQ(shape, (std::vector<int64_t>{0, 3}));
+}
+
 }  // namespace
 }  // namespace streamq
