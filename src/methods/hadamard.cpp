@@ -101,26 +101,28 @@ void fwht(float* x, int64_t p) {
       }
 }
 
-// Whether hadamard_matrix(m) builds one, without building it.
-bool constructible(int64_t m) {
-  if (m == 1 || m == 2) return true;
-  if (m < 1 || m % 4 != 0) return false;
-  if (is_prime(m - 1) && (m - 1) % 4 == 3) return true;
-  if (is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1) return true;
-  return constructible(m / 2);
+// Which construction reaches order m (one decision for hadamard_matrix and
+// hadamard_split, which asks without building).
+enum class Construction { None, Trivial, PaleyI, PaleyII, Doubling };
+Construction construction_of(int64_t m) {
+  if (m == 1 || m == 2) return Construction::Trivial;
+  if (m < 1 || m % 4 != 0) return Construction::None;
+  if (is_prime(m - 1) && (m - 1) % 4 == 3) return Construction::PaleyI;
+  if (is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1) return Construction::PaleyII;
+  return construction_of(m / 2) == Construction::None ? Construction::None : Construction::Doubling;
 }
 
 }  // namespace
 
 std::vector<int8_t> hadamard_matrix(int64_t m) {
-  if (m == 1) return {1};
-  if (m == 2) return {1, 1, 1, -1};
-  if (m < 1 || m % 4 != 0) return {};
-  if (is_prime(m - 1) && (m - 1) % 4 == 3) return paley1(m - 1);
-  if (is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1) return paley2(m / 2 - 1);
-  const std::vector<int8_t> half = hadamard_matrix(m / 2);
-  if (half.empty()) return {};
-  return sylvester_double(half, m / 2);
+  switch (construction_of(m)) {
+    case Construction::None: return {};
+    case Construction::Trivial: return m == 1 ? std::vector<int8_t>{1} : std::vector<int8_t>{1, 1, 1, -1};
+    case Construction::PaleyI: return paley1(m - 1);
+    case Construction::PaleyII: return paley2(m / 2 - 1);
+    case Construction::Doubling: return sylvester_double(hadamard_matrix(m / 2), m / 2);
+  }
+  return {};
 }
 
 HadamardSplit hadamard_split(int64_t n) {
@@ -129,7 +131,7 @@ HadamardSplit hadamard_split(int64_t n) {
   while (n % (pow2 * 2) == 0) pow2 *= 2;
   // The largest power of two first: the smallest dense factor.
   for (; pow2 >= 1; pow2 /= 2)
-    if (constructible(n / pow2)) return {n / pow2, pow2};
+    if (construction_of(n / pow2) != Construction::None) return {n / pow2, pow2};
   return {};
 }
 
