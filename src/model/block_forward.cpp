@@ -83,11 +83,15 @@ struct Stages {
     if (w.act.enabled()) fake_quant_rows(in, t, width, w.act, what);
   }
 
+  // x's RMS-normed rows into h, as the linears after the norm read them.
+  void norm_into(const float* x, const float* weight, Buffer<float>& h, const char* what) const {
+    be.rmsnorm(x, weight, h.data(), t, d, eps);
+    quant_input(h.data(), d, what);
+  }
   // The q/k/v input: the normed hidden state.
   Buffer<float> begin(const float* x) const {
     Buffer<float> h = rows(d, "block forward: normed hidden state");
-    be.rmsnorm(x, w.input_norm, h.data(), t, d, eps);
-    quant_input(h.data(), d, "q/k/v_proj input");
+    norm_into(x, w.input_norm, h, "q/k/v_proj input");
     return h;
   }
   // Attention: the o_proj input.
@@ -120,8 +124,7 @@ struct Stages {
     linear(be, lin("self_attn.o_proj"), attn.data(), h.data(), t, q_dim, d);
     attn.reset();
     be.add_inplace(x, h.data(), t * d);
-    be.rmsnorm(x, w.post_norm, h.data(), t, d, eps);
-    quant_input(h.data(), d, "gate/up_proj input");
+    norm_into(x, w.post_norm, h, "gate/up_proj input");
     return h;
   }
   // The MLP's activation: the down_proj input.
