@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds streamq, and quantizes the bundled stories260K
-# model (RTN and GPTQ at 4-bit g32 and 3-bit per-channel, and the recommended
-# LoaQ + two-stage) on TinyStories calibration tokens, printing held-out
-# perplexity before and after (scripts/demo_table.sh; README shows its output).
+# model (RTN and the GPTQ paper's settings at 4-bit g32 and 3-bit per-channel,
+# then streamq's defaults at 4 and 3 bits g32) on TinyStories calibration
+# tokens, printing held-out perplexity before and after
+# (scripts/demo_table.sh; README shows its output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
