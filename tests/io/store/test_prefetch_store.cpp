@@ -27,6 +27,7 @@ class ScriptedStore final : public ActivationStore {
   std::map<int64_t, std::pair<Clock::time_point, Clock::time_point>> get_times;  // by chunk
   std::atomic<int> concurrent{0}, max_concurrent{0};
   std::atomic<int> gets_ended{0};
+  std::atomic<bool> hold_gets{false};  // gets wait while set: the test decides when read-aheads run
 
   void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) override {
     Busy busy(this);
@@ -40,6 +41,7 @@ class ScriptedStore final : public ActivationStore {
       std::atomic<int>& n;
       ~Ended() { ++n; }
     } ended{gets_ended};
+    while (hold_gets) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const auto t0 = Clock::now();
     if (gets_++ == fail_get_at) throw InternalError("bad sector");
     std::this_thread::sleep_for(delay);
@@ -154,7 +156,11 @@ TEST(PrefetchStore, ReadAheadFailureSurfacesNamingTheChunk) {
     scripted->fail_get_at = k;
     ScriptedStore* inner = scripted.get();
     PrefetchStore store(std::move(scripted), {4, nullptr, 0, nullptr});
+    // Held until all four are queued: a read-ahead failing before the next
+    // prefetch() call would (rightly) be reported by that call instead.
+    inner->hold_gets = true;
     for (int64_t c = 0; c < 4; ++c) EXPECT_TRUE(store.prefetch(0, Flow::Fp, c));
+    inner->hold_gets = false;
     // Let every read-ahead run (a get of one still queued would read directly).
     const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (inner->gets_ended < 4 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
