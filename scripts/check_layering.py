@@ -38,6 +38,7 @@ ALLOWED_SAME_LEVEL = {
     ("kernels/emulated", "kernels"): "the emulated device implements kernels/backend.h",
     ("kernels/emulated", "kernels/cpu"): "the emulated device computes with the CPU kernels",
     ("kernels/emulated", "scheduler"): "the emulated device records its queue on a trace lane",
+    ("kernels/cuda", "scheduler"): "the CUDA backend records its stream on a trace lane",
     ("src/export", "src/job"): "a finished workdir is exported",
     ("src/pipeline", "src/report"): "the pipeline reports progress and writes reports",
 }

@@ -2,6 +2,8 @@
 // and their workspaces from the pool; each op forwards to its launcher in the
 // kernels/cuda file of its family (gemm, linalg, rmsnorm, rope, attention,
 // elementwise, gptq_sweep); buffers and copies go through the pool and the stream.
+// With a trace set, each op and copy is timed by CUDA events on the stream's
+// lane (kernels/cuda/stream_trace.h).
 #include "kernels/cuda/cuda_backend.h"
 
 #include <string>
@@ -15,6 +17,8 @@
 #include "kernels/cuda/linalg.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/stream_trace.h"
+#include "scheduler/trace_categories.h"
 
 namespace streamq {
 namespace {
@@ -32,7 +36,8 @@ class CudaBackendImpl final : public CudaBackend {
                                                        "cuBLAS workspace of the CUDA backend")),
         cublas_(stream_.get()),
         cusolver_(stream_.get()),
-        solver_workspace_(pool) {
+        solver_workspace_(pool),
+        timeline_(stream_.get(), "device (cuda, one stream)") {
     CUBLAS_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.get(),
                                     cublas_workspace_.bytes()));
     // Plain fp32 math: TF32 tensor cores would cost the float GEMM ~10 bits
@@ -48,7 +53,14 @@ class CudaBackendImpl final : public CudaBackend {
 
   std::string name() const override { return "cuda"; }
   cudaStream_t stream() const override { return stream_.get(); }
-  void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_.get())); }
+  void synchronize() override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    timeline_.drain();
+  }
+  void set_trace(TraceRecorder* trace) override {
+    synchronize();
+    timeline_.start(trace);
+  }
 
   // No float64 sweep on the GPU: the float32 sweep is held to the CPU's.
   bool supports(Op op) const override { return op != Op::GptqSweep64; }
@@ -59,70 +71,86 @@ class CudaBackendImpl final : public CudaBackend {
   // asks for the host side to stay valid until synchronize(), which pinned
   // staging buffers will need.
   void copy_from_host(void* dst, const void* host_src, uint64_t bytes) override {
-    if (bytes > 0) CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_.get()));
+    if (bytes > 0)
+      timeline_.around("copy_from_host", trace_cat::kH2D, bytes, [&] {
+        CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_.get()));
+      });
   }
   void copy_to_host(void* host_dst, const void* src, uint64_t bytes) override {
-    if (bytes > 0) CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
+    if (bytes > 0)
+      timeline_.around("copy_to_host", trace_cat::kD2H, bytes, [&] {
+        CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
+      });
   }
   void copy_within(void* dst, const void* src, uint64_t bytes) override {
-    if (bytes > 0) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+    if (bytes > 0)
+      timeline_.around("copy_within", trace_cat::kCompute, bytes, [&] {
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_.get()));
+      });
   }
   void fill_bytes(void* dst, unsigned char value, uint64_t bytes) override {
-    if (bytes > 0) CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, stream_.get()));
+    if (bytes > 0)
+      timeline_.around("fill_bytes", trace_cat::kCompute, bytes,
+                       [&] { CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, stream_.get())); });
   }
   void gptq_sweep(const SweepProblem& p, const SweepOutput& out, SweepPrecision precision) override {
     check_supported(precision == SweepPrecision::F32 ? Op::GptqSweep32 : Op::GptqSweep64);
-    cuda_gptq_sweep_device(stream_.get(), cublas_.get(), p, out);
+    timeline_.around("gptq_sweep32", trace_cat::kQuantize, 0,
+                     [&] { cuda_gptq_sweep_device(stream_.get(), cublas_.get(), p, out); });
   }
 
   void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
             int64_t lda, const float* b, int64_t ldb, float beta, float* c,
             int64_t ldc) override {
-    cuda_gemm(cublas_.get(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    timeline_.around("gemm", trace_cat::kCompute, 0, [&] { cuda_gemm(cublas_.get(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
   }
   void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
             int64_t lda, const double* b, int64_t ldb, double beta, double* c,
             int64_t ldc) override {
-    cuda_gemm(cublas_.get(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    timeline_.around("gemm", trace_cat::kCompute, 0, [&] { cuda_gemm(cublas_.get(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
   }
   void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h,
                             float beta) override {
-    cuda_gram_bf16_accumulate(cublas_.get(), x_bf16, n, tokens, h, beta);
+    timeline_.around("gram_bf16_accumulate", trace_cat::kCompute, 0, [&] { cuda_gram_bf16_accumulate(cublas_.get(), x_bf16, n, tokens, h, beta); });
   }
 
   bool cholesky_lower(double* a, int64_t n) override {
-    return cuda_cholesky_lower(cusolver_.get(), solver_workspace_, a, n);
+    bool ok = false;
+    timeline_.around("cholesky_lower", trace_cat::kCompute, 0, [&] { ok = cuda_cholesky_lower(cusolver_.get(), solver_workspace_, a, n); });
+    return ok;
   }
   void invert_lower_triangular(double* l, int64_t n) override {
-    cuda_invert_lower_triangular(cusolver_.get(), solver_workspace_, l, n);
+    timeline_.around("invert_lower_triangular", trace_cat::kCompute, 0, [&] { cuda_invert_lower_triangular(cusolver_.get(), solver_workspace_, l, n); });
   }
   bool inverse_upper_factor(double* h, int64_t n) override {
-    return cuda_inverse_upper_factor(cusolver_.get(), solver_workspace_, h, n);
+    bool ok = false;
+    timeline_.around("inverse_upper_factor", trace_cat::kCompute, 0, [&] { ok = cuda_inverse_upper_factor(cusolver_.get(), solver_workspace_, h, n); });
+    return ok;
   }
 
   void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
                float eps) override {
-    cuda_rmsnorm(stream_.get(), x, w, y, rows, dim, eps);
+    timeline_.around("rmsnorm", trace_cat::kCompute, 0, [&] { cuda_rmsnorm(stream_.get(), x, w, y, rows, dim, eps); });
   }
   void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
             const RopeTable& table) override {
-    cuda_rope(stream_.get(), x, nseq, seqlen, nheads, head_dim, table);
+    timeline_.around("rope", trace_cat::kCompute, 0, [&] { cuda_rope(stream_.get(), x, nseq, seqlen, nheads, head_dim, table); });
   }
   void attention(const float* q, const float* k, const float* v, float* out, int64_t nseq,
                  int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim) override {
-    cuda_attention(stream_.get(), q, k, v, out, nseq, seqlen, nheads, nkv, head_dim);
+    timeline_.around("attention", trace_cat::kCompute, 0, [&] { cuda_attention(stream_.get(), q, k, v, out, nseq, seqlen, nheads, nkv, head_dim); });
   }
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
-    cuda_swiglu(stream_.get(), gate, up, out, n);
+    timeline_.around("swiglu", trace_cat::kCompute, 0, [&] { cuda_swiglu(stream_.get(), gate, up, out, n); });
   }
   void subtract(const float* a, const float* b, float* out, int64_t n) override {
-    cuda_subtract(stream_.get(), a, b, out, n);
+    timeline_.around("subtract", trace_cat::kCompute, 0, [&] { cuda_subtract(stream_.get(), a, b, out, n); });
   }
   void add_inplace(float* y, const float* x, int64_t n) override {
-    cuda_add_inplace(stream_.get(), y, x, n);
+    timeline_.around("add_inplace", trace_cat::kCompute, 0, [&] { cuda_add_inplace(stream_.get(), y, x, n); });
   }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
-    cuda_add_bias(stream_.get(), y, bias, rows, cols);
+    timeline_.around("add_bias", trace_cat::kCompute, 0, [&] { cuda_add_bias(stream_.get(), y, bias, rows, cols); });
   }
 
  private:
@@ -134,6 +162,7 @@ class CudaBackendImpl final : public CudaBackend {
   CublasHandle cublas_;
   CusolverHandle cusolver_;
   SolverWorkspace solver_workspace_;
+  StreamTrace timeline_;
 };
 
 }  // namespace

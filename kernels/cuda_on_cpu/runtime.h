@@ -70,6 +70,7 @@ enum cudaDataType_t {
 using cudaDataType = cudaDataType_t;
 
 using cudaStream_t = hipStream_t;
+using cudaEvent_t = hipEvent_t;
 constexpr unsigned cudaStreamDefault = 0;
 constexpr unsigned cudaStreamNonBlocking = 1;
 
@@ -214,6 +215,23 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 inline cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   return streamq::cuda_on_cpu::record(
       streamq::cuda_on_cpu::from_hip(hipStreamSynchronize(stream)));
+}
+// Events time host steady-clock instants at which the stream reached them
+// (HIP-CPU runs a stream's work in order on its own thread).
+inline cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventCreate(event)));
+}
+inline cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventDestroy(event)));
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr) {
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventRecord(event, stream)));
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventSynchronize(event)));
+}
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventElapsedTime(ms, start, end)));
 }
 inline cudaError_t cudaDeviceSynchronize() {
   return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipDeviceSynchronize()));

@@ -9,12 +9,14 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "src/core/error.h"
 #include "kernels/backend.h"
+#include "scheduler/trace.h"
 #include "tests/kernels/backend_op_cases.h"
 #include "tests/kernels/backends_under_test.h"
 #include "tests/support/attention_reference.h"
@@ -99,6 +101,64 @@ TEST(BackendContracts, CpuPoolHonoursItsLimit) {
   // The memory is the host's: ops take it directly.
   EXPECT_TRUE(be->host_addressable());
   b.data()[249] = 1.0f;
+}
+
+// ---- tracing: a device records what it runs on a lane of its own
+
+TEST(BackendContracts, ADeviceTracesItsOpsAndCopiesInStreamOrder) {
+  STREAMQ_SEEDED_RNG(rng);
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    TraceRecorder trace;
+    be->set_trace(&trace);
+    const std::vector<float> a = random_normal<float>(rng, 64 * 32), b = random_normal<float>(rng, 32 * 16);
+    const double t0 = trace.now_us();
+    Buffer<float> da = be->upload_new(a, "a"), db = be->upload_new(b, "b");
+    Buffer<float> dc = be->alloc<float>(64 * 16, "c");
+    be->gemm(Trans::N, Trans::N, 64, 16, 32, 1.0f, da.data(), 32, db.data(), 16, 0.0f, dc.data(), 16);
+    std::vector<float> c(64 * 16);
+    be->download(c.data(), dc, c.size());
+    be->synchronize();
+    const double t1 = trace.now_us();
+    be->set_trace(nullptr);
+    be->add_inplace(dc.data(), dc.data(), 4);  // not traced any more
+    be->synchronize();
+
+    const nlohmann::json j = trace.to_json();
+    std::map<int, std::string> lanes;
+    for (const auto& e : j["traceEvents"])
+      if (e["ph"] == "M" && e["name"] == "thread_name") lanes[e["tid"].get<int>()] = e["args"]["name"];
+    std::vector<nlohmann::json> device;
+    for (const auto& e : j["traceEvents"])
+      if (e["ph"] == "X" && lanes[e["tid"].get<int>()].rfind("device", 0) == 0) device.push_back(e);
+    if (be->host_addressable()) {
+      // The CPU backend runs ops inside its caller's spans and records nothing.
+      EXPECT_TRUE(device.empty()) << j.dump();
+      continue;
+    }
+    ASSERT_EQ(device.size(), 4u) << j.dump();
+    const char* names[] = {"copy_from_host", "copy_from_host", "gemm", "copy_to_host"};
+    const char* cats[] = {trace_cat::kH2D, trace_cat::kH2D, trace_cat::kCompute, trace_cat::kD2H};
+    const uint64_t bytes[] = {a.size() * 4, b.size() * 4, 0, c.size() * 4};
+    // Device and host clocks meet at the trace's origin within microseconds
+    // (the synchronize that anchors them); 50 us covers it on any machine.
+    const double slack_us = 50;
+    double prev_end = t0 - slack_us;
+    for (int i = 0; i < 4; ++i) {
+      SCOPED_TRACE(i);
+      EXPECT_EQ(device[i]["name"], names[i]);
+      EXPECT_EQ(device[i]["cat"], cats[i]);
+      EXPECT_EQ(device[i]["tid"], device[0]["tid"]) << "one stream, one lane";
+      if (bytes[i] > 0) {
+        EXPECT_EQ(device[i]["args"]["bytes"].get<uint64_t>(), bytes[i]);
+      }
+      const double ts = device[i]["ts"].get<double>(), dur = device[i]["dur"].get<double>();
+      EXPECT_GE(dur, 0);
+      EXPECT_GE(ts, prev_end - slack_us) << "stream order: each starts after the previous ended";
+      prev_end = ts + dur;
+    }
+    EXPECT_LE(prev_end, t1 + slack_us) << "the last ended before synchronize() returned";
+  }
 }
 
 // ---- argument errors and empty problems: the same on every backend
