@@ -36,9 +36,11 @@ void add_device_flags(po::options_description& opts, DeviceFlags* f, bool with_s
     opts.add_options()
         ("sweep-precision", po::value(&f->sweep_precision)->default_value("f32"),
          "on a device (cuda, emulated): the GPTQ sweep's arithmetic, f32 (what a GPU runs fast; the default) "
-         "or f64 (emulated only: cuda GPUs with 48 GB run float64 at 1/32-1/64 of float32). The factor and the "
-         "methods' matrices stay float64 on the host; two-stage grids, free-min grids and the official "
-         "variant sweep on the host in float64. Ignored by --device cpu, whose sweep is float64");
+         "or f64 (emulated only: cuda GPUs with 48 GB run float64 at 1/32-1/64 of float32). The Hessian's factor "
+         "and compensation matrices are float64 on the device when their n x n buffers fit beside the block's "
+         "weights (else on the host; the report's device.factor says where); LoaQ's target and the other "
+         "methods' matrices stay float64 on the host; two-stage grids, free-min grids and the official variant "
+         "sweep on the host in float64. Ignored by --device cpu, whose sweep is float64");
 }
 
 namespace {

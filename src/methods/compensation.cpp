@@ -24,18 +24,22 @@ CompensationPanels compensation_panels(int64_t n) {
   return p;
 }
 
-std::vector<double> compensation_matrix_triangular(Backend& be, const std::vector<double>& d,
-                                                   const std::vector<double>& u, int64_t n, double alpha) {
+void compensation_t(Backend& be, const double* d, const double* u, double* t, int64_t n) {
   const CompensationPanels panels = compensation_panels(n);
-  std::vector<double> t(static_cast<size_t>(n * n), 0.0), p(static_cast<size_t>(n * n), 0.0);
+  be.fill_bytes(t, 0, static_cast<uint64_t>(n * n) * sizeof(double));
   // T[0:j1, J] = D[0:j1, j0:n] U[J, j0:n]^T for column panel J = [j0, j1):
   // rows past j1 are below the diagonal, and columns k < j0 of U's rows J are zero.
   for (int64_t j0 = 0; j0 < n; j0 += panels.first) {
     const int64_t j1 = std::min(n, j0 + panels.first);
-    be.gemm(Trans::N, Trans::T, j1, j1 - j0, n - j0, 1.0, &d[j0], n, &u[j0 * n + j0], n, 0.0, &t[j0], n);
+    be.gemm(Trans::N, Trans::T, j1, j1 - j0, n - j0, 1.0, d + j0, n, u + j0 * n + j0, n, 0.0, t + j0, n);
     for (int64_t a = j0; a < j1; ++a)  // keep the strict upper triangle
-      std::fill(&t[a * n + j0], &t[a * n + std::min(j1, a + 1)], 0.0);
+      be.fill_bytes(t + a * n + j0, 0, static_cast<uint64_t>(std::min(j1, a + 1) - j0) * sizeof(double));
   }
+}
+
+void compensation_p(Backend& be, const double* t, const double* u, double* p, int64_t n, double alpha) {
+  const CompensationPanels panels = compensation_panels(n);
+  be.fill_bytes(p, 0, static_cast<uint64_t>(n * n) * sizeof(double));
   // P[A, C] = T[A, a0:c1] U[a0:c1, C] for row panel A = [a0, a1) and column
   // panels C = [c0, c1) at or right of it: T[A, k] vanishes for k <= a0 and
   // U[k, C] for k >= c1. Panels left of the diagonal stay zero.
@@ -43,10 +47,17 @@ std::vector<double> compensation_matrix_triangular(Backend& be, const std::vecto
     const int64_t a1 = std::min(n, a0 + panels.second);
     for (int64_t c0 = a0; c0 < n; c0 += panels.second) {
       const int64_t c1 = std::min(n, c0 + panels.second);
-      be.gemm(Trans::N, Trans::N, a1 - a0, c1 - c0, c1 - a0, alpha, &t[a0 * n + a0], n, &u[a0 * n + c0], n, 0.0,
-              &p[a0 * n + c0], n);
+      be.gemm(Trans::N, Trans::N, a1 - a0, c1 - c0, c1 - a0, alpha, t + a0 * n + a0, n, u + a0 * n + c0, n, 0.0,
+              p + a0 * n + c0, n);
     }
   }
+}
+
+std::vector<double> compensation_matrix_triangular(Backend& be, const std::vector<double>& d,
+                                                   const std::vector<double>& u, int64_t n, double alpha) {
+  std::vector<double> t(static_cast<size_t>(n * n)), p(static_cast<size_t>(n * n));
+  compensation_t(be, d.data(), u.data(), t.data(), n);
+  compensation_p(be, t.data(), u.data(), p.data(), n, alpha);
   return p;
 }
 

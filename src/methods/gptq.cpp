@@ -94,14 +94,55 @@ QuantResult rtn_quantize(const double* w, int64_t m, int64_t n, const QuantConfi
 
 namespace {
 
-// P = alpha * triu(D U^T, 1) U for D in processing order ([n, n]).
-std::vector<double> compensation_matrix(Backend& be, const std::vector<double>& d, const std::vector<double>& u,
-                                        int64_t n, double alpha) {
-  std::vector<double> t(static_cast<size_t>(n * n)), p(static_cast<size_t>(n * n));
-  be.gemm(Trans::N, Trans::T, n, n, n, 1.0, d.data(), n, u.data(), n, 0.0, t.data(), n);
-  for (int64_t a = 0; a < n; ++a)
-    for (int64_t b = 0; b <= a; ++b) t[a * n + b] = 0.0;  // keep the strict upper triangle
-  be.gemm(Trans::N, Trans::N, n, n, n, alpha, t.data(), n, u.data(), n, 0.0, p.data(), n);
+// The unfolded P = alpha * triu(D U^T, 1) U as two full GEMMs, on pointers in
+// be's memory: t = triu(D U^T, 1), then p = alpha * t U.
+void full_compensation_t(Backend& be, const double* d, const double* u, double* t, int64_t n) {
+  be.gemm(Trans::N, Trans::T, n, n, n, 1.0, d, n, u, n, 0.0, t, n);
+  for (int64_t a = 0; a < n; ++a)  // keep the strict upper triangle
+    be.fill_bytes(t + a * n, 0, static_cast<uint64_t>(a + 1) * sizeof(double));
+}
+void full_compensation_p(Backend& be, const double* t, const double* u, double* p, int64_t n, double alpha) {
+  be.gemm(Trans::N, Trans::N, n, n, n, alpha, t, n, u, n, 0.0, p, n);
+}
+
+// The factor's O(n^3) work runs on `be`: on the host directly on the
+// vectors; on a device (factor_hessian's device path) on float64 buffers
+// staged from and back to them, the same ops on the same inputs.
+bool inverse_upper_factor_on(Backend& be, std::vector<double>& u, int64_t n) {
+  if (be.host_addressable()) return be.inverse_upper_factor(u.data(), n);
+  Buffer<double> d = be.upload_new(u, "factor: damped H, then U [n, n] float64");
+  if (!be.inverse_upper_factor(d.data(), n)) return false;  // synchronizes: d can go
+  be.download(u.data(), d, u.size());
+  be.synchronize();
+  return true;
+}
+
+// P = alpha * triu(D U^T, 1) U for D in processing order ([n, n]): the
+// triangular products (compensation.h) or, for `full`, two full GEMMs (the
+// unfolded P1/P2 the device sweep and the official variant read).
+std::vector<double> compensation_on(Backend& be, const std::vector<double>& d, const std::vector<double>& u,
+                                    int64_t n, double alpha, bool full) {
+  auto product_t = full ? full_compensation_t : compensation_t;
+  auto product_p = full ? full_compensation_p : compensation_p;
+  std::vector<double> p(static_cast<size_t>(n * n));
+  if (be.host_addressable()) {
+    std::vector<double> t(static_cast<size_t>(n * n));
+    product_t(be, d.data(), u.data(), t.data(), n);
+    product_p(be, t.data(), u.data(), p.data(), n, alpha);
+    return p;
+  }
+  // At most three [n, n] float64 buffers live at once: D goes before P comes.
+  Buffer<double> du = be.upload_new(u, "factor: U [n, n] float64");
+  Buffer<double> dt = be.alloc<double>(p.size(), "factor: triu(D U^T, 1) [n, n] float64");
+  {
+    Buffer<double> dd = be.upload_new(d, "factor: D [n, n] float64");
+    product_t(be, dd.data(), du.data(), dt.data(), n);
+    be.synchronize();  // dd's memory returns to the pool only once no queued op reads it
+  }
+  Buffer<double> dp = be.alloc<double>(p.size(), "factor: P [n, n] float64");
+  product_p(be, dt.data(), du.data(), dp.data(), n, alpha);
+  be.download(p.data(), dp, p.size());
+  be.synchronize();
   return p;
 }
 
@@ -118,7 +159,6 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
                                const std::vector<double>* cross, int64_t n, const QuantConfig& cfg,
                                CompensationForm form) {
   cfg.validate();
-  require_host_backend(backend, "factor_hessian");
   const auto t0 = std::chrono::steady_clock::now();
   FactoredHessian f;
   f.n = n;
@@ -145,7 +185,7 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
     f.u = h;
     f.damp = percdamp * mean_diag;
     for (int64_t i = 0; i < n; ++i) f.u[static_cast<size_t>(i * n + i)] += f.damp;
-    factored = backend.inverse_upper_factor(f.u.data(), n);
+    factored = inverse_upper_factor_on(backend, f.u, n);
     if (!factored) f.cholesky_retries = attempt + 1;
   }
   if (!factored)
@@ -166,16 +206,16 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
   }
   if (f.form == CompensationForm::Folded) {
     // X X^T's share of P2 is implied by U (see CompensationForm): only D1's P is formed.
-    if (!d1.empty()) f.pd = compensation_matrix_triangular(backend, d1, f.u, n, 1.0);
+    if (!d1.empty()) f.pd = compensation_on(backend, d1, f.u, n, 1.0, false);
   } else if (gptaq) {
-    f.p1 = compensation_matrix(backend, d1, f.u, n, cfg.gptaq_alpha);
+    f.p1 = compensation_on(backend, d1, f.u, n, cfg.gptaq_alpha, true);
   }
   if (cfg.cae && f.form == CompensationForm::Unfolded) {
     // D2 = X~ X^T = dX X^T + X X^T, or X X^T alone; h is undamped (dead fix applied).
     std::vector<double> d2 = h;
     if (cfg.method == MethodKind::Gptaq || cfg.cae_source == CaeSource::Xfx)
       for (size_t i = 0; i < d2.size(); ++i) d2[i] += d1[i];
-    f.p2 = compensation_matrix(backend, d2, f.u, n, cfg.cae_alpha);
+    f.p2 = compensation_on(backend, d2, f.u, n, cfg.cae_alpha, true);
   }
   if (cfg.two_stage()) {  // two-stage: stage 2's statistics
     f.h = h_in;

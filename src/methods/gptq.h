@@ -59,6 +59,10 @@ struct FactoredHessian {
 // when the method needs no FP flow. Grows the damping tenfold per failed
 // factorization; throws InternalError after cfg.max_damp_retries. `form` is
 // honoured by the exact variant; the official variant is always unfolded.
+// `backend` runs the O(n^3) work (the factorization and the compensation
+// products, float64): the host backend, or a device, whose buffers are staged
+// from and back to the host vectors of the result (at most three [n, n]
+// float64 buffers at once; emulated gives the CPU backend's bits).
 FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h,
                                const std::vector<double>* cross, int64_t n, const QuantConfig& cfg,
                                CompensationForm form = CompensationForm::Folded);

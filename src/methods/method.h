@@ -27,6 +27,9 @@ struct MethodBackends {
   Backend& host;
   Backend& device;
   SweepPrecision precision = SweepPrecision::F32;
+  // The factor's O(n^3) float64 work (factor_hessian) on `device`, when it is
+  // not the host and the device plan found room for it.
+  bool factor_on_device = false;
   // True when the device is not the host and its sweep op takes `cfg`.
   bool sweep_on_device(const QuantConfig& cfg) const;
 };

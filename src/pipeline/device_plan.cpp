@@ -52,15 +52,35 @@ uint64_t sweep_bytes(const LinearDesc& l, const DevicePlanInput& in) {
          2 * groups * m * kF32;
 }
 
+// factor_hessian's buffers on a device (src/methods/gptq.cpp): U, plus T and
+// D-then-P when a compensation matrix is formed.
+uint64_t factor_bytes(int64_t n, const DevicePlanInput& in) {
+  return static_cast<uint64_t>(n * n) * sizeof(double) * (in.p1 || in.p2 ? 3 : 1);
+}
+
+// What stays on the device for the whole block.
+Parts resident_parts(const DevicePlanInput& in) {
+  const ModelConfig& c = in.model;
+  Parts resident = {{"RoPE tables", static_cast<uint64_t>(2 * in.seqlen * (c.head_dim / 2)) * kF32},
+                    {"quantized block's weights (float32)", block_bytes(c)}};
+  if (in.fp_flow) resident.push_back({"original block's weights (float32, FP flow)", block_bytes(c)});
+  return resident;
+}
+
 }  // namespace
+
+bool device_factor_fits(const DevicePlanInput& in) {
+  int64_t widest = 0;
+  for (int g = 0; g < kNumSubLayers; ++g)
+    widest = std::max(widest, sublayer_in_features(in.model, static_cast<SubLayer>(g)));
+  return sum(resident_parts(in)) + factor_bytes(widest, in) <= in.limit;
+}
 
 DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
   const ModelConfig& c = in.model;
   const int64_t t = seqs * in.seqlen, d = c.hidden;
   const uint64_t flows = in.fp_flow ? 2 : 1;
-  Parts resident = {{"RoPE tables", static_cast<uint64_t>(2 * in.seqlen * (c.head_dim / 2)) * kF32},
-                    {"quantized block's weights (float32)", block_bytes(c)}};
-  if (in.fp_flow) resident.push_back({"original block's weights (float32, FP flow)", block_bytes(c)});
+  const Parts resident = resident_parts(in);
 
   DevicePlan best;
   auto consider = [&](const std::string& phase, Parts parts) {
@@ -94,6 +114,13 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
   }
   consider("propagate", {{"activation chunk", static_cast<uint64_t>(t * d) * kF32},
                          {"forward intermediates", forward_bytes(c, t)}});
+  if (in.factor_on_device)
+    for (int g = 0; g < kNumSubLayers; ++g) {
+      const SubLayer s = static_cast<SubLayer>(g);
+      consider(std::string("factor ") + to_string(s),
+               {{std::string("factor of the ") + to_string(s) + " input (float64 n x n)",
+                 factor_bytes(sublayer_in_features(c, s), in)}});
+    }
   if (in.sweep_on_device) {
     const std::vector<LinearDesc> linears = block_linears(c);
     for (int g = 0; g < kNumSubLayers; ++g) {

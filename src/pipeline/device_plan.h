@@ -24,6 +24,7 @@ struct DevicePlanInput {
   bool sweep_on_device = false;    // the GPTQ sweep's buffers (else the sweep runs on the host)
   bool p1 = false, p2 = false;     // GPTAQ's / CAE's n x n compensation matrices in the sweep
   int64_t group = -1;              // quantization group size (-1: per channel): scales and zeros per group
+  bool factor_on_device = false;   // factor_hessian's float64 n x n buffers (device_factor_fits decides)
   int linear_concurrency = 1;      // sweeps of one group live at once
   bool resumed = false;            // the chunking is fixed: fit it or fail
   uint64_t limit = UINT64_MAX;     // --gpu-mem-limit
@@ -38,6 +39,13 @@ struct DevicePlan {
   std::string reason;       // why seqs_per_chunk is lower than asked
   std::string describe() const;
 };
+
+// Whether factor_hessian's float64 work fits on the device beside the
+// resident weights: U, and with a compensation matrix (in.p1 or in.p2) T and
+// D then P, [n, n] each, for the widest group input. It does not depend on
+// the chunking, so a job decides it (and records it in its identity: cuSOLVER
+// and LAPACK round differently) before it plans chunks.
+bool device_factor_fits(const DevicePlanInput& in);
 
 // The estimate for seqs_per_chunk sequences of seqlen tokens per chunk.
 DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs_per_chunk);

@@ -118,9 +118,9 @@ JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, cons
 // a job started on one device resumes only on the same).
 std::string arithmetic_of(const Backend& be, const MethodBackends& bk, const QuantConfig& quant) {
   if (be.host_addressable()) return "cpu";
-  return be.name() + (bk.sweep_on_device(quant)
-                          ? std::string(" sweep ") + (bk.precision == SweepPrecision::F32 ? "f32" : "f64")
-                          : std::string(" sweep host f64"));
+  return be.name() + (bk.factor_on_device ? " factor f64" : " factor host f64") +
+         (bk.sweep_on_device(quant) ? std::string(" sweep ") + (bk.precision == SweepPrecision::F32 ? "f32" : "f64")
+                                    : std::string(" sweep host f64"));
 }
 
 // The report's "device": the backend, its memory, and where each stage ran.
@@ -132,7 +132,7 @@ nlohmann::json device_report(Backend& be, const MethodBackends& bk, const QuantC
           {"forward", be.name()},
           {"statistics", on_device ? be.name() + " float32 chunk products, float64 sums on the host"
                                    : std::string("cpu")},
-          {"factor", "host float64"},
+          {"factor", bk.factor_on_device ? be.name() + " float64" : std::string("host float64")},
           {"sweep", bk.sweep_on_device(quant)
                         ? be.name() + (bk.precision == SweepPrecision::F32 ? " float32" : " float64")
                         : std::string("host float64")},
@@ -588,7 +588,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   std::unique_ptr<Backend> own_host;
   if (!be.host_addressable()) own_host = make_cpu_backend();
   Backend& host = own_host ? *own_host : be;
-  const MethodBackends backends{host, be, job.sweep_precision};
+  MethodBackends backends{host, be, job.sweep_precision};
 
   // The memory plan for a chunk size: placement, chunking and I/O depth under
   // --host-mem-limit. A resumable job keeps its activations in its workdir.
@@ -626,21 +626,30 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   // (a fresh job), and it refuses a --gpu-mem-limit too small before
   // anything is written.
   std::optional<DevicePlan> device_plan;
-  auto plan_device = [&](int64_t seqs_per_chunk, bool resumed) {
-    if (be.host_addressable()) return;
+  auto device_plan_input = [&] {
     DevicePlanInput di;
     di.model = cfg;
     di.seqlen = job.seqlen;
-    di.max_seqs_per_chunk = seqs_per_chunk;
     di.fp_flow = needs.fp_flow;
     di.output_terms = needs.residual || needs.token_scales;
     di.sweep_on_device = backends.sweep_on_device(job.quant);
+    di.factor_on_device = backends.factor_on_device;
     di.p1 = job.quant.method == MethodKind::Gptaq;
     di.p2 = job.quant.cae;
     di.group = job.quant.group;
+    di.limit = be.memory().limit();
+    return di;
+  };
+  // The factor goes to the device when its n x n buffers fit there beside the
+  // weights (decided before the identity, which records it).
+  if (!be.host_addressable() && job.quant.method != MethodKind::Rtn)
+    backends.factor_on_device = device_factor_fits(device_plan_input());
+  auto plan_device = [&](int64_t seqs_per_chunk, bool resumed) {
+    if (be.host_addressable()) return;
+    DevicePlanInput di = device_plan_input();
+    di.max_seqs_per_chunk = seqs_per_chunk;
     di.linear_concurrency = plan.linear_concurrency;
     di.resumed = resumed;
-    di.limit = be.memory().limit();
     device_plan = plan_device_memory(di);
     if (!resumed && device_plan->seqs_per_chunk < plan.seqs_per_chunk)
       plan = plan_for(device_plan->seqs_per_chunk * job.seqlen);

@@ -87,8 +87,9 @@ TEST(DevicePipeline, EvalOnTheEmulatedDeviceEqualsTheCpuBitForBit) {
 }
 
 // Forward passes, statistics (the cross term's subtraction and LoaQ's
-// residual terms too) on the device, the sweep on the host (two-stage grids
-// have no device sweep): the CPU path's op order throughout, so the bytes.
+// residual terms too) and the factor on the device, the sweep on the host
+// (two-stage grids have no device sweep): the CPU path's op order
+// throughout, so the bytes.
 TEST(DevicePipeline, HostSweepMethodsGiveTheCpuBytes) {
   test::ScratchDir dir("device-host-sweep");
   const std::vector<std::string> method = {"--method", "gptaq", "--loaq", "--grid", "two-stage", "--bits", "3",
@@ -100,6 +101,7 @@ TEST(DevicePipeline, HostSweepMethodsGiveTheCpuBytes) {
   const auto report = nlohmann::json::parse(test::read_all(dir.file("emu") + ".report.json"));
   EXPECT_EQ(report["device"]["backend"], "emulated");
   EXPECT_EQ(report["device"]["sweep"], "host float64");
+  EXPECT_EQ(report["device"]["factor"], "emulated float64");
   EXPECT_GT(report["device"]["high_water_bytes"].get<uint64_t>(), 0u);
   EXPECT_LE(report["device"]["high_water_bytes"].get<uint64_t>(), uint64_t{256} << 20);
 }
