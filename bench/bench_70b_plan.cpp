@@ -3,10 +3,11 @@
 // src/pipeline/device_plan.h predicts, the figure `streamq quantize` prints),
 // and a projection of the 80-block job on an H100 and an RTX 6000 Ada from
 // stated device rates, with the arithmetic shown: FLOPs of each stage as
-// this code runs it today (partial forwards per sub-layer group, the factor
-// and compensation matrices in float64 on the host), and as the device path
-// is meant to run it (factor on the device, group outputs reused). A
-// projection, not a measurement: bench/gpu_check.sh measures on a GPU.
+// this code runs it today (partial forwards per sub-layer group; the factor
+// and compensation matrices on the device, float64 or float32 as
+// --factor-precision says), and as the device path is meant to run it (group
+// outputs reused, TF32 tensor cores, stages overlapped). A projection, not a
+// measurement: bench/gpu_check.sh measures on a GPU.
 //
 //   build/bench_70b_plan [--tokens-seqs 128] [--seqlen 2048] [--limit-gib 44] [--method gptaq-cae|gptq]
 #include <cmath>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "src/methods/compensation.h"
 #include "src/model/architecture.h"
 #include "src/model/config.h"
 #include "src/pipeline/device_plan.h"
@@ -32,14 +34,13 @@ struct DeviceRates {
   double f64_tflops;    // dense float64
   double pcie_gbs;      // host<->device, effective
   double nvme_gbs;      // the host's NVMe, read
-  double host_f64_tflops;  // the host's float64 factor (16 cores, ~70% of dgemm)
 };
 
 // Public spec sheets (dense rates); PCIe as commonly measured for pinned
-// copies; a PCIe 4.0 NVMe; a 16-core host.
+// copies; a PCIe 4.0 NVMe.
 constexpr DeviceRates kDevices[] = {
-    {"H100 SXM 80GB", 67.0, 494.7, 67.0, 50.0, 7.0, 1.0},
-    {"RTX 6000 Ada 48GB", 91.1, 182.0, 1.42, 25.0, 7.0, 1.0},
+    {"H100 SXM 80GB", 67.0, 494.7, 67.0, 50.0, 7.0},
+    {"RTX 6000 Ada 48GB", 91.1, 182.0, 1.42, 25.0, 7.0},
 };
 
 double tflop(double flops) { return flops / 1e12; }
@@ -84,6 +85,13 @@ int main(int argc, char** argv) {
   in.group = 128;
   in.linear_concurrency = 1;
   in.limit = static_cast<uint64_t>(limit_gib * (1ull << 30));
+  for (const int bytes : {8, 4}) {
+    in.factor_bytes_per_element = bytes;
+    std::printf("# the factor on the device in %s: %s\n", bytes == 8 ? "float64" : "float32",
+                device_factor_fits(in) ? "fits beside the weights" : "does not fit (it would run on the host)");
+  }
+  in.factor_bytes_per_element = 4;  // the device plan below: --factor-precision f32
+  in.factor_on_device = device_factor_fits(in);
   std::printf("# Llama-3-70B block (hidden %lld, intermediate %lld, %lld heads, %lld kv heads), %s w4 g128,\n"
               "# %lld x %lld calibration tokens, --gpu-mem-limit %.0f GiB, float32 sweep on the device\n\n",
               (long long)c.hidden, (long long)c.intermediate, (long long)c.heads, (long long)c.kv_heads,
@@ -111,7 +119,8 @@ int main(int argc, char** argv) {
   for (const double n : widths) {
     gram += (gptaq ? 2 : 1) * 2 * t * n * n;           // X^T X (+ dX^T X)
     factor += n * n * n;                                 // inverse_upper_factor: three n^3/3 stages
-    if (gptaq) comp += 2 * 4 * n * n * n;                // P1 and P2: two n^3 GEMMs each, 2 FLOPs per MAC
+    // P1 and P2 on the device: the triangular products (compensation.h), as blocked.
+    if (gptaq) comp += 2 * compensation_flops_blocked(static_cast<int64_t>(n), compensation_panels(static_cast<int64_t>(n)));
   }
   double sweep = 0;
   for (const LinearDesc& l : block_linears(c))
@@ -122,31 +131,33 @@ int main(int argc, char** argv) {
   const double nvme_bytes = flows * act_bytes * 5;            // every pass reads the boundary (disk placement)
 
   std::printf("per block: forwards %.1f TFLOP today (%.1f with group outputs reused), Gram products %.1f TFLOP,\n"
-              "  factor %.2f TFLOP f64 + compensation matrices %.2f TFLOP f64 (host today), sweep %.2f TFLOP,\n"
+              "  factor %.2f TFLOP + compensation matrices %.2f TFLOP (on the device, f64 or f32), sweep %.2f TFLOP,\n"
               "  PCIe %.1f GB, NVMe reads %.1f GB (disk placement)\n\n",
               tflop(forwards_today), tflop(forwards_reused), tflop(gram), tflop(factor), tflop(comp), tflop(sweep),
               pcie_bytes / 1e9, nvme_bytes / 1e9);
-  std::printf("| device | forwards+Gram (f32 cores) | same on TF32 tensor cores | factor+P on host f64 | same on device | "
-              "sweep f32 | PCIe | NVMe | 80 blocks today | 80 blocks, device factor + TF32 + reuse |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| device | forwards+Gram (f32 cores) | same on TF32 tensor cores | factor+P f64 on device | "
+              "factor+P f32 on device | sweep f32 | PCIe | NVMe | 80 blocks today, f64 factor | "
+              "80 blocks today, f32 factor | 80 blocks, TF32 + reuse + overlap, f32 factor |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const DeviceRates& r : kDevices) {
     const double fw32 = (forwards_today + gram) / (r.f32_tflops * 1e12);
     const double fw_tc = (forwards_reused + gram) / (r.tf32_tflops * 1e12);
-    const double fac_host = (factor + comp) / (r.host_f64_tflops * 1e12);
-    // On the device in float32 (f64 at 1/32-1/64 on a 48 GB card, as the issue says).
-    const double fac_dev = (factor + comp) / (r.f32_tflops * 1e12);
+    const double fac64 = (factor + comp) / (r.f64_tflops * 1e12);
+    const double fac32 = (factor + comp) / (r.f32_tflops * 1e12);
     const double sw = sweep / (r.f32_tflops * 1e12);
     const double pcie = pcie_bytes / (r.pcie_gbs * 1e9), nvme = nvme_bytes / (r.nvme_gbs * 1e9);
     // Today: stages in sequence per block (one in-order device queue), I/O
     // behind compute only where the store's read-ahead overlaps it.
-    const double today = fw32 + fac_host + sw + pcie + std::max(0.0, nvme - fw32);
+    const double today64 = fw32 + fac64 + sw + pcie + std::max(0.0, nvme - fw32);
+    const double today32 = fw32 + fac32 + sw + pcie + std::max(0.0, nvme - fw32);
     // The goal's shape: compute-bound stages overlapped with copies and I/O.
-    const double goal = std::max({fw_tc + fac_dev + sw, pcie, nvme});
-    std::printf("| %s | %.1f s | %.1f s | %.1f s | %.2f s | %.2f s | %.1f s | %.1f s | %.0f min | %.1f min |\n",
-                r.name, fw32, fw_tc, fac_host, fac_dev, sw, pcie, nvme, 80 * today / 60, 80 * goal / 60);
+    const double goal = std::max({fw_tc + fac32 + sw, pcie, nvme});
+    std::printf("| %s | %.1f s | %.1f s | %.2f s | %.2f s | %.2f s | %.1f s | %.1f s | %.0f min | %.0f min | %.1f min |\n",
+                r.name, fw32, fw_tc, fac64, fac32, sw, pcie, nvme, 80 * today64 / 60, 80 * today32 / 60,
+                80 * goal / 60);
   }
   std::printf("\nRates: H100 SXM f32 67, TF32 dense 495, f64 67 TFLOPS, PCIe 5 ~50 GB/s; RTX 6000 Ada f32 91, "
-              "TF32 dense 182, f64 1.4 TFLOPS, PCIe 4 ~25 GB/s; NVMe 7 GB/s; host float64 1 TFLOPS (16 cores).\n"
+              "TF32 dense 182, f64 1.4 TFLOPS, PCIe 4 ~25 GB/s; NVMe 7 GB/s.\n"
               "A projection from stated rates at 100%% of peak, not a measurement.\n");
   return 0;
 }

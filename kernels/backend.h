@@ -38,6 +38,7 @@ enum class Op {
   CholeskyLower,
   InvertLowerTriangular,
   InverseUpperFactor,
+  InverseUpperFactorF32,  // inverse_upper_factor(float*, ...)
   Rmsnorm,
   Rope,
   Attention,
@@ -50,7 +51,7 @@ enum class Op {
   GptqSweep64,  // gptq_sweep(..., SweepPrecision::F64)
 };
 inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
-                                 Op::InverseUpperFactor, Op::Rmsnorm, Op::Rope,     Op::Attention,
+                                 Op::InverseUpperFactor, Op::InverseUpperFactorF32, Op::Rmsnorm, Op::Rope,     Op::Attention,
                                  Op::Swiglu,     Op::AddInplace, Op::Subtract,      Op::AddBias,       Op::GramBf16,
                                  Op::GptqSweep32, Op::GptqSweep64};
 // "gemm_f32", "gptq_sweep64", ...
@@ -60,6 +61,11 @@ const char* op_name(Op op);
 // runs), or the same loops in float64 on the same float inputs (the
 // reference every float32 sweep is held to).
 enum class SweepPrecision { F32, F64 };
+// The arithmetic of the Hessian's factor and compensation products
+// (factor_hessian, src/methods/gptq.h): float64 (the reference, and the CPU
+// path), or float32 on float inputs rounded from H (what a GPU factors fast,
+// and what the GPTQ papers' code does), widened back.
+enum class FactorPrecision { F64, F32 };
 
 class Backend;
 class TraceRecorder;
@@ -187,6 +193,9 @@ class Backend {
   // upper=True)); strict lower triangle zeroed. Returns false when h (or h^-1)
   // is not positive definite.
   virtual bool inverse_upper_factor(double* h, int64_t n) = 0;
+  // The same in float32 (what a GPU factors fast; the GPTQ papers' code
+  // factors in float32 too): rounding error grows with H's condition number.
+  virtual bool inverse_upper_factor(float* h, int64_t n) = 0;
 
   // y[rows,dim] = x / sqrt(mean(x^2) + eps) * w; w[dim]. y may alias x.
   virtual void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,

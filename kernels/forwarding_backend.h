@@ -38,6 +38,7 @@ class ForwardingBackend : public Backend {
   bool cholesky_lower(double* a, int64_t n) override { return inner_.cholesky_lower(a, n); }
   void invert_lower_triangular(double* l, int64_t n) override { inner_.invert_lower_triangular(l, n); }
   bool inverse_upper_factor(double* h, int64_t n) override { return inner_.inverse_upper_factor(h, n); }
+  bool inverse_upper_factor(float* h, int64_t n) override { return inner_.inverse_upper_factor(h, n); }
   void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) override {
     inner_.rmsnorm(x, w, y, rows, dim, eps);
   }

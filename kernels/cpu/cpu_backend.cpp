@@ -85,6 +85,7 @@ class CpuBackend final : public Backend {
   void invert_lower_triangular(double* l, int64_t n) override {
     cpu::invert_lower_triangular(l, n);
   }
+  bool inverse_upper_factor(float* h, int64_t n) override { return cpu::inverse_upper_factor(h, n); }
   bool inverse_upper_factor(double* h, int64_t n) override {
     return cpu::inverse_upper_factor(h, n);
   }

@@ -39,9 +39,11 @@ inline constexpr int64_t kFactorTile = 256;
 bool cholesky_lower(double* a, int64_t n);
 void invert_lower_triangular(double* l, int64_t n);
 bool inverse_upper_factor(double* h, int64_t n);
+bool inverse_upper_factor(float* h, int64_t n);  // the same in float32 (LAPACK's s routines)
 bool cholesky_lower_tiled(double* a, int64_t n, int64_t tile);
 void invert_lower_triangular_tiled(double* l, int64_t n, int64_t tile);
 bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile);
+bool inverse_upper_factor_tiled(float* h, int64_t n, int64_t tile);
 
 // rmsnorm.cpp
 void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps);

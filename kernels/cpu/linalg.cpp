@@ -1,5 +1,6 @@
 // Cholesky-based factorizations on the CPU (the GPTQ inverse-Hessian factor):
-// tiled float64 algorithms on oneTBB whose results are byte-identical for any
+// tiled float64 (and, for inverse_upper_factor, float32: a GPU's precision,
+// the twin of the CUDA backend's float factor) algorithms on oneTBB whose results are byte-identical for any
 // thread count, as the tiled GEMM (gemm.cpp) is.
 //
 // The matrix is cut into fixed kFactorTile square tiles (never derived from
@@ -43,6 +44,42 @@ namespace {
                       " triangle of the " + std::to_string(n) + "x" + std::to_string(n) + " input matrix");
 }
 
+// The BLAS/LAPACK routine of each element type.
+inline lapack_int potrf_u(int n, double* a, int ld) { return LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', n, a, ld); }
+inline lapack_int potrf_u(int n, float* a, int ld) { return LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'U', n, a, ld); }
+inline lapack_int trtri_u(int n, double* a, int ld) { return LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'U', 'N', n, a, ld); }
+inline lapack_int trtri_u(int n, float* a, int ld) { return LAPACKE_strtri_work(LAPACK_COL_MAJOR, 'U', 'N', n, a, ld); }
+inline void trsm(CBLAS_SIDE side, CBLAS_UPLO uplo, CBLAS_TRANSPOSE t, int m, int n, double alpha, const double* a,
+                 int lda, double* b, int ldb) {
+  cblas_dtrsm(CblasRowMajor, side, uplo, t, CblasNonUnit, m, n, alpha, a, lda, b, ldb);
+}
+inline void trsm(CBLAS_SIDE side, CBLAS_UPLO uplo, CBLAS_TRANSPOSE t, int m, int n, float alpha, const float* a,
+                 int lda, float* b, int ldb) {
+  cblas_strsm(CblasRowMajor, side, uplo, t, CblasNonUnit, m, n, alpha, a, lda, b, ldb);
+}
+inline void trmm_right_lower(int m, int n, const double* a, int lda, double* b, int ldb) {
+  cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0, a, lda, b, ldb);
+}
+inline void trmm_right_lower(int m, int n, const float* a, int lda, float* b, int ldb) {
+  cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0f, a, lda, b, ldb);
+}
+inline void syrk_lower_minus(int n, int k, const double* a, int lda, double* c, int ldc) {
+  cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, n, k, -1.0, a, lda, 1.0, c, ldc);
+}
+inline void syrk_lower_minus(int n, int k, const float* a, int lda, float* c, int ldc) {
+  cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, n, k, -1.0f, a, lda, 1.0f, c, ldc);
+}
+inline void gemm_rm(CBLAS_TRANSPOSE tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b,
+                    int ldb, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, tb, m, n, k, alpha, a, lda, b, ldb, 1.0, c, ldc);
+}
+inline void gemm_rm(CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+                    int ldb, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, m, n, k, alpha, a, lda, b, ldb, 1.0f, c, ldc);
+}
+template <typename T>
+const char* prefix() { return sizeof(T) == 8 ? "d" : "s"; }
+
 // The first (lowest) row index reported by any task.
 struct FirstRow {
   std::atomic<int64_t> row;
@@ -54,7 +91,8 @@ struct FirstRow {
   }
 };
 
-bool lower_row_has_nan(const double* row, int64_t i) {
+template <typename T>
+bool lower_row_has_nan(const T* row, int64_t i) {
   bool nan = false;
   for (int64_t j = 0; j <= i; ++j) nan |= std::isnan(row[j]);
   return nan;
@@ -64,11 +102,12 @@ bool lower_row_has_nan(const double* row, int64_t i) {
 // definite" (LAPACKE's own check reported it so before): found up front,
 // since a NaN can pass a pivot test (NaN <= 0 is false) and spread silently.
 // zero_upper also zeroes the strict upper triangle in the same pass.
-void check_lower_for_nan(const char* op, double* a, int64_t n, bool zero_upper) {
+template <typename T>
+void check_lower_for_nan(const char* op, T* a, int64_t n, bool zero_upper) {
   FirstRow nan_row(n);
   parallel_rows(n, n, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      if (zero_upper) std::fill(a + i * n + i + 1, a + (i + 1) * n, 0.0);
+      if (zero_upper) std::fill(a + i * n + i + 1, a + (i + 1) * n, T(0));
       if (lower_row_has_nan(a + i * n, i)) nan_row.offer(i);
     }
   });
@@ -76,9 +115,10 @@ void check_lower_for_nan(const char* op, double* a, int64_t n, bool zero_upper) 
 }
 
 // Zero the strict upper triangle of row-major a[n,n].
-void zero_strict_upper(double* a, int64_t n) {
+template <typename T>
+void zero_strict_upper(T* a, int64_t n) {
   parallel_rows(n, n / 2 + 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) std::fill(a + i * n + i + 1, a + (i + 1) * n, 0.0);
+    for (int64_t i = r0; i < r1; ++i) std::fill(a + i * n + i + 1, a + (i + 1) * n, T(0));
   });
 }
 
@@ -87,19 +127,20 @@ void zero_strict_upper(double* a, int64_t n) {
 // result's lower triangle for NaN (before a factorization) or zeroes its
 // strict lower triangle (after one), so each is one pass over memory.
 enum class AfterReverse { CheckLowerForNan, ZeroStrictLower };
-void reverse_both_ways(double* a, int64_t n, AfterReverse then, const char* op) {
+template <typename T>
+void reverse_both_ways(T* a, int64_t n, AfterReverse then, const char* op) {
   FirstRow nan_row(n);
   parallel_rows((n + 1) / 2, 2 * n, [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       const int64_t mirror = n - 1 - i;
-      double* top = a + i * n;
-      double* bottom = a + mirror * n;
+      T* top = a + i * n;
+      T* bottom = a + mirror * n;
       const int64_t count = i == mirror ? n / 2 : n;  // the middle row reverses within itself
       for (int64_t j = 0; j < count; ++j) std::swap(top[j], bottom[n - 1 - j]);
       for (int64_t r : {i, mirror}) {
-        double* row = a + r * n;
+        T* row = a + r * n;
         if (then == AfterReverse::ZeroStrictLower)
-          std::fill(row, row + r, 0.0);
+          std::fill(row, row + r, T(0));
         else if (lower_row_has_nan(row, r))
           nan_row.offer(r);
         if (mirror == i) break;
@@ -112,11 +153,12 @@ void reverse_both_ways(double* a, int64_t n, AfterReverse then, const char* op) 
 
 // The row-major n x n matrix as tiles of nb x nb; the last tile row and
 // column are n - (t-1) nb wide. Tile (i, j) starts at a + i nb n + j nb.
+template <typename T>
 struct Tiles {
-  double* a;
+  T* a;
   int64_t n, nb, t;
-  Tiles(double* a_, int64_t n_, int64_t nb_) : a(a_), n(n_), nb(nb_), t((n_ + nb_ - 1) / nb_) {}
-  double* at(int64_t i, int64_t j) const { return a + i * nb * n + j * nb; }
+  Tiles(T* a_, int64_t n_, int64_t nb_) : a(a_), n(n_), nb(nb_), t((n_ + nb_ - 1) / nb_) {}
+  T* at(int64_t i, int64_t j) const { return a + i * nb * n + j * nb; }
   int size(int64_t i) const { return static_cast<int>(std::min(nb, n - i * nb)); }
   int ld() const { return static_cast<int>(n); }
 };
@@ -134,27 +176,28 @@ void for_each_tile(int64_t count, const Body& body) {
 }
 
 // Diagonal tile k: L_kk = chol(A_kk), in place (lower). Returns LAPACK's info.
-lapack_int factor_diagonal_tile(const Tiles& m, int64_t k, const char* op) {
-  const lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', m.size(k), m.at(k, k), m.ld());
-  if (info < 0) throw_lapack_error(op, "dpotrf", info, m.size(k));
+template <typename T>
+lapack_int factor_diagonal_tile(const Tiles<T>& m, int64_t k, const char* op) {
+  const lapack_int info = potrf_u(m.size(k), m.at(k, k), m.ld());
+  if (info < 0) throw_lapack_error(op, (std::string(prefix<T>()) + "potrf").c_str(), info, m.size(k));
   return info;
 }
 
 // Tile (i, k), i > k: L_ik = A_ik L_kk^-T.
-void solve_panel_tile(const Tiles& m, int64_t i, int64_t k) {
-  cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m.size(i), m.size(k), 1.0, m.at(k, k),
-              m.ld(), m.at(i, k), m.ld());
+template <typename T>
+void solve_panel_tile(const Tiles<T>& m, int64_t i, int64_t k) {
+  trsm(CblasRight, CblasLower, CblasTrans, m.size(i), m.size(k), T(1), m.at(k, k), m.ld(), m.at(i, k), m.ld());
 }
 
 // Tile (i, j), k < j <= i: A_ij -= L_ik L_jk^T (the lower triangle of a
 // diagonal tile only, by SYRK).
-void update_trailing_tile(const Tiles& m, int64_t i, int64_t j, int64_t k) {
+template <typename T>
+void update_trailing_tile(const Tiles<T>& m, int64_t i, int64_t j, int64_t k) {
   if (i == j) {
-    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, m.size(i), m.size(k), -1.0, m.at(i, k), m.ld(), 1.0,
-                m.at(i, i), m.ld());
+    syrk_lower_minus(m.size(i), m.size(k), m.at(i, k), m.ld(), m.at(i, i), m.ld());
   } else {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m.size(i), m.size(j), m.size(k), -1.0, m.at(i, k), m.ld(),
-                m.at(j, k), m.ld(), 1.0, m.at(i, j), m.ld());
+    gemm_rm(CblasTrans, m.size(i), m.size(j), m.size(k), T(-1), m.at(i, k), m.ld(), m.at(j, k), m.ld(), m.at(i, j),
+            m.ld());
   }
 }
 
@@ -169,7 +212,8 @@ std::pair<int64_t, int64_t> lower_tile(int64_t first, int64_t idx) {
 
 // Factor column k (its diagonal tile, then the panel below it). Returns the
 // global index + 1 of the first non-positive pivot, 0 on success.
-int64_t factor_column(const Tiles& m, int64_t k, const char* op) {
+template <typename T>
+int64_t factor_column(const Tiles<T>& m, int64_t k, const char* op) {
   const lapack_int info = factor_diagonal_tile(m, k, op);
   if (info > 0) return k * m.nb + info;
   const int64_t below = m.t - k - 1;
@@ -183,7 +227,8 @@ int64_t factor_column(const Tiles& m, int64_t k, const char* op) {
 // overlaps the parallel work. Every tile still receives the updates of steps
 // 0, 1, ... in order, each one BLAS call, so the bytes do not depend on the
 // schedule. Returns 0, or 1 + the row of the first non-positive pivot.
-int64_t cholesky_tiled(const Tiles& m, const char* op) {
+template <typename T>
+int64_t cholesky_tiled(const Tiles<T>& m, const char* op) {
   if (int64_t bad = factor_column(m, 0, op)) return bad;
   for (int64_t k = 0; k + 1 < m.t; ++k) {
     // Tiles (i, j) with k+2 <= j <= i < t, updated by step k.
@@ -223,18 +268,20 @@ int64_t cholesky_tiled(const Tiles& m, const char* op) {
 // and the column above it is X. So no tile is computed into scratch and no
 // step waits for a whole row (a dependency graph, not a barrier per row).
 // Throws if a diagonal tile's inverse fails.
-void invert_lower_tiled(const Tiles& m, const char* op) {
+template <typename T>
+void invert_lower_tiled(const Tiles<T>& m, const char* op) {
   const int64_t nb = m.nb, t = m.t;
   const int ldd = static_cast<int>(nb);
-  std::vector<double> diag(static_cast<size_t>(t * nb * nb), 0.0);
+  std::vector<T> diag(static_cast<size_t>(t * nb * nb), T(0));
   auto diag_at = [&](int64_t j) { return diag.data() + j * nb * nb; };
   for_each_tile(t, [&](int64_t j) {
     const int s = m.size(j);
-    double* d = diag_at(j);
+    T* d = diag_at(j);
     for (int r = 0; r < s; ++r) std::copy(m.at(j, j) + r * m.n, m.at(j, j) + r * m.n + r + 1, d + r * nb);
-    const lapack_int info = LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'U', 'N', s, d, ldd);
-    if (info < 0) throw_lapack_error(op, "dtrtri", info, s);
-    if (info > 0) throw InternalError(std::string(op) + ": dtrtri found diagonal element " +
+    const lapack_int info = trtri_u(s, d, ldd);
+    const std::string routine = std::string(prefix<T>()) + "trtri";
+    if (info < 0) throw_lapack_error(op, routine.c_str(), info, s);
+    if (info > 0) throw InternalError(std::string(op) + ": " + routine + " found diagonal element " +
                                       std::to_string(j * nb + info - 1) + " zero");
   });
   if (t > 1) {
@@ -245,14 +292,12 @@ void invert_lower_tiled(const Tiles& m, const char* op) {
     tbb::task_group graph;
     std::function<void(int64_t, int64_t)> run_tile = [&](int64_t i, int64_t j) {
       const int si = m.size(i), sj = m.size(j);  // tile j is full: j < i <= t-1
-      double* x = m.at(i, j);
-      cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, si, sj, 1.0, diag_at(j), ldd, x,
-                  m.ld());
+      T* x = m.at(i, j);
+      trmm_right_lower(si, sj, diag_at(j), ldd, x, m.ld());
       if (i - j - 1 > 0)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, si, sj, static_cast<int>((i - j - 1) * nb), 1.0,
-                    m.at(i, j + 1), m.ld(), m.at(j + 1, j), m.ld(), 1.0, x, m.ld());
-      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, si, sj, -1.0, m.at(i, i), m.ld(),
-                  x, m.ld());
+        gemm_rm(CblasNoTrans, si, sj, static_cast<int>((i - j - 1) * nb), T(1), m.at(i, j + 1), m.ld(),
+                m.at(j + 1, j), m.ld(), x, m.ld());
+      trsm(CblasLeft, CblasLower, CblasNoTrans, si, sj, T(-1), m.at(i, i), m.ld(), x, m.ld());
       auto release = [&](int64_t a, int64_t b) {
         if (pending[a * t + b].fetch_sub(1) == 1) graph.run([&run_tile, a, b] { run_tile(a, b); });
       };
@@ -281,7 +326,7 @@ bool cholesky_lower_tiled(double* a, int64_t n, int64_t tile) {
   check_tile(tile, "cholesky_lower");
   if (n == 0) return true;
   check_lower_for_nan("cholesky_lower", a, n, /*zero_upper=*/false);
-  if (cholesky_tiled(Tiles(a, n, tile), "cholesky_lower") != 0) return false;
+  if (cholesky_tiled(Tiles<double>(a, n, tile), "cholesky_lower") != 0) return false;
   zero_strict_upper(a, n);
   return true;
 }
@@ -295,10 +340,11 @@ void invert_lower_triangular_tiled(double* l, int64_t n, int64_t tile) {
     if (l[i * n + i] == 0.0)
       throw InternalError("invert_lower_triangular: the " + std::to_string(n) + "x" + std::to_string(n) +
                           " factor is singular (diagonal element " + std::to_string(i) + " is zero)");
-  invert_lower_tiled(Tiles(l, n, tile), "invert_lower_triangular");
+  invert_lower_tiled(Tiles<double>(l, n, tile), "invert_lower_triangular");
 }
 
-bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile) {
+template <typename T>
+bool inverse_upper_factor_impl(T* h, int64_t n, int64_t tile) {
   checked_int(n, "inverse_upper_factor", "n");
   check_tile(tile, "inverse_upper_factor");
   if (n == 0) return true;
@@ -308,7 +354,7 @@ bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile) {
   // one factorization and one triangular inverse (2/3 n^3 flops) instead of
   // a factorization, an inverse and a second factorization (4/3 n^3).
   reverse_both_ways(h, n, AfterReverse::CheckLowerForNan, "inverse_upper_factor");
-  const Tiles m(h, n, tile);
+  const Tiles<T> m(h, n, tile);
   if (cholesky_tiled(m, "inverse_upper_factor") != 0) return false;  // L' = chol(J H J)
   // L'^-1 (neither step reads the strict upper triangle, which still holds
   // J H J); its diagonal is positive, as L' is a Cholesky factor.
@@ -317,8 +363,12 @@ bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile) {
   return true;
 }
 
+bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile) { return inverse_upper_factor_impl(h, n, tile); }
+bool inverse_upper_factor_tiled(float* h, int64_t n, int64_t tile) { return inverse_upper_factor_impl(h, n, tile); }
+
 bool cholesky_lower(double* a, int64_t n) { return cholesky_lower_tiled(a, n, kFactorTile); }
 void invert_lower_triangular(double* l, int64_t n) { invert_lower_triangular_tiled(l, n, kFactorTile); }
 bool inverse_upper_factor(double* h, int64_t n) { return inverse_upper_factor_tiled(h, n, kFactorTile); }
+bool inverse_upper_factor(float* h, int64_t n) { return inverse_upper_factor_tiled(h, n, kFactorTile); }
 
 }  // namespace streamq::cpu

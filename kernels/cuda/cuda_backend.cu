@@ -122,6 +122,12 @@ class CudaBackendImpl final : public CudaBackend {
   void invert_lower_triangular(double* l, int64_t n) override {
     timeline_.around("invert_lower_triangular", trace_cat::kCompute, 0, [&] { cuda_invert_lower_triangular(cusolver_.get(), solver_workspace_, l, n); });
   }
+  bool inverse_upper_factor(float* h, int64_t n) override {
+    bool ok = false;
+    timeline_.around("inverse_upper_factor_f32", trace_cat::kCompute, 0,
+                     [&] { ok = cuda_inverse_upper_factor(cusolver_.get(), solver_workspace_, h, n); });
+    return ok;
+  }
   bool inverse_upper_factor(double* h, int64_t n) override {
     bool ok = false;
     timeline_.around("inverse_upper_factor", trace_cat::kCompute, 0, [&] { ok = cuda_inverse_upper_factor(cusolver_.get(), solver_workspace_, h, n); });

@@ -17,19 +17,21 @@ namespace {
 // --- row-major triangle kernels; a grid-stride loop over the n*n elements
 
 // Zeros a[i][j] for j > i (upper) or j < i (lower).
-__global__ void zero_strict_triangle_kernel(double* a, int64_t n, bool upper) {
+template <typename T>
+__global__ void zero_strict_triangle_kernel(T* a, int64_t n, bool upper) {
   const int64_t total = n * n;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += stride) {
     const int64_t i = idx / n, j = idx % n;
-    if (upper ? j > i : j < i) a[idx] = 0.0;
+    if (upper ? j > i : j < i) a[idx] = T(0);
   }
 }
 
 // a[i][j] = a[j][i] for j > i: reads only the lower triangle and writes only
 // the strict upper, so no element is both read and written.
-__global__ void mirror_lower_to_upper_kernel(double* a, int64_t n) {
+template <typename T>
+__global__ void mirror_lower_to_upper_kernel(T* a, int64_t n) {
   const int64_t total = n * n;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -41,7 +43,8 @@ __global__ void mirror_lower_to_upper_kernel(double* a, int64_t n) {
 
 // *flag = 1 when the row-major lower triangle (diagonal included) holds a NaN:
 // the triangle LAPACKE's NaN check reads for the CPU backend's calls.
-__global__ void flag_nan_lower_kernel(const double* a, int64_t n, int* flag) {
+template <typename T>
+__global__ void flag_nan_lower_kernel(const T* a, int64_t n, int* flag) {
   const int64_t total = n * n;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -67,23 +70,26 @@ Call make_call(cusolverDnHandle_t handle, SolverWorkspace& ws, const char* op, i
   return Call{handle, ws, stream, n, ni, std::string(op) + "(n=" + std::to_string(n) + ")"};
 }
 
-void zero_strict_triangle(const Call& c, double* a, bool upper) {
-  STREAMQ_LAUNCH(zero_strict_triangle_kernel, cuda_detail::elementwise_blocks(c.n * c.n),
+template <typename T>
+void zero_strict_triangle(const Call& c, T* a, bool upper) {
+  STREAMQ_LAUNCH(zero_strict_triangle_kernel<T>, cuda_detail::elementwise_blocks(c.n * c.n),
                  cuda_detail::kElementwiseBlock, 0, c.stream)(a, c.n, upper);
   CUDA_CHECK_LAUNCH("zero_strict_triangle_kernel in " + c.context);
 }
 
-void mirror_lower_to_upper(const Call& c, double* a) {
-  STREAMQ_LAUNCH(mirror_lower_to_upper_kernel, cuda_detail::elementwise_blocks(c.n * c.n),
+template <typename T>
+void mirror_lower_to_upper(const Call& c, T* a) {
+  STREAMQ_LAUNCH(mirror_lower_to_upper_kernel<T>, cuda_detail::elementwise_blocks(c.n * c.n),
                  cuda_detail::kElementwiseBlock, 0, c.stream)(a, c.n);
   CUDA_CHECK_LAUNCH("mirror_lower_to_upper_kernel in " + c.context);
 }
 
 // Clears both flags, then raises the NaN flag if the input's lower triangle
 // has a NaN; read back by finish_step() together with devInfo.
-void start_checked(const Call& c, const double* a) {
+template <typename T>
+void start_checked(const Call& c, const T* a) {
   CUDA_CHECK_CTX(cudaMemsetAsync(c.ws.flags(), 0, 2 * sizeof(int), c.stream), c.context);
-  STREAMQ_LAUNCH(flag_nan_lower_kernel, cuda_detail::elementwise_blocks(c.n * c.n),
+  STREAMQ_LAUNCH(flag_nan_lower_kernel<T>, cuda_detail::elementwise_blocks(c.n * c.n),
                  cuda_detail::kElementwiseBlock, 0, c.stream)(a, c.n, c.ws.flags() + 1);
   CUDA_CHECK_LAUNCH("flag_nan_lower_kernel in " + c.context);
 }
@@ -117,6 +123,22 @@ void potrf(const Call& c, cublasFillMode_t uplo, double* a) {
                                                               c.context));
   CUSOLVER_CHECK_CTX(
       cusolverDnDpotrf(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
+}
+
+void potrf(const Call& c, cublasFillMode_t uplo, float* a) {
+  int lwork = 0;
+  CUSOLVER_CHECK_CTX(cusolverDnSpotrf_bufferSize(c.handle, uplo, c.ni, a, c.ni, &lwork), c.context);
+  auto* work = static_cast<float*>(c.ws.device(static_cast<size_t>(lwork) * sizeof(float), c.stream,
+                                               "cuSOLVER potrf workspace of " + c.context));
+  CUSOLVER_CHECK_CTX(cusolverDnSpotrf(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
+}
+
+void potri(const Call& c, cublasFillMode_t uplo, float* a) {
+  int lwork = 0;
+  CUSOLVER_CHECK_CTX(cusolverDnSpotri_bufferSize(c.handle, uplo, c.ni, a, c.ni, &lwork), c.context);
+  auto* work = static_cast<float*>(c.ws.device(static_cast<size_t>(lwork) * sizeof(float), c.stream,
+                                               "cuSOLVER potri workspace of " + c.context));
+  CUSOLVER_CHECK_CTX(cusolverDnSpotri(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
 }
 
 void potri(const Call& c, cublasFillMode_t uplo, double* a) {
@@ -190,26 +212,33 @@ void cuda_invert_lower_triangular(cusolverDnHandle_t handle, SolverWorkspace& ws
   zero_strict_triangle(c, l, /*upper=*/true);
 }
 
-bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws, double* h,
-                               int64_t n) {
-  const Call c = make_call(handle, ws, "inverse_upper_factor", n);
+template <typename T>
+bool inverse_upper_factor_impl(cusolverDnHandle_t handle, SolverWorkspace& ws, T* h, int64_t n) {
+  const Call c = make_call(handle, ws, sizeof(T) == 8 ? "inverse_upper_factor" : "inverse_upper_factor_f32", n);
   if (n == 0) return true;
   // L = chol(H), row-major lower.
   start_checked(c, h);
   potrf(c, CUBLAS_FILL_MODE_UPPER, h);
-  if (finish_step(c, "cusolverDnDpotrf(H)") > 0) return false;
+  if (finish_step(c, sizeof(T) == 8 ? "cusolverDnDpotrf(H)" : "cusolverDnSpotrf(H)") > 0) return false;
   // H^-1 from L, into the row-major lower triangle only.
   start_unchecked(c);
   potri(c, CUBLAS_FILL_MODE_UPPER, h);
-  if (finish_step(c, "cusolverDnDpotri") > 0) return false;
+  if (finish_step(c, sizeof(T) == 8 ? "cusolverDnDpotri" : "cusolverDnSpotri") > 0) return false;
   // The next factorization reads the row-major upper triangle.
   mirror_lower_to_upper(c, h);
   // U = chol(H^-1), row-major upper, so H^-1 = U^T U.
   start_unchecked(c);
   potrf(c, CUBLAS_FILL_MODE_LOWER, h);
-  if (finish_step(c, "cusolverDnDpotrf(H^-1)") > 0) return false;
+  if (finish_step(c, sizeof(T) == 8 ? "cusolverDnDpotrf(H^-1)" : "cusolverDnSpotrf(H^-1)") > 0) return false;
   zero_strict_triangle(c, h, /*upper=*/false);
   return true;
+}
+
+bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws, double* h, int64_t n) {
+  return inverse_upper_factor_impl(handle, ws, h, n);
+}
+bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws, float* h, int64_t n) {
+  return inverse_upper_factor_impl(handle, ws, h, n);
 }
 
 }  // namespace streamq

@@ -46,5 +46,7 @@ void cuda_invert_lower_triangular(cusolverDnHandle_t handle, SolverWorkspace& ws
                                   double* l /*[n,n]*/, int64_t n);
 bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws,
                                double* h /*[n,n]*/, int64_t n);
+bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws,
+                               float* h /*[n,n]*/, int64_t n);
 
 }  // namespace streamq

@@ -263,8 +263,8 @@ namespace {
 
 // potrf/potri: one LAPACK routine on the stream's data; its info (0, or the
 // order of the failing minor) goes to devInfo as cuSOLVER reports it.
-template <typename Routine>
-cusolverStatus_t run_factor(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, double* a,
+template <typename T, typename Routine>
+cusolverStatus_t run_factor(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, T* a,
                             int lda, int* dev_info, Routine routine) {
   if (handle == nullptr) return CUSOLVER_STATUS_NOT_INITIALIZED;
   if (!valid_uplo(uplo) || n < 0 || lda < std::max(1, n) || dev_info == nullptr)
@@ -304,6 +304,30 @@ cusolverStatus_t cusolverDnDpotri(cusolverDnHandle_t handle, cublasFillMode_t up
                                   int* dev_info) {
   return run_factor(handle, uplo, n, a, lda, dev_info, [](char u, int ni, double* p, int ld) {
     return LAPACKE_dpotri_work(LAPACK_COL_MAJOR, u, ni, p, ld);
+  });
+}
+
+cusolverStatus_t cusolverDnSpotrf_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo,
+                                             int n, float* /*a*/, int lda, int* lwork) {
+  return cusolverDnDpotrf_bufferSize(handle, uplo, n, nullptr, lda, lwork);
+}
+
+cusolverStatus_t cusolverDnSpotrf(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, float* a,
+                                  int lda, float* /*work*/, int /*lwork*/, int* dev_info) {
+  return run_factor(handle, uplo, n, a, lda, dev_info, [](char u, int ni, float* p, int ld) {
+    return LAPACKE_spotrf_work(LAPACK_COL_MAJOR, u, ni, p, ld);
+  });
+}
+
+cusolverStatus_t cusolverDnSpotri_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo,
+                                             int n, float* /*a*/, int lda, int* lwork) {
+  return cusolverDnDpotrf_bufferSize(handle, uplo, n, nullptr, lda, lwork);
+}
+
+cusolverStatus_t cusolverDnSpotri(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n, float* a,
+                                  int lda, float* /*work*/, int /*lwork*/, int* dev_info) {
+  return run_factor(handle, uplo, n, a, lda, dev_info, [](char u, int ni, float* p, int ld) {
+    return LAPACKE_spotri_work(LAPACK_COL_MAJOR, u, ni, p, ld);
   });
 }
 

@@ -161,6 +161,11 @@ class EmulatedBackend final : public Backend {
     device_.check(l, matrix_bytes(n, n, n, 8), "invert_lower_triangular", "l");
     enqueue("invert_lower_triangular", trace_cat::kCompute, 0, [=] { cpu::invert_lower_triangular(l, n); });
   }
+  bool inverse_upper_factor(float* h, int64_t n) override {
+    cpu::check_nonnegative("inverse_upper_factor", n);
+    device_.check(h, matrix_bytes(n, n, n, 4), "inverse_upper_factor", "h");
+    return run_for_answer("inverse_upper_factor_f32", [=] { return cpu::inverse_upper_factor(h, n); });
+  }
   bool inverse_upper_factor(double* h, int64_t n) override {
     cpu::check_nonnegative("inverse_upper_factor", n);
     device_.check(h, matrix_bytes(n, n, n, 8), "inverse_upper_factor", "h");

@@ -24,22 +24,26 @@ CompensationPanels compensation_panels(int64_t n) {
   return p;
 }
 
-void compensation_t(Backend& be, const double* d, const double* u, double* t, int64_t n) {
+namespace {
+
+template <typename T>
+void compensation_t_impl(Backend& be, const T* d, const T* u, T* t, int64_t n) {
   const CompensationPanels panels = compensation_panels(n);
-  be.fill_bytes(t, 0, static_cast<uint64_t>(n * n) * sizeof(double));
+  be.fill_bytes(t, 0, static_cast<uint64_t>(n * n) * sizeof(T));
   // T[0:j1, J] = D[0:j1, j0:n] U[J, j0:n]^T for column panel J = [j0, j1):
   // rows past j1 are below the diagonal, and columns k < j0 of U's rows J are zero.
   for (int64_t j0 = 0; j0 < n; j0 += panels.first) {
     const int64_t j1 = std::min(n, j0 + panels.first);
-    be.gemm(Trans::N, Trans::T, j1, j1 - j0, n - j0, 1.0, d + j0, n, u + j0 * n + j0, n, 0.0, t + j0, n);
+    be.gemm(Trans::N, Trans::T, j1, j1 - j0, n - j0, T(1), d + j0, n, u + j0 * n + j0, n, T(0), t + j0, n);
     for (int64_t a = j0; a < j1; ++a)  // keep the strict upper triangle
-      be.fill_bytes(t + a * n + j0, 0, static_cast<uint64_t>(std::min(j1, a + 1) - j0) * sizeof(double));
+      be.fill_bytes(t + a * n + j0, 0, static_cast<uint64_t>(std::min(j1, a + 1) - j0) * sizeof(T));
   }
 }
 
-void compensation_p(Backend& be, const double* t, const double* u, double* p, int64_t n, double alpha) {
+template <typename T>
+void compensation_p_impl(Backend& be, const T* t, const T* u, T* p, int64_t n, T alpha) {
   const CompensationPanels panels = compensation_panels(n);
-  be.fill_bytes(p, 0, static_cast<uint64_t>(n * n) * sizeof(double));
+  be.fill_bytes(p, 0, static_cast<uint64_t>(n * n) * sizeof(T));
   // P[A, C] = T[A, a0:c1] U[a0:c1, C] for row panel A = [a0, a1) and column
   // panels C = [c0, c1) at or right of it: T[A, k] vanishes for k <= a0 and
   // U[k, C] for k >= c1. Panels left of the diagonal stay zero.
@@ -47,10 +51,25 @@ void compensation_p(Backend& be, const double* t, const double* u, double* p, in
     const int64_t a1 = std::min(n, a0 + panels.second);
     for (int64_t c0 = a0; c0 < n; c0 += panels.second) {
       const int64_t c1 = std::min(n, c0 + panels.second);
-      be.gemm(Trans::N, Trans::N, a1 - a0, c1 - c0, c1 - a0, alpha, t + a0 * n + a0, n, u + a0 * n + c0, n, 0.0,
+      be.gemm(Trans::N, Trans::N, a1 - a0, c1 - c0, c1 - a0, alpha, t + a0 * n + a0, n, u + a0 * n + c0, n, T(0),
               p + a0 * n + c0, n);
     }
   }
+}
+
+}  // namespace
+
+void compensation_t(Backend& be, const double* d, const double* u, double* t, int64_t n) {
+  compensation_t_impl(be, d, u, t, n);
+}
+void compensation_t(Backend& be, const float* d, const float* u, float* t, int64_t n) {
+  compensation_t_impl(be, d, u, t, n);
+}
+void compensation_p(Backend& be, const double* t, const double* u, double* p, int64_t n, double alpha) {
+  compensation_p_impl(be, t, u, p, n, alpha);
+}
+void compensation_p(Backend& be, const float* t, const float* u, float* p, int64_t n, float alpha) {
+  compensation_p_impl(be, t, u, p, n, alpha);
 }
 
 std::vector<double> compensation_matrix_triangular(Backend& be, const std::vector<double>& d,

@@ -27,9 +27,12 @@ std::vector<double> compensation_matrix_triangular(Backend& be, const std::vecto
                                                    const std::vector<double>& u, int64_t n, double alpha);
 // Its two products on pointers in `be`'s memory (a device's too), so a device
 // can free D between them: t = triu(D U^T, 1), then p = alpha * t U. t and p
-// [n, n] are overwritten entirely.
+// [n, n] are overwritten entirely. In float64, or float32 (a device's float
+// factor).
 void compensation_t(Backend& be, const double* d, const double* u, double* t, int64_t n);
+void compensation_t(Backend& be, const float* d, const float* u, float* t, int64_t n);
 void compensation_p(Backend& be, const double* t, const double* u, double* p, int64_t n, double alpha);
+void compensation_p(Backend& be, const float* t, const float* u, float* p, int64_t n, float alpha);
 
 // FLOPs (2 per multiply-add) of compensation_matrix_triangular as blocked, and
 // the triangular ideal n^3/3 + n^3/3 for reference.

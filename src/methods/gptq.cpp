@@ -8,6 +8,7 @@
 #include <cmath>
 #include <numeric>
 #include <string>
+#include <type_traits>
 
 #include "src/core/error.h"
 #include "kernels/backend.h"
@@ -94,55 +95,106 @@ QuantResult rtn_quantize(const double* w, int64_t m, int64_t n, const QuantConfi
 
 namespace {
 
-// The unfolded P = alpha * triu(D U^T, 1) U as two full GEMMs, on pointers in
-// be's memory: t = triu(D U^T, 1), then p = alpha * t U.
-void full_compensation_t(Backend& be, const double* d, const double* u, double* t, int64_t n) {
+// The unfolded P = alpha * triu(D U^T, 1) U on the host as two full GEMMs:
+// t = triu(D U^T, 1), then p = alpha * t U.
+void full_compensation(Backend& be, const double* d, const double* u, double* t, double* p, int64_t n,
+                       double alpha) {
   be.gemm(Trans::N, Trans::T, n, n, n, 1.0, d, n, u, n, 0.0, t, n);
   for (int64_t a = 0; a < n; ++a)  // keep the strict upper triangle
-    be.fill_bytes(t + a * n, 0, static_cast<uint64_t>(a + 1) * sizeof(double));
-}
-void full_compensation_p(Backend& be, const double* t, const double* u, double* p, int64_t n, double alpha) {
+    std::fill(t + a * n, t + a * n + a + 1, 0.0);
   be.gemm(Trans::N, Trans::N, n, n, n, alpha, t, n, u, n, 0.0, p, n);
 }
 
-// The factor's O(n^3) work runs on `be`: on the host directly on the
-// vectors; on a device (factor_hessian's device path) on float64 buffers
-// staged from and back to them, the same ops on the same inputs.
-bool inverse_upper_factor_on(Backend& be, std::vector<double>& u, int64_t n) {
-  if (be.host_addressable()) return be.inverse_upper_factor(u.data(), n);
-  Buffer<double> d = be.upload_new(u, "factor: damped H, then U [n, n] float64");
-  if (!be.inverse_upper_factor(d.data(), n)) return false;  // synchronizes: d can go
-  be.download(u.data(), d, u.size());
-  be.synchronize();
-  return true;
+// Host float64 matrices staged into `be`'s memory as T and back. Float32
+// staging converts a panel at a time (the host never holds a float copy of
+// a whole matrix) and waits for each panel's copy, whose source it reuses.
+constexpr size_t kStagePanel = size_t{1} << 22;  // elements: 16 MiB of float
+template <typename T>
+Buffer<T> stage_in(Backend& be, const std::vector<double>& v, const std::string& what) {
+  Buffer<T> b = be.alloc<T>(v.size(), what);
+  if constexpr (std::is_same_v<T, double>) {
+    be.upload(b, v.data(), v.size());
+  } else {
+    std::vector<T> panel(std::min(v.size(), kStagePanel));
+    for (size_t at = 0; at < v.size(); at += panel.size()) {
+      const size_t count = std::min(panel.size(), v.size() - at);
+      std::copy(v.begin() + at, v.begin() + at + count, panel.begin());
+      be.upload(b, panel.data(), count, at);
+      be.synchronize();
+    }
+  }
+  return b;
+}
+template <typename T>
+void stage_out(Backend& be, const Buffer<T>& b, std::vector<double>& v) {
+  v.resize(b.size());
+  if constexpr (std::is_same_v<T, double>) {
+    be.download(v.data(), b, b.size());
+    be.synchronize();
+  } else {
+    std::vector<T> panel(std::min(v.size(), kStagePanel));
+    for (size_t at = 0; at < v.size(); at += panel.size()) {
+      const size_t count = std::min(panel.size(), v.size() - at);
+      be.download(panel.data(), b, count, at);
+      be.synchronize();
+      std::copy(panel.begin(), panel.begin() + count, v.begin() + at);
+    }
+  }
 }
 
-// P = alpha * triu(D U^T, 1) U for D in processing order ([n, n]): the
-// triangular products (compensation.h) or, for `full`, two full GEMMs (the
-// unfolded P1/P2 the device sweep and the official variant read).
-std::vector<double> compensation_on(Backend& be, const std::vector<double>& d, const std::vector<double>& u,
-                                    int64_t n, double alpha, bool full) {
-  auto product_t = full ? full_compensation_t : compensation_t;
-  auto product_p = full ? full_compensation_p : compensation_p;
-  std::vector<double> p(static_cast<size_t>(n * n));
-  if (be.host_addressable()) {
-    std::vector<double> t(static_cast<size_t>(n * n));
-    product_t(be, d.data(), u.data(), t.data(), n);
-    product_p(be, t.data(), u.data(), p.data(), n, alpha);
-    return p;
-  }
-  // At most three [n, n] float64 buffers live at once: D goes before P comes.
-  Buffer<double> du = be.upload_new(u, "factor: U [n, n] float64");
-  Buffer<double> dt = be.alloc<double>(p.size(), "factor: triu(D U^T, 1) [n, n] float64");
+// The factor's O(n^3) work runs on `be`: in float64 on the host directly on
+// the vectors; otherwise (a device, or float32) on buffers staged from and
+// back to them, the same ops on the same inputs.
+template <typename T>
+bool inverse_upper_factor_staged(Backend& be, std::vector<double>& u, int64_t n) {
+  Buffer<T> d = stage_in<T>(be, u, std::string("factor: damped H, then U [n, n] ") + (sizeof(T) == 8 ? "float64" : "float32"));
+  if (!be.inverse_upper_factor(d.data(), n)) return false;  // synchronizes: d can go
+  stage_out(be, d, u);
+  return true;
+}
+bool inverse_upper_factor_on(Backend& be, std::vector<double>& u, int64_t n, FactorPrecision precision) {
+  if (precision == FactorPrecision::F32) return inverse_upper_factor_staged<float>(be, u, n);
+  if (be.host_addressable()) return be.inverse_upper_factor(u.data(), n);
+  return inverse_upper_factor_staged<double>(be, u, n);
+}
+
+// P = alpha * triu(D U^T, 1) U for D in processing order ([n, n]), staged
+// into be's memory as T: the triangular products (compensation.h).
+template <typename T>
+std::vector<double> compensation_staged(Backend& be, const std::vector<double>& d, const std::vector<double>& u,
+                                        int64_t n, double alpha) {
+  const std::string type = sizeof(T) == 8 ? " float64" : " float32";
+  // At most three [n, n] buffers live at once: D goes before P comes.
+  Buffer<T> du = stage_in<T>(be, u, "factor: U [n, n]" + type);
+  Buffer<T> dt = be.alloc<T>(u.size(), "factor: triu(D U^T, 1) [n, n]" + type);
   {
-    Buffer<double> dd = be.upload_new(d, "factor: D [n, n] float64");
-    product_t(be, dd.data(), du.data(), dt.data(), n);
+    Buffer<T> dd = stage_in<T>(be, d, "factor: D [n, n]" + type);
+    compensation_t(be, dd.data(), du.data(), dt.data(), n);
     be.synchronize();  // dd's memory returns to the pool only once no queued op reads it
   }
-  Buffer<double> dp = be.alloc<double>(p.size(), "factor: P [n, n] float64");
-  product_p(be, dt.data(), du.data(), dp.data(), n, alpha);
-  be.download(p.data(), dp, p.size());
-  be.synchronize();
+  Buffer<T> dp = be.alloc<T>(u.size(), "factor: P [n, n]" + type);
+  compensation_p(be, dt.data(), du.data(), dp.data(), n, static_cast<T>(alpha));
+  std::vector<double> p;
+  stage_out(be, dp, p);
+  return p;
+}
+
+// P for the folded form (`full` false: the triangular products) or the
+// unfolded P1/P2 the device sweep and the official variant read (`full`: on
+// the host two full GEMMs, whose bytes the official variant's tables were
+// taken with). Off the host, or in float32, the triangular products always:
+// the same matrix up to summation order, at a sixth of the FLOPs.
+std::vector<double> compensation_on(Backend& be, const std::vector<double>& d, const std::vector<double>& u,
+                                    int64_t n, double alpha, bool full, FactorPrecision precision) {
+  if (precision == FactorPrecision::F32) return compensation_staged<float>(be, d, u, n, alpha);
+  if (!be.host_addressable()) return compensation_staged<double>(be, d, u, n, alpha);
+  std::vector<double> t(static_cast<size_t>(n * n)), p(static_cast<size_t>(n * n));
+  if (full) {
+    full_compensation(be, d.data(), u.data(), t.data(), p.data(), n, alpha);
+  } else {
+    compensation_t(be, d.data(), u.data(), t.data(), n);
+    compensation_p(be, t.data(), u.data(), p.data(), n, alpha);
+  }
   return p;
 }
 
@@ -157,7 +209,7 @@ std::vector<double> permuted(const std::vector<double>& m, const std::vector<int
 
 FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in,
                                const std::vector<double>* cross, int64_t n, const QuantConfig& cfg,
-                               CompensationForm form) {
+                               CompensationForm form, FactorPrecision precision) {
   cfg.validate();
   const auto t0 = std::chrono::steady_clock::now();
   FactoredHessian f;
@@ -185,7 +237,7 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
     f.u = h;
     f.damp = percdamp * mean_diag;
     for (int64_t i = 0; i < n; ++i) f.u[static_cast<size_t>(i * n + i)] += f.damp;
-    factored = inverse_upper_factor_on(backend, f.u, n);
+    factored = inverse_upper_factor_on(backend, f.u, n, precision);
     if (!factored) f.cholesky_retries = attempt + 1;
   }
   if (!factored)
@@ -206,16 +258,16 @@ FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h_in
   }
   if (f.form == CompensationForm::Folded) {
     // X X^T's share of P2 is implied by U (see CompensationForm): only D1's P is formed.
-    if (!d1.empty()) f.pd = compensation_on(backend, d1, f.u, n, 1.0, false);
+    if (!d1.empty()) f.pd = compensation_on(backend, d1, f.u, n, 1.0, false, precision);
   } else if (gptaq) {
-    f.p1 = compensation_on(backend, d1, f.u, n, cfg.gptaq_alpha, true);
+    f.p1 = compensation_on(backend, d1, f.u, n, cfg.gptaq_alpha, true, precision);
   }
   if (cfg.cae && f.form == CompensationForm::Unfolded) {
     // D2 = X~ X^T = dX X^T + X X^T, or X X^T alone; h is undamped (dead fix applied).
     std::vector<double> d2 = h;
     if (cfg.method == MethodKind::Gptaq || cfg.cae_source == CaeSource::Xfx)
       for (size_t i = 0; i < d2.size(); ++i) d2[i] += d1[i];
-    f.p2 = compensation_on(backend, d2, f.u, n, cfg.cae_alpha, true);
+    f.p2 = compensation_on(backend, d2, f.u, n, cfg.cae_alpha, true, precision);
   }
   if (cfg.two_stage()) {  // two-stage: stage 2's statistics
     f.h = h_in;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "src/methods/quant_config.h"
 #include "src/methods/quant_result.h"
 
@@ -65,7 +66,8 @@ struct FactoredHessian {
 // float64 buffers at once; emulated gives the CPU backend's bits).
 FactoredHessian factor_hessian(Backend& backend, const std::vector<double>& h,
                                const std::vector<double>* cross, int64_t n, const QuantConfig& cfg,
-                               CompensationForm form = CompensationForm::Folded);
+                               CompensationForm form = CompensationForm::Folded,
+                               FactorPrecision precision = FactorPrecision::F64);
 
 // Quantizes w[m, n] (row-major, (out, in)). With cfg.variant == Exact the
 // update uses each column's compensated value in every term and group grids

@@ -61,8 +61,9 @@ class GptqMethod final : public Method {
     if (cfg_.needs_fp_flow() && stats.has_cross()) cross = stats.cross();
     const CompensationForm form = bk.sweep_on_device(cfg_) ? CompensationForm::Unfolded : CompensationForm::Folded;
     Backend& factor_be = bk.factor_on_device ? bk.device : bk.host;
-    return std::make_unique<GptqPrepared>(
-        factor_hessian(factor_be, stats.hessian(), cross.empty() ? nullptr : &cross, stats.in_features(), cfg_, form));
+    const FactorPrecision precision = bk.factor_on_device ? bk.factor_precision : FactorPrecision::F64;
+    return std::make_unique<GptqPrepared>(factor_hessian(factor_be, stats.hessian(), cross.empty() ? nullptr : &cross,
+                                                         stats.in_features(), cfg_, form, precision));
   }
   QuantResult quantize(const MethodBackends& bk, const double* w, int64_t m, int64_t n,
                        const PreparedInput& prepared) const override {

@@ -30,6 +30,7 @@ struct MethodBackends {
   // The factor's O(n^3) float64 work (factor_hessian) on `device`, when it is
   // not the host and the device plan found room for it.
   bool factor_on_device = false;
+  FactorPrecision factor_precision = FactorPrecision::F64;  // of the factor on `device`
   // True when the device is not the host and its sweep op takes `cfg`.
   bool sweep_on_device(const QuantConfig& cfg) const;
 };

@@ -55,7 +55,7 @@ uint64_t sweep_bytes(const LinearDesc& l, const DevicePlanInput& in) {
 // factor_hessian's buffers on a device (src/methods/gptq.cpp): U, plus T and
 // D-then-P when a compensation matrix is formed.
 uint64_t factor_bytes(int64_t n, const DevicePlanInput& in) {
-  return static_cast<uint64_t>(n * n) * sizeof(double) * (in.p1 || in.p2 ? 3 : 1);
+  return static_cast<uint64_t>(n * n) * static_cast<uint64_t>(in.factor_bytes_per_element) * (in.p1 || in.p2 ? 3 : 1);
 }
 
 // What stays on the device for the whole block.
@@ -118,7 +118,8 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
     for (int g = 0; g < kNumSubLayers; ++g) {
       const SubLayer s = static_cast<SubLayer>(g);
       consider(std::string("factor ") + to_string(s),
-               {{std::string("factor of the ") + to_string(s) + " input (float64 n x n)",
+               {{std::string("factor of the ") + to_string(s) + " input (" +
+                     (in.factor_bytes_per_element == 4 ? "float32" : "float64") + " n x n)",
                  factor_bytes(sublayer_in_features(c, s), in)}});
     }
   if (in.sweep_on_device) {

@@ -24,7 +24,8 @@ struct DevicePlanInput {
   bool sweep_on_device = false;    // the GPTQ sweep's buffers (else the sweep runs on the host)
   bool p1 = false, p2 = false;     // GPTAQ's / CAE's n x n compensation matrices in the sweep
   int64_t group = -1;              // quantization group size (-1: per channel): scales and zeros per group
-  bool factor_on_device = false;   // factor_hessian's float64 n x n buffers (device_factor_fits decides)
+  bool factor_on_device = false;   // factor_hessian's n x n buffers (device_factor_fits decides)
+  int factor_bytes_per_element = 8;  // 8: float64 factor, 4: float32
   int linear_concurrency = 1;      // sweeps of one group live at once
   bool resumed = false;            // the chunking is fixed: fit it or fail
   uint64_t limit = UINT64_MAX;     // --gpu-mem-limit

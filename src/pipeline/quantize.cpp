@@ -118,7 +118,9 @@ JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, cons
 // a job started on one device resumes only on the same).
 std::string arithmetic_of(const Backend& be, const MethodBackends& bk, const QuantConfig& quant) {
   if (be.host_addressable()) return "cpu";
-  return be.name() + (bk.factor_on_device ? " factor f64" : " factor host f64") +
+  return be.name() +
+         (bk.factor_on_device ? (bk.factor_precision == FactorPrecision::F32 ? " factor f32" : " factor f64")
+                              : " factor host f64") +
          (bk.sweep_on_device(quant) ? std::string(" sweep ") + (bk.precision == SweepPrecision::F32 ? "f32" : "f64")
                                     : std::string(" sweep host f64"));
 }
@@ -132,7 +134,9 @@ nlohmann::json device_report(Backend& be, const MethodBackends& bk, const QuantC
           {"forward", be.name()},
           {"statistics", on_device ? be.name() + " float32 chunk products, float64 sums on the host"
                                    : std::string("cpu")},
-          {"factor", bk.factor_on_device ? be.name() + " float64" : std::string("host float64")},
+          {"factor", bk.factor_on_device
+                         ? be.name() + (bk.factor_precision == FactorPrecision::F32 ? " float32" : " float64")
+                         : std::string("host float64")},
           {"sweep", bk.sweep_on_device(quant)
                         ? be.name() + (bk.precision == SweepPrecision::F32 ? " float32" : " float64")
                         : std::string("host float64")},
@@ -589,6 +593,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   if (!be.host_addressable()) own_host = make_cpu_backend();
   Backend& host = own_host ? *own_host : be;
   MethodBackends backends{host, be, job.sweep_precision};
+  backends.factor_precision = job.factor_precision;
 
   // The memory plan for a chunk size: placement, chunking and I/O depth under
   // --host-mem-limit. A resumable job keeps its activations in its workdir.
@@ -634,6 +639,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     di.output_terms = needs.residual || needs.token_scales;
     di.sweep_on_device = backends.sweep_on_device(job.quant);
     di.factor_on_device = backends.factor_on_device;
+    di.factor_bytes_per_element = backends.factor_precision == FactorPrecision::F32 ? 4 : 8;
     di.p1 = job.quant.method == MethodKind::Gptaq;
     di.p2 = job.quant.cae;
     di.group = job.quant.group;

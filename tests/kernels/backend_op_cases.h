@@ -223,21 +223,29 @@ inline Tolerance factor_tolerance(int64_t n) {
           "= 5 n eps of the exact factor; 10x slack on top"};
 }
 
-enum class FactorOp { Cholesky, InvertLower, InverseUpper };
+enum class FactorOp { Cholesky, InvertLower, InverseUpper, InverseUpperF32 };
 
 class FactorCase final : public OpCase {
  public:
   FactorCase(FactorOp which, int64_t n) : which_(which), n_(n) {}
   Op op() const override {
-    return which_ == FactorOp::Cholesky      ? Op::CholeskyLower
-           : which_ == FactorOp::InvertLower ? Op::InvertLowerTriangular
-                                             : Op::InverseUpperFactor;
+    return which_ == FactorOp::Cholesky          ? Op::CholeskyLower
+           : which_ == FactorOp::InvertLower     ? Op::InvertLowerTriangular
+           : which_ == FactorOp::InverseUpperF32 ? Op::InverseUpperFactorF32
+                                                 : Op::InverseUpperFactor;
   }
   std::string shape() const override { return "n=" + std::to_string(n_); }
-  Tolerance tolerance() const override { return factor_tolerance(n_); }
+  Tolerance tolerance() const override {
+    if (which_ != FactorOp::InverseUpperF32) return factor_tolerance(n_);
+    return {50.0 * double(n_) * kF32Eps,
+            "the float64 bound's argument in float32: ~n eps32 cond(H) = 5 n eps32 from the exact factor of the "
+            "float input, 10x slack"};
+  }
   void prepare(std::mt19937_64& rng) override {
     const int64_t n = n_;
-    const std::vector<double> h = random_spd(rng, n);
+    std::vector<double> h = random_spd(rng, n);
+    if (which_ == FactorOp::InverseUpperF32)  // the float input is the problem: the reference is of it exactly
+      for (double& v : h) v = static_cast<float>(v);
     if (which_ == FactorOp::Cholesky) {
       input_ = h;
       ref_ = to_double(exact_cholesky_lower(to_exact(h), n));
@@ -267,6 +275,18 @@ class FactorCase final : public OpCase {
     }
   }
   Outcome run(Backend& be) override {
+    if (which_ == FactorOp::InverseUpperF32) {
+      const std::vector<float> input(input_.begin(), input_.end());  // outlives the queued upload
+      const GuardedBuffer<float> a(be, input);
+      Outcome o;
+      const bool ok = be.inverse_upper_factor(a.get(), n_);
+      const std::vector<float> got32 = a.download(op_name(op()), &o.defect);
+      const std::vector<double> got(got32.begin(), got32.end());
+      if (!ok) o.defect = first_defect(o.defect, "returned false on a positive definite matrix");
+      o.defect = first_defect(o.defect, strict_triangle_defect(got, n_, false, "result"));
+      o.error = relative_error(got, ref_);
+      return o;
+    }
     const GuardedBuffer<double> a(be, input_);
     Outcome o;
     bool ok = true;

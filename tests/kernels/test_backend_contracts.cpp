@@ -248,7 +248,8 @@ TEST(BackendContracts, NanInputAndSingularFactorThrow) {
       EXPECT_TRUE(contains(e.what(), "diagonal element 4")) << e.what();
     }
     EXPECT_TRUE(be->cholesky_lower(nullptr, 0));  // size zero: a no-op that succeeds
-    EXPECT_TRUE(be->inverse_upper_factor(nullptr, 0));
+    EXPECT_TRUE(be->inverse_upper_factor(static_cast<double*>(nullptr), 0));
+    EXPECT_TRUE(be->inverse_upper_factor(static_cast<float*>(nullptr), 0));
     be->invert_lower_triangular(nullptr, 0);
     EXPECT_THROW(be->cholesky_lower(nullptr, -1), InternalError);
     be->synchronize();

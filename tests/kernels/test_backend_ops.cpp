@@ -54,7 +54,7 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
   t.push_back(std::make_unique<GramCase>(33, 0, 0.0f));  // no tokens: h = 0, not NaN
   t.push_back(std::make_unique<GramCase>(33, 0, 0.5f));  // no tokens: h = beta h exactly
   // 255, 256, 257, 513: one below, at and above the CPU's factor tile (256), and three tiles.
-  for (FactorOp f : {FactorOp::Cholesky, FactorOp::InvertLower, FactorOp::InverseUpper})
+  for (FactorOp f : {FactorOp::Cholesky, FactorOp::InvertLower, FactorOp::InverseUpper, FactorOp::InverseUpperF32})
     for (int64_t n : {1, 2, 7, 33, 130, 255, 256, 257, 513}) t.push_back(std::make_unique<FactorCase>(f, n));
   for (auto [rows, dim] : std::vector<std::pair<int64_t, int64_t>>{
            {1, 1}, {1, 7}, {3, 7}, {3, 64}, {2, 33}, {300, 64}, {17, 4096}, {300, 4097}, {70000, 3}})
@@ -141,6 +141,7 @@ TEST(BackendOps, GramBf16) { run_op(Op::GramBf16); }
 TEST(BackendOps, CholeskyLower) { run_op(Op::CholeskyLower); }
 TEST(BackendOps, InvertLowerTriangular) { run_op(Op::InvertLowerTriangular); }
 TEST(BackendOps, InverseUpperFactor) { run_op(Op::InverseUpperFactor); }
+TEST(BackendOps, InverseUpperFactorF32) { run_op(Op::InverseUpperFactorF32); }
 TEST(BackendOps, Rmsnorm) { run_op(Op::Rmsnorm); }
 TEST(BackendOps, Rope) { run_op(Op::Rope); }
 TEST(BackendOps, Attention) { run_op(Op::Attention); }

@@ -116,14 +116,17 @@ TEST(DevicePipeline, DeviceSweepMatchesTheCpu) {
   for (const std::string m : {"gptq", "gptaq"}) {
     SCOPED_TRACE(m);
     const std::vector<std::string> method = {"--method", m, "--bits", "4", "--group", "32", "--act-order"};
-    const std::string cpu = dir.file(m + "-cpu"), f64 = dir.file(m + "-f64"), f32 = dir.file(m + "-f32");
+    const std::string cpu = dir.file(m + "-cpu"), f64 = dir.file(m + "-f64"), f32 = dir.file(m + "-f32"),
+                      all32 = dir.file(m + "-all32");
     quantize(cpu, with(method, {"--device", "cpu"}));
-    quantize(f64, with(with(method, kEmulated), {"--sweep-precision", "f64"}));
-    quantize(f32, with(method, kEmulated));
-    const double p_cpu = eval_ppl(cpu), p64 = eval_ppl(f64), p32 = eval_ppl(f32);
-    const double s64 = same_codes(cpu, f64), s32 = same_codes(cpu, f32);
-    std::printf("[device-sweep] %s: codes equal f64 %.5f f32 %.5f; ppl cpu %.6f f64 %.6f f32 %.6f\n", m.c_str(),
-                s64, s32, p_cpu, p64, p32);
+    quantize(f64, with(with(method, kEmulated), {"--sweep-precision", "f64", "--factor-precision", "f64"}));
+    quantize(f32, with(with(method, kEmulated), {"--factor-precision", "f64"}));
+    quantize(all32, with(with(method, kEmulated), {"--factor-precision", "f32"}));  // a GPU's plain path
+    const double p_cpu = eval_ppl(cpu), p64 = eval_ppl(f64), p32 = eval_ppl(f32), pa32 = eval_ppl(all32);
+    const double s64 = same_codes(cpu, f64), s32 = same_codes(cpu, f32), sa32 = same_codes(cpu, all32);
+    std::printf("[device-sweep] %s: codes equal f64 %.5f f32 sweep %.5f f32 sweep+factor %.5f; ppl cpu %.6f f64 "
+                "%.6f f32 sweep %.6f f32 sweep+factor %.6f\n",
+                m.c_str(), s64, s32, sa32, p_cpu, p64, p32, pa32);
     EXPECT_GE(s64, 0.999);
     EXPECT_NEAR(p64 / p_cpu, 1.0, 1e-3);
     // float32: each column's error feedback rounds differently from float64,
@@ -137,6 +140,12 @@ TEST(DevicePipeline, DeviceSweepMatchesTheCpu) {
     EXPECT_GE(s32, 0.97);
     EXPECT_NEAR(p32 / p_cpu, 1.0, 1e-2);
     EXPECT_NEAR(total_objective(f32) / total_objective(cpu), 1.0, 2e-2);
+    // The float32 factor too (what the GPTQ papers' code runs): held to the
+    // same bounds as the float32 sweep.
+    EXPECT_GE(sa32, 0.97);
+    EXPECT_NEAR(pa32 / p_cpu, 1.0, 1e-2);
+    EXPECT_NEAR(total_objective(all32) / total_objective(cpu), 1.0, 2e-2);
+    EXPECT_EQ(nlohmann::json::parse(test::read_all(all32 + ".report.json"))["device"]["factor"], "emulated float32");
     const auto report = nlohmann::json::parse(test::read_all(f32 + ".report.json"));
     EXPECT_EQ(report["device"]["sweep"], "emulated float32");
   }
