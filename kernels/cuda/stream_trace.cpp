@@ -39,11 +39,14 @@ void StreamTrace::start(TraceRecorder* trace) {
   if (trace_ == nullptr) return;
   lane_ = trace_->lane(lane_name_);
   if (origin_ == nullptr) CUDA_CHECK(cudaEventCreate(&origin_));
+  // The host clock read just before the origin is recorded on the idle stream:
+  // the origin completes at or after it, so every device span lands at or
+  // before its true host time (early by the record's latency, microseconds,
+  // never late: a span never ends after the synchronize that waited for it).
+  const double before_us = trace_->now_us();
   CUDA_CHECK(cudaEventRecord(origin_, stream_));
   CUDA_CHECK(cudaEventSynchronize(origin_));
-  // The stream was idle, so the origin completed at once; the host clock read
-  // after it is late by the synchronize's return only (microseconds).
-  origin_us_ = trace_->now_us();
+  origin_us_ = before_us;
 }
 
 void StreamTrace::around(const char* name, const char* category, uint64_t bytes,

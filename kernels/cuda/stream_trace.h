@@ -3,8 +3,10 @@
 // and the pairs are turned into spans on a "device (cuda, ...)" trace lane
 // when the host synchronizes (never earlier: reading an event's time waits
 // for it). Event times are relative to an origin event recorded on the idle
-// stream when tracing starts, whose host time is taken right after it
-// completes, so device spans sit on the trace's clock within microseconds.
+// stream when tracing starts, anchored to the host clock read just before
+// it, so device spans sit on the trace's clock early by microseconds at most
+// (cudaEventElapsedTime's float milliseconds round to ~0.5 us per second
+// since the origin).
 //
 //   StreamTrace timeline(stream, "device (cuda, one stream)");
 //   timeline.start(trace);                 // stream idle (synchronized)

@@ -112,7 +112,6 @@ TEST(BackendContracts, ADeviceTracesItsOpsAndCopiesInStreamOrder) {
     TraceRecorder trace;
     be->set_trace(&trace);
     const std::vector<float> a = random_normal<float>(rng, 64 * 32), b = random_normal<float>(rng, 32 * 16);
-    const double t0 = trace.now_us();
     Buffer<float> da = be->upload_new(a, "a"), db = be->upload_new(b, "b");
     Buffer<float> dc = be->alloc<float>(64 * 16, "c");
     be->gemm(Trans::N, Trans::N, 64, 16, 32, 1.0f, da.data(), 32, db.data(), 16, 0.0f, dc.data(), 16);
@@ -140,10 +139,12 @@ TEST(BackendContracts, ADeviceTracesItsOpsAndCopiesInStreamOrder) {
     const char* names[] = {"copy_from_host", "copy_from_host", "gemm", "copy_to_host"};
     const char* cats[] = {trace_cat::kH2D, trace_cat::kH2D, trace_cat::kCompute, trace_cat::kD2H};
     const uint64_t bytes[] = {a.size() * 4, b.size() * 4, 0, c.size() * 4};
-    // Device and host clocks meet at the trace's origin within microseconds
-    // (the synchronize that anchors them); 50 us covers it on any machine.
-    const double slack_us = 50;
-    double prev_end = t0 - slack_us;
+    // Spans of one stream follow each other; a device's are anchored to the
+    // host clock never late (kernels/cuda/stream_trace.h), so the last ends
+    // before synchronize() returned. 2 us: CUDA event times are float
+    // milliseconds (~0.5 us resolution near the origin).
+    const double slack_us = 2;
+    double prev_end = 0;
     for (int i = 0; i < 4; ++i) {
       SCOPED_TRACE(i);
       EXPECT_EQ(device[i]["name"], names[i]);
