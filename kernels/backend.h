@@ -47,12 +47,14 @@ enum class Op {
   Subtract,
   AddBias,
   GramBf16,
+  HadamardRows,
   GptqSweep32,  // gptq_sweep(..., SweepPrecision::F32)
   GptqSweep64,  // gptq_sweep(..., SweepPrecision::F64)
 };
 inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
                                  Op::InverseUpperFactor, Op::InverseUpperFactorF32, Op::Rmsnorm, Op::Rope,     Op::Attention,
                                  Op::Swiglu,     Op::AddInplace, Op::Subtract,      Op::AddBias,       Op::GramBf16,
+                                 Op::HadamardRows,
                                  Op::GptqSweep32, Op::GptqSweep64};
 // "gemm_f32", "gptq_sweep64", ...
 const char* op_name(Op op);
@@ -218,6 +220,14 @@ class Backend {
   virtual void subtract(const float* a, const float* b, float* out, int64_t n) = 0;
   // y[rows, cols] += bias[cols] broadcast over rows.
   virtual void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
+
+  // The normalized Hadamard transform of every row of x[rows, n], in place
+  // (src/methods/hadamard.h, the rotations of issue 17): y = H_n diag(s) x /
+  // sqrt(n) with H_n = H_m (x) H_{n/m}, n/m a power of two, x's index
+  // a * (n/m) + b; hm [m, m] holds H_m's +-1 as float ([1] for m = 1), signs
+  // [n] or null for none; `inverse` applies diag(s) H_n^T y / sqrt(n).
+  virtual void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs,
+                             bool inverse) = 0;
 
   // The exact-variant GPTQ sweep of one linear (kernels/gptq_sweep_problem.h;
   // src/methods/sweep_problem.h builds the problem from a factored Hessian

@@ -39,6 +39,10 @@ class ForwardingBackend : public Backend {
   void invert_lower_triangular(double* l, int64_t n) override { inner_.invert_lower_triangular(l, n); }
   bool inverse_upper_factor(double* h, int64_t n) override { return inner_.inverse_upper_factor(h, n); }
   bool inverse_upper_factor(float* h, int64_t n) override { return inner_.inverse_upper_factor(h, n); }
+  void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs,
+                     bool inverse) override {
+    inner_.hadamard_rows(x, rows, n, hm, m, signs, inverse);
+  }
   void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) override {
     inner_.rmsnorm(x, w, y, rows, dim, eps);
   }

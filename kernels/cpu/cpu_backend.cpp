@@ -86,6 +86,10 @@ class CpuBackend final : public Backend {
     cpu::invert_lower_triangular(l, n);
   }
   bool inverse_upper_factor(float* h, int64_t n) override { return cpu::inverse_upper_factor(h, n); }
+  void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs,
+                     bool inverse) override {
+    cpu::hadamard_rows(x, rows, n, hm, m, signs, inverse);
+  }
   bool inverse_upper_factor(double* h, int64_t n) override {
     return cpu::inverse_upper_factor(h, n);
   }

@@ -54,6 +54,12 @@ void add_inplace(float* y, const float* x, int64_t n);
 void subtract(const float* a, const float* b, float* out, int64_t n);
 void add_bias(float* y, const float* bias, int64_t rows, int64_t cols);
 
+// hadamard.cpp (Backend::hadamard_rows). The scale 1/sqrt(n) as a float,
+// and the argument check (m divides n, n / m a power of two).
+float hadamard_scale(int64_t n);
+void check_hadamard_args(int64_t rows, int64_t n, int64_t m);
+void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs, bool inverse);
+
 // rope.cpp
 void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
           const RopeTable& table);

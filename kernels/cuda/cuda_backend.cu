@@ -14,6 +14,7 @@
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/gptq_sweep.cuh"
+#include "kernels/cuda/hadamard.cuh"
 #include "kernels/cuda/linalg.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope.cuh"
@@ -134,6 +135,11 @@ class CudaBackendImpl final : public CudaBackend {
     return ok;
   }
 
+  void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs,
+                     bool inverse) override {
+    timeline_.around("hadamard_rows", trace_cat::kCompute, 0,
+                     [&] { cuda_hadamard_rows(stream_.get(), x, rows, n, hm, m, signs, inverse); });
+  }
   void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,
                float eps) override {
     timeline_.around("rmsnorm", trace_cat::kCompute, 0, [&] { cuda_rmsnorm(stream_.get(), x, w, y, rows, dim, eps); });

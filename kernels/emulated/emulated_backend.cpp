@@ -172,6 +172,14 @@ class EmulatedBackend final : public Backend {
     return run_for_answer("inverse_upper_factor", [=] { return cpu::inverse_upper_factor(h, n); });
   }
 
+  void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs,
+                     bool inverse) override {
+    cpu::check_hadamard_args(rows, n, m);
+    device_.check(x, matrix_bytes(rows, n, n, 4), "hadamard_rows", "x");
+    device_.check(hm, count_bytes(rows > 0 ? m * m : 0, 4), "hadamard_rows", "hm");
+    if (signs) device_.check(signs, count_bytes(rows > 0 ? n : 0, 4), "hadamard_rows", "signs");
+    enqueue("hadamard_rows", trace_cat::kCompute, 0, [=] { cpu::hadamard_rows(x, rows, n, hm, m, signs, inverse); });
+  }
   void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) override {
     cpu::check_nonnegative("rmsnorm", rows, dim);
     device_.check(x, matrix_bytes(rows, dim, dim, 4), "rmsnorm", "x");

@@ -2,12 +2,10 @@
 // the Kronecker-factored fast transform.
 #include "src/methods/hadamard.h"
 
-#include <tbb/parallel_for.h>
-
-#include <cmath>
 #include <random>
 #include <string>
 
+#include "kernels/cpu/cpu_ops.h"
 #include "src/core/error.h"
 
 namespace streamq {
@@ -89,18 +87,6 @@ std::vector<int8_t> sylvester_double(const std::vector<int8_t>& h, int64_t m) {
   return d;
 }
 
-// In-place unnormalized Walsh-Hadamard butterfly of p = 2^k floats (Sylvester
-// order: H_p[i][j] = (-1)^popcount(i & j), symmetric).
-void fwht(float* x, int64_t p) {
-  for (int64_t len = 1; len < p; len <<= 1)
-    for (int64_t i = 0; i < p; i += 2 * len)
-      for (int64_t j = i; j < i + len; ++j) {
-        const float u = x[j], v = x[j + len];
-        x[j] = u + v;
-        x[j + len] = u - v;
-      }
-}
-
 // Which construction reaches order m (one decision for hadamard_matrix and
 // hadamard_split, which asks without building).
 enum class Construction { None, Trivial, PaleyI, PaleyII, Doubling };
@@ -136,53 +122,25 @@ HadamardSplit hadamard_split(int64_t n) {
 }
 
 HadamardTransform::HadamardTransform(int64_t n, std::vector<float> signs)
-    : n_(n), split_(hadamard_split(n)), signs_(std::move(signs)), scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)))) {
+    : n_(n), split_(hadamard_split(n)), signs_(std::move(signs)) {
   if (split_.m == 0)
     throw InputError("no Hadamard matrix of size " + std::to_string(n) +
                      " from the known constructions (n = m * 2^k with m built by Sylvester or Paley I/II); use "
                      "a random orthogonal rotation");
   if (!signs_.empty() && static_cast<int64_t>(signs_.size()) != n)
     throw InputError("Hadamard signs: " + std::to_string(signs_.size()) + " values for size " + std::to_string(n));
-  hm_ = hadamard_matrix(split_.m);
+  const std::vector<int8_t> hm = hadamard_matrix(split_.m);
+  hm_.assign(hm.begin(), hm.end());
 }
 
-void HadamardTransform::transform(float* x, bool transpose, std::vector<float>& scratch) const {
-  const int64_t m = split_.m, p = split_.pow2;
-  if (!transpose && !signs_.empty())
-    for (int64_t i = 0; i < n_; ++i) x[i] *= signs_[static_cast<size_t>(i)];
-  for (int64_t a = 0; a < m; ++a) fwht(x + a * p, p);
-  if (m > 1) {
-    // y[a][b] = sum_a' H_m[a][a'] x[a'][b] (transposed: H_m[a'][a]).
-    scratch.assign(static_cast<size_t>(n_), 0.0f);
-    for (int64_t a = 0; a < m; ++a)
-      for (int64_t a2 = 0; a2 < m; ++a2) {
-        const int8_t h = transpose ? hm_[static_cast<size_t>(a2 * m + a)] : hm_[static_cast<size_t>(a * m + a2)];
-        float* y = scratch.data() + a * p;
-        const float* xs = x + a2 * p;
-        if (h > 0)
-          for (int64_t b = 0; b < p; ++b) y[b] += xs[b];
-        else
-          for (int64_t b = 0; b < p; ++b) y[b] -= xs[b];
-      }
-    std::copy(scratch.begin(), scratch.end(), x);
-  }
-  for (int64_t i = 0; i < n_; ++i) x[i] *= scale_;
-  if (transpose && !signs_.empty())
-    for (int64_t i = 0; i < n_; ++i) x[i] *= signs_[static_cast<size_t>(i)];
-}
-
+// The CPU kernel of Backend::hadamard_rows (kernels/cpu/hadamard.cpp): one
+// implementation, the twin of the CUDA one.
 void HadamardTransform::apply(float* x, int64_t rows) const {
-  tbb::parallel_for(int64_t{0}, rows, [&](int64_t r) {
-    thread_local std::vector<float> scratch;
-    transform(x + r * n_, false, scratch);
-  });
+  cpu::hadamard_rows(x, rows, n_, hm_.data(), split_.m, signs_.empty() ? nullptr : signs_.data(), false);
 }
 
 void HadamardTransform::inverse(float* x, int64_t rows) const {
-  tbb::parallel_for(int64_t{0}, rows, [&](int64_t r) {
-    thread_local std::vector<float> scratch;
-    transform(x + r * n_, true, scratch);
-  });
+  cpu::hadamard_rows(x, rows, n_, hm_.data(), split_.m, signs_.empty() ? nullptr : signs_.data(), true);
 }
 
 std::vector<float> random_signs(int64_t n, uint64_t seed) {

@@ -43,14 +43,16 @@ class HadamardTransform {
   const HadamardSplit& split() const { return split_; }
   void apply(float* x, int64_t rows) const;
   void inverse(float* x, int64_t rows) const;
+  // H_m (+-1 as float, row-major) and the signs, as Backend::hadamard_rows
+  // takes them (a device uploads these).
+  const std::vector<float>& hm() const { return hm_; }
+  const std::vector<float>& signs() const { return signs_; }
 
  private:
-  void transform(float* row, bool transpose, std::vector<float>& scratch) const;
   int64_t n_;
   HadamardSplit split_;
-  std::vector<int8_t> hm_;  // H_m, row-major
+  std::vector<float> hm_;  // H_m, row-major
   std::vector<float> signs_;
-  float scale_;  // 1 / sqrt(n)
 };
 
 // Seeded random signs (+1/-1) for a randomized Hadamard rotation.

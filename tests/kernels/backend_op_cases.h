@@ -475,6 +475,94 @@ class SwigluCase final : public OpCase {
   std::vector<double> ref_;
 };
 
+// The normalized Hadamard transform of rows (forward or inverse, with or
+// without signs) against its float64 definition: the dense Kronecker product
+// H_m (x) H_p applied term by term.
+class HadamardCase final : public OpCase {
+ public:
+  HadamardCase(int64_t rows, int64_t m, int64_t p, bool signs, bool inverse)
+      : rows_(rows), m_(m), p_(p), n_(m * p), signs_on_(signs), inverse_(inverse) {}
+  Op op() const override { return Op::HadamardRows; }
+  std::string shape() const override {
+    return "rows=" + std::to_string(rows_) + " n=" + std::to_string(n_) + " = " + std::to_string(m_) + " x " +
+           std::to_string(p_) + (signs_on_ ? " signs" : "") + (inverse_ ? " inverse" : "");
+  }
+  Tolerance tolerance() const override {
+    const double levels = std::log2(double(p_)) + double(m_) + 2;
+    return {2 * levels * kF32Eps,
+            "each butterfly level is orthogonal up to sqrt(2) and rounds once (log2 p levels), the H_m mix adds "
+            "m terms, then one scale and one sign product: (log2 p + m + 2) eps relative in norm, 2x slack"};
+  }
+  void prepare(std::mt19937_64& rng) override {
+    x_ = random_normal<float>(rng, rows_ * n_);
+    hm_ = sylvester_or_paley(m_);
+    signs_.clear();
+    if (signs_on_)
+      for (int64_t i = 0; i < n_; ++i) signs_.push_back((rng() & 1) ? 1.0f : -1.0f);
+    ref_.assign(x_.size(), 0.0);
+    const double scale = 1.0 / std::sqrt(double(n_));
+    for (int64_t r = 0; r < rows_; ++r)
+      for (int64_t i = 0; i < n_; ++i) {
+        const int64_t a = i / p_, b = i % p_;
+        double acc = 0;
+        for (int64_t j = 0; j < n_; ++j) {
+          const int64_t a2 = j / p_, b2 = j % p_;
+          // H_n[i][j] (forward) or H_n[j][i] (inverse); H_p is symmetric.
+          const double hmv = inverse_ ? hm_[a2 * m_ + a] : hm_[a * m_ + a2];
+          const double hp = (__builtin_popcountll(static_cast<uint64_t>(b & b2)) & 1) ? -1.0 : 1.0;
+          const double sj = signs_on_ && !inverse_ ? signs_[j] : 1.0;
+          acc += hmv * hp * sj * x_[r * n_ + j];
+        }
+        ref_[r * n_ + i] = acc * scale * (signs_on_ && inverse_ ? signs_[i] : 1.0);
+      }
+  }
+  Outcome run(Backend& be) override {
+    const std::vector<float> one = {1.0f};
+    const GuardedBuffer<float> x(be, x_), hm(be, hm_), signs(be, signs_on_ ? signs_ : one);
+    be.hadamard_rows(x.get(), rows_, n_, hm.get(), m_, signs_on_ ? signs.get() : nullptr, inverse_);
+    Outcome o;
+    o.error = relative_error(x.download("hadamard_rows x", &o.defect), ref_);
+    return o;
+  }
+
+ private:
+  // H_m as +-1 floats for the orders the cases use (1, 2, 4 by Sylvester; 12
+  // and 20 by Paley I, q = 11 and 19): the test's own construction.
+  static std::vector<float> sylvester_or_paley(int64_t m) {
+    std::vector<float> h(static_cast<size_t>(m * m));
+    if ((m & (m - 1)) == 0) {
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < m; ++j)
+          h[i * m + j] = (__builtin_popcountll(static_cast<uint64_t>(i & j)) & 1) ? -1.0f : 1.0f;
+      return h;
+    }
+    // Paley I, q = m - 1 prime = 3 mod 4: H = I + S with S the skew
+    // conditioning matrix [[0, 1^T], [-1, Q]], Q[i][j] = chi(j - i).
+    const int64_t q = m - 1;
+    auto chi = [q](int64_t v) {
+      v = ((v % q) + q) % q;
+      if (v == 0) return 0;
+      for (int64_t y = 1; y < q; ++y)
+        if ((y * y) % q == v) return 1;
+      return -1;
+    };
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < m; ++j) {
+        int s = 0;
+        if (i == 0 && j > 0) s = 1;
+        else if (j == 0 && i > 0) s = -1;
+        else if (i > 0 && j > 0) s = chi(j - i);
+        h[i * m + j] = static_cast<float>((i == j ? 1 : 0) + s);
+      }
+    return h;
+  }
+
+  int64_t rows_, m_, p_, n_;
+  bool signs_on_, inverse_;
+  std::vector<float> x_, hm_, signs_;
+  std::vector<double> ref_;
+};
+
 // y += x (add_inplace over rows*cols elements), y - x (subtract, out of place
 // and aliased) or y[rows, cols] += bias[cols].
 class AddCase final : public OpCase {

@@ -15,6 +15,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "src/core/error.h"
@@ -84,6 +85,13 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
     attention.push_back(c);
   for (const AttentionCase& c : attention) t.push_back(std::make_unique<AttentionOpCase>(c));
   for (int64_t n : {1, 7, 1000, 100003, (1 << 20) + 3}) t.push_back(std::make_unique<SwigluCase>(n));
+  // Hadamard rows: pure powers of two up to the CUDA kernel's 8192 segment,
+  // m = 4 (Sylvester), 12 and 20 (Paley I) as real widths need (SmolLM2's
+  // 1536 = 12 x 128), each forward and inverse, with and without signs.
+  for (auto [rows, m, p] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {1, 1, 1}, {3, 1, 2}, {4, 1, 64}, {2, 1, 8192}, {5, 4, 8}, {3, 12, 16}, {2, 20, 32}, {2, 12, 128}})
+    for (int variant = 0; variant < 4; ++variant)
+      t.push_back(std::make_unique<HadamardCase>(rows, m, p, variant & 1, variant & 2));
   for (int64_t n : {1, 7, 1000, (1 << 20) + 3}) t.push_back(std::make_unique<AddCase>(Op::AddInplace, 1, n));
   for (int64_t n : {1, 7, 1000, (1 << 20) + 3}) t.push_back(std::make_unique<AddCase>(Op::Subtract, 1, n));
   for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
@@ -149,6 +157,7 @@ TEST(BackendOps, Swiglu) { run_op(Op::Swiglu); }
 TEST(BackendOps, AddInplace) { run_op(Op::AddInplace); }
 TEST(BackendOps, Subtract) { run_op(Op::Subtract); }
 TEST(BackendOps, AddBias) { run_op(Op::AddBias); }
+TEST(BackendOps, HadamardRows) { run_op(Op::HadamardRows); }
 TEST(BackendOps, GptqSweep32) { run_op(Op::GptqSweep32); }
 TEST(BackendOps, GptqSweep64) { run_op(Op::GptqSweep64); }
 
