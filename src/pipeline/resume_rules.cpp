@@ -65,9 +65,12 @@ constexpr ResumeRule kRules[] = {
     // than the host's float64 one (the manifest's output.arithmetic).
     {"--device", false, "arithmetic (cpu, or a device and where its sweep runs)"},
     {"--sweep-precision", false, "arithmetic (the device sweep's float32 or float64)"},
+    {"--factor-precision", false, "arithmetic (the device factor's float32 or float64)"},
     // Operational: the same bytes whatever the value.
     {"--out", true, "where the output goes"},
-    {"--gpu-mem-limit", true, "device memory budget (the device path's chunking does not depend on it yet)"},
+    {"--gpu-mem-limit", true,
+     "device memory budget (the chunking is the workdir's; a limit that moves the factor between device and "
+     "host changes the arithmetic, which the identity check then refuses by name)"},
     {"--emulated-pcie-gbps", true, "emulated copy speed (timing only)"},
     {"--overwrite", true, "whether an existing --out may be replaced"},
     {"--workdir", true, "the job itself"},
