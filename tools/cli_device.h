@@ -19,7 +19,7 @@ struct DeviceFlags {
   std::string gpu_mem_limit;  // "" = the device's free memory minus a margin (cuda); required for emulated
   double emulated_pcie_gbps = 0;
   std::string sweep_precision = "f32";
-  std::string factor_precision = "f64";
+  std::string factor_precision = "f32";
 };
 
 // Adds --device, --gpu-mem-limit, --emulated-pcie-gbps and (with_sweep)
@@ -34,7 +34,7 @@ class OpenedDevice {
   OpenedDevice(OpenedDevice&&) noexcept;
   Backend& backend() { return *backend_; }
   SweepPrecision sweep_precision = SweepPrecision::F32;
-  FactorPrecision factor_precision = FactorPrecision::F64;
+  FactorPrecision factor_precision = FactorPrecision::F32;
   // "cpu", "emulated (capacity 2.0 GiB, PCIe 25 GB/s)", "cuda: NVIDIA H100 ... (pool 78.2 GiB)".
   std::string description;
 

@@ -59,7 +59,7 @@ struct JobSpec {
   // float64 on the host whatever this says. (Which device ran is frozen too:
   // the manifest's output.arithmetic.)
   SweepPrecision sweep_precision = SweepPrecision::F32;
-  FactorPrecision factor_precision = FactorPrecision::F64;  // on a device: the factor's arithmetic there
+  FactorPrecision factor_precision = FactorPrecision::F32;  // on a device: the factor's arithmetic there
   // W4A4-style calibration (issue 17): the quantized flow runs with every
   // linear's input quantized per token and the KV cache per head, so its
   // statistics see what the quantized model will run on; the FP flow stays

@@ -95,7 +95,7 @@ TEST(DevicePipeline, HostSweepMethodsGiveTheCpuBytes) {
   const std::vector<std::string> method = {"--method", "gptaq", "--loaq", "--grid", "two-stage", "--bits", "3",
                                            "--group", "32", "--act-order"};
   quantize(dir.file("cpu"), with(method, {"--device", "cpu"}));
-  quantize(dir.file("emu"), with(method, kEmulated));
+  quantize(dir.file("emu"), with(with(method, kEmulated), {"--factor-precision", "f64"}));
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors"})
     EXPECT_TRUE(test::output_bytes(dir.file("cpu") + "/" + f) == test::output_bytes(dir.file("emu") + "/" + f)) << f;
   const auto report = nlohmann::json::parse(test::read_all(dir.file("emu") + ".report.json"));
@@ -215,7 +215,9 @@ TEST(DevicePipeline, GpuMemoryLimitSweep) {
     return test::run_streamq(with(with({"quantize", "--preset", "gptq-paper", "--model", test::demo_model_dir(), "--out", dir.file(name),
                                         "--calib", kCalib, "--nsamples", "16", "--seqlen", "256", "--seed", "2",
                                         "--report", dir.file(name) + ".report.json", "--device", "emulated",
-                                        "--gpu-mem-limit", limit},
+                                        // float64 factor: the chunking then moves the objective by
+                                        // summation order only (checked below)
+                                        "--factor-precision", "f64", "--gpu-mem-limit", limit},
                                        method),
                                   {}));
   };
@@ -315,7 +317,7 @@ TEST(DevicePipeline, OtherShapesAndAGgufSource) {
     std::filesystem::remove_all(cpu);
     std::filesystem::remove_all(emu);
     run(cpu, {"--device", "cpu"});
-    run(emu, with(kEmulated, {"--sweep-precision", "f64"}));
+    run(emu, with(kEmulated, {"--sweep-precision", "f64", "--factor-precision", "f64"}));
     EXPECT_GE(same_codes(cpu, emu), 0.999);
     EXPECT_NEAR(total_objective(emu) / total_objective(cpu), 1.0, 1e-3);
   }
