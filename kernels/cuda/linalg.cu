@@ -113,43 +113,31 @@ int finish_step(const Call& c, const char* routine) {
   return CUSOLVER_CHECK_INFO(host[0], std::string(routine) + " in " + c.context);
 }
 
-// Column-major potrf of `uplo` (the other triangle, row-major); devInfo in flags[0].
+// One cuSOLVER step (potrf or potri, float or double) on the column-major
+// `uplo` triangle (the other one, row-major): its workspace from the pool,
+// devInfo in flags[0].
+template <typename T, typename BufferSize, typename Routine>
+void solver_step(const Call& c, cublasFillMode_t uplo, T* a, const char* name, BufferSize buffer_size,
+                 Routine routine) {
+  const std::string where = std::string(name) + " in " + c.context;  // "cusolverDnSpotrf in inverse_upper_factor(n=..)"
+  int lwork = 0;
+  CUSOLVER_CHECK_CTX(buffer_size(c.handle, uplo, c.ni, a, c.ni, &lwork), where);
+  auto* work = static_cast<T*>(
+      c.ws.device(static_cast<size_t>(lwork) * sizeof(T), c.stream, "cuSOLVER workspace of " + where));
+  CUSOLVER_CHECK_CTX(routine(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), where);
+}
+
 void potrf(const Call& c, cublasFillMode_t uplo, double* a) {
-  int lwork = 0;
-  CUSOLVER_CHECK_CTX(cusolverDnDpotrf_bufferSize(c.handle, uplo, c.ni, a, c.ni, &lwork),
-                     c.context);
-  auto* work = static_cast<double*>(c.ws.device(static_cast<size_t>(lwork) * sizeof(double),
-                                                c.stream, "cuSOLVER potrf workspace of " +
-                                                              c.context));
-  CUSOLVER_CHECK_CTX(
-      cusolverDnDpotrf(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
+  solver_step(c, uplo, a, "cusolverDnDpotrf", cusolverDnDpotrf_bufferSize, cusolverDnDpotrf);
 }
-
 void potrf(const Call& c, cublasFillMode_t uplo, float* a) {
-  int lwork = 0;
-  CUSOLVER_CHECK_CTX(cusolverDnSpotrf_bufferSize(c.handle, uplo, c.ni, a, c.ni, &lwork), c.context);
-  auto* work = static_cast<float*>(c.ws.device(static_cast<size_t>(lwork) * sizeof(float), c.stream,
-                                               "cuSOLVER potrf workspace of " + c.context));
-  CUSOLVER_CHECK_CTX(cusolverDnSpotrf(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
+  solver_step(c, uplo, a, "cusolverDnSpotrf", cusolverDnSpotrf_bufferSize, cusolverDnSpotrf);
 }
-
-void potri(const Call& c, cublasFillMode_t uplo, float* a) {
-  int lwork = 0;
-  CUSOLVER_CHECK_CTX(cusolverDnSpotri_bufferSize(c.handle, uplo, c.ni, a, c.ni, &lwork), c.context);
-  auto* work = static_cast<float*>(c.ws.device(static_cast<size_t>(lwork) * sizeof(float), c.stream,
-                                               "cuSOLVER potri workspace of " + c.context));
-  CUSOLVER_CHECK_CTX(cusolverDnSpotri(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
-}
-
 void potri(const Call& c, cublasFillMode_t uplo, double* a) {
-  int lwork = 0;
-  CUSOLVER_CHECK_CTX(cusolverDnDpotri_bufferSize(c.handle, uplo, c.ni, a, c.ni, &lwork),
-                     c.context);
-  auto* work = static_cast<double*>(c.ws.device(static_cast<size_t>(lwork) * sizeof(double),
-                                                c.stream, "cuSOLVER potri workspace of " +
-                                                              c.context));
-  CUSOLVER_CHECK_CTX(
-      cusolverDnDpotri(c.handle, uplo, c.ni, a, c.ni, work, lwork, c.ws.flags()), c.context);
+  solver_step(c, uplo, a, "cusolverDnDpotri", cusolverDnDpotri_bufferSize, cusolverDnDpotri);
+}
+void potri(const Call& c, cublasFillMode_t uplo, float* a) {
+  solver_step(c, uplo, a, "cusolverDnSpotri", cusolverDnSpotri_bufferSize, cusolverDnSpotri);
 }
 
 }  // namespace
