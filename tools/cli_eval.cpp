@@ -35,6 +35,15 @@ int run_eval(const std::vector<std::string>& args) {
        "for comparing against another implementation")
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
   add_act_quant_flags(opts, &job.act, &job.kv);
+  std::string rotate;
+  opts.add_options()
+      ("rotate", po::value(&rotate)->default_value("none"),
+       "none, or hadamard: evaluate the model with its residual stream rotated by a randomized Hadamard "
+       "matrix fused into the weights (QuaRot's offline rotation: norms folded into the linears that read "
+       "them, embedding, every block and the head rotated as they load; the hidden size must be 2^k or "
+       "m 2^k with a known Hadamard order m). Without --abits/--kv-bits the perplexity moves by float "
+       "rounding only; with them the quantized activations are those of the rotated stream")
+      ("rotate-seed", po::value(&job.rotate_seed)->default_value(0), "--rotate hadamard: the random signs' seed");
   DeviceFlags df;
   add_device_flags(opts, &df, false);
   po::variables_map vm;
@@ -44,6 +53,11 @@ int run_eval(const std::vector<std::string>& args) {
     throw InputError("pass exactly one of --data (token ids) and --eval-text (text)");
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   finish_act_quant_flags(vm, job.act, job.kv);
+  if (rotate != "none" && rotate != "hadamard")
+    throw InputError("--rotate '" + rotate + "': expected none or hadamard");
+  job.rotate = rotate == "hadamard";
+  if (!job.rotate && vm.count("rotate-seed") && !vm["rotate-seed"].defaulted())
+    throw InputError("--rotate-seed needs --rotate hadamard: without it the value would be ignored");
   const auto limit = set_threads(threads);
   OpenedDevice device = open_device(df, vm);
   if (!quiet) std::cerr << "eval: device " << device.description << "\n";

@@ -52,9 +52,12 @@ uint64_t ResidentBlock::device_bytes() const {
   return n;
 }
 
-ResidentHead::ResidentHead(Backend& be, const Model& model) : be_(&be), cfg_(model.config()) {
-  const std::vector<float>& norm = model.final_norm();
-  const std::vector<float>& w = model.head_weight();
+ResidentHead::ResidentHead(Backend& be, const Model& model)
+    : ResidentHead(be, model.config(), model.final_norm(), model.head_weight()) {}
+
+ResidentHead::ResidentHead(Backend& be, const ModelConfig& cfg, const std::vector<float>& norm,
+                           const std::vector<float>& w)
+    : be_(&be), cfg_(cfg) {
   if (be.host_addressable()) {
     norm_ = norm.data();
     w_ = w.data();

@@ -50,6 +50,9 @@ class ResidentBlock {
 class ResidentHead {
  public:
   ResidentHead(Backend& be, const Model& model);
+  // An explicit final norm [hidden] and output layer [vocab, hidden] (a
+  // rotated head); both must outlive this head on a host-addressable backend.
+  ResidentHead(Backend& be, const ModelConfig& cfg, const std::vector<float>& norm, const std::vector<float>& w);
   // logits[tokens, vocab] from x[tokens, hidden], both in be's memory.
   void logits(const float* x, int64_t tokens, float* logits) const;
 

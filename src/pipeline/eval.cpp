@@ -12,12 +12,15 @@
 #include "src/core/sysinfo.h"
 #include "io/store/activation_store.h"
 #include "io/formats/npy.h"
+#include "src/methods/hadamard.h"
 #include "src/model/model.h"
 #include "src/model/resident_block.h"
+#include "src/model/rotation.h"
 #include "src/export/model_source.h"
 #include "src/report/progress.h"
 
 #include <filesystem>
+#include <optional>
 
 namespace streamq {
 
@@ -69,16 +72,25 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   const ResidentRope rope(be, model.rope_table(job.seqlen));
   ResidentChunk chunk(be, "eval: activation chunk");
 
+  std::optional<HadamardTransform> hadamard;
+  Rotation rotation;
+  if (job.rotate) {
+    hadamard.emplace(cfg.hidden, random_signs(cfg.hidden, job.rotate_seed));
+    rotation = {cfg.hidden, [&](float* v, int64_t rows) { hadamard->apply(v, rows); },
+                [&](float* v, int64_t rows) { hadamard->inverse(v, rows); }};
+  }
   auto store = make_memory_store();
   std::vector<float> x;
   for (int64_t c = 0; c < nchunks; ++c) {
     x.resize(static_cast<size_t>(seqs(c) * job.seqlen * cfg.hidden));
     model.embed(toks.data() + c * spc * job.seqlen, seqs(c) * job.seqlen, x.data());
+    if (job.rotate) rotation.right(x.data(), seqs(c) * job.seqlen);  // the rotated embedding's rows
     store->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
   }
   Progress prog(progress, "eval", cfg.layers);
   for (int64_t b = 0; b < cfg.layers; ++b) {
-    const BlockWeights w = model.load_block(b);
+    BlockWeights w = model.load_block(b);
+    if (job.rotate) rotate_block(w, cfg.hidden, rotation);
     const ResidentBlock weights(be, w);
     BlockView view = weights.view();
     view.act = job.act;
@@ -93,7 +105,13 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
     prog.step("");
   }
   std::vector<float> logits(static_cast<size_t>(job.seqlen * cfg.vocab));
-  const ResidentHead head(be, model);
+  std::vector<float> head_w, head_norm;
+  if (job.rotate) {
+    head_w = model.head_weight();
+    head_norm = model.final_norm();
+    rotate_head(head_w, head_norm, rotation);
+  }
+  const ResidentHead head = job.rotate ? ResidentHead(be, cfg, head_norm, head_w) : ResidentHead(be, model);
   ResidentChunk logits_slot(be, "eval: one window's logits");
   double total = 0;
   for (int64_t c = 0; c < nchunks; ++c) {

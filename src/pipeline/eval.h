@@ -27,6 +27,14 @@ struct EvalJob {
   // W4A4KV4-style evaluation of a (fake-quant) model: every linear's input
   // quantized per token, the KV cache per head (bits 16 = off, today's numbers).
   ActQuantConfig act, kv;
+  // Evaluate the model with its residual stream rotated (src/model/rotation.h):
+  // a randomized Hadamard rotation of the hidden size seeded by rotate_seed,
+  // fused into each block as it is loaded, the embedding and the head. The
+  // FP numbers move by float rounding only; with act quantization the linears
+  // that read the residual stream see rotated inputs (QuaRot's R1; no online
+  // Hadamard before down_proj yet).
+  bool rotate = false;
+  uint64_t rotate_seed = 0;
 };
 
 struct EvalResult {

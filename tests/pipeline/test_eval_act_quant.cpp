@@ -93,3 +93,39 @@ TEST(QuantizeActQuant, TheQuantizedFlowSeesQuantizedActivations) {
 
 }  // namespace
 }  // namespace streamq
+
+namespace streamq {
+namespace {
+
+// --rotate hadamard: the rotated model is the same function, so the FP
+// perplexity moves by float rounding only (the fused rotation's logits are
+// within 3e-7 of their norm, tests/model/test_rotation.cpp; the mean NLL
+// then within ~1e-6 relative); under 4-bit activations the rotation changes
+// what is quantized, so the number changes, and each seed is its own
+// rotation. No ordering is asserted here: that is a measurement over seeds
+// (bench/RESULTS.md).
+TEST(EvalActQuant, RotationKeepsTheFpPerplexityAndChangesTheA4One) {
+  const double fp = eval_ppl({}), fp_rot = eval_ppl({"--rotate", "hadamard"});
+  ASSERT_GT(fp_rot, 0);
+  EXPECT_NEAR(fp_rot / fp, 1.0, 1e-5);
+  const double a4 = eval_ppl({"--abits", "4"});
+  const double a4_rot0 = eval_ppl({"--abits", "4", "--rotate", "hadamard"});
+  const double a4_rot1 = eval_ppl({"--abits", "4", "--rotate", "hadamard", "--rotate-seed", "1"});
+  ASSERT_GT(a4_rot0, 0);
+  EXPECT_NE(a4_rot0, a4);
+  EXPECT_NE(a4_rot0, a4_rot1) << "the seed draws the signs";
+  EXPECT_EQ(eval_ppl({"--abits", "4", "--rotate", "hadamard"}), a4_rot0) << "a seed is a fixed rotation";
+}
+
+TEST(EvalActQuant, RotateFlagsAreChecked) {
+  test::CliResult r;
+  EXPECT_LT(eval_ppl({"--rotate-seed", "3"}, &r), 0);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--rotate-seed needs --rotate hadamard"), std::string::npos) << r.err;
+  EXPECT_LT(eval_ppl({"--rotate", "givens"}, &r), 0);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--rotate 'givens'"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace streamq
