@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "src/core/error.h"
+#include "src/methods/hadamard_tables.h"
 
 namespace streamq {
 namespace {
@@ -89,12 +90,13 @@ std::vector<int8_t> sylvester_double(const std::vector<int8_t>& h, int64_t m) {
 
 // Which construction reaches order m (one decision for hadamard_matrix and
 // hadamard_split, which asks without building).
-enum class Construction { None, Trivial, PaleyI, PaleyII, Doubling };
+enum class Construction { None, Trivial, PaleyI, PaleyII, Shipped, Doubling };
 Construction construction_of(int64_t m) {
   if (m == 1 || m == 2) return Construction::Trivial;
   if (m < 1 || m % 4 != 0) return Construction::None;
   if (is_prime(m - 1) && (m - 1) % 4 == 3) return Construction::PaleyI;
   if (is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1) return Construction::PaleyII;
+  if (shipped_hadamard_rows(m) != nullptr) return Construction::Shipped;
   return construction_of(m / 2) == Construction::None ? Construction::None : Construction::Doubling;
 }
 
@@ -106,6 +108,13 @@ std::vector<int8_t> hadamard_matrix(int64_t m) {
     case Construction::Trivial: return m == 1 ? std::vector<int8_t>{1} : std::vector<int8_t>{1, 1, 1, -1};
     case Construction::PaleyI: return paley1(m - 1);
     case Construction::PaleyII: return paley2(m / 2 - 1);
+    case Construction::Shipped: {
+      const char* const* rows = shipped_hadamard_rows(m);
+      std::vector<int8_t> h(static_cast<size_t>(m * m));
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < m; ++j) h[static_cast<size_t>(i * m + j)] = rows[i][j] == '+' ? 1 : -1;
+      return h;
+    }
     case Construction::Doubling: return sylvester_double(hadamard_matrix(m / 2), m / 2);
   }
   return {};

@@ -15,9 +15,9 @@ namespace streamq {
 
 // An order-m Hadamard matrix, row-major, entries +1/-1, built by a known
 // construction: Sylvester doubling (H_2m = [[H, H], [H, -H]]) of a smaller
-// one, Paley I (m = q + 1, q a prime = 3 mod 4) or Paley II (m = 2 (q + 1),
-// q a prime = 1 mod 4). Empty when none of these reaches m (e.g. 52, 156 and
-// 172, which need a prime-power field or a shipped matrix; m = 1 and 2 are
+// one, Paley I (m = q + 1, q a prime = 3 mod 4), Paley II (m = 2 (q + 1),
+// q a prime = 1 mod 4), or shipped as data (52, 156 and 172: hadamard_tables.h,
+// from QuaRot's code). Empty when none of these reaches m (m = 1 and 2 are
 // [1] and [[1, 1], [1, -1]]).
 std::vector<int8_t> hadamard_matrix(int64_t m);
 

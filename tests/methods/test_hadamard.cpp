@@ -58,18 +58,20 @@ TEST(Hadamard, TheOrdersRealModelsNeedAreBuilt) {
     EXPECT_EQ(s.m, c.m) << c.n;
     EXPECT_EQ(s.pow2, c.pow2) << c.n;
   }
-  // Llama-2 7B's 11008 = 172 * 64 (QuaRot's split) has no order-172 matrix
-  // here, but 5504 * 2 is exact (Paley I, q = 5503 prime): correct, with a
-  // dense factor of 5504 additions per element.
-  EXPECT_EQ(hadamard_split(11008).m, 5504);
-  // 52 = 13 * 4 splits no way the constructions reach: the transform says
-  // so, naming the size, rather than guessing.
-  EXPECT_EQ(hadamard_split(52).m, 0);
+  // The shipped orders (hadamard_tables.h): 52, 156 and 172, so Llama-2 7B's
+  // 11008 splits as QuaRot's 172 x 64, and doubling reaches 104 = 52 x 2.
+  for (int64_t m : {52, 104, 156, 172, 344}) EXPECT_TRUE(is_hadamard(hadamard_matrix(m), m)) << m;
+  EXPECT_EQ(hadamard_split(11008).m, 172);
+  EXPECT_EQ(hadamard_split(11008).pow2, 64);
+  EXPECT_EQ(hadamard_split(52).m, 52);
+  // An order no construction and no table reaches: the transform says so,
+  // naming the size, rather than guessing (4 * 23 = 92: 91 and 45 are not prime).
+  EXPECT_EQ(hadamard_split(92).m, 0);
   try {
-    HadamardTransform t(52);
-    ADD_FAILURE() << "size 52 accepted";
+    HadamardTransform t(92);
+    ADD_FAILURE() << "size 92 accepted";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("size 52"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("size 92"), std::string::npos) << e.what();
   }
 }
 
