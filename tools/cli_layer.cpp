@@ -37,6 +37,7 @@ int run_layer(const std::vector<std::string>& args) {
   const auto limit = set_threads(threads);
   OpenedDevice device = open_device(df, vm);
   job.sweep_precision = device.sweep_precision;
+  job.factor_precision = device.factor_precision;
   const LayerResult r = run_layer(job, device.backend());
   std::printf("shape %lld %lld\ntokens %lld\nobjective_fp %.10e\nobjective_q %.10e\n", (long long)r.rows,
               (long long)r.cols, (long long)r.tokens, r.objective_fp, r.objective_q);

@@ -79,7 +79,11 @@ LayerResult run_layer(const LayerJob& job, Backend& be) {
   // No residual streams here: LoaQ's target has its linear-layer term only.
   std::unique_ptr<Backend> own_host;
   if (!be.host_addressable()) own_host = make_cpu_backend();
-  const MethodBackends bk{own_host ? *own_host : be, be, job.sweep_precision};
+  MethodBackends bk{own_host ? *own_host : be, be, job.sweep_precision};
+  // One linear: its factor goes to the device whenever there is one (a pool
+  // too small for it fails naming the buffer, as any allocation does).
+  bk.factor_on_device = !be.host_addressable();
+  bk.factor_precision = job.factor_precision;
   const auto prepared = method->prepare(bk, stats);
   const QuantResult r = method->quantize(bk, w.data(), m, n, *prepared);
 

@@ -22,6 +22,7 @@ struct LayerJob {
   int64_t chunk_tokens = 4096;
   // The sweep's arithmetic on a device backend (see QuantizeJob).
   SweepPrecision sweep_precision = SweepPrecision::F32;
+  FactorPrecision factor_precision = FactorPrecision::F32;  // the factor on a device (always there: no plan)
 };
 
 struct LayerResult {

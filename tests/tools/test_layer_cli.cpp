@@ -114,3 +114,50 @@ TEST(LayerCli, ShapeMismatchIsAnInputError) {
 
 }  // namespace
 }  // namespace streamq
+
+namespace streamq {
+namespace {
+
+// On the emulated device the factor runs there too: in float64 it is the
+// CPU's arithmetic up to the unfolded P1/P2's summation order, in float32 a
+// rounding apart; the objective says both quantized the same linear well.
+TEST(LayerCli, TheFactorRunsOnTheDeviceInEitherPrecision) {
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> nd;
+  const int64_t m = 16, n = 32, t = 256;
+  std::vector<double> w(m * n), x(n * t), xfp(n * t);
+  for (auto& v : w) v = 0.1 * nd(rng);
+  for (auto& v : x) v = nd(rng);
+  for (size_t i = 0; i < x.size(); ++i) xfp[i] = x[i] + 0.1 * nd(rng);
+  test::ScratchDir dir("layer-device");
+  write_npy(dir.file("w.npy"), DType::F64, {m, n}, w.data());
+  write_npy(dir.file("x.npy"), DType::F64, {n, t}, x.data());
+  write_npy(dir.file("xfp.npy"), DType::F64, {n, t}, xfp.data());
+  auto objective = [&](const std::string& out, const std::vector<std::string>& device) {
+    std::vector<std::string> a = {"layer", "--preset", "gptq-paper", "--weight", dir.file("w.npy"), "--x",
+                                  dir.file("x.npy"), "--xfp", dir.file("xfp.npy"), "--out", dir.file(out),
+                                  "--method", "gptaq", "--bits", "4", "--group", "8"};
+    a.insert(a.end(), device.begin(), device.end());
+    const auto r = test::run_streamq(a);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const auto pos = r.out.find("objective_fp ");
+    return pos == std::string::npos ? -1.0 : std::stod(r.out.substr(pos + 13));
+  };
+  const double cpu = objective("cpu", {"--device", "cpu"});
+  const std::vector<std::string> emu = {"--device", "emulated", "--gpu-mem-limit", "64MiB", "--sweep-precision", "f64"};
+  std::vector<std::string> f64 = emu, f32 = emu;
+  f64.insert(f64.end(), {"--factor-precision", "f64"});
+  f32.insert(f32.end(), {"--factor-precision", "f32"});
+  const double d64 = objective("f64", f64), d32 = objective("f32", f32);
+  ASSERT_GT(cpu, 0);
+  // float64: the same codes up to ties moved by ~1e-15; float32: a float's
+  // rounding of the factor (~1e-6 relative) can move a code one step, which
+  // moves the objective by about a code's share (1/(m n)) of it.
+  EXPECT_NEAR(d64 / cpu, 1.0, 1e-9);
+  EXPECT_NEAR(d32 / cpu, 1.0, 1e-2);
+  EXPECT_NE(d32, d64) << "the float32 factor ran: other roundings, other bits";
+  EXPECT_EQ(read_npy(dir.file("f64/codes.npy")).data, read_npy(dir.file("cpu/codes.npy")).data);
+}
+
+}  // namespace
+}  // namespace streamq
