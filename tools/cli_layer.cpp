@@ -39,8 +39,8 @@ int run_layer(const std::vector<std::string>& args) {
   job.sweep_precision = device.sweep_precision;
   job.factor_precision = device.factor_precision;
   const LayerResult r = run_layer(job, device.backend());
-  std::printf("shape %lld %lld\ntokens %lld\nobjective_fp %.10e\nobjective_q %.10e\n", (long long)r.rows,
-              (long long)r.cols, (long long)r.tokens, r.objective_fp, r.objective_q);
+  std::printf("shape %lld %lld\ntokens %lld\nobjective_fp %.10e\nobjective_q %.10e\nfactor %s\n", (long long)r.rows,
+              (long long)r.cols, (long long)r.tokens, r.objective_fp, r.objective_q, r.factor.c_str());
   return 0;
 }
 

@@ -99,6 +99,9 @@ LayerResult run_layer(const LayerJob& job, Backend& be) {
   res.rows = m;
   res.cols = n;
   res.tokens = t;
+  res.factor = bk.factor_on_device
+                   ? be.name() + (bk.factor_precision == FactorPrecision::F32 ? " float32" : " float64")
+                   : std::string("cpu float64");
   res.objective_fp = output_error(w, xfp, r.dequant, x, m, n, t);
   res.objective_q = output_error(w, x, r.dequant, x, m, n, t);
   return res;

@@ -29,6 +29,7 @@ struct LayerResult {
   double objective_fp = 0;  // ||W X~ - Q X||^2
   double objective_q = 0;   // ||W X - Q X||^2
   int64_t rows = 0, cols = 0, tokens = 0;
+  std::string factor;  // where the Hessian's factor ran: "cpu float64", "emulated float32", ...
 };
 
 // Writes q.npy (float64 (out, in)), codes.npy (uint8), scales.npy and
