@@ -49,27 +49,24 @@ void StreamTrace::start(TraceRecorder* trace) {
   origin_us_ = before_us;
 }
 
-void StreamTrace::around(const char* name, const char* category, uint64_t bytes,
-                         const std::function<void()>& enqueue) {
-  if (trace_ == nullptr) {
-    enqueue();
-    return;
-  }
+StreamTrace::Pending StreamTrace::begin(const char* name, const char* category, uint64_t bytes) {
   if (pending_.size() >= kMaxPending) {
     CUDA_CHECK(cudaEventSynchronize(pending_.back().end));
     drain();
   }
   Pending p{name, category, bytes, take_event(), take_event()};
   CUDA_CHECK(cudaEventRecord(p.start, stream_));
-  try {
-    enqueue();
-  } catch (...) {
-    free_.push_back(p.start);  // recorded but never drained: reusable (a re-record replaces it)
-    free_.push_back(p.end);
-    throw;
-  }
+  return p;
+}
+
+void StreamTrace::end(const Pending& p) {
   CUDA_CHECK(cudaEventRecord(p.end, stream_));
   pending_.push_back(p);
+}
+
+void StreamTrace::abandon(const Pending& p) {
+  free_.push_back(p.start);  // recorded but never drained: reusable (a re-record replaces it)
+  free_.push_back(p.end);
 }
 
 void StreamTrace::drain() {

@@ -17,7 +17,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,8 +37,23 @@ class StreamTrace {
   bool active() const { return trace_ != nullptr; }
 
   // Queues `enqueue` (which puts work on the stream) between two events.
-  // Without an active trace it just calls `enqueue`.
-  void around(const char* name, const char* category, uint64_t bytes, const std::function<void()>& enqueue);
+  // Without an active trace it just calls `enqueue` (a template: every op of
+  // the backend passes through here, so no std::function per call).
+  template <typename Enqueue>
+  void around(const char* name, const char* category, uint64_t bytes, Enqueue&& enqueue) {
+    if (trace_ == nullptr) {
+      enqueue();
+      return;
+    }
+    const Pending p = begin(name, category, bytes);
+    try {
+      enqueue();
+    } catch (...) {
+      abandon(p);
+      throw;
+    }
+    end(p);
+  }
 
   // Turns every recorded pair into a span. Call after the stream was
   // synchronized (it would wait for the events otherwise).
@@ -58,6 +72,9 @@ class StreamTrace {
     cudaEvent_t start, end;
   };
   cudaEvent_t take_event();
+  Pending begin(const char* name, const char* category, uint64_t bytes);  // start event recorded
+  void end(const Pending& p);                                              // end event recorded, kept
+  void abandon(const Pending& p);  // enqueue threw: both events back to the free list
 
   cudaStream_t stream_;
   std::string lane_name_;

@@ -134,8 +134,8 @@ HadamardTransform::HadamardTransform(int64_t n, std::vector<float> signs)
     : n_(n), split_(hadamard_split(n)), signs_(std::move(signs)) {
   if (split_.m == 0)
     throw InputError("no Hadamard matrix of size " + std::to_string(n) +
-                     " from the known constructions (n = m * 2^k with m built by Sylvester or Paley I/II); use "
-                     "a random orthogonal rotation");
+                     " (n = m * 2^k needs an order m built by Sylvester or Paley I/II, or shipped: 52, 156, "
+                     "172)");
   if (!signs_.empty() && static_cast<int64_t>(signs_.size()) != n)
     throw InputError("Hadamard signs: " + std::to_string(signs_.size()) + " values for size " + std::to_string(n));
   const std::vector<int8_t> hm = hadamard_matrix(split_.m);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "src/core/error.h"
 #include "src/core/sysinfo.h"
 #include "io/store/activation_store.h"
 #include "io/formats/npy.h"
@@ -75,7 +76,12 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   std::optional<HadamardTransform> hadamard;
   Rotation rotation;
   if (job.rotate) {
-    hadamard.emplace(cfg.hidden, random_signs(cfg.hidden, job.rotate_seed));
+    try {
+      hadamard.emplace(cfg.hidden, random_signs(cfg.hidden, job.rotate_seed));
+    } catch (const InputError& e) {
+      throw InputError(std::string("--rotate hadamard: hidden size of ") + job.model_dir + ": " + e.what() +
+                       "; evaluate without --rotate");
+    }
     rotation = {cfg.hidden, [&](float* v, int64_t rows) { hadamard->apply(v, rows); },
                 [&](float* v, int64_t rows) { hadamard->inverse(v, rows); }};
   }

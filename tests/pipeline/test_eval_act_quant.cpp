@@ -125,6 +125,20 @@ TEST(EvalActQuant, RotateFlagsAreChecked) {
   EXPECT_LT(eval_ppl({"--rotate", "givens"}, &r), 0);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--rotate 'givens'"), std::string::npos) << r.err;
+  // A hidden size with no Hadamard matrix here (92 = 4 x 23): said, naming
+  // the model and the size, before anything runs.
+  test::ScratchDir dir("rotate-92");
+  ASSERT_EQ(test::run_streamq({"synth", "--out", dir.file("m"), "--hidden", "92", "--intermediate", "64", "--layers",
+                               "1", "--heads", "2", "--kv-heads", "1", "--head-dim", "16", "--vocab", "600",
+                               "--quiet"})
+                .exit_code,
+            0);
+  r = test::run_streamq({"eval", "--model", dir.file("m"), "--data", kValid, "--seqlen", "32", "--windows", "2",
+                         "--quiet", "--rotate", "hadamard"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--rotate hadamard: hidden size of " + dir.file("m") + ": no Hadamard matrix of size 92"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace
