@@ -126,9 +126,42 @@ class Backend {
   virtual void copy_within(void* dst, const void* src, uint64_t bytes) = 0;
   // Sets `bytes` bytes at dst to `value`.
   virtual void fill_bytes(void* dst, unsigned char value, uint64_t bytes) = 0;
-  // Returns once every queued op and copy has finished (their errors surface
-  // here at the latest).
+  // Returns once every queued op and copy has finished, on every stream
+  // (their errors surface here at the latest).
   virtual void synchronize() = 0;
+
+  // ---- streams and events, CUDA's model. Every op, and the copies above,
+  // run on the compute stream; an upload and a download stream (a GPU's two
+  // copy engines) let transfers overlap compute. record() marks everything
+  // queued on a stream so far; wait(s, e) makes the work queued on s after it
+  // wait for that mark; wait_host(e) blocks the caller until the mark has
+  // passed (an error of the work before it surfaces there, as in
+  // synchronize()). A buffer that one stream writes and another reads or
+  // writes must be ordered by an event between the two: the emulated device
+  // refuses unordered cross-stream use of a buffer when the second is queued.
+  // A backend with one queue (the CPU) keeps these defaults: every stream is
+  // its one queue, so order holds already and an event has passed once
+  // synchronize() returns.
+  enum class Stream { Compute = 0, Upload = 1, Download = 2 };
+  static constexpr int kStreams = 3;
+  struct Event {
+    Stream stream = Stream::Compute;
+    uint64_t seq = 0;  // the stream's work items queued up to the mark; 0: nothing to wait for
+  };
+  virtual void copy_from_host_on(Stream s, void* dst, const void* host_src, uint64_t bytes) {
+    (void)s;
+    copy_from_host(dst, host_src, bytes);
+  }
+  virtual void copy_to_host_on(Stream s, void* host_dst, const void* src, uint64_t bytes) {
+    (void)s;
+    copy_to_host(host_dst, src, bytes);
+  }
+  virtual Event record(Stream s) { return Event{s, 0}; }
+  virtual void wait(Stream s, const Event& e) { (void)s, (void)e; }
+  virtual void wait_host(const Event& e) {
+    (void)e;
+    synchronize();
+  }
   // A device records the work it runs (ops, copies) on trace lanes of its
   // own, named "device ..." (`streamq profile` reports how busy they were);
   // null stops it. The CPU backend runs ops on the calling thread, inside
@@ -159,6 +192,19 @@ class Backend {
     Buffer<T> b = alloc<T>(host.size(), what);
     upload(b, host.data(), host.size());
     return b;
+  }
+  // The same on a copy stream (order it against the compute stream with
+  // record/wait; the host side stays valid and unchanged until the copy's
+  // event has passed).
+  template <typename T>
+  void upload_on(Stream s, const Buffer<T>& dst, const T* src, size_t count, size_t offset = 0) {
+    check_range(dst.backend(), dst.size(), offset, count, "upload");
+    if (count > 0) copy_from_host_on(s, dst.data() + offset, src, count * sizeof(T));
+  }
+  template <typename T>
+  void download_on(Stream s, T* dst, const Buffer<T>& src, size_t count, size_t offset = 0) {
+    check_range(src.backend(), src.size(), offset, count, "download");
+    if (count > 0) copy_to_host_on(s, dst, src.data() + offset, count * sizeof(T));
   }
   // The whole buffer on the host: waits for everything queued before.
   template <typename T>

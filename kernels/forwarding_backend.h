@@ -23,6 +23,15 @@ class ForwardingBackend : public Backend {
   void copy_within(void* dst, const void* src, uint64_t bytes) override { inner_.copy_within(dst, src, bytes); }
   void fill_bytes(void* dst, unsigned char value, uint64_t bytes) override { inner_.fill_bytes(dst, value, bytes); }
   void synchronize() override { inner_.synchronize(); }
+  void copy_from_host_on(Stream s, void* dst, const void* src, uint64_t bytes) override {
+    inner_.copy_from_host_on(s, dst, src, bytes);
+  }
+  void copy_to_host_on(Stream s, void* dst, const void* src, uint64_t bytes) override {
+    inner_.copy_to_host_on(s, dst, src, bytes);
+  }
+  Event record(Stream s) override { return inner_.record(s); }
+  void wait(Stream s, const Event& e) override { inner_.wait(s, e); }
+  void wait_host(const Event& e) override { inner_.wait_host(e); }
 
   void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override {

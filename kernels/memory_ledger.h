@@ -39,7 +39,7 @@ class MemoryLedger {
  public:
   // Returns the new block, or nullptr when the device itself has no room (the
   // ledger then reports it with the same context as a limit refusal).
-  using AllocateFn = std::function<void*(uint64_t bytes)>;
+  using AllocateFn = std::function<void*(uint64_t bytes, const std::string& what)>;
   using FreeFn = std::function<void(void* ptr)>;
 
   // `flag` is what the error tells the user to change; `name` is the pool
@@ -76,7 +76,7 @@ class MemoryLedger {
     }
     void* ptr = nullptr;
     try {
-      ptr = allocate_(bytes);
+      ptr = allocate_(bytes, what);
     } catch (...) {
       give_back(bytes);
       throw;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/cli_blas_kernels.h"
 #include "tools/cli_common.h"
 #include "src/core/error.h"
 #include "src/pipeline/memory_plan.h"
@@ -34,7 +35,10 @@ constexpr const char* kUsage =
     "memory: streamq makes glibc return every freed buffer of 1 MiB or more to the kernel at once (a fixed\n"
     "mmap threshold), as the memory plan of --host-mem-limit assumes. Environment:\n"
     "  STREAMQ_GLIBC_DYNAMIC_MMAP=1   keep glibc's dynamic threshold instead: measured 5% faster and 10%\n"
-    "                                 more peak RSS, which may pass the plan's estimate (bench/allocator_cost.sh)\n";
+    "                                 more peak RSS, which may pass the plan's estimate (bench/allocator_cost.sh)\n"
+    "  OPENBLAS_CORETYPE=NAME         OpenBLAS kernels to run. Unset: Haswell (AVX2) on every CPU that has AVX2,\n"
+    "                                 so results are the same bytes on any such machine (AVX-512 kernels round\n"
+    "                                 differently); e.g. SkylakeX runs the AVX-512 ones (faster there)\n";
 
 // Before any thread starts or anything is allocated, so the whole run has it
 // (src/pipeline/memory_plan.h kPlanMmapThresholdBytes says why).
@@ -46,6 +50,7 @@ void use_plan_allocator_policy() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  streamq::run_with_reproducible_blas_kernels(argv);
   use_plan_allocator_policy();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {

@@ -41,7 +41,7 @@ class CpuBackend final : public Backend {
   // OpenBLAS runs single-threaded; parallelism comes from oneTBB tiles (see
   // gemm.cpp), which keeps results independent of the thread count.
   explicit CpuBackend(const CpuBackendOptions& options)
-      : memory_(options.memory_limit, cpu_allocate, [](void* p) { std::free(p); },
+      : memory_(options.memory_limit, [](uint64_t bytes, const std::string&) { return cpu_allocate(bytes); }, [](void* p) { std::free(p); },
                 "the CPU backend's memory limit (CpuBackendOptions)", "CPU backend memory pool") {
     openblas_set_num_threads(1);
   }

@@ -6,6 +6,9 @@
 // lane (kernels/cuda/stream_trace.h).
 #include "kernels/cuda/cuda_backend.h"
 
+#include <algorithm>
+#include <deque>
+#include <mutex>
 #include <string>
 
 #include "kernels/cuda/attention.cuh"
@@ -38,7 +41,9 @@ class CudaBackendImpl final : public CudaBackend {
         cublas_(stream_.get()),
         cusolver_(stream_.get()),
         solver_workspace_(pool),
-        timeline_(stream_.get(), "device (cuda, one stream)") {
+        timeline_(stream_.get(), "device (cuda, compute stream)"),
+        upload_timeline_(upload_stream_.get(), "device (cuda, upload stream)"),
+        download_timeline_(download_stream_.get(), "device (cuda, download stream)") {
     CUBLAS_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.get(),
                                     cublas_workspace_.bytes()));
     // Plain fp32 math: TF32 tensor cores would cost the float GEMM ~10 bits
@@ -49,18 +54,78 @@ class CudaBackendImpl final : public CudaBackend {
   ~CudaBackendImpl() override {
     // Queued work may still use the workspaces freed after this; errors
     // cannot be thrown here and will resurface at the next checked call.
-    if (cudaStreamSynchronize(stream_.get()) != cudaSuccess) cudaGetLastError();
+    for (cudaStream_t s : {stream_.get(), upload_stream_.get(), download_stream_.get()})
+      if (cudaStreamSynchronize(s) != cudaSuccess) cudaGetLastError();
+    for (auto& events : events_)
+      for (auto& [seq, ev] : events) cudaEventDestroy(ev);
   }
 
   std::string name() const override { return "cuda"; }
   cudaStream_t stream() const override { return stream_.get(); }
   void synchronize() override {
+    uint64_t recorded[kStreams];
+    {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      std::copy(recorded_, recorded_ + kStreams, recorded);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(upload_stream_.get()));
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    CUDA_CHECK(cudaStreamSynchronize(download_stream_.get()));
     timeline_.drain();
+    upload_timeline_.drain();
+    download_timeline_.drain();
+    std::lock_guard<std::mutex> lock(events_mu_);
+    for (int t = 0; t < kStreams; ++t) {
+      // Passed at the previous synchronize: no wait queued since refers to
+      // them, and the waits queued before have run (the streams just drained).
+      auto& events = events_[t];
+      while (!events.empty() && events.front().first <= passed_[t]) {
+        CUDA_CHECK(cudaEventDestroy(events.front().second));
+        events.pop_front();
+      }
+      passed_[t] = recorded[t];
+    }
   }
   void set_trace(TraceRecorder* trace) override {
     synchronize();
     timeline_.start(trace);
+    upload_timeline_.start(trace);
+    download_timeline_.start(trace);
+  }
+
+  // Events: a fresh cudaEvent per record(), never re-recorded. One that has
+  // passed (everything recorded before a synchronize() began) is no longer
+  // waited for, and is destroyed at the synchronize() after that: the CPU
+  // runtime's stream waits read their event when they run, not when queued,
+  // so an event must outlive the waits queued on it. Callers on several
+  // threads (a chunk pass's copy and compute tasks) share the lists: a lock.
+  Event record(Stream s) override {
+    const int si = static_cast<int>(s);
+    std::lock_guard<std::mutex> lock(events_mu_);
+    cudaEvent_t ev = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    const cudaError_t rc = cudaEventRecord(ev, stream_of(s));
+    if (rc != cudaSuccess) {
+      cudaEventDestroy(ev);
+      CUDA_CHECK(rc);
+    }
+    events_[si].emplace_back(++recorded_[si], ev);
+    return Event{s, recorded_[si]};
+  }
+  void wait(Stream s, const Event& e) override {
+    if (e.stream == s) return;  // stream order
+    std::lock_guard<std::mutex> lock(events_mu_);
+    if (cudaEvent_t ev = live_event_locked(e)) CUDA_CHECK(cudaStreamWaitEvent(stream_of(s), ev, 0));
+  }
+  void wait_host(const Event& e) override {
+    cudaEvent_t ev = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      ev = live_event_locked(e);
+    }
+    // Not passed when looked up, so destroyed two synchronize() calls later
+    // at the earliest: another thread's, while this one waits, would be one.
+    if (ev != nullptr) CUDA_CHECK(cudaEventSynchronize(ev));
   }
 
   // No float64 sweep on the GPU: the float32 sweep is held to the CPU's.
@@ -72,15 +137,21 @@ class CudaBackendImpl final : public CudaBackend {
   // asks for the host side to stay valid until synchronize(), which pinned
   // staging buffers will need.
   void copy_from_host(void* dst, const void* host_src, uint64_t bytes) override {
-    if (bytes > 0)
-      timeline_.around("copy_from_host", trace_cat::kH2D, bytes, [&] {
-        CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_.get()));
-      });
+    copy_from_host_on(Stream::Compute, dst, host_src, bytes);
   }
   void copy_to_host(void* host_dst, const void* src, uint64_t bytes) override {
+    copy_to_host_on(Stream::Compute, host_dst, src, bytes);
+  }
+  void copy_from_host_on(Stream s, void* dst, const void* host_src, uint64_t bytes) override {
     if (bytes > 0)
-      timeline_.around("copy_to_host", trace_cat::kD2H, bytes, [&] {
-        CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_.get()));
+      timeline_of(s).around("copy_from_host", trace_cat::kH2D, bytes, [&] {
+        CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_of(s)));
+      });
+  }
+  void copy_to_host_on(Stream s, void* host_dst, const void* src, uint64_t bytes) override {
+    if (bytes > 0)
+      timeline_of(s).around("copy_to_host", trace_cat::kD2H, bytes, [&] {
+        CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_of(s)));
       });
   }
   void copy_within(void* dst, const void* src, uint64_t bytes) override {
@@ -166,15 +237,35 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
  private:
+  cudaStream_t stream_of(Stream s) const {
+    return s == Stream::Upload ? upload_stream_.get() : s == Stream::Download ? download_stream_.get() : stream_.get();
+  }
+  StreamTrace& timeline_of(Stream s) {
+    return s == Stream::Upload ? upload_timeline_ : s == Stream::Download ? download_timeline_ : timeline_;
+  }
+  // The event of e when it may not have passed yet; null when it has (at a
+  // synchronize()) or marks nothing. events_mu_ held.
+  cudaEvent_t live_event_locked(const Event& e) const {
+    const int t = static_cast<int>(e.stream);
+    if (e.seq <= passed_[t]) return nullptr;
+    for (const auto& [seq, ev] : events_[t])
+      if (seq == e.seq) return ev;
+    throw InternalError("cuda backend: wait for an event it did not record");
+  }
+
   // Declaration order is destruction order reversed: the handles go before
-  // the workspace they point at, and everything before the stream.
+  // the workspace they point at, and everything before the streams.
   DevicePool& pool_;
-  CudaStream stream_;
+  CudaStream stream_, upload_stream_, download_stream_;
   PoolBuffer<unsigned char> cublas_workspace_;
   CublasHandle cublas_;
   CusolverHandle cusolver_;
   SolverWorkspace solver_workspace_;
   StreamTrace timeline_;
+  StreamTrace upload_timeline_, download_timeline_;
+  std::mutex events_mu_;
+  std::deque<std::pair<uint64_t, cudaEvent_t>> events_[kStreams];  // recorded, not destroyed yet, by seq
+  uint64_t recorded_[kStreams] = {}, passed_[kStreams] = {};
 };
 
 }  // namespace

@@ -38,6 +38,6 @@ uint64_t DevicePool::default_limit(uint64_t margin) {
 }
 
 DevicePool::DevicePool(uint64_t limit_bytes)
-    : ledger_(limit_bytes, device_malloc, device_free) {}
+    : ledger_(limit_bytes, [](uint64_t bytes, const std::string&) { return device_malloc(bytes); }, device_free) {}
 
 }  // namespace streamq

@@ -227,6 +227,14 @@ inline cudaError_t cudaEventDestroy(cudaEvent_t event) {
 inline cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr) {
   return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventRecord(event, stream)));
 }
+// Flags change nothing on the CPU runtime (timing costs nothing there).
+constexpr unsigned cudaEventDisableTiming = 2;
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned /*flags*/) {
+  return cudaEventCreate(event);
+}
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipStreamWaitEvent(stream, event, flags)));
+}
 inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventSynchronize(event)));
 }

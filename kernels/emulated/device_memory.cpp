@@ -43,7 +43,7 @@ EmulatedDeviceMemory::EmulatedDeviceMemory(uint64_t capacity) : capacity_(capaci
 
 EmulatedDeviceMemory::~EmulatedDeviceMemory() { munmap(base_, reserved_); }
 
-void* EmulatedDeviceMemory::allocate(uint64_t bytes) {
+void* EmulatedDeviceMemory::allocate(uint64_t bytes, const std::string& what) {
   if (bytes == 0) return nullptr;
   std::lock_guard<std::mutex> lock(mu_);
   if (bytes > capacity_ - in_use_) return nullptr;  // in_use_ <= capacity_ always
@@ -59,7 +59,7 @@ void* EmulatedDeviceMemory::allocate(uint64_t bytes) {
   next_ += span + kPage;
   in_use_ += bytes;
   high_water_ = std::max(high_water_, in_use_);
-  blocks_[reinterpret_cast<uintptr_t>(p)] = Block{bytes, ++allocations_, true};
+  blocks_[reinterpret_cast<uintptr_t>(p)] = Block{bytes, ++allocations_, true, what};
   return p;
 }
 
@@ -99,13 +99,29 @@ void EmulatedDeviceMemory::check(const void* ptr, uint64_t bytes, const char* op
   --it;
   const uint64_t offset = addr - it->first;
   const Block& b = it->second;
-  const std::string block = "buffer #" + std::to_string(b.id) + " (" + std::to_string(b.bytes) + " bytes)";
+  const std::string block = "buffer #" + std::to_string(b.id) + (b.what.empty() ? "" : " '" + b.what + "'") + " (" +
+                            std::to_string(b.bytes) + " bytes)";
   if (offset >= round_up(b.bytes, kPage)) throw InternalError(who + "is in no allocation");
   if (!b.live) throw InternalError(who + "lies in " + block + ", which was freed");
   if (offset >= b.bytes || bytes > b.bytes - offset) {
     throw InternalError(who + "runs " + std::to_string(offset + bytes - b.bytes) + " bytes past the end of " + block +
                         " (it starts " + std::to_string(offset) + " bytes in)");
   }
+}
+
+uint64_t EmulatedDeviceMemory::block_id(const void* ptr) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = blocks_.upper_bound(reinterpret_cast<uintptr_t>(ptr));
+  if (it == blocks_.begin()) return 0;
+  --it;
+  return it->second.live && reinterpret_cast<uintptr_t>(ptr) - it->first < it->second.bytes ? it->second.id : 0;
+}
+
+std::string EmulatedDeviceMemory::block_name(uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [start, b] : blocks_)
+    if (b.id == id) return "buffer #" + std::to_string(b.id) + (b.what.empty() ? "" : " '" + b.what + "'");
+  return "buffer #" + std::to_string(id);
 }
 
 uint64_t EmulatedDeviceMemory::in_use() const {

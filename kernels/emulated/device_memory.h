@@ -24,7 +24,7 @@ class EmulatedDeviceMemory {
 
   // A new block of `bytes`, or nullptr when the device has no room (the
   // caller's MemoryLedger turns that into a BudgetError).
-  void* allocate(uint64_t bytes);
+  void* allocate(uint64_t bytes, const std::string& what);
   // Frees a block from allocate() and poisons it. Freeing anything else is a
   // bug in streamq: InternalError.
   void free(void* ptr);
@@ -33,6 +33,10 @@ class EmulatedDeviceMemory {
   // [ptr, ptr + bytes) lies inside one live allocation. bytes == 0 checks
   // nothing (an empty extent touches no memory).
   void check(const void* ptr, uint64_t bytes, const char* op, const char* arg) const;
+  // The allocation number of the live block holding ptr (checked before:
+  // 0 when there is none) and its name, for the stream-order checks.
+  uint64_t block_id(const void* ptr) const;
+  std::string block_name(uint64_t id) const;
   // True when ptr lies in the device's address range (live or not).
   bool in_address_space(const void* ptr) const;
 
@@ -45,6 +49,7 @@ class EmulatedDeviceMemory {
     uint64_t bytes = 0;
     uint64_t id = 0;  // allocation number, for messages
     bool live = true;
+    std::string what;  // what the allocation is for (the ledger's name of it)
   };
 
   const uint64_t capacity_;

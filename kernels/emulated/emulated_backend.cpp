@@ -5,12 +5,15 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -39,17 +42,18 @@ class EmulatedBackend final : public Backend {
  public:
   explicit EmulatedBackend(const EmulatedBackendOptions& o)
       : device_(o.memory_bytes),
-        memory_(o.memory_bytes, [this](uint64_t bytes) { return device_.allocate(bytes); },
+        memory_(o.memory_bytes, [this](uint64_t bytes, const std::string& what) { return device_.allocate(bytes, what); },
                 // As cudaFree: queued work that may still use the block finishes first.
                 [this](void* p) {
                   drain();
+                  forget(p);
                   device_.free(p);
                 },
                 "--gpu-mem-limit", "emulated device memory"),
         pcie_gbps_(o.pcie_gbps) {
     if (o.memory_bytes == 0) throw InputError("--device emulated needs --gpu-mem-limit (the emulated device's memory)");
     openblas_set_num_threads(1);  // as the CPU backend: parallelism from oneTBB only
-    worker_ = std::thread([this] { run_queue(); });
+    for (int i = 0; i < kStreams; ++i) queues_[i].worker = std::thread([this, i] { run_queue(i); });
   }
   ~EmulatedBackend() override {
     {
@@ -58,7 +62,7 @@ class EmulatedBackend final : public Backend {
       paused_ = false;
     }
     cv_.notify_all();
-    worker_.join();
+    for (Queue& q : queues_) q.worker.join();
   }
 
   std::string name() const override { return "emulated"; }
@@ -67,13 +71,17 @@ class EmulatedBackend final : public Backend {
   bool host_addressable() const override { return false; }
 
   void copy_from_host(void* dst, const void* host_src, uint64_t bytes) override {
-    device_.check(dst, bytes, "copy_from_host", "dst");
-    if (bytes == 0) return;
+    copy_from_host_on(Stream::Compute, dst, host_src, bytes);
+  }
+  void copy_from_host_on(Stream s, void* dst, const void* host_src, uint64_t bytes) override {
+    check(dst, bytes, "copy_from_host", "dst");
+    if (bytes == 0) return touched().clear();
     if (device_.in_address_space(host_src)) {
+      touched().clear();
       throw InternalError("emulated device: copy_from_host: argument host_src is device memory; use copy_within");
     }
     const uint64_t hash = XXH3_64bits(host_src, bytes);
-    enqueue("copy_from_host", trace_cat::kH2D, bytes, [=, this] {
+    enqueue(s, "copy_from_host", trace_cat::kH2D, bytes, [=, this] {
       if (XXH3_64bits(host_src, bytes) != hash) {
         throw InternalError("emulated device: copy_from_host of " + std::to_string(bytes) +
                             " bytes: the host source changed between queueing the copy and the copy; keep it "
@@ -84,25 +92,29 @@ class EmulatedBackend final : public Backend {
     });
   }
   void copy_to_host(void* host_dst, const void* src, uint64_t bytes) override {
-    device_.check(src, bytes, "copy_to_host", "src");
-    if (bytes == 0) return;
+    copy_to_host_on(Stream::Compute, host_dst, src, bytes);
+  }
+  void copy_to_host_on(Stream s, void* host_dst, const void* src, uint64_t bytes) override {
+    check(src, bytes, "copy_to_host", "src");
+    if (bytes == 0) return touched().clear();
     if (device_.in_address_space(host_dst)) {
+      touched().clear();
       throw InternalError("emulated device: copy_to_host: argument host_dst is device memory; use copy_within");
     }
     // What a premature host read sees: NaN for floats, 0xFF bytes otherwise.
     std::memset(host_dst, 0xFF, bytes);
-    enqueue("copy_to_host", trace_cat::kD2H, bytes, [=, this] {
+    enqueue(s, "copy_to_host", trace_cat::kD2H, bytes, [=, this] {
       std::memcpy(host_dst, src, bytes);
       throttle(bytes);
     });
   }
   void copy_within(void* dst, const void* src, uint64_t bytes) override {
-    device_.check(dst, bytes, "copy_within", "dst");
-    device_.check(src, bytes, "copy_within", "src");
+    check(dst, bytes, "copy_within", "dst");
+    check(src, bytes, "copy_within", "src");
     if (bytes > 0) enqueue("copy_within", "d2d", bytes, [=] { std::memmove(dst, src, bytes); });
   }
   void fill_bytes(void* dst, unsigned char value, uint64_t bytes) override {
-    device_.check(dst, bytes, "fill_bytes", "dst");
+    check(dst, bytes, "fill_bytes", "dst");
     if (bytes > 0) enqueue("fill_bytes", trace_cat::kCompute, bytes, [=] { std::memset(dst, value, bytes); });
   }
   void set_trace(TraceRecorder* trace) override {
@@ -126,10 +138,43 @@ class EmulatedBackend final : public Backend {
   void synchronize() override {
     drain();
     std::lock_guard<std::mutex> lock(mu_);
-    if (!error_) return;
-    std::exception_ptr e = error_;
-    error_ = nullptr;
-    std::rethrow_exception(e);
+    for (int t = 0; t < kStreams; ++t) host_known_[t] = queues_[t].queued;  // everything has passed
+    rethrow_error_locked();
+  }
+
+  Event record(Stream s) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int si = static_cast<int>(s);
+    fold_host_knowledge_locked(si);
+    Event e{s, queues_[si].queued};
+    if (e.seq == 0) return e;  // nothing queued on s yet: passed already
+    Clock clock = known_[si];
+    clock[si] = e.seq;
+    event_clocks_[{si, e.seq}] = clock;
+    return e;
+  }
+  void wait(Stream s, const Event& e) override {
+    if (e.seq == 0) return;
+    const int si = static_cast<int>(s), ti = static_cast<int>(e.stream);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const Clock& clock = clock_of_locked(e);
+      for (int i = 0; i < kStreams; ++i) known_[si][i] = std::max(known_[si][i], clock[i]);
+      if (si == ti || queues_[ti].done >= e.seq) return;  // in stream order already, or passed
+      Queue& q = queues_[si];
+      Work w{"wait event", trace_cat::kWait, 0, nullptr, ++q.queued, e};
+      q.items.push_back(std::move(w));
+    }
+    cv_.notify_all();
+  }
+  void wait_host(const Event& e) override {
+    if (e.seq == 0) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    const int ti = static_cast<int>(e.stream);
+    const Clock clock = clock_of_locked(e);
+    cv_.wait(lock, [&] { return queues_[ti].done >= e.seq; });
+    for (int i = 0; i < kStreams; ++i) host_known_[i] = std::max(host_known_[i], clock[i]);
+    rethrow_error_locked();
   }
 
   void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -146,56 +191,56 @@ class EmulatedBackend final : public Backend {
   }
   void gram_bf16_accumulate(const uint16_t* x, int64_t n, int64_t tokens, float* h, float beta) override {
     cpu::check_gram_args(n, tokens);
-    device_.check(x, matrix_bytes(tokens, n, n, 2), "gram_bf16_accumulate", "x_bf16");
-    device_.check(h, matrix_bytes(n, n, n, 4), "gram_bf16_accumulate", "h");
+    check(x, matrix_bytes(tokens, n, n, 2), "gram_bf16_accumulate", "x_bf16");
+    check(h, matrix_bytes(n, n, n, 4), "gram_bf16_accumulate", "h");
     enqueue("gram_bf16_accumulate", trace_cat::kCompute, 0, [=] { cpu::gram_bf16_accumulate(x, n, tokens, h, beta); });
   }
 
   bool cholesky_lower(double* a, int64_t n) override {
     cpu::check_nonnegative("cholesky_lower", n);
-    device_.check(a, matrix_bytes(n, n, n, 8), "cholesky_lower", "a");
+    check(a, matrix_bytes(n, n, n, 8), "cholesky_lower", "a");
     return run_for_answer("cholesky_lower", [=] { return cpu::cholesky_lower(a, n); });
   }
   void invert_lower_triangular(double* l, int64_t n) override {
     cpu::check_nonnegative("invert_lower_triangular", n);
-    device_.check(l, matrix_bytes(n, n, n, 8), "invert_lower_triangular", "l");
+    check(l, matrix_bytes(n, n, n, 8), "invert_lower_triangular", "l");
     enqueue("invert_lower_triangular", trace_cat::kCompute, 0, [=] { cpu::invert_lower_triangular(l, n); });
   }
   bool inverse_upper_factor(float* h, int64_t n) override {
     cpu::check_nonnegative("inverse_upper_factor", n);
-    device_.check(h, matrix_bytes(n, n, n, 4), "inverse_upper_factor", "h");
+    check(h, matrix_bytes(n, n, n, 4), "inverse_upper_factor", "h");
     return run_for_answer("inverse_upper_factor_f32", [=] { return cpu::inverse_upper_factor(h, n); });
   }
   bool inverse_upper_factor(double* h, int64_t n) override {
     cpu::check_nonnegative("inverse_upper_factor", n);
-    device_.check(h, matrix_bytes(n, n, n, 8), "inverse_upper_factor", "h");
+    check(h, matrix_bytes(n, n, n, 8), "inverse_upper_factor", "h");
     return run_for_answer("inverse_upper_factor", [=] { return cpu::inverse_upper_factor(h, n); });
   }
 
   void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs,
                      bool inverse) override {
     cpu::check_hadamard_args(rows, n, m);
-    device_.check(x, matrix_bytes(rows, n, n, 4), "hadamard_rows", "x");
-    device_.check(hm, count_bytes(rows > 0 ? m * m : 0, 4), "hadamard_rows", "hm");
-    if (signs) device_.check(signs, count_bytes(rows > 0 ? n : 0, 4), "hadamard_rows", "signs");
+    check(x, matrix_bytes(rows, n, n, 4), "hadamard_rows", "x");
+    check(hm, count_bytes(rows > 0 ? m * m : 0, 4), "hadamard_rows", "hm");
+    if (signs) check(signs, count_bytes(rows > 0 ? n : 0, 4), "hadamard_rows", "signs");
     enqueue("hadamard_rows", trace_cat::kCompute, 0, [=] { cpu::hadamard_rows(x, rows, n, hm, m, signs, inverse); });
   }
   void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) override {
     cpu::check_nonnegative("rmsnorm", rows, dim);
-    device_.check(x, matrix_bytes(rows, dim, dim, 4), "rmsnorm", "x");
-    device_.check(w, count_bytes(rows > 0 ? dim : 0, 4), "rmsnorm", "w");
-    device_.check(y, matrix_bytes(rows, dim, dim, 4), "rmsnorm", "y");
+    check(x, matrix_bytes(rows, dim, dim, 4), "rmsnorm", "x");
+    check(w, count_bytes(rows > 0 ? dim : 0, 4), "rmsnorm", "w");
+    check(y, matrix_bytes(rows, dim, dim, 4), "rmsnorm", "y");
     enqueue("rmsnorm", trace_cat::kCompute, 0, [=] { cpu::rmsnorm(x, w, y, rows, dim, eps); });
   }
   void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
             const RopeTable& table) override {
     cpu::check_rope_args(nseq, seqlen, nheads, head_dim, table);
     const int64_t tokens = nseq * seqlen;
-    device_.check(x, matrix_bytes(tokens, nheads * head_dim, nheads * head_dim, 4), "rope", "x");
+    check(x, matrix_bytes(tokens, nheads * head_dim, nheads * head_dim, 4), "rope", "x");
     if (tokens > 0 && nheads > 0 && head_dim > 0) {
       // Positions 0..seqlen-1 are read (every sequence starts at 0).
-      device_.check(table.cos, matrix_bytes(seqlen, table.half_dim, table.half_dim, 4), "rope", "table.cos");
-      device_.check(table.sin, matrix_bytes(seqlen, table.half_dim, table.half_dim, 4), "rope", "table.sin");
+      check(table.cos, matrix_bytes(seqlen, table.half_dim, table.half_dim, 4), "rope", "table.cos");
+      check(table.sin, matrix_bytes(seqlen, table.half_dim, table.half_dim, 4), "rope", "table.sin");
     }
     enqueue("rope", trace_cat::kCompute, 0, [=] { cpu::rope(x, nseq, seqlen, nheads, head_dim, table); });
   }
@@ -203,36 +248,36 @@ class EmulatedBackend final : public Backend {
                  int64_t nheads, int64_t nkv, int64_t head_dim) override {
     cpu::check_attention_args(nseq, seqlen, nheads, nkv, head_dim);
     const int64_t tokens = nseq * seqlen;
-    device_.check(q, matrix_bytes(tokens, nheads * head_dim, nheads * head_dim, 4), "attention", "q");
-    device_.check(k, matrix_bytes(tokens, nkv * head_dim, nkv * head_dim, 4), "attention", "k");
-    device_.check(v, matrix_bytes(tokens, nkv * head_dim, nkv * head_dim, 4), "attention", "v");
-    device_.check(out, matrix_bytes(tokens, nheads * head_dim, nheads * head_dim, 4), "attention", "out");
+    check(q, matrix_bytes(tokens, nheads * head_dim, nheads * head_dim, 4), "attention", "q");
+    check(k, matrix_bytes(tokens, nkv * head_dim, nkv * head_dim, 4), "attention", "k");
+    check(v, matrix_bytes(tokens, nkv * head_dim, nkv * head_dim, 4), "attention", "v");
+    check(out, matrix_bytes(tokens, nheads * head_dim, nheads * head_dim, 4), "attention", "out");
     enqueue("attention", trace_cat::kCompute, 0, [=] { cpu::attention(q, k, v, out, nseq, seqlen, nheads, nkv, head_dim); });
   }
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
     cpu::check_nonnegative("swiglu", n);
-    device_.check(gate, count_bytes(n, 4), "swiglu", "gate");
-    device_.check(up, count_bytes(n, 4), "swiglu", "up");
-    device_.check(out, count_bytes(n, 4), "swiglu", "out");
+    check(gate, count_bytes(n, 4), "swiglu", "gate");
+    check(up, count_bytes(n, 4), "swiglu", "up");
+    check(out, count_bytes(n, 4), "swiglu", "out");
     enqueue("swiglu", trace_cat::kCompute, 0, [=] { cpu::swiglu(gate, up, out, n); });
   }
   void subtract(const float* a, const float* b, float* out, int64_t n) override {
     cpu::check_nonnegative("subtract", n);
-    device_.check(a, count_bytes(n, 4), "subtract", "a");
-    device_.check(b, count_bytes(n, 4), "subtract", "b");
-    device_.check(out, count_bytes(n, 4), "subtract", "out");
+    check(a, count_bytes(n, 4), "subtract", "a");
+    check(b, count_bytes(n, 4), "subtract", "b");
+    check(out, count_bytes(n, 4), "subtract", "out");
     enqueue("subtract", trace_cat::kCompute, 0, [=] { cpu::subtract(a, b, out, n); });
   }
   void add_inplace(float* y, const float* x, int64_t n) override {
     cpu::check_nonnegative("add_inplace", n);
-    device_.check(y, count_bytes(n, 4), "add_inplace", "y");
-    device_.check(x, count_bytes(n, 4), "add_inplace", "x");
+    check(y, count_bytes(n, 4), "add_inplace", "y");
+    check(x, count_bytes(n, 4), "add_inplace", "x");
     enqueue("add_inplace", trace_cat::kCompute, 0, [=] { cpu::add_inplace(y, x, n); });
   }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     cpu::check_nonnegative("add_bias", rows, cols);
-    device_.check(y, matrix_bytes(rows, cols, cols, 4), "add_bias", "y");
-    device_.check(bias, count_bytes(rows > 0 ? cols : 0, 4), "add_bias", "bias");
+    check(y, matrix_bytes(rows, cols, cols, 4), "add_bias", "y");
+    check(bias, count_bytes(rows > 0 ? cols : 0, 4), "add_bias", "bias");
     enqueue("add_bias", trace_cat::kCompute, 0, [=] { cpu::add_bias(y, bias, rows, cols); });
   }
 
@@ -240,16 +285,16 @@ class EmulatedBackend final : public Backend {
     validate_sweep_problem(p, out, "emulated device: gptq_sweep", false);
     const uint64_t mn = matrix_bytes(p.m, p.n, p.n, 1), nn = matrix_bytes(p.n, p.n, p.n, 1);
     const char* op = "gptq_sweep";
-    device_.check(p.w, mn * 4, op, "w");
-    device_.check(p.u, nn * 4, op, "u");
-    if (p.p1) device_.check(p.p1, nn * 4, op, "p1");
-    if (p.p2) device_.check(p.p2, nn * 4, op, "p2");
-    device_.check(p.perm, count_bytes(p.n, 4), op, "perm");
-    if (p.dead) device_.check(p.dead, count_bytes(p.n, 1), op, "dead");
-    device_.check(out.codes, mn, op, "codes");
-    device_.check(out.q, mn * 4, op, "q");
-    device_.check(out.scales, count_bytes(p.ngroups() * p.m, 4), op, "scales");
-    device_.check(out.zeros, count_bytes(p.ngroups() * p.m, 4), op, "zeros");
+    check(p.w, mn * 4, op, "w");
+    check(p.u, nn * 4, op, "u");
+    if (p.p1) check(p.p1, nn * 4, op, "p1");
+    if (p.p2) check(p.p2, nn * 4, op, "p2");
+    check(p.perm, count_bytes(p.n, 4), op, "perm");
+    if (p.dead) check(p.dead, count_bytes(p.n, 1), op, "dead");
+    check(out.codes, mn, op, "codes");
+    check(out.q, mn * 4, op, "q");
+    check(out.scales, count_bytes(p.ngroups() * p.m, 4), op, "scales");
+    check(out.zeros, count_bytes(p.ngroups() * p.m, 4), op, "zeros");
     enqueue(precision == SweepPrecision::F32 ? "gptq_sweep32" : "gptq_sweep64", trace_cat::kQuantize, 0, [=] {
       if (precision == SweepPrecision::F32)
         cpu_gptq_sweep32(p, out);
@@ -264,10 +309,76 @@ class EmulatedBackend final : public Backend {
                   const T* b, int64_t ldb, const T* c, int64_t ldc, uint64_t elem) {
     if (m <= 0 || n <= 0) return;  // nothing written, nothing read
     if (k > 0) {
-      device_.check(a, ta == Trans::N ? matrix_bytes(m, k, lda, elem) : matrix_bytes(k, m, lda, elem), op, "a");
-      device_.check(b, tb == Trans::N ? matrix_bytes(k, n, ldb, elem) : matrix_bytes(n, k, ldb, elem), op, "b");
+      check(a, ta == Trans::N ? matrix_bytes(m, k, lda, elem) : matrix_bytes(k, m, lda, elem), op, "a");
+      check(b, tb == Trans::N ? matrix_bytes(k, n, ldb, elem) : matrix_bytes(n, k, ldb, elem), op, "b");
     }
-    device_.check(c, matrix_bytes(m, n, ldc, elem), op, "c");
+    check(c, matrix_bytes(m, n, ldc, elem), op, "c");
+  }
+
+
+  // Waits until everything queued on every stream has run (or been skipped
+  // after an error).
+  void drain() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] {
+      for (const Queue& q : queues_)
+        if (!q.items.empty() || q.busy) return false;
+      return true;
+    });
+  }
+  // The first error, once (mu_ held).
+  void rethrow_error_locked() {
+    if (!error_) return;
+    std::exception_ptr e = error_;
+    error_ = nullptr;
+    std::rethrow_exception(e);
+  }
+
+  // ---- stream order. A Clock holds, per stream, the last work item (its
+  // seq) that something is known to run after: known_[s] for the work queued
+  // on s from now on (raised by wait() and by what the host has seen pass),
+  // an event's for everything up to it, host_known_ for the host.
+  using Clock = std::array<uint64_t, kStreams>;
+  static const char* stream_name(int s) {
+    static const char* const names[kStreams] = {"compute", "upload", "download"};
+    return names[s];
+  }
+  // Work queued on s from now on comes after whatever the host has seen pass.
+  void fold_host_knowledge_locked(int s) {
+    for (int i = 0; i < kStreams; ++i) known_[s][i] = std::max(known_[s][i], host_known_[i]);
+  }
+  const Clock& clock_of_locked(const Event& e) const {
+    auto it = event_clocks_.find({static_cast<int>(e.stream), e.seq});
+    if (it == event_clocks_.end())
+      throw InternalError("emulated device: wait for an event (" + std::string(stream_name(static_cast<int>(e.stream))) +
+                          " stream, item " + std::to_string(e.seq) + ") this device did not record");
+    return it->second;
+  }
+
+  // The buffers an op's arguments lie in, noted by check() on the calling
+  // thread between the op's checks and its enqueue().
+  struct Touch {
+    uint64_t block = 0;
+    const char* arg = "";
+  };
+  static std::vector<Touch>& touched() {
+    thread_local std::vector<Touch> t;
+    return t;
+  }
+  void check(const void* ptr, uint64_t bytes, const char* op, const char* arg) {
+    if (bytes == 0) return;
+    try {
+      device_.check(ptr, bytes, op, arg);
+    } catch (...) {
+      touched().clear();
+      throw;
+    }
+    touched().push_back({device_.block_id(ptr), arg});
+  }
+  void forget(void* ptr) {
+    const uint64_t id = device_.block_id(ptr);
+    std::lock_guard<std::mutex> lock(mu_);
+    last_use_.erase(id);
   }
 
   // Sleeps so `bytes` take as long as the stated bandwidth would give them.
@@ -276,26 +387,55 @@ class EmulatedBackend final : public Backend {
     std::this_thread::sleep_for(std::chrono::duration<double>(static_cast<double>(bytes) / (pcie_gbps_ * 1e9)));
   }
 
-  // Waits until everything queued has run (or been skipped after an error).
-  void drain() {
-    std::unique_lock<std::mutex> lock(mu_);
-    idle_cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
-  }
-
-  // One queued item: what it is for the trace, and the work.
+  // One queued item: what it is for the trace, and the work (or, for a
+  // wait() on another stream, the event it waits for).
   struct Work {
     const char* name;
     const char* category;
     uint64_t bytes;
     std::function<void()> run;
+    uint64_t seq = 0;  // its place in its stream
+    Event wait_for{};
+  };
+  struct Queue {
+    std::deque<Work> items;
+    bool busy = false;
+    uint64_t queued = 0, done = 0;  // seq of the last item queued, and of the last finished
+    std::thread worker;
   };
 
-  void enqueue(const char* name, const char* category, uint64_t bytes, std::function<void()> work) {
+  // Queues work on stream s after checking, for every buffer its arguments
+  // lie in (check() noted them), that any other stream's use of the buffer
+  // is ordered before it by an event.
+  void enqueue(Stream s, const char* name, const char* category, uint64_t bytes, std::function<void()> work) {
+    std::vector<Touch> uses;
+    uses.swap(touched());
     {
       std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back({name, category, bytes, std::move(work)});
+      const int si = static_cast<int>(s);
+      fold_host_knowledge_locked(si);
+      Queue& q = queues_[si];
+      const uint64_t seq = q.queued + 1;
+      for (const Touch& u : uses) {
+        auto it = last_use_.find(u.block);
+        if (it == last_use_.end()) continue;
+        for (int t = 0; t < kStreams; ++t) {
+          if (t == si || it->second[t] <= known_[si][t]) continue;
+          throw InternalError(std::string("emulated device: ") + name + " on the " + stream_name(si) +
+                              " stream: argument " + u.arg + " lies in " + device_.block_name(u.block) +
+                              ", which work queued on the " + stream_name(t) +
+                              " stream also uses, with no event between them: record() an event after the one "
+                              "and wait() for it before queueing the other");
+        }
+      }
+      for (const Touch& u : uses) last_use_[u.block][si] = seq;
+      q.queued = seq;
+      q.items.push_back({name, category, bytes, std::move(work), seq, {}});
     }
-    cv_.notify_one();
+    cv_.notify_all();
+  }
+  void enqueue(const char* name, const char* category, uint64_t bytes, std::function<void()> work) {
+    enqueue(Stream::Compute, name, category, bytes, std::move(work));
   }
   // Ops whose result the host needs now (did the factorization succeed?).
   bool run_for_answer(const char* name, std::function<bool()> work) {
@@ -305,36 +445,45 @@ class EmulatedBackend final : public Backend {
     return answer;
   }
 
-  void run_queue() {
+  void run_queue(int index) {
+    Queue& q = queues_[index];
+    const std::string lane = std::string("device (emulated, ") + stream_name(index) + " stream)";
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      cv_.wait(lock, [this] { return stop_ || (!paused_ && !queue_.empty()); });
-      if (queue_.empty()) return;  // stop_ with nothing left
-      Work work = std::move(queue_.front());
-      queue_.pop_front();
-      busy_ = true;
-      const bool skip = error_ != nullptr;  // after an error nothing more runs until it is reported
-      TraceRecorder* trace = trace_;
-      lock.unlock();
-      std::exception_ptr failed;
-      if (!skip) {
-        const double t0 = trace ? trace->now_us() : 0;
-        try {
-          work.run();
-        } catch (...) {
-          failed = std::current_exception();
+      cv_.wait(lock, [&] { return stop_ || (!paused_ && !q.items.empty()); });
+      if (q.items.empty()) return;  // stop_ with nothing left
+      Work work = std::move(q.items.front());
+      q.items.pop_front();
+      q.busy = true;
+      if (!work.run) {
+        // A wait for another stream's event: that stream always gets there
+        // (its items run, or are skipped after an error, and count as done).
+        const int t = static_cast<int>(work.wait_for.stream);
+        cv_.wait(lock, [&] { return queues_[t].done >= work.wait_for.seq; });
+      } else {
+        const bool skip = error_ != nullptr;  // after an error nothing more runs until it is reported
+        TraceRecorder* trace = trace_;
+        lock.unlock();
+        std::exception_ptr failed;
+        if (!skip) {
+          const double t0 = trace ? trace->now_us() : 0;
+          try {
+            work.run();
+          } catch (...) {
+            failed = std::current_exception();
+          }
+          if (trace) {
+            nlohmann::json args = nlohmann::json::object();
+            if (work.bytes > 0) args["bytes"] = work.bytes;
+            trace->complete(work.name, work.category, t0, trace->now_us() - t0, trace->lane(lane), std::move(args));
+          }
         }
-        if (trace) {
-          nlohmann::json args = nlohmann::json::object();
-          if (work.bytes > 0) args["bytes"] = work.bytes;
-          trace->complete(work.name, work.category, t0, trace->now_us() - t0, trace->lane("device (emulated, one stream)"),
-                          std::move(args));
-        }
+        lock.lock();
+        if (failed && !error_) error_ = failed;
       }
-      lock.lock();
-      if (failed && !error_) error_ = failed;
-      busy_ = false;
-      if (queue_.empty()) idle_cv_.notify_all();
+      q.done = work.seq;
+      q.busy = false;
+      cv_.notify_all();
     }
   }
 
@@ -342,12 +491,15 @@ class EmulatedBackend final : public Backend {
   MemoryLedger memory_;
   const double pcie_gbps_;
   std::mutex mu_;
-  std::condition_variable cv_, idle_cv_;
-  std::deque<Work> queue_;
+  std::condition_variable cv_;  // any queue changed (items, done, busy) or pause/stop
+  Queue queues_[kStreams];
+  Clock known_[kStreams] = {};
+  Clock host_known_ = {};
+  std::map<std::pair<int, uint64_t>, Clock> event_clocks_;  // recorded events (stream, seq)
+  std::map<uint64_t, Clock> last_use_;  // live buffer (allocation number) -> last item of each stream using it
   TraceRecorder* trace_ = nullptr;  // guarded by mu_
-  bool busy_ = false, stop_ = false, paused_ = false;
+  bool stop_ = false, paused_ = false;
   std::exception_ptr error_;
-  std::thread worker_;
 };
 
 }  // namespace

@@ -8,11 +8,16 @@
 // buffer is an immediate InternalError naming the op, the argument and the
 // buffer, never a silent host read.
 //
-// Work is queued in order, as on one CUDA stream, and executed by the
-// device's own thread; an op's arguments are checked when it is queued (a
-// bad one throws at the call, as on the CPU); synchronize() waits for the
-// queue and rethrows the first error the queued work raised (later work was
-// skipped), once. Copies have CUDA's asynchronous
+// Work is queued in order on three streams (compute, upload, download), as on
+// CUDA streams, each executed by a thread of its own; an op's arguments are
+// checked when it is queued (a bad one throws at the call, as on the CPU);
+// synchronize() waits for every stream and rethrows the first error the
+// queued work raised (later work was skipped), once. Events order the
+// streams (Backend::record/wait/wait_host), and the device tracks that order
+// as vector clocks: queueing work that uses a buffer another stream's queued
+// work also uses, with no event between them, throws at once, naming the op,
+// the argument and the buffer (a compute op reading a chunk whose upload it
+// never waited for; an upload overwriting a buffer compute may still read). Copies have CUDA's asynchronous
 // contract and the emulator enforces it: an upload's host source must stay
 // unchanged until the copy ran (it is hashed when queued and checked when
 // copied), and a download's host destination reads as 0xFF bytes (NaN) until

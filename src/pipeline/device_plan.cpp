@@ -11,6 +11,7 @@
 #include "scheduler/memory_budget.h"
 #include "src/core/error.h"
 #include "src/model/architecture.h"
+#include "src/pipeline/chunk_pass.h"
 
 namespace streamq {
 namespace {
@@ -112,7 +113,8 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
               {"captured group inputs", captures},
               {"forward intermediates or chunk statistics", std::max(forward_bytes(c, t), stats)}});
   }
-  consider("propagate", {{"activation chunk", static_cast<uint64_t>(t * d) * kF32},
+  consider("propagate", {{"activation chunks in flight (" + std::to_string(kPropagateSlots) + ")",
+                          static_cast<uint64_t>(kPropagateSlots * t * d) * kF32},
                          {"forward intermediates", forward_bytes(c, t)}});
   if (in.factor_on_device)
     for (int g = 0; g < kNumSubLayers; ++g) {

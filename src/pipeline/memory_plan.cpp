@@ -10,6 +10,7 @@
 
 #include "src/core/error.h"
 #include "src/model/architecture.h"
+#include "src/pipeline/chunk_pass.h"
 
 namespace streamq {
 
@@ -254,7 +255,7 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
   {  // propagating both flows to boundary b + 1
     Parts p;
     add(&p, "activations held (boundaries b and b+1)", disk ? 0 : 2 * boundary);
-    add(&p, "chunk being propagated", chunk);
+    add(&p, "chunks being propagated (" + std::to_string(kPropagateSlots) + " in flight)", kPropagateSlots * chunk);
     add(&p, "forward scratch", scratch);
     consider("propagate", p);
   }

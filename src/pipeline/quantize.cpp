@@ -29,6 +29,7 @@
 #include "src/model/resident_block.h"
 #include "src/job/block_files.h"
 #include "src/pipeline/block_stats.h"
+#include "src/pipeline/chunk_pass.h"
 #include "src/export/compressed_tensors_export.h"
 #include "src/export/gguf_export.h"
 #include "src/export/gptq_export.h"
@@ -387,44 +388,44 @@ void finish_block_file(JobContext& c, BlockState& s) {
 
 // Stage propagate: the flows through the whole block into boundary b+1: the
 // quantized one through the quantized block, the FP one (when the method
-// reads it) through the original.
+// reads it) through the original. A chunk pass (chunk_pass.h): the next
+// chunk's read and upload and the last one's download and write overlap
+// this one's forward.
 void propagate(JobContext& c, const BlockState& s) {
   const QuantizeJob& job = c.job;
   const int64_t b = s.b;
   const bool fp_flow = c.needs.fp_flow;
-  std::vector<float> x;
   ActivationStore& store = *c.store.top;
-  ReadAhead ahead(c.store.hint, b, ReadAhead::propagate_order(c.ch.nchunks, fp_flow));
+  auto ahead = std::make_shared<ReadAhead>(c.store.hint, b, ReadAhead::propagate_order(c.ch.nchunks, fp_flow));
   const int64_t per_chunk = fp_flow ? 2 : 1;
-  ResidentChunk chunk(c.be, "propagate: activation chunk");
+  std::vector<ChunkPassItem> items;
   for (int64_t ck = 0; ck < c.ch.nchunks; ++ck) {
     const int64_t nseq = c.ch.seqs(ck, job.nsamples);
     const std::vector<int64_t> lens = c.ch.lens(ck);  // samples of their own lengths; empty: nseq x seqlen
-    // In place on the chunk where the device's ops read it, then back into x.
-    auto forward = [&](const ResidentBlock& bw) {
-      float* xd = chunk.place(x);
-      if (lens.empty()) block_forward(c.be, c.model.config(), bw.view(), c.rope, xd, nseq, job.seqlen);
-      else block_forward(c.be, c.model.config(), bw.view(), c.rope, xd, lens);
-      chunk.fetch(x);
-    };
-    store.get(b, Flow::Quant, ck, &x);
-    ahead.consumed(per_chunk * ck);
-    {
-      TraceSpan span(c.trace, "forward quant", trace_cat::kForward);
-      span.arg("block", b).arg("chunk", ck);
-      forward(s.resident_q);
+    const int64_t floats = c.ch.tokens(ck, job.nsamples, job.seqlen) * c.model.config().hidden;
+    for (const Flow flow : {Flow::Quant, Flow::Fp}) {
+      if (flow == Flow::Fp && !fp_flow) continue;
+      const ResidentBlock& bw = flow == Flow::Quant ? s.resident_q : *s.resident;
+      const int64_t order = per_chunk * ck + (flow == Flow::Fp ? 1 : 0);
+      ChunkPassItem item;
+      item.floats = floats;
+      item.read = [&store, ahead, b, flow, ck, order](std::vector<float>& x) {
+        store.get(b, flow, ck, &x);
+        ahead->consumed(order);
+      };
+      item.compute = [&c, &job, &bw, b, ck, nseq, lens, flow](float* x) {
+        TraceSpan span(c.trace, flow == Flow::Quant ? "forward quant" : "forward fp", trace_cat::kForward);
+        span.arg("block", b).arg("chunk", ck);
+        if (lens.empty()) block_forward(c.be, c.model.config(), bw.view(), c.rope, x, nseq, job.seqlen);
+        else block_forward(c.be, c.model.config(), bw.view(), c.rope, x, lens);
+      };
+      item.write = [&store, b, flow, ck](std::vector<float>& x) {
+        store.put(b + 1, flow, ck, x.data(), static_cast<int64_t>(x.size()));
+      };
+      items.push_back(std::move(item));
     }
-    store.put(b + 1, Flow::Quant, ck, x.data(), static_cast<int64_t>(x.size()));
-    if (!fp_flow) continue;
-    store.get(b, Flow::Fp, ck, &x);
-    ahead.consumed(per_chunk * ck + 1);
-    {
-      TraceSpan span(c.trace, "forward fp", trace_cat::kForward);
-      span.arg("block", b).arg("chunk", ck);
-      forward(*s.resident);
-    }
-    store.put(b + 1, Flow::Fp, ck, x.data(), static_cast<int64_t>(x.size()));
   }
+  run_chunk_pass(c.be, std::move(items), {.slots = kPropagateSlots, .what = "propagate: activation chunk"});
 }
 
 // Boundary b+1 durable on disk (before the manifest names it; run_quantize

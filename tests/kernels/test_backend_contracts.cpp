@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -159,6 +160,70 @@ TEST(BackendContracts, ADeviceTracesItsOpsAndCopiesInStreamOrder) {
       prev_end = ts + dur;
     }
     EXPECT_LE(prev_end, t1 + slack_us) << "the last ended before synchronize() returned";
+  }
+}
+
+// Double buffering, as the pipeline runs chunks: uploads on the upload
+// stream, compute waiting for each, downloads waiting for compute, a slot
+// reused only after its download. Same bytes as everything on the compute
+// stream; on a device the copies are on lanes of their own.
+TEST(BackendContracts, CopyStreamsOrderedByEventsGiveTheComputeStreamsResult) {
+  STREAMQ_SEEDED_RNG(rng);
+  using Stream = Backend::Stream;
+  const int chunks = 5, slots = 2, m = 48, k = 32, n = 16;
+  std::vector<std::vector<float>> x(chunks);
+  for (auto& c : x) c = random_normal<float>(rng, m * k);
+  const std::vector<float> w = random_normal<float>(rng, k * n);
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    Buffer<float> dw = be->upload_new(w, "w");
+    // Reference: one stream.
+    std::vector<std::vector<float>> want(chunks, std::vector<float>(m * n));
+    {
+      Buffer<float> dx = be->alloc<float>(m * k, "x"), dy = be->alloc<float>(m * n, "y");
+      for (int c = 0; c < chunks; ++c) {
+        be->upload(dx, x[c].data(), x[c].size());
+        be->gemm(Trans::N, Trans::N, m, n, k, 1.0f, dx.data(), k, dw.data(), n, 0.0f, dy.data(), n);
+        be->download(want[c].data(), dy, want[c].size());
+        be->synchronize();
+      }
+    }
+    TraceRecorder trace;
+    be->set_trace(&trace);
+    std::vector<Buffer<float>> dx, dy;
+    std::vector<Backend::Event> slot_free(slots);  // the slot's last download
+    for (int i = 0; i < slots; ++i) {
+      dx.push_back(be->alloc<float>(m * k, "x slot " + std::to_string(i)));
+      dy.push_back(be->alloc<float>(m * n, "y slot " + std::to_string(i)));
+    }
+    be->wait(Stream::Upload, be->record(Stream::Compute));  // the slots exist before the first upload
+    std::vector<std::vector<float>> got(chunks, std::vector<float>(m * n));
+    std::vector<Backend::Event> done(chunks);
+    for (int c = 0; c < chunks; ++c) {
+      const int i = c % slots;
+      be->wait(Stream::Upload, slot_free[i]);
+      be->upload_on(Stream::Upload, dx[i], x[c].data(), x[c].size());
+      be->wait(Stream::Compute, be->record(Stream::Upload));
+      be->wait(Stream::Compute, slot_free[i]);  // dy[i]'s last download
+      be->gemm(Trans::N, Trans::N, m, n, k, 1.0f, dx[i].data(), k, dw.data(), n, 0.0f, dy[i].data(), n);
+      be->wait(Stream::Download, be->record(Stream::Compute));
+      be->download_on(Stream::Download, got[c].data(), dy[i], got[c].size());
+      done[c] = slot_free[i] = be->record(Stream::Download);
+    }
+    for (int c = 0; c < chunks; ++c) {
+      be->wait_host(done[c]);
+      EXPECT_EQ(got[c], want[c]) << "chunk " << c;
+    }
+    be->synchronize();
+    be->set_trace(nullptr);
+    std::set<std::string> lanes;
+    const nlohmann::json j = trace.to_json();
+    for (const auto& e : j["traceEvents"])
+      if (e["ph"] == "M" && e["name"] == "thread_name") lanes.insert(e["args"]["name"].get<std::string>());
+    if (be->host_addressable()) continue;  // one queue: nothing of its own to trace
+    EXPECT_TRUE(lanes.count("device (" + be->name() + ", compute stream)")) << j.dump();
+    EXPECT_TRUE(lanes.count("device (" + be->name() + ", upload stream)")) << j.dump();
+    EXPECT_TRUE(lanes.count("device (" + be->name() + ", download stream)")) << j.dump();
   }
 }
 

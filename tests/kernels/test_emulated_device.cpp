@@ -1,7 +1,8 @@
 // The emulated device: each planted mistake is caught where it is made and
 // named (host pointer to a device op, freed buffer, short buffer, host
 // source changed before the queued copy ran, premature host read of a
-// download), its capacity is hard, the first error of queued work is reported at synchronize(), and its results equal
+// download, a buffer used by two streams with no event between them), its
+// capacity is hard, the first error of queued work is reported at synchronize(), and its results equal
 // the CPU backend's bit for bit (it runs the same CPU kernels; the op-test
 // table compares every backend with the float64 references).
 #include <gtest/gtest.h>
@@ -122,6 +123,98 @@ TEST(EmulatedDevice, ADownloadReadsAsNaNUntilSynchronize) {
   for (float v : back) ASSERT_EQ(v, 3.0f);
 }
 
+// ---- stream order: each cross-stream use of a buffer without an event between
+// the two is refused when the second is queued, naming the op, the argument,
+// the buffer and both streams.
+using Stream = Backend::Stream;
+
+TEST(EmulatedDevice, AComputeOpReadingAnUploadItDidNotWaitForIsNamed) {
+  auto be = device();
+  const std::vector<float> x(64, 1.0f);
+  Buffer<float> chunk = be->alloc<float>(64, "activation chunk"), y = be->alloc<float>(64, "y");
+  be->upload_on(Stream::Upload, chunk, x.data(), x.size());
+  const std::string msg = error_of([&] { be->add_inplace(y.data(), chunk.data(), 64); });
+  expect_has(msg, "add_inplace on the compute stream");
+  expect_has(msg, "argument x");
+  expect_has(msg, "'activation chunk'");
+  expect_has(msg, "upload stream");
+  // With the event waited for it is queued, and reads what was uploaded.
+  be->fill_bytes(y.data(), 0, y.bytes());
+  be->wait(Stream::Compute, be->record(Stream::Upload));
+  be->add_inplace(y.data(), chunk.data(), 64);
+  EXPECT_EQ(be->download_all(y), x);
+}
+
+TEST(EmulatedDevice, ADownloadOfComputeOutputWithoutItsEventIsNamed) {
+  auto be = device();
+  Buffer<float> y = be->alloc<float>(64, "forward output");
+  be->fill_bytes(y.data(), 0, y.bytes());
+  std::vector<float> host(64);
+  const std::string msg = error_of([&] { be->download_on(Stream::Download, host.data(), y, 64); });
+  expect_has(msg, "copy_to_host on the download stream");
+  expect_has(msg, "argument src");
+  expect_has(msg, "'forward output'");
+  expect_has(msg, "compute stream");
+  be->synchronize();
+}
+
+TEST(EmulatedDevice, AnUploadOverwritingABufferComputeMayStillReadIsNamed) {
+  auto be = device();
+  const std::vector<float> x(64, 2.0f);
+  Buffer<float> slot = be->upload_new(x, "chunk slot 0"), y = be->alloc<float>(64, "y");
+  be->add_inplace(y.data(), slot.data(), 64);  // compute reads the slot
+  const std::string msg = error_of([&] { be->upload_on(Stream::Upload, slot, x.data(), x.size()); });
+  expect_has(msg, "copy_from_host on the upload stream");
+  expect_has(msg, "'chunk slot 0'");
+  expect_has(msg, "compute stream");
+  be->synchronize();
+}
+
+TEST(EmulatedDevice, OrderThroughAChainOfEventsOrTheHostIsKnown) {
+  // Double buffering's cycle: upload -> compute (waits the upload) ->
+  // download (waits compute) -> the next upload into the slot waits only for
+  // the download, which came after compute: ordered through the chain.
+  auto be = device();
+  const std::vector<float> x(64, 3.0f);
+  std::vector<float> out(64);
+  Buffer<float> slot = be->alloc<float>(64, "slot");
+  for (int round = 0; round < 3; ++round) {
+    be->upload_on(Stream::Upload, slot, x.data(), x.size());
+    be->wait(Stream::Compute, be->record(Stream::Upload));
+    be->add_inplace(slot.data(), slot.data(), 64);
+    be->wait(Stream::Download, be->record(Stream::Compute));
+    be->download_on(Stream::Download, out.data(), slot, 64);
+    const Backend::Event done = be->record(Stream::Download);
+    be->wait(Stream::Upload, done);
+    be->wait_host(done);
+    EXPECT_EQ(out, std::vector<float>(64, 6.0f)) << "round " << round;
+  }
+  // What the host saw pass orders later work on every stream.
+  be->synchronize();
+  be->upload_on(Stream::Upload, slot, x.data(), x.size());
+  be->wait_host(be->record(Stream::Upload));
+  be->add_inplace(slot.data(), slot.data(), 64);
+  EXPECT_EQ(be->download_all(slot), std::vector<float>(64, 6.0f));
+}
+
+TEST(EmulatedDevice, AStreamWaitingForASlowUploadSeesItsData) {
+  // A throttled copy engine (1 MB/s: the 256 KiB upload takes ~0.26 s)
+  // makes an unenforced wait visible: compute would read zeros.
+  EmulatedBackendOptions o;
+  o.memory_bytes = 16 << 20;
+  o.pcie_gbps = 0.001;
+  auto be = make_emulated_backend(o);
+  const std::vector<float> x(65536, 1.5f);
+  Buffer<float> chunk = be->alloc<float>(x.size(), "chunk"), y = be->alloc<float>(x.size(), "y");
+  be->fill_bytes(chunk.data(), 0, chunk.bytes());
+  be->fill_bytes(y.data(), 0, y.bytes());
+  be->wait(Stream::Upload, be->record(Stream::Compute));  // the upload comes after the fill
+  be->upload_on(Stream::Upload, chunk, x.data(), x.size());
+  be->wait(Stream::Compute, be->record(Stream::Upload));
+  be->add_inplace(y.data(), chunk.data(), static_cast<int64_t>(x.size()));
+  EXPECT_EQ(be->download_all(y), x);
+}
+
 TEST(EmulatedDevice, CapacityIsHardAndTheHighWaterMarkIsKept) {
   auto be = device(1 << 20);
   Buffer<float> a = be->alloc<float>(200000, "activations chunk");  // 800000 bytes
@@ -141,9 +234,9 @@ TEST(EmulatedDevice, CapacityIsHardAndTheHighWaterMarkIsKept) {
 
 TEST(EmulatedDevice, DeviceMemoryNeverReusesAnAddress) {
   EmulatedDeviceMemory mem(1 << 20);
-  void* a = mem.allocate(4096);
+  void* a = mem.allocate(4096, "test block");
   mem.free(a);
-  void* b = mem.allocate(4096);
+  void* b = mem.allocate(4096, "test block");
   EXPECT_NE(a, b);
   expect_has(error_of([&] { mem.check(a, 4, "op", "arg"); }), "freed");
   EXPECT_EQ(error_of([&] { mem.check(b, 4096, "op", "arg"); }), "");

@@ -27,7 +27,7 @@ struct FakeDevice {
   MemoryLedger ledger(uint64_t limit) {
     return MemoryLedger(
         limit,
-        [this](uint64_t bytes) -> void* {
+        [this](uint64_t bytes, const std::string&) -> void* {
           if (throw_next) throw std::runtime_error("driver exploded");
           if (fail_next) return nullptr;
           ++allocations;
@@ -67,7 +67,7 @@ TEST(MemoryLedger, LimitIsExactAndRefusalChangesNothing) {
 }
 
 TEST(MemoryLedger, ErrorNamesWhatNeededAllowedInUseAndFlag) {
-  MemoryLedger ledger(3ull << 30, [](uint64_t) { return reinterpret_cast<void*>(4096); },
+  MemoryLedger ledger(3ull << 30, [](uint64_t, const std::string&) { return reinterpret_cast<void*>(4096); },
                             [](void*) {});
   void* held = ledger.allocate(2ull << 30, "activations");
   try {
@@ -166,7 +166,7 @@ TEST(MemoryLedger, PoolBufferReturnsItsBytesOnDestructionMoveAndReset) {
 
 TEST(MemoryLedger, HighWaterNeverPassesTheLimitUnderThreads) {
   const uint64_t limit = 10000;
-  MemoryLedger ledger(limit, [](uint64_t) { return reinterpret_cast<void*>(4096); },
+  MemoryLedger ledger(limit, [](uint64_t, const std::string&) { return reinterpret_cast<void*>(4096); },
                             [](void*) {});
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)

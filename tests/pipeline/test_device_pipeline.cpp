@@ -241,8 +241,13 @@ TEST(DevicePipeline, GpuMemoryLimitSweep) {
     // The statistics phase is counted exactly, the rest bounded above.
     EXPECT_GE(d["high_water_bytes"].get<double>(), 0.9 * d["predicted_peak_bytes"].get<double>());
     if (f < 1.0) EXPECT_LT(d["seqs_per_chunk"].get<int64_t>(), full_seqs);
-    // The chunking changes the statistics' float summation order only.
-    EXPECT_NEAR(total_objective(dir.file(name)) / total_objective(dir.file("full")), 1.0, 1e-3);
+    // The chunking changes the statistics' float summation order only, but on
+    // this 5-block toy GPTAQ + LoaQ run one code flipped by that rounding
+    // cascades through the later blocks: over 2..8 sequences per chunk the
+    // total objective moved by up to 0.47% (2026-12-04: 6 per chunk flips
+    // one code of block 1's gate_proj, and down_proj's objective follows by
+    // 0.2%).
+    EXPECT_NEAR(total_objective(dir.file(name)) / total_objective(dir.file("full")), 1.0, 1e-2);
   }
   const auto tiny = run("tiny", "64KiB");
   EXPECT_EQ(tiny.exit_code, 2) << tiny.err;
