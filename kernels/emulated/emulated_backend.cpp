@@ -14,6 +14,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -81,6 +82,11 @@ class EmulatedBackend final : public Backend {
       throw InternalError("emulated device: copy_from_host: argument host_src is device memory; use copy_within");
     }
     const uint64_t hash = XXH3_64bits(host_src, bytes);
+    const HostRange source{reinterpret_cast<uintptr_t>(host_src), reinterpret_cast<uintptr_t>(host_src) + bytes};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_sources_.insert(source);
+    }
     enqueue(s, "copy_from_host", trace_cat::kH2D, bytes, [=, this] {
       if (XXH3_64bits(host_src, bytes) != hash) {
         throw InternalError("emulated device: copy_from_host of " + std::to_string(bytes) +
@@ -88,6 +94,10 @@ class EmulatedBackend final : public Backend {
                             "unchanged until synchronize()");
       }
       std::memcpy(dst, host_src, bytes);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        pending_sources_.erase(pending_sources_.find(source));
+      }
       throttle(bytes);
     });
   }
@@ -101,8 +111,18 @@ class EmulatedBackend final : public Backend {
       touched().clear();
       throw InternalError("emulated device: copy_to_host: argument host_dst is device memory; use copy_within");
     }
-    // What a premature host read sees: NaN for floats, 0xFF bytes otherwise.
-    std::memset(host_dst, 0xFF, bytes);
+    // What a premature host read sees: NaN for floats, 0xFF bytes otherwise;
+    // except where a queued upload still reads those bytes (a chunk
+    // downloaded back into the host buffer it was uploaded from, ordered
+    // after the upload by events): the download writes them only once it
+    // runs, after that upload.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const uintptr_t lo = reinterpret_cast<uintptr_t>(host_dst), hi = lo + bytes;
+      const bool read_by_an_upload = std::any_of(pending_sources_.begin(), pending_sources_.end(),
+                                                 [&](const HostRange& r) { return r.first < hi && lo < r.second; });
+      if (!read_by_an_upload) std::memset(host_dst, 0xFF, bytes);
+    }
     enqueue(s, "copy_to_host", trace_cat::kD2H, bytes, [=, this] {
       std::memcpy(host_dst, src, bytes);
       throttle(bytes);
@@ -497,6 +517,8 @@ class EmulatedBackend final : public Backend {
   Clock host_known_ = {};
   std::map<std::pair<int, uint64_t>, Clock> event_clocks_;  // recorded events (stream, seq)
   std::map<uint64_t, Clock> last_use_;  // live buffer (allocation number) -> last item of each stream using it
+  using HostRange = std::pair<uintptr_t, uintptr_t>;  // [first, second)
+  std::multiset<HostRange> pending_sources_;  // host bytes queued uploads have yet to read
   TraceRecorder* trace_ = nullptr;  // guarded by mu_
   bool stop_ = false, paused_ = false;
   std::exception_ptr error_;

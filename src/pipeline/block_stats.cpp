@@ -1,6 +1,8 @@
 // Statistics of one sub-layer group over the calibration chunks.
 #include "src/pipeline/block_stats.h"
 
+#include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,7 @@
 #include "src/core/error.h"
 #include "src/methods/loaq.h"
 #include "src/model/resident_block.h"
+#include "src/pipeline/chunk_pass.h"
 #include "scheduler/trace.h"
 
 namespace streamq {
@@ -95,8 +98,6 @@ LinearStats collect_stats(const MethodBackends& bk, const Model& model, const St
   const bool out_proj =
       (needs.residual || needs.token_scales) && (group == SubLayer::O || group == SubLayer::Down);
   LinearStats stats(in);
-  std::vector<float> x, x_fp;
-  ResidentChunk chunk_q(be, "stats: quantized-flow chunk"), chunk_fp(be, "stats: FP-flow chunk");
   Buffer<float> in_fp, res_fp, in_q, res_q;  // what the captures saw, on the backend
   auto grab = [&](Buffer<float>* dst_in, Buffer<float>* dst_res) {
     return [&, dst_in, dst_res](SubLayer s, const float* input, const float* residual, int64_t tokens,
@@ -106,29 +107,47 @@ LinearStats collect_stats(const MethodBackends& bk, const Model& model, const St
       if (out_proj) keep(be, dst_res, residual, tokens * hidden, "stats: residual stream");
     };
   };
-  ReadAhead ahead(hint, block, ReadAhead::stats_order(ch.nchunks, fp_flow));
-  ahead.consumed(-1);
+  // A chunk pass (chunk_pass.h) whose item is one chunk of both flows, the
+  // FP flow's first: the next chunk's read and upload overlap this one's
+  // forwards and statistics, which run in chunk order on the compute stream.
+  auto ahead = std::make_shared<ReadAhead>(hint, block, ReadAhead::stats_order(ch.nchunks, fp_flow));
+  ahead->consumed(-1);
   const int64_t per_chunk = fp_flow ? 2 : 1;
+  std::vector<ChunkPassItem> items;
   for (int64_t c = 0; c < ch.nchunks; ++c) {
     const int64_t nseq = ch.seqs(c, nsamples), tokens = ch.tokens(c, nsamples, seqlen);
     const std::vector<int64_t> lens = ch.lens(c);  // empty: nseq x seqlen
-    if (fp_flow) {
-      store.get(block, Flow::Fp, c, &x_fp);
-      ahead.consumed(c * per_chunk);
-    }
-    store.get(block, Flow::Quant, c, &x);
-    ahead.consumed(c * per_chunk + per_chunk - 1);
-    TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
-    span.arg("block", block).arg("chunk", c).arg("tokens", tokens);
-    auto forward = [&](const BlockView& weights, float* xs, const CaptureFn& capture) {
-      if (lens.empty()) block_forward(be, cfg, weights, rope, xs, nseq, seqlen, capture, static_cast<int>(group));
-      else block_forward(be, cfg, weights, rope, xs, lens, capture, static_cast<int>(group));
+    const int64_t flow_floats = tokens * hidden;
+    ChunkPassItem item;
+    item.floats = per_chunk * flow_floats;
+    item.read = [&store, ahead, block, c, fp_flow, per_chunk, flow_floats](std::vector<float>& x) {
+      std::vector<float> one;
+      if (fp_flow) {
+        store.get(block, Flow::Fp, c, &one);
+        if (static_cast<int64_t>(one.size()) != flow_floats) throw InternalError("stats: FP chunk of an unexpected size");
+        std::copy(one.begin(), one.end(), x.begin());
+        ahead->consumed(c * per_chunk);
+      }
+      store.get(block, Flow::Quant, c, &one);
+      if (static_cast<int64_t>(one.size()) != flow_floats) throw InternalError("stats: chunk of an unexpected size");
+      std::copy(one.begin(), one.end(), x.begin() + (fp_flow ? flow_floats : 0));
+      ahead->consumed(c * per_chunk + per_chunk - 1);
     };
-    if (fp_flow) forward(w.original, chunk_fp.place(x_fp), grab(&in_fp, &res_fp));
-    forward(w.quantized, chunk_q.place(x), grab(&in_q, &res_q));
-    accumulate_chunk(bk, cfg, w.host, group, needs, tokens, nseq, in_q.data(), res_q.data(),
-                     fp_flow ? in_fp.data() : nullptr, fp_flow ? res_fp.data() : nullptr, &stats);
+    item.compute = [&, c, nseq, tokens, lens, flow_floats](float* x) {
+      TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
+      span.arg("block", block).arg("chunk", c).arg("tokens", tokens);
+      auto forward = [&](const BlockView& weights, float* xs, const CaptureFn& capture) {
+        if (lens.empty()) block_forward(be, cfg, weights, rope, xs, nseq, seqlen, capture, static_cast<int>(group));
+        else block_forward(be, cfg, weights, rope, xs, lens, capture, static_cast<int>(group));
+      };
+      if (fp_flow) forward(w.original, x, grab(&in_fp, &res_fp));
+      forward(w.quantized, x + (fp_flow ? flow_floats : 0), grab(&in_q, &res_q));
+      accumulate_chunk(bk, cfg, w.host, group, needs, tokens, nseq, in_q.data(), res_q.data(),
+                       fp_flow ? in_fp.data() : nullptr, fp_flow ? res_fp.data() : nullptr, &stats);
+    };
+    items.push_back(std::move(item));
   }
+  run_chunk_pass(be, std::move(items), {.slots = kStatsSlots, .what = "stats: activation chunks"});
   return stats;
 }
 

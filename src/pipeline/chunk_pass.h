@@ -46,6 +46,9 @@ struct ChunkPassItem {
 // Chunks in flight in the propagate pass (double buffering): the memory
 // plans count this many chunk buffers on the host and on the device.
 constexpr int kPropagateSlots = 2;
+// Chunks (each of every flow the statistics read) in flight in a group's
+// statistics pass.
+constexpr int kStatsSlots = 2;
 
 struct ChunkPassOptions {
   int slots = 2;  // items in flight (2: double buffering)

@@ -108,8 +108,9 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
     uint64_t stats = static_cast<uint64_t>(in.fp_flow ? t * n + 2 * n * n : n * n) * kF32;
     if (out_terms) stats += static_cast<uint64_t>(2 * t * n + t * d + d * n) * kF32;
     consider(std::string("statistics ") + to_string(s),
-             {{"activation chunks (" + std::to_string(flows) + " flow" + (flows > 1 ? "s" : "") + ")",
-               flows * static_cast<uint64_t>(t * d) * kF32},
+             {{"activation chunks (" + std::to_string(flows) + " flow" + (flows > 1 ? "s" : "") + ", " +
+                   std::to_string(kStatsSlots) + " in flight)",
+               kStatsSlots * flows * static_cast<uint64_t>(t * d) * kF32},
               {"captured group inputs", captures},
               {"forward intermediates or chunk statistics", std::max(forward_bytes(c, t), stats)}});
   }

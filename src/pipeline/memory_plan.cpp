@@ -225,7 +225,9 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
     {  // collecting this group's statistics
       Parts p;
       add(&p, "activations held (boundary b)", disk ? 0 : boundary);
-      u64 chunk_bufs = flows_in_stats * (chunk + f32(tokens * g.n));
+      // kStatsSlots chunks of every flow in flight (read, uploaded, computed)
+      // plus one held by the read, and the captured inputs.
+      u64 chunk_bufs = flows_in_stats * ((kStatsSlots + 1) * chunk + f32(tokens * g.n));
       if (in.loaq && out_projection(g.group)) chunk_bufs += f32(tokens * hidden) * (flows_in_stats + 3);
       add(&p, "chunk inputs and captured sub-layer inputs", chunk_bufs);
       add(&p, "forward scratch", scratch);

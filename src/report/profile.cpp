@@ -8,6 +8,7 @@
 
 #include "src/core/error.h"
 #include "io/file/file_util.h"
+#include "scheduler/trace_categories.h"
 
 namespace streamq {
 
@@ -264,6 +265,15 @@ ProfileSummary summarize_trace(const ParsedTrace& t) {
         return std::find(device_lanes.begin(), device_lanes.end(), r.lane) != device_lanes.end();
       }));
       s.device_idle_fraction = s.wall_us > 0 ? 1.0 - s.device_busy_us / s.wall_us : 0.0;
+      auto on_device = [&](const TraceSpanRecord& r) {
+        return std::find(device_lanes.begin(), device_lanes.end(), r.lane) != device_lanes.end();
+      };
+      auto is_copy = [](const std::string& c) { return c == trace_cat::kH2D || c == trace_cat::kD2H; };
+      const Intervals copies = spans_where(t.spans, [&](const TraceSpanRecord& r) { return on_device(r) && is_copy(r.category); });
+      const Intervals device_compute =
+          spans_where(t.spans, [&](const TraceSpanRecord& r) { return on_device(r) && !is_copy(r.category); });
+      s.device_copy_us = measure(copies);
+      s.device_copy_hidden_us = measure(intersect(copies, device_compute));
     }
   }
   for (int lane = 0; lane < static_cast<int>(t.lane_names.size()); ++lane) {
@@ -341,6 +351,9 @@ std::string format_summary(const ProfileSummary& s) {
     o += "\ndevice: busy " + secs(s.device_busy_us) + " s (" + pct(s.device_busy_us, s.wall_us) +
          " of wall), idle " + pct(s.wall_us - s.device_busy_us, s.wall_us) +
          " (waiting for data or for the host's stages)";
+  if (s.device_copy_us >= 0)
+    o += "\ndevice copies (h2d, d2h): " + secs(s.device_copy_us) + " s, overlapping device compute " +
+         secs(s.device_copy_hidden_us) + " s (" + pct(s.device_copy_hidden_us, s.device_copy_us) + ")";
   o += "\nlanes (busy = union of the lane's spans):\n";
   std::size_t w = 8;
   for (const auto& l : s.lanes) w = std::max(w, l.name.size() + 2);
@@ -383,6 +396,8 @@ json summary_to_json(const ProfileSummary& s) {
           {"lanes", lanes},
           {"device_busy_seconds", s.device_busy_us < 0 ? json(nullptr) : json(s.device_busy_us / 1e6)},
           {"device_idle_fraction", s.device_idle_fraction < 0 ? json(nullptr) : json(s.device_idle_fraction)},
+          {"device_copy_seconds", s.device_copy_us < 0 ? json(nullptr) : json(s.device_copy_us / 1e6)},
+          {"device_copy_hidden_seconds", s.device_copy_hidden_us < 0 ? json(nullptr) : json(s.device_copy_hidden_us / 1e6)},
           {"peaks", peaks}};
 }
 

@@ -88,6 +88,10 @@ struct ProfileSummary {
   // spans, and the part of the wall time the device ran nothing (waiting
   // for data, or the host's stages); -1 when the trace has no device lane.
   double device_busy_us = -1, device_idle_fraction = -1;
+  // The device's host<->device copies (h2d, d2h spans on its lanes) and the
+  // part of them that ran while the device computed (on another of its
+  // streams): what double buffering hides. -1 without device lanes.
+  double device_copy_us = -1, device_copy_hidden_us = -1;
   int busiest_lane = -1;
   std::vector<PeakRatio> peaks;
   double io_gbps() const { return io_us > 0 ? io_bytes / io_us / 1e3 : 0; }
