@@ -38,12 +38,15 @@ int run_eval(const std::vector<std::string>& args) {
   std::string rotate;
   opts.add_options()
       ("rotate", po::value(&rotate)->default_value("none"),
-       "none, or hadamard: evaluate the model with its residual stream rotated by a randomized Hadamard "
+       "none, hadamard or random: evaluate the model with its residual stream rotated by an orthogonal "
        "matrix fused into the weights (QuaRot's offline rotation: norms folded into the linears that read "
-       "them, embedding, every block and the head rotated as they load; the hidden size must be 2^k or "
-       "m 2^k with a known Hadamard order m). Without --abits/--kv-bits the perplexity moves by float "
-       "rounding only; with them the quantized activations are those of the rotated stream")
-      ("rotate-seed", po::value(&job.rotate_seed)->default_value(0), "--rotate hadamard: the random signs' seed");
+       "them, embedding, every block and the head rotated as they load). hadamard: a randomized Hadamard "
+       "matrix (fast; the hidden size must be 2^k or m 2^k with a known Hadamard order m); random: a "
+       "Haar-random orthogonal matrix of any size (dense, O(hidden^2) per token). Without "
+       "--abits/--kv-bits the perplexity moves by float rounding only; with them the quantized "
+       "activations are those of the rotated stream")
+      ("rotate-seed", po::value(&job.rotate_seed)->default_value(0),
+       "--rotate hadamard: the random signs' seed; --rotate random: the matrix's seed");
   DeviceFlags df;
   add_device_flags(opts, &df, false);
   po::variables_map vm;
@@ -53,11 +56,13 @@ int run_eval(const std::vector<std::string>& args) {
     throw InputError("pass exactly one of --data (token ids) and --eval-text (text)");
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   finish_act_quant_flags(vm, job.act, job.kv);
-  if (rotate != "none" && rotate != "hadamard")
-    throw InputError("--rotate '" + rotate + "': expected none or hadamard");
-  job.rotate = rotate == "hadamard";
-  if (!job.rotate && vm.count("rotate-seed") && !vm["rotate-seed"].defaulted())
-    throw InputError("--rotate-seed needs --rotate hadamard: without it the value would be ignored");
+  if (rotate != "none" && rotate != "hadamard" && rotate != "random")
+    throw InputError("--rotate '" + rotate + "': expected none, hadamard or random");
+  job.rotate = rotate == "hadamard" ? EvalJob::Rotate::Hadamard
+               : rotate == "random" ? EvalJob::Rotate::Random
+                                    : EvalJob::Rotate::None;
+  if (job.rotate == EvalJob::Rotate::None && vm.count("rotate-seed") && !vm["rotate-seed"].defaulted())
+    throw InputError("--rotate-seed needs --rotate hadamard or random: without it the value would be ignored");
   const auto limit = set_threads(threads);
   OpenedDevice device = open_device(df, vm);
   if (!quiet) std::cerr << "eval: device " << device.description << "\n";

@@ -14,6 +14,7 @@
 #include "io/store/activation_store.h"
 #include "io/formats/npy.h"
 #include "src/methods/hadamard.h"
+#include "src/methods/random_orthogonal.h"
 #include "src/model/model.h"
 #include "src/model/resident_block.h"
 #include "src/model/rotation.h"
@@ -74,29 +75,36 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   ResidentChunk chunk(be, "eval: activation chunk");
 
   std::optional<HadamardTransform> hadamard;
+  std::optional<RandomOrthogonalRotation> random_q;
   Rotation rotation;
-  if (job.rotate) {
+  if (job.rotate == EvalJob::Rotate::Hadamard) {
     try {
       hadamard.emplace(cfg.hidden, random_signs(cfg.hidden, job.rotate_seed));
     } catch (const InputError& e) {
       throw InputError(std::string("--rotate hadamard: hidden size of ") + job.model_dir + ": " + e.what() +
-                       "; evaluate without --rotate");
+                       "; use --rotate random (a random orthogonal matrix of any size), or evaluate without "
+                       "--rotate");
     }
     rotation = {cfg.hidden, [&](float* v, int64_t rows) { hadamard->apply(v, rows); },
                 [&](float* v, int64_t rows) { hadamard->inverse(v, rows); }};
+  } else if (job.rotate == EvalJob::Rotate::Random) {
+    random_q.emplace(cfg.hidden, job.rotate_seed);
+    rotation = {cfg.hidden, [&](float* v, int64_t rows) { random_q->apply(v, rows); },
+                [&](float* v, int64_t rows) { random_q->inverse(v, rows); }};
   }
+  const bool rotated = job.rotate != EvalJob::Rotate::None;
   auto store = make_memory_store();
   std::vector<float> x;
   for (int64_t c = 0; c < nchunks; ++c) {
     x.resize(static_cast<size_t>(seqs(c) * job.seqlen * cfg.hidden));
     model.embed(toks.data() + c * spc * job.seqlen, seqs(c) * job.seqlen, x.data());
-    if (job.rotate) rotation.right(x.data(), seqs(c) * job.seqlen);  // the rotated embedding's rows
+    if (rotated) rotation.right(x.data(), seqs(c) * job.seqlen);  // the rotated embedding's rows
     store->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
   }
   Progress prog(progress, "eval", cfg.layers);
   for (int64_t b = 0; b < cfg.layers; ++b) {
     BlockWeights w = model.load_block(b);
-    if (job.rotate) rotate_block(w, cfg.hidden, rotation);
+    if (rotated) rotate_block(w, cfg.hidden, rotation);
     const ResidentBlock weights(be, w);
     BlockView view = weights.view();
     view.act = job.act;
@@ -112,12 +120,12 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   }
   std::vector<float> logits(static_cast<size_t>(job.seqlen * cfg.vocab));
   std::vector<float> head_w, head_norm;
-  if (job.rotate) {
+  if (rotated) {
     head_w = model.head_weight();
     head_norm = model.final_norm();
     rotate_head(head_w, head_norm, rotation);
   }
-  const ResidentHead head = job.rotate ? ResidentHead(be, cfg, head_norm, head_w) : ResidentHead(be, model);
+  const ResidentHead head = rotated ? ResidentHead(be, cfg, head_norm, head_w) : ResidentHead(be, model);
   ResidentChunk logits_slot(be, "eval: one window's logits");
   double total = 0;
   for (int64_t c = 0; c < nchunks; ++c) {

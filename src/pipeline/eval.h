@@ -32,8 +32,10 @@ struct EvalJob {
   // fused into each block as it is loaded, the embedding and the head. The
   // FP numbers move by float rounding only; with act quantization the linears
   // that read the residual stream see rotated inputs (QuaRot's R1; no online
-  // Hadamard before down_proj yet).
-  bool rotate = false;
+  // Hadamard before down_proj yet). Random: a seeded Haar-random orthogonal
+  // matrix instead (src/methods/random_orthogonal.h), for any hidden size.
+  enum class Rotate { None, Hadamard, Random };
+  Rotate rotate = Rotate::None;
   uint64_t rotate_seed = 0;
 };
 

@@ -139,6 +139,26 @@ TEST(EvalActQuant, RotateFlagsAreChecked) {
   EXPECT_NE(r.err.find("--rotate hadamard: hidden size of " + dir.file("m") + ": no Hadamard matrix of size 92"),
             std::string::npos)
       << r.err;
+  EXPECT_NE(r.err.find("use --rotate random"), std::string::npos) << r.err;
+  // --rotate random reaches it: the same function, so the FP perplexity
+  // moves by float rounding only (a dense float32 rotation of 92 terms per
+  // element: ~1e-6 relative on the logits).
+  auto ppl_of = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"eval", "--model", dir.file("m"), "--data", kValid, "--seqlen", "32",
+                                     "--windows", "2", "--quiet"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const test::CliResult e = test::run_streamq(args);
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    const size_t at = e.out.find("ppl ");
+    return at == std::string::npos ? -1.0 : std::stod(e.out.substr(at + 4));
+  };
+  const double plain = ppl_of({}), random0 = ppl_of({"--rotate", "random"});
+  ASSERT_GT(plain, 0);
+  EXPECT_NEAR(random0 / plain, 1.0, 1e-5);
+  EXPECT_EQ(ppl_of({"--rotate", "random"}), random0) << "a seed is one matrix";
+  EXPECT_NE(ppl_of({"--rotate", "random", "--rotate-seed", "1", "--abits", "4"}),
+            ppl_of({"--rotate", "random", "--abits", "4"}))
+      << "the seed draws the matrix";
 }
 
 }  // namespace
