@@ -47,6 +47,12 @@ int run_eval(const std::vector<std::string>& args) {
        "activations are those of the rotated stream")
       ("rotate-seed", po::value(&job.rotate_seed)->default_value(0),
        "--rotate hadamard: the random signs' seed; --rotate random: the matrix's seed");
+  opts.add_options()
+      ("online-hadamard", po::bool_switch(&job.online_hadamard),
+       "QuaRot's online Hadamard (R4): down_proj's input rotated by the Hadamard transform of the intermediate "
+       "size in every forward (before --abits quantizes it), down_proj's weight by the same as each block "
+       "loads; the intermediate size must be 2^k or m 2^k with a known Hadamard order m. Works with or "
+       "without --rotate; without --abits the perplexity moves by float rounding only");
   DeviceFlags df;
   add_device_flags(opts, &df, false);
   po::variables_map vm;

@@ -135,6 +135,7 @@ struct Stages {
     linear(be, lin("mlp.up_proj"), h.data(), up.data(), t, d, inter);
     h.reset();
     be.swiglu(gate.data(), up.data(), gate.data(), t * inter);
+    if (w.online_hm) be.hadamard_rows(gate.data(), t, inter, w.online_hm, w.online_m, nullptr, false);
     quant_input(gate.data(), inter, "down_proj input");
     return gate;
   }

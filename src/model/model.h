@@ -49,6 +49,13 @@ struct BlockView {
   // default): every linear's input fake-quantized per token (`act`), keys
   // after RoPE and values per head (`kv`), on a host-addressable backend.
   ActQuantConfig act, kv;
+  // QuaRot's online Hadamard (R4): down_proj's input rotated by the
+  // normalized Hadamard transform of the intermediate size (H_m in this
+  // backend's memory, m its order: Backend::hadamard_rows, no signs) before
+  // it is quantized and captured; down_proj's weight must carry the same
+  // transform on its input side (rotate_down_input). Null: off.
+  const float* online_hm = nullptr;
+  int64_t online_m = 0;
   // InternalError naming the linear when the block has no such linear.
   const LinearView& linear(const std::string& name) const;
 };

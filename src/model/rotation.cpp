@@ -55,6 +55,12 @@ void rotate_block(BlockWeights& w, int64_t hidden, const Rotation& r) {
   w.post_norm.assign(static_cast<size_t>(hidden), 1.0f);
 }
 
+void rotate_down_input(BlockWeights& w, int64_t intermediate, const Rotation& r) {
+  check_size(r, intermediate, "rotate_down_input");
+  std::vector<float>& lw = w.linears.at("mlp.down_proj").w;
+  r.right(lw.data(), static_cast<int64_t>(lw.size()) / intermediate);
+}
+
 void rotate_embedding(std::vector<float>& e, int64_t hidden, const Rotation& r) {
   check_size(r, hidden, "rotate_embedding");
   r.right(e.data(), static_cast<int64_t>(e.size()) / hidden);

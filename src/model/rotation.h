@@ -35,6 +35,12 @@ struct Rotation {
 // and are left alone. InternalError when r.n is not the hidden size.
 void rotate_block(BlockWeights& w, int64_t hidden, const Rotation& r);
 
+// The weight side of the online Hadamard before down_proj (BlockView::
+// online_hm): each row of down_proj's weight [hidden, intermediate] gets the
+// transform its input gets, so their products are unchanged. InternalError
+// when r.n is not the intermediate size.
+void rotate_down_input(BlockWeights& w, int64_t intermediate, const Rotation& r);
+
 // Embedding rows e[vocab, hidden] <- e R.
 void rotate_embedding(std::vector<float>& e, int64_t hidden, const Rotation& r);
 

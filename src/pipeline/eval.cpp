@@ -93,6 +93,26 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
                 [&](float* v, int64_t rows) { random_q->inverse(v, rows); }};
   }
   const bool rotated = job.rotate != EvalJob::Rotate::None;
+  // The online Hadamard before down_proj: H_m of the intermediate size where
+  // the backend's hadamard_rows reads it, and the same transform for the
+  // weights' side.
+  std::optional<HadamardTransform> online;
+  Buffer<float> online_hm;
+  Rotation online_rotation;
+  if (job.online_hadamard) {
+    try {
+      online.emplace(cfg.intermediate);
+    } catch (const InputError& e) {
+      throw InputError(std::string("--online-hadamard: intermediate size of ") + job.model_dir + ": " + e.what() +
+                       "; evaluate without --online-hadamard");
+    }
+    online_rotation = {cfg.intermediate, [&](float* v, int64_t rows) { online->apply(v, rows); },
+                       [&](float* v, int64_t rows) { online->inverse(v, rows); }};
+    if (!be.host_addressable()) {
+      online_hm = be.upload_new(online->hm(), "eval: online Hadamard matrix");
+      be.synchronize();
+    }
+  }
   auto store = make_memory_store();
   std::vector<float> x;
   for (int64_t c = 0; c < nchunks; ++c) {
@@ -105,10 +125,15 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   for (int64_t b = 0; b < cfg.layers; ++b) {
     BlockWeights w = model.load_block(b);
     if (rotated) rotate_block(w, cfg.hidden, rotation);
+    if (online) rotate_down_input(w, cfg.intermediate, online_rotation);
     const ResidentBlock weights(be, w);
     BlockView view = weights.view();
     view.act = job.act;
     view.kv = job.kv;
+    if (online) {
+      view.online_hm = be.host_addressable() ? online->hm().data() : online_hm.data();
+      view.online_m = online->split().m;
+    }
     for (int64_t c = 0; c < nchunks; ++c) {
       store->get(b, Flow::Fp, c, &x);
       block_forward(be, cfg, view, rope.table(), chunk.place(x), seqs(c), job.seqlen);

@@ -36,6 +36,10 @@ struct EvalJob {
   // matrix instead (src/methods/random_orthogonal.h), for any hidden size.
   enum class Rotate { None, Hadamard, Random };
   Rotate rotate = Rotate::None;
+  // QuaRot's online Hadamard before down_proj (BlockView::online_hm): the
+  // transform of the intermediate size on down_proj's input in the forward,
+  // and on its weight's input side as each block loads.
+  bool online_hadamard = false;
   uint64_t rotate_seed = 0;
 };
 

@@ -117,6 +117,35 @@ TEST(EvalActQuant, RotationKeepsTheFpPerplexityAndChangesTheA4One) {
   EXPECT_EQ(eval_ppl({"--abits", "4", "--rotate", "hadamard"}), a4_rot0) << "a seed is a fixed rotation";
 }
 
+// --online-hadamard (QuaRot's R4): down_proj's input and its weight's input
+// side carry the same orthogonal transform, so the FP perplexity moves by
+// float rounding only (alone, or on top of --rotate; the same on the
+// emulated device, whose Hadamard op is the CPU's), and under 4-bit
+// activations what down_proj's input quantization sees changes. An
+// intermediate size with no Hadamard matrix is refused, naming it.
+TEST(EvalActQuant, OnlineHadamardKeepsTheFpPerplexityAndChangesTheA4One) {
+  const double fp = eval_ppl({});
+  const double fp_online = eval_ppl({"--online-hadamard"});
+  ASSERT_GT(fp_online, 0);
+  EXPECT_NEAR(fp_online / fp, 1.0, 1e-5);
+  EXPECT_NEAR(eval_ppl({"--online-hadamard", "--rotate", "hadamard"}) / fp, 1.0, 1e-5);
+  EXPECT_EQ(eval_ppl({"--online-hadamard", "--device", "emulated", "--gpu-mem-limit", "1GiB"}), fp_online);
+  const double a4 = eval_ppl({"--abits", "4"}), a4_online = eval_ppl({"--abits", "4", "--online-hadamard"});
+  ASSERT_GT(a4_online, 0);
+  EXPECT_NE(a4_online, a4);
+  test::ScratchDir dir("online-92");
+  ASSERT_EQ(test::run_streamq({"synth", "--out", dir.file("m"), "--hidden", "64", "--intermediate", "92", "--layers",
+                               "1", "--heads", "2", "--kv-heads", "1", "--vocab", "600", "--quiet"})
+                .exit_code,
+            0);
+  const test::CliResult r = test::run_streamq({"eval", "--model", dir.file("m"), "--data", kValid, "--seqlen", "32",
+                                               "--windows", "2", "--quiet", "--online-hadamard"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--online-hadamard: intermediate size of " + dir.file("m") + ": no Hadamard matrix of size 92"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(EvalActQuant, RotateFlagsAreChecked) {
   test::CliResult r;
   EXPECT_LT(eval_ppl({"--rotate-seed", "3"}, &r), 0);
