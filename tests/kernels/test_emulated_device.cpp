@@ -128,16 +128,17 @@ TEST(EmulatedDevice, ADownloadReadsAsNaNUntilSynchronize) {
 // the buffer and both streams.
 using Stream = Backend::Stream;
 
+void expect_has_all(const std::string& msg, std::initializer_list<const char*> parts) {
+  for (const char* part : parts) expect_has(msg, part);
+}
+
 TEST(EmulatedDevice, AComputeOpReadingAnUploadItDidNotWaitForIsNamed) {
   auto be = device();
   const std::vector<float> x(64, 1.0f);
   Buffer<float> chunk = be->alloc<float>(64, "activation chunk"), y = be->alloc<float>(64, "y");
   be->upload_on(Stream::Upload, chunk, x.data(), x.size());
   const std::string msg = error_of([&] { be->add_inplace(y.data(), chunk.data(), 64); });
-  expect_has(msg, "add_inplace on the compute stream");
-  expect_has(msg, "argument x");
-  expect_has(msg, "'activation chunk'");
-  expect_has(msg, "upload stream");
+  expect_has_all(msg, {"add_inplace on the compute stream", "argument x", "'activation chunk'", "upload stream"});
   // With the event waited for it is queued, and reads what was uploaded.
   be->fill_bytes(y.data(), 0, y.bytes());
   be->wait(Stream::Compute, be->record(Stream::Upload));
@@ -151,10 +152,7 @@ TEST(EmulatedDevice, ADownloadOfComputeOutputWithoutItsEventIsNamed) {
   be->fill_bytes(y.data(), 0, y.bytes());
   std::vector<float> host(64);
   const std::string msg = error_of([&] { be->download_on(Stream::Download, host.data(), y, 64); });
-  expect_has(msg, "copy_to_host on the download stream");
-  expect_has(msg, "argument src");
-  expect_has(msg, "'forward output'");
-  expect_has(msg, "compute stream");
+  expect_has_all(msg, {"copy_to_host on the download stream", "argument src", "'forward output'", "compute stream"});
   be->synchronize();
 }
 
@@ -164,9 +162,7 @@ TEST(EmulatedDevice, AnUploadOverwritingABufferComputeMayStillReadIsNamed) {
   Buffer<float> slot = be->upload_new(x, "chunk slot 0"), y = be->alloc<float>(64, "y");
   be->add_inplace(y.data(), slot.data(), 64);  // compute reads the slot
   const std::string msg = error_of([&] { be->upload_on(Stream::Upload, slot, x.data(), x.size()); });
-  expect_has(msg, "copy_from_host on the upload stream");
-  expect_has(msg, "'chunk slot 0'");
-  expect_has(msg, "compute stream");
+  expect_has_all(msg, {"copy_from_host on the upload stream", "'chunk slot 0'", "compute stream"});
   be->synchronize();
 }
 
