@@ -84,11 +84,14 @@ else
     t0=$(date +%s.%N)
     if "$bin" quantize --preset gptq-paper --model data/stories260K --calib "$calib" --nsamples 32 --seqlen 256 --seed 0 \
          --method gptaq --cae --bits 4 --group 32 --device "$dev" "${extra[@]}" --out "$tmp/q-$dev" --quiet \
-         --report "$tmp/r-$dev.json" >"$tmp/log-$dev" 2>&1; then
+         --report "$tmp/r-$dev.json" --trace "$tmp/t-$dev.json" >"$tmp/log-$dev" 2>&1; then
       t1=$(date +%s.%N)
       ppl=$("$bin" eval --model "$tmp/q-$dev" --data "$evald" --seqlen 256 --windows 64 --device "$dev" "${extra[@]}" \
             --quiet 2>/dev/null | awk '/^ppl/ {print $2}')
       record "- stories260K GPTAQ+CAE w4 g32 on $dev: quantize $(echo "$t1 - $t0" | bc) s, perplexity $ppl"
+      # The device's streams: busy, idle, copies and how much of them overlapped compute.
+      [ "$dev" = "$device" ] && "$bin" profile "$tmp/t-$dev.json" 2>/dev/null | grep -E "^device|^  device" |
+        sed 's/^/  /' | tee -a "$out"
     else
       cat "$tmp/log-$dev"
       fail "stories260K quantize on $dev"
