@@ -232,8 +232,14 @@ constexpr unsigned cudaEventDisableTiming = 2;
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned /*flags*/) {
   return cudaEventCreate(event);
 }
-inline cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
-  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipStreamWaitEvent(stream, event, flags)));
+// HIP-CPU runs every stream's work on one processor thread, so a wait
+// queued on one stream for another stream's event can block that thread
+// before it has run the event's stream: a deadlock (seen). The wait is made
+// on the calling host thread instead: the event has passed when this
+// returns, so the stream's later work comes after it. The same order as
+// CUDA's, only stronger (the host waits too).
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t /*stream*/, cudaEvent_t event, unsigned /*flags*/) {
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventSynchronize(event)));
 }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipEventSynchronize(event)));
