@@ -8,6 +8,10 @@
 #   scripts/demo_table.sh STREAMQ_BIN WORKDIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The table's digits are those of OpenBLAS's Haswell (AVX2) kernels, which
+# every AVX2 machine runs: other kernel families round differently, and
+# GPTQ's decisions carry last-bit differences into the fourth digit.
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
 bin=$1
 work=$2
 mkdir -p "$work"

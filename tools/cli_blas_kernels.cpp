@@ -1,27 +1,44 @@
-// See blas_kernels.h.
+// See cli_blas_kernels.h.
 #include "tools/cli_blas_kernels.h"
 
 #include <strings.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <initializer_list>
 
 extern "C" char* openblas_get_corename(void);
 
 namespace streamq {
+namespace {
+
+bool one_of(const char* name, std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (strcasecmp(name, n) == 0) return true;
+  return false;
+}
+
+}  // namespace
 
 const char* wanted_blas_core() {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return nullptr;
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  const char* detected = openblas_get_corename();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512cd");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // Families OpenBLAS 0.3.21 names for CPUs with these features when it
+  // recognizes them: kept as detected.
+  if (avx512 && !one_of(detected, {"SkylakeX", "Cooperlake", "SapphireRapids", "Zen"})) return "SkylakeX";
+  if (!avx512 && avx2 && !one_of(detected, {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"}))
+    return "Haswell";
   return nullptr;
 }
 
-const char* blas_core_name() { return openblas_get_corename(); }
-
-void run_with_reproducible_blas_kernels(char** argv) {
+void run_with_the_cpus_blas_kernels(char** argv) {
   const char* want = wanted_blas_core();
-  if (want == nullptr || strcasecmp(blas_core_name(), want) == 0) return;
+  if (want == nullptr) return;
   if (setenv("OPENBLAS_CORETYPE", want, 1) != 0) return;
   execv("/proc/self/exe", argv);
   unsetenv("OPENBLAS_CORETYPE");  // exec failed: go on with the library's own choice

@@ -36,9 +36,10 @@ constexpr const char* kUsage =
     "mmap threshold), as the memory plan of --host-mem-limit assumes. Environment:\n"
     "  STREAMQ_GLIBC_DYNAMIC_MMAP=1   keep glibc's dynamic threshold instead: measured 5% faster and 10%\n"
     "                                 more peak RSS, which may pass the plan's estimate (bench/allocator_cost.sh)\n"
-    "  OPENBLAS_CORETYPE=NAME         OpenBLAS kernels to run. Unset: Haswell (AVX2) on every CPU that has AVX2,\n"
-    "                                 so results are the same bytes on any such machine (AVX-512 kernels round\n"
-    "                                 differently); e.g. SkylakeX runs the AVX-512 ones (faster there)\n";
+    "  OPENBLAS_CORETYPE=NAME         OpenBLAS kernels to run. Unset: the library's choice, or, where it does not\n"
+    "                                 know the CPU, the family its features reach (SkylakeX with AVX-512, Haswell\n"
+    "                                 with AVX2). Families round differently: Haswell gives the same bytes on\n"
+    "                                 every AVX2 machine (scripts/demo_table.sh sets it)\n";
 
 // Before any thread starts or anything is allocated, so the whole run has it
 // (src/pipeline/memory_plan.h kPlanMmapThresholdBytes says why).
@@ -50,7 +51,7 @@ void use_plan_allocator_policy() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  streamq::run_with_reproducible_blas_kernels(argv);
+  streamq::run_with_the_cpus_blas_kernels(argv);
   use_plan_allocator_policy();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
