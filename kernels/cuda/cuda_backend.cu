@@ -114,8 +114,15 @@ class CudaBackendImpl final : public CudaBackend {
   }
   void wait(Stream s, const Event& e) override {
     if (e.stream == s) return;  // stream order
-    std::lock_guard<std::mutex> lock(events_mu_);
-    if (cudaEvent_t ev = live_event_locked(e)) CUDA_CHECK(cudaStreamWaitEvent(stream_of(s), ev, 0));
+    cudaEvent_t ev = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(events_mu_);
+      ev = live_event_locked(e);
+    }
+    // Outside the lock: on the CPU runtime this wait blocks the host (its
+    // shim), and record() on other threads must go on meanwhile. The event
+    // outlives it as in wait_host.
+    if (ev != nullptr) CUDA_CHECK(cudaStreamWaitEvent(stream_of(s), ev, 0));
   }
   void wait_host(const Event& e) override {
     cudaEvent_t ev = nullptr;

@@ -1,7 +1,6 @@
 // Statistics of one sub-layer group over the calibration chunks.
 #include "src/pipeline/block_stats.h"
 
-#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -120,18 +119,22 @@ LinearStats collect_stats(const MethodBackends& bk, const Model& model, const St
     const int64_t flow_floats = tokens * hidden;
     ChunkPassItem item;
     item.floats = per_chunk * flow_floats;
+    // The store reads straight into the slot; with both flows the quantized
+    // one is appended (within the slot's capacity: it was sized for both).
     item.read = [&store, ahead, block, c, fp_flow, per_chunk, flow_floats](std::vector<float>& x) {
-      std::vector<float> one;
       if (fp_flow) {
-        store.get(block, Flow::Fp, c, &one);
-        if (static_cast<int64_t>(one.size()) != flow_floats) throw InternalError("stats: FP chunk of an unexpected size");
-        std::copy(one.begin(), one.end(), x.begin());
+        store.get(block, Flow::Fp, c, &x);
         ahead->consumed(c * per_chunk);
+        std::vector<float> q;
+        store.get(block, Flow::Quant, c, &q);
+        x.insert(x.end(), q.begin(), q.end());
+      } else {
+        store.get(block, Flow::Quant, c, &x);
       }
-      store.get(block, Flow::Quant, c, &one);
-      if (static_cast<int64_t>(one.size()) != flow_floats) throw InternalError("stats: chunk of an unexpected size");
-      std::copy(one.begin(), one.end(), x.begin() + (fp_flow ? flow_floats : 0));
       ahead->consumed(c * per_chunk + per_chunk - 1);
+      if (static_cast<int64_t>(x.size()) != per_chunk * flow_floats)
+        throw InternalError("stats: chunk " + std::to_string(c) + " of block " + std::to_string(block) +
+                            " has an unexpected size");
     };
     item.compute = [&, c, nseq, tokens, lens, flow_floats](float* x) {
       TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
