@@ -35,6 +35,12 @@ class ResidentBlock {
     view_.act = act;
     view_.kv = kv;
   }
+  // QuaRot's online Hadamard before down_proj in every forward through this
+  // view (BlockView::online_hm: H_m in be's memory, m its order; null: off).
+  void set_online_hadamard(const float* hm, int64_t m) {
+    view_.online_hm = hm;
+    view_.online_m = hm ? m : 0;
+  }
   // Bytes this block holds in the backend's memory (0 on the host).
   uint64_t device_bytes() const;
 
