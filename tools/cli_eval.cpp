@@ -35,24 +35,8 @@ int run_eval(const std::vector<std::string>& args) {
        "for comparing against another implementation")
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
   add_act_quant_flags(opts, &job.act, &job.kv);
-  std::string rotate;
-  opts.add_options()
-      ("rotate", po::value(&rotate)->default_value("none"),
-       "none, hadamard or random: evaluate the model with its residual stream rotated by an orthogonal "
-       "matrix fused into the weights (QuaRot's offline rotation: norms folded into the linears that read "
-       "them, embedding, every block and the head rotated as they load). hadamard: a randomized Hadamard "
-       "matrix (fast; the hidden size must be 2^k or m 2^k with a known Hadamard order m); random: a "
-       "Haar-random orthogonal matrix of any size (dense, O(hidden^2) per token). Without "
-       "--abits/--kv-bits the perplexity moves by float rounding only; with them the quantized "
-       "activations are those of the rotated stream")
-      ("rotate-seed", po::value(&job.rotate_seed)->default_value(0),
-       "--rotate hadamard: the random signs' seed; --rotate random: the matrix's seed");
-  opts.add_options()
-      ("online-hadamard", po::bool_switch(&job.online_hadamard),
-       "QuaRot's online Hadamard (R4): down_proj's input rotated by the Hadamard transform of the intermediate "
-       "size in every forward (before --abits quantizes it), down_proj's weight by the same as each block "
-       "loads; the intermediate size must be 2^k or m 2^k with a known Hadamard order m. Works with or "
-       "without --rotate; without --abits the perplexity moves by float rounding only");
+  RotationFlags rot;
+  add_rotation_flags(opts, &rot, RotationUse::Eval);
   DeviceFlags df;
   add_device_flags(opts, &df, false);
   po::variables_map vm;
@@ -62,13 +46,8 @@ int run_eval(const std::vector<std::string>& args) {
     throw InputError("pass exactly one of --data (token ids) and --eval-text (text)");
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   finish_act_quant_flags(vm, job.act, job.kv);
-  if (rotate != "none" && rotate != "hadamard" && rotate != "random")
-    throw InputError("--rotate '" + rotate + "': expected none, hadamard or random");
-  job.rotate = rotate == "hadamard" ? EvalJob::Rotate::Hadamard
-               : rotate == "random" ? EvalJob::Rotate::Random
-                                    : EvalJob::Rotate::None;
-  if (job.rotate == EvalJob::Rotate::None && vm.count("rotate-seed") && !vm["rotate-seed"].defaulted())
-    throw InputError("--rotate-seed needs --rotate hadamard or random: without it the value would be ignored");
+  finish_rotation_flags(vm, &rot);
+  job.rotation = rot.spec;
   const auto limit = set_threads(threads);
   OpenedDevice device = open_device(df, vm);
   if (!quiet) std::cerr << "eval: device " << device.description << "\n";

@@ -252,4 +252,46 @@ void finish_act_quant_flags(const po::variables_map& vm, const ActQuantConfig& a
     throw InputError("--kv-clip needs --kv-bits below 16: without it the value would be ignored");
 }
 
+void add_rotation_flags(po::options_description& opts, RotationFlags* f, RotationUse use) {
+  const bool q = use == RotationUse::Quantize;
+  opts.add_options()
+      ("rotate", po::value(&f->rotate)->default_value("none"),
+       q ? "none, hadamard or random: quantize the model with its residual stream rotated (QuaRot's R1): norms "
+           "folded into the linears that read them, then an orthogonal matrix fused into the embedding, every "
+           "block as it loads and the head, so the FP model computes the same logits and 2-bit weights and "
+           "4-bit activations lose far less. hadamard: a randomized Hadamard matrix (fast; the hidden size must "
+           "be 2^k or m 2^k with a known Hadamard order m: every Llama, Mistral, Qwen and SmolLM2 size); "
+           "random: a Haar-random orthogonal matrix of any size. The outputs hold the rotated weights (norms 1, "
+           "a tied head untied) and say so in config.json (streamq_rotation): stock loaders (transformers, "
+           "vLLM, llama.cpp) serve an offline-rotated model as it is"
+         : "none, hadamard or random: evaluate the model with its residual stream rotated by an orthogonal "
+           "matrix fused into the weights (QuaRot's offline rotation: norms folded into the linears that read "
+           "them, embedding, every block and the head rotated as they load). hadamard: a randomized Hadamard "
+           "matrix (fast; the hidden size must be 2^k or m 2^k with a known Hadamard order m); random: a "
+           "Haar-random orthogonal matrix of any size (dense, O(hidden^2) per token). Without "
+           "--abits/--kv-bits the perplexity moves by float rounding only; with them the quantized "
+           "activations are those of the rotated stream. A checkpoint quantize --rotate wrote is already "
+           "rotated: evaluate it without --rotate")
+      ("rotate-seed", po::value(&f->spec.seed)->default_value(0),
+       "--rotate hadamard: the random signs' seed; --rotate random: the matrix's seed")
+      ("online-hadamard", po::bool_switch(&f->spec.online_hadamard),
+       q ? "QuaRot's online Hadamard (R4) before down_proj: down_proj's weight rotated on its input side by the "
+           "Hadamard transform of the intermediate size, its input by the same in every forward (calibration "
+           "included, before --abits quantizes it); the intermediate size must be 2^k or m 2^k with a known "
+           "order m. No stock loader applies the activation side, so only --format fake can hold it "
+           "(streamq eval applies it, reading config.json's streamq_rotation); for GPTQ, compressed-tensors "
+           "or GGUF use --rotate alone"
+         : "QuaRot's online Hadamard (R4): down_proj's input rotated by the Hadamard transform of the "
+           "intermediate size in every forward (before --abits quantizes it), down_proj's weight by the same "
+           "as each block loads; the intermediate size must be 2^k or m 2^k with a known Hadamard order m. "
+           "Works with or without --rotate; without --abits the perplexity moves by float rounding only. A "
+           "checkpoint quantize --online-hadamard wrote gets the forward's half without this flag");
+}
+
+void finish_rotation_flags(const po::variables_map& vm, RotationFlags* f) {
+  f->spec.kind = parse_rotation_kind(f->rotate, "--rotate");
+  if (f->spec.kind == RotationSpec::Kind::None && given(vm, "rotate-seed"))
+    throw InputError("--rotate-seed needs --rotate hadamard or random: without it the value would be ignored");
+}
+
 }  // namespace streamq::cli

@@ -8,6 +8,7 @@
 #include "kernels/cpu/act_quant.h"
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
+#include "src/pipeline/model_rotation.h"
 
 namespace streamq::cli {
 
@@ -50,5 +51,16 @@ void check_method_flag_dependencies(const boost::program_options::variables_map&
 void add_act_quant_flags(boost::program_options::options_description& opts, ActQuantConfig* act, ActQuantConfig* kv);
 void finish_act_quant_flags(const boost::program_options::variables_map& vm, const ActQuantConfig& act,
                             const ActQuantConfig& kv);
+
+// --rotate, --rotate-seed, --online-hadamard (eval and quantize: one
+// definition; `quantize` says what its outputs hold), and their checks: a
+// seed without a rotation is an error, as the flag would mean nothing.
+struct RotationFlags {
+  std::string rotate = "none";
+  RotationSpec spec;
+};
+enum class RotationUse { Eval, Quantize };
+void add_rotation_flags(boost::program_options::options_description& opts, RotationFlags* f, RotationUse use);
+void finish_rotation_flags(const boost::program_options::variables_map& vm, RotationFlags* f);
 
 }  // namespace streamq::cli

@@ -182,6 +182,16 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   const bool uses_window = c.arch == Architecture::Mistral ||
                            (c.arch == Architecture::Qwen2 && f.boolean("use_sliding_window", false));
   if (uses_window && f.given("sliding_window")) c.sliding_window = f.positive_int("sliding_window");
+  if (j.contains("streamq_rotation")) {
+    const json& r = j["streamq_rotation"];
+    if (!r.is_object() || !r.contains("rotate") || !r["rotate"].is_string() ||
+        (r.contains("online_hadamard") && !r["online_hadamard"].is_boolean()))
+      throw InputError(source_name + ": field 'streamq_rotation' is not {\"rotate\": string, \"online_hadamard\": bool}");
+    c.rotation = r["rotate"].get<std::string>();
+    if (c.rotation != "none" && c.rotation != "hadamard" && c.rotation != "random")
+      throw InputError(source_name + ": streamq_rotation.rotate '" + c.rotation + "' is not none, hadamard or random");
+    c.online_hadamard = r.value("online_hadamard", false);
+  }
   return c;
 }
 

@@ -39,6 +39,14 @@ struct ModelConfig {
   // Mistral / Qwen2 (use_sliding_window) attention window; 0 = full attention.
   // Sequences no longer than it are unaffected, so it is recorded, not applied.
   int64_t sliding_window = 0;
+  // A checkpoint `streamq quantize --rotate/--online-hadamard` wrote
+  // (config.json "streamq_rotation", src/pipeline/model_rotation.h): its
+  // weights carry the rotation already. rotation: "" (a plain model),
+  // "none", "hadamard" or "random"; online_hadamard: down_proj's weight
+  // carries QuaRot's online Hadamard on its input side, so its forward must
+  // apply the transform to down_proj's input (stock loaders do not).
+  std::string rotation;
+  bool online_hadamard = false;
 };
 
 // Parses and validates `<dir>/config.json`. Unknown architectures and missing or

@@ -13,11 +13,8 @@
 #include "src/core/sysinfo.h"
 #include "io/store/activation_store.h"
 #include "io/formats/npy.h"
-#include "src/methods/hadamard.h"
-#include "src/methods/random_orthogonal.h"
 #include "src/model/model.h"
 #include "src/model/resident_block.h"
-#include "src/model/rotation.h"
 #include "src/export/model_source.h"
 #include "src/report/progress.h"
 
@@ -74,66 +71,41 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   const ResidentRope rope(be, model.rope_table(job.seqlen));
   ResidentChunk chunk(be, "eval: activation chunk");
 
-  std::optional<HadamardTransform> hadamard;
-  std::optional<RandomOrthogonalRotation> random_q;
-  Rotation rotation;
-  if (job.rotate == EvalJob::Rotate::Hadamard) {
-    try {
-      hadamard.emplace(cfg.hidden, random_signs(cfg.hidden, job.rotate_seed));
-    } catch (const InputError& e) {
-      throw InputError(std::string("--rotate hadamard: hidden size of ") + job.model_dir + ": " + e.what() +
-                       "; use --rotate random (a random orthogonal matrix of any size), or evaluate without "
-                       "--rotate");
-    }
-    rotation = {cfg.hidden, [&](float* v, int64_t rows) { hadamard->apply(v, rows); },
-                [&](float* v, int64_t rows) { hadamard->inverse(v, rows); }};
-  } else if (job.rotate == EvalJob::Rotate::Random) {
-    random_q.emplace(cfg.hidden, job.rotate_seed);
-    rotation = {cfg.hidden, [&](float* v, int64_t rows) { random_q->apply(v, rows); },
-                [&](float* v, int64_t rows) { random_q->inverse(v, rows); }};
+  // A rotated streamq checkpoint carries its rotation in its weights; only
+  // the online transform's activation side is left for the forward.
+  if (!cfg.rotation.empty() && job.rotation.kind != RotationSpec::Kind::None)
+    throw InputError("--rotate: " + job.model_dir + " is already rotated (config.json " + kRotationConfigKey +
+                     ": " + cfg.rotation + "); evaluate it without --rotate");
+  if (cfg.online_hadamard && job.rotation.online_hadamard)
+    throw InputError("--online-hadamard: " + job.model_dir + "'s down_proj already carries the online Hadamard "
+                     "(config.json " + kRotationConfigKey + "), which eval applies; evaluate it without --online-hadamard");
+  RotationSpec spec = job.rotation;
+  if (cfg.online_hadamard) {
+    spec.online_hadamard = true;
+    if (progress)
+      *progress << "eval: " << job.model_dir << " carries the online Hadamard before down_proj (config.json "
+                << kRotationConfigKey << "): applied to down_proj's input in the forward\n";
   }
-  const bool rotated = job.rotate != EvalJob::Rotate::None;
-  // The online Hadamard before down_proj: H_m of the intermediate size where
-  // the backend's hadamard_rows reads it, and the same transform for the
-  // weights' side.
-  std::optional<HadamardTransform> online;
-  Buffer<float> online_hm;
-  Rotation online_rotation;
-  if (job.online_hadamard) {
-    try {
-      online.emplace(cfg.intermediate);
-    } catch (const InputError& e) {
-      throw InputError(std::string("--online-hadamard: intermediate size of ") + job.model_dir + ": " + e.what() +
-                       "; evaluate without --online-hadamard");
-    }
-    online_rotation = {cfg.intermediate, [&](float* v, int64_t rows) { online->apply(v, rows); },
-                       [&](float* v, int64_t rows) { online->inverse(v, rows); }};
-    if (!be.host_addressable()) {
-      online_hm = be.upload_new(online->hm(), "eval: online Hadamard matrix");
-      be.synchronize();
-    }
-  }
+  const ModelRotation rotation(be, cfg, spec, job.model_dir,
+                               cfg.online_hadamard ? ModelRotation::OnlineWeights::AlreadyFused
+                                                   : ModelRotation::OnlineWeights::Fuse);
   auto store = make_memory_store();
   std::vector<float> x;
   for (int64_t c = 0; c < nchunks; ++c) {
     x.resize(static_cast<size_t>(seqs(c) * job.seqlen * cfg.hidden));
     model.embed(toks.data() + c * spc * job.seqlen, seqs(c) * job.seqlen, x.data());
-    if (rotated) rotation.right(x.data(), seqs(c) * job.seqlen);  // the rotated embedding's rows
+    rotation.rotate_rows(x.data(), seqs(c) * job.seqlen);  // the rotated embedding's rows
     store->put(0, Flow::Fp, c, x.data(), static_cast<int64_t>(x.size()));
   }
   Progress prog(progress, "eval", cfg.layers);
   for (int64_t b = 0; b < cfg.layers; ++b) {
     BlockWeights w = model.load_block(b);
-    if (rotated) rotate_block(w, cfg.hidden, rotation);
-    if (online) rotate_down_input(w, cfg.intermediate, online_rotation);
+    rotation.rotate_block(w);
     const ResidentBlock weights(be, w);
     BlockView view = weights.view();
     view.act = job.act;
     view.kv = job.kv;
-    if (online) {
-      view.online_hm = be.host_addressable() ? online->hm().data() : online_hm.data();
-      view.online_m = online->split().m;
-    }
+    rotation.apply_online(view);
     for (int64_t c = 0; c < nchunks; ++c) {
       store->get(b, Flow::Fp, c, &x);
       block_forward(be, cfg, view, rope.table(), chunk.place(x), seqs(c), job.seqlen);
@@ -145,12 +117,12 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   }
   std::vector<float> logits(static_cast<size_t>(job.seqlen * cfg.vocab));
   std::vector<float> head_w, head_norm;
-  if (rotated) {
+  if (rotation.residual()) {
     head_w = model.head_weight();
     head_norm = model.final_norm();
-    rotate_head(head_w, head_norm, rotation);
+    rotation.rotate_head(head_w, head_norm);
   }
-  const ResidentHead head = rotated ? ResidentHead(be, cfg, head_norm, head_w) : ResidentHead(be, model);
+  const ResidentHead head = rotation.residual() ? ResidentHead(be, cfg, head_norm, head_w) : ResidentHead(be, model);
   ResidentChunk logits_slot(be, "eval: one window's logits");
   double total = 0;
   for (int64_t c = 0; c < nchunks; ++c) {

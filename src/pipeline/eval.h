@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cpu/act_quant.h"
+#include "src/pipeline/model_rotation.h"
 #include "src/pipeline/tokens.h"
 
 namespace streamq {
@@ -27,20 +28,15 @@ struct EvalJob {
   // W4A4KV4-style evaluation of a (fake-quant) model: every linear's input
   // quantized per token, the KV cache per head (bits 16 = off, today's numbers).
   ActQuantConfig act, kv;
-  // Evaluate the model with its residual stream rotated (src/model/rotation.h):
-  // a randomized Hadamard rotation of the hidden size seeded by rotate_seed,
-  // fused into each block as it is loaded, the embedding and the head. The
-  // FP numbers move by float rounding only; with act quantization the linears
-  // that read the residual stream see rotated inputs (QuaRot's R1; no online
-  // Hadamard before down_proj yet). Random: a seeded Haar-random orthogonal
-  // matrix instead (src/methods/random_orthogonal.h), for any hidden size.
-  enum class Rotate { None, Hadamard, Random };
-  Rotate rotate = Rotate::None;
-  // QuaRot's online Hadamard before down_proj (BlockView::online_hm): the
-  // transform of the intermediate size on down_proj's input in the forward,
-  // and on its weight's input side as each block loads.
-  bool online_hadamard = false;
-  uint64_t rotate_seed = 0;
+  // Evaluate the model rotated (src/pipeline/model_rotation.h): QuaRot's R1
+  // of the residual stream (a seeded randomized Hadamard, or a random
+  // orthogonal matrix for any hidden size) fused into each block as it is
+  // loaded, the embedding and the head, and/or the online Hadamard before
+  // down_proj. The FP numbers move by float rounding only; with act
+  // quantization the linears see rotated inputs. A checkpoint quantize wrote
+  // rotated is evaluated as it is (its config's streamq_rotation), with the
+  // online transform's activation side applied when it carries one.
+  RotationSpec rotation;
 };
 
 struct EvalResult {

@@ -1,0 +1,88 @@
+// A job's rotations (see model_rotation.h).
+#include "src/pipeline/model_rotation.h"
+
+#include "src/core/error.h"
+#include "src/model/resident_block.h"
+
+namespace streamq {
+
+const char* to_string(RotationSpec::Kind k) {
+  switch (k) {
+    case RotationSpec::Kind::None: return "none";
+    case RotationSpec::Kind::Hadamard: return "hadamard";
+    case RotationSpec::Kind::Random: return "random";
+  }
+  return "none";
+}
+
+RotationSpec::Kind parse_rotation_kind(const std::string& s, const std::string& flag) {
+  if (s == "none") return RotationSpec::Kind::None;
+  if (s == "hadamard") return RotationSpec::Kind::Hadamard;
+  if (s == "random") return RotationSpec::Kind::Random;
+  throw InputError(flag + " '" + s + "': expected none, hadamard or random");
+}
+
+nlohmann::json RotationSpec::to_json() const {
+  return {{"rotate", to_string(kind)}, {"seed", seed}, {"online_hadamard", online_hadamard}};
+}
+
+ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const RotationSpec& spec,
+                             const std::string& model_dir, OnlineWeights online_weights)
+    : spec_(spec), online_weights_(online_weights), hidden_(cfg.hidden), intermediate_(cfg.intermediate) {
+  if (spec.kind == RotationSpec::Kind::Hadamard) {
+    try {
+      hadamard_.emplace(cfg.hidden, random_signs(cfg.hidden, spec.seed));
+    } catch (const InputError& e) {
+      throw InputError("--rotate hadamard: hidden size of " + model_dir + ": " + e.what() +
+                       "; use --rotate random (a random orthogonal matrix of any size), or run without --rotate");
+    }
+    rotation_ = {cfg.hidden, [this](float* v, int64_t rows) { hadamard_->apply(v, rows); },
+                 [this](float* v, int64_t rows) { hadamard_->inverse(v, rows); }};
+  } else if (spec.kind == RotationSpec::Kind::Random) {
+    random_.emplace(cfg.hidden, spec.seed);
+    rotation_ = {cfg.hidden, [this](float* v, int64_t rows) { random_->apply(v, rows); },
+                 [this](float* v, int64_t rows) { random_->inverse(v, rows); }};
+  }
+  if (spec.online_hadamard) {
+    try {
+      online_.emplace(cfg.intermediate);
+    } catch (const InputError& e) {
+      throw InputError("--online-hadamard: intermediate size of " + model_dir + ": " + e.what() +
+                       "; run without --online-hadamard");
+    }
+    online_rotation_ = {cfg.intermediate, [this](float* v, int64_t rows) { online_->apply(v, rows); },
+                        [this](float* v, int64_t rows) { online_->inverse(v, rows); }};
+    if (be.host_addressable()) {
+      online_hm_ = online_->hm().data();
+    } else {
+      online_hm_device_ = be.upload_new(online_->hm(), "online Hadamard matrix");
+      be.synchronize();
+      online_hm_ = online_hm_device_.data();
+    }
+  }
+}
+
+void ModelRotation::rotate_rows(float* x, int64_t rows) const {
+  if (residual()) rotation_.right(x, rows);
+}
+
+void ModelRotation::rotate_block(BlockWeights& w) const {
+  if (residual()) streamq::rotate_block(w, hidden_, rotation_);
+  if (online_ && online_weights_ == OnlineWeights::Fuse) rotate_down_input(w, intermediate_, online_rotation_);
+}
+
+void ModelRotation::apply_online(ResidentBlock& block) const {
+  if (online_) block.set_online_hadamard(online_hm_, online_->split().m);
+}
+
+void ModelRotation::apply_online(BlockView& view) const {
+  if (!online_) return;
+  view.online_hm = online_hm_;
+  view.online_m = online_->split().m;
+}
+
+void ModelRotation::rotate_head(std::vector<float>& w, std::vector<float>& final_norm) const {
+  if (residual()) streamq::rotate_head(w, final_norm, rotation_);
+}
+
+}  // namespace streamq

@@ -1,0 +1,98 @@
+// The rotations of a job (issue 17), in one place for `eval` and `quantize`:
+// QuaRot's offline rotation R1 of the residual stream (a randomized Hadamard
+// or a random orthogonal matrix of the hidden size, fused into every block
+// as it loads, the embedding's rows and the head) and the online Hadamard R4
+// before down_proj (its weight side fused, its activation side applied by
+// block_forward through BlockView::online_hm). The math is
+// src/model/rotation.h's; this owns the matrices, the device copy of H_m,
+// and the errors a user sees.
+//
+//   ModelRotation rot(be, cfg, spec, "--rotate", model_dir);
+//   rot.rotate_rows(x, tokens);           // embedding rows of boundary 0
+//   BlockWeights w = model.load_block(b);
+//   rot.rotate_block(w);                  // before it is uploaded
+//   rot.apply_online(resident_block);     // the forward's half of R4
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/backend.h"
+#include "src/methods/hadamard.h"
+#include "src/methods/random_orthogonal.h"
+#include "src/model/config.h"
+#include "src/model/model.h"
+#include "src/model/rotation.h"
+
+namespace streamq {
+
+class ResidentBlock;
+
+// What a job asks for. kind None with online_hadamard is allowed: the
+// online transform alone (it needs no residual rotation).
+struct RotationSpec {
+  enum class Kind { None, Hadamard, Random };
+  Kind kind = Kind::None;
+  uint64_t seed = 0;             // the Hadamard's random signs, or the random matrix's draw
+  bool online_hadamard = false;  // R4 before down_proj
+  bool enabled() const { return kind != Kind::None || online_hadamard; }
+  // {"rotate": "hadamard", "seed": 0, "online_hadamard": false}: the form
+  // job identities, settings and a rotated checkpoint's config.json carry.
+  nlohmann::json to_json() const;
+};
+const char* to_string(RotationSpec::Kind k);  // "none", "hadamard", "random"
+// InputError naming `flag` for anything but none|hadamard|random.
+RotationSpec::Kind parse_rotation_kind(const std::string& s, const std::string& flag);
+
+// The config.json key a rotated checkpoint records its rotation under
+// (ModelConfig::rotation and online_hadamard are parsed from it).
+inline constexpr const char* kRotationConfigKey = "streamq_rotation";
+
+class ModelRotation {
+ public:
+  // Online weights: whether rotate_block fuses R4 into down_proj's input
+  // side (a source model) or the checkpoint already carries it (a rotated
+  // streamq output, whose forward still needs the activation side).
+  enum class OnlineWeights { Fuse, AlreadyFused };
+  // Builds the matrices for cfg's sizes. InputError naming `flags` and
+  // `model_dir` when no Hadamard matrix reaches the hidden size (then
+  // --rotate random is the way) or the intermediate size (online).
+  ModelRotation(Backend& be, const ModelConfig& cfg, const RotationSpec& spec, const std::string& model_dir,
+                OnlineWeights online_weights = OnlineWeights::Fuse);
+  ModelRotation(const ModelRotation&) = delete;
+  ModelRotation& operator=(const ModelRotation&) = delete;
+
+  const RotationSpec& spec() const { return spec_; }
+  bool residual() const { return spec_.kind != RotationSpec::Kind::None; }
+  bool online() const { return online_.has_value(); }
+  // Rows x[rows, hidden] <- x R (embedding rows; identity without R1).
+  void rotate_rows(float* x, int64_t rows) const;
+  // A source block, in place: R1 (norms folded) and R4's weight side.
+  void rotate_block(BlockWeights& w) const;
+  // The forward's half of R4 on a block's view (nothing when off).
+  void apply_online(ResidentBlock& block) const;
+  void apply_online(BlockView& view) const;
+  // The head, in place: the final norm folded, w <- w R (nothing without R1).
+  void rotate_head(std::vector<float>& w, std::vector<float>& final_norm) const;
+  // The R1 rotation (for callers with their own arrays); n = 0 without R1.
+  const Rotation& residual_rotation() const { return rotation_; }
+
+ private:
+  RotationSpec spec_;
+  OnlineWeights online_weights_;
+  int64_t hidden_ = 0, intermediate_ = 0;
+  std::optional<HadamardTransform> hadamard_;
+  std::optional<RandomOrthogonalRotation> random_;
+  Rotation rotation_;
+  std::optional<HadamardTransform> online_;
+  Rotation online_rotation_;
+  const float* online_hm_ = nullptr;  // H_m where the backend's ops read it
+  Buffer<float> online_hm_device_;
+};
+
+}  // namespace streamq
