@@ -123,6 +123,8 @@ int run_quantize(const std::vector<std::string>& args) {
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
   add_method_flags(opts, mf);
   add_act_quant_flags(opts, &job.act, &job.kv);
+  RotationFlags rot;
+  add_rotation_flags(opts, &rot, RotationUse::Quantize);
   DeviceFlags df;
   add_device_flags(opts, &df, true);
   po::variables_map vm;
@@ -173,6 +175,8 @@ int run_quantize(const std::vector<std::string>& args) {
   job.quant = mf.quant;
   job.loaq = mf.loaq;
   finish_act_quant_flags(vm, job.act, job.kv);
+  finish_rotation_flags(vm, &rot);
+  job.rotation = rot.spec;
   job.tokens_dtype = parse_tokens_dtype(tokens_dtype);
   job.overwrite = vm["overwrite"].as<bool>();
   job.activations = parse_placement(activations);

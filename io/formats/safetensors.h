@@ -128,6 +128,11 @@ class SafetensorsWriter {
   void write(const std::string& name, const void* bytes, uint64_t nbytes);
   // Floats converted to the planned (floating) dtype.
   void write_f32(const std::string& name, const float* values, int64_t numel);
+  // A tensor written in consecutive parts (row panels of a tensor too large
+  // to hold whole): values for elements [first, first + numel), each part
+  // starting where the last ended; the tensor counts as written once its
+  // last element is. InputError for a part out of order or past the end.
+  void write_f32_part(const std::string& name, int64_t first, const float* values, int64_t numel);
   // Checks every planned tensor was written, fsyncs, renames, writes the index
   // (when sharded) and fsyncs the directory.
   void finish();

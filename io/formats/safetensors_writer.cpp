@@ -37,13 +37,14 @@ std::string shard_file_name(const std::string& base, std::size_t i, std::size_t 
 }  // namespace
 
 struct SafetensorsWriter::Impl {
-  enum class State { Pending, Writing, Done };
+  enum class State { Pending, Writing, Partial, Done };
   struct Slot {
     TensorSpec spec;
     std::size_t shard = 0;
     uint64_t offset = 0;  // absolute, in the shard file
     uint64_t nbytes = 0;
     State state = State::Pending;
+    uint64_t parts_bytes = 0;  // write_f32_part: bytes written so far
   };
   struct Shard {
     std::string final_name;  // relative to out_dir
@@ -83,14 +84,14 @@ struct SafetensorsWriter::Impl {
 
   // Marks a tensor as being written so a second write of it is caught even
   // when both race from different threads.
-  Slot& claim(const std::string& name, const char* op) {
+  Slot& claim(const std::string& name, const char* op, bool part = false) {
     std::lock_guard<std::mutex> lock(mu);
     if (finished) throw InternalError(out_dir + ": " + op + " of tensor '" + name + "' after finish()");
     const auto it = by_name.find(name);
     if (it == by_name.end())
       throw InputError(out_dir + ": " + op + " of tensor '" + name + "' which is not in the write plan");
     Slot& s = slots[it->second];
-    if (s.state != State::Pending)
+    if (s.state != State::Pending && !(part && s.state == State::Partial))
       throw InternalError(shards[s.shard].final_name + ": tensor '" + name + "' written twice");
     s.state = State::Writing;
     return s;
@@ -99,6 +100,13 @@ struct SafetensorsWriter::Impl {
   void settle(Slot& s, bool ok) {
     std::lock_guard<std::mutex> lock(mu);
     s.state = ok ? State::Done : State::Pending;
+  }
+  // After a part: Partial until the last byte is in (a failed part leaves
+  // the tensor as it was before it).
+  void settle_part(Slot& s, uint64_t bytes_before, bool ok) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!ok) s.parts_bytes = bytes_before;
+    s.state = s.parts_bytes == s.nbytes ? State::Done : (s.parts_bytes > 0 ? State::Partial : State::Pending);
   }
 };
 
@@ -225,6 +233,36 @@ void SafetensorsWriter::write_f32(const std::string& name, const float* values, 
     throw;
   }
   impl_->settle(s, true);
+}
+
+void SafetensorsWriter::write_f32_part(const std::string& name, int64_t first, const float* values, int64_t numel) {
+  Impl::Slot& s = impl_->claim(name, "write_f32_part", true);
+  const uint64_t before = s.parts_bytes;
+  try {
+    const std::string where = impl_->shards[s.shard].final_name + ": tensor '" + name + "'";
+    if (!is_floating(s.spec.dtype))
+      throw InputError(where + ": write_f32_part into non-floating dtype " + dtype_name(s.spec.dtype));
+    const uint64_t esize = dtype_size(s.spec.dtype);
+    const uint64_t total = s.nbytes / esize, done = before / esize;
+    if (first < 0 || numel <= 0 || static_cast<uint64_t>(first) != done ||
+        static_cast<uint64_t>(first + numel) > total)
+      throw InputError(where + ": part of elements [" + std::to_string(first) + ", " + std::to_string(first + numel) +
+                       ") after " + std::to_string(done) + " of " + std::to_string(total) +
+                       " written (parts go in order, within the tensor)");
+    constexpr int64_t kChunk = 1 << 20;
+    std::vector<unsigned char> buf(static_cast<std::size_t>(std::min(numel, kChunk) * esize));
+    for (int64_t i = 0; i < numel; i += kChunk) {
+      const int64_t n = std::min(kChunk, numel - i);
+      convert_from_f32(s.spec.dtype, values + i, buf.data(), static_cast<std::size_t>(n));
+      impl_->pwrite_all(impl_->shards[s.shard], buf.data(), static_cast<uint64_t>(n) * esize,
+                        s.offset + static_cast<uint64_t>(first + i) * esize, "tensor '" + name + "'");
+    }
+    s.parts_bytes = before + static_cast<uint64_t>(numel) * esize;
+  } catch (...) {
+    impl_->settle_part(s, before, false);
+    throw;
+  }
+  impl_->settle_part(s, before, true);
 }
 
 void SafetensorsWriter::finish() {

@@ -24,6 +24,7 @@ enum class KillPoint {
   Drop,          // after a committed block's input boundary is dropped
   Assemble,      // after each tensor of the final checkpoint is copied
   Commit,        // before the output directory is renamed into place
+  RotatedPanel,  // after each row panel of a rotated job's embedding and head (src/pipeline/rotated_ends.h)
 };
 // "get", "put", "stats", "quantize", "block-file", "flush", "manifest",
 // "manifest-done", "drop", "assemble", "commit": the names a spec uses.

@@ -26,8 +26,15 @@ void copy_tensor(SafetensorsWriter& w, const SafetensorsFile& f, const std::stri
 
 }  // namespace
 
+std::vector<std::string> rotated_block_tensors(const ModelConfig& cfg) {
+  std::vector<std::string> names = {"input_layernorm.weight", "post_attention_layernorm.weight"};
+  for (const auto& l : block_linears(cfg))
+    if (l.has_bias && (l.name == "self_attn.o_proj" || l.name == "mlp.down_proj")) names.push_back(l.name + ".bias");
+  return names;
+}
+
 std::vector<TensorSpec> block_file_plan(const ModelConfig& cfg, const SafetensorsModel& st, const QuantConfig& q,
-                                        int64_t b) {
+                                        int64_t b, bool rotated) {
   std::vector<TensorSpec> plan;
   for (const auto& l : block_linears(cfg)) {
     const std::string p = block_prefix(b) + l.name;
@@ -35,6 +42,11 @@ std::vector<TensorSpec> block_file_plan(const ModelConfig& cfg, const Safetensor
     plan.push_back({p + ".weight", t.dtype, t.shape});
     quant_result_specs(p, l, q, &plan);
   }
+  if (rotated)
+    for (const std::string& rel : rotated_block_tensors(cfg)) {
+      const TensorInfo& t = st.info(block_prefix(b) + rel);
+      plan.push_back({block_prefix(b) + rel, t.dtype, t.shape});
+    }
   return plan;
 }
 
@@ -51,10 +63,15 @@ void assemble_checkpoint(const AssembleInput& in, const std::string& out_dir) {
   const ModelConfig& cfg = *in.cfg;
   const SafetensorsModel& st = *in.source;
   std::vector<TensorSpec> fq_plan, qr_plan;
+  std::unique_ptr<SafetensorsFile> ends;
+  if (!in.ends_path.empty()) ends = SafetensorsFile::open(in.ends_path);
   for (const auto& name : st.tensor_names()) {
     const TensorInfo& t = st.info(name);
     fq_plan.push_back({name, t.dtype, t.shape});
   }
+  if (ends)
+    for (const TensorInfo& t : ends->tensors())
+      if (!st.has(t.name)) fq_plan.push_back({t.name, t.dtype, t.shape});
   for (int64_t b = 0; b < cfg.layers; ++b)
     for (const auto& l : block_linears(cfg)) quant_result_specs(block_prefix(b) + l.name, l, in.quant, &qr_plan);
   SafetensorsWriter fq(out_dir, fq_plan, in.fq_metadata, in.max_shard_bytes);
@@ -68,9 +85,16 @@ void assemble_checkpoint(const AssembleInput& in, const std::string& out_dir) {
   };
   for (const auto& name : st.tensor_names()) {
     if (name.rfind("model.layers.", 0) == 0) continue;
-    copy_source(name);
+    if (ends && ends->find(name)) copy_tensor(fq, *ends, name);
+    else copy_source(name);
     tick();
   }
+  if (ends)
+    for (const TensorInfo& t : ends->tensors())
+      if (!st.has(t.name)) {
+        copy_tensor(fq, *ends, t.name);
+        tick();
+      }
   for (int64_t b = 0; b < cfg.layers; ++b) {
     const auto block = SafetensorsFile::open(in.block_path(b));
     for (const auto& name : st.tensor_names()) {

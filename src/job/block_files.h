@@ -18,9 +18,14 @@
 
 namespace streamq {
 
-// Tensors of block b's file.
+// Tensors of block b's file. `rotated` (quantize --rotate): also the
+// tensors the residual rotation changes besides the linears' weights (the
+// two norms, folded to ones, and o_proj's and down_proj's biases, rotated),
+// in their source dtypes (rotated_block_tensors).
 std::vector<TensorSpec> block_file_plan(const ModelConfig& cfg, const SafetensorsModel& st, const QuantConfig& q,
-                                        int64_t b);
+                                        int64_t b, bool rotated = false);
+// Those tensors' names inside a block (input_layernorm.weight, ...).
+std::vector<std::string> rotated_block_tensors(const ModelConfig& cfg);
 // Writes one linear's quantization result (codes, scales, zeros, g_idx) under `prefix`.
 void write_quant_result(SafetensorsWriter& w, const std::string& prefix, const QuantResult& r);
 
@@ -29,6 +34,10 @@ struct AssembleInput {
   const SafetensorsModel* source = nullptr;
   QuantConfig quant;
   std::function<std::string(int64_t)> block_path;  // block b's file
+  // A rotated job's ends (src/pipeline/rotated_ends.h; "" = none): its
+  // tensors replace the source's of the same name, and one the source lacks
+  // (the untied lm_head.weight of a tied model) is added.
+  std::string ends_path;
   std::map<std::string, std::string> fq_metadata, qr_metadata;
   uint64_t max_shard_bytes = UINT64_MAX;  // of the fake-quant checkpoint
   std::function<void()> on_tensor;        // after each tensor copied (kill points)

@@ -71,11 +71,14 @@ void check_manifest_fields(const nlohmann::json& m) {
   (void)m.at("job_id").get<std::string>();
   (void)m.at("seconds").get<double>();
   (void)m.at("block_reports").get<std::vector<nlohmann::json>>();
-  if (!m.at("block_files").is_array()) throw InputError("block_files is not an array");
-  for (const auto& f : m.at("block_files")) {
-    (void)f.at("file").get<std::string>();
-    (void)f.at("bytes").get<uint64_t>();
-    (void)f.at("xxh64").get<std::string>();
+  for (const char* list : {"block_files", "boundary_files"}) {  // boundary_files: absent in older manifests
+    if (!m.contains(list) && std::string(list) == "boundary_files") continue;
+    if (!m.at(list).is_array()) throw InputError(std::string(list) + " is not an array");
+    for (const auto& f : m.at(list)) {
+      (void)f.at("file").get<std::string>();
+      (void)f.at("bytes").get<uint64_t>();
+      (void)f.at("xxh64").get<std::string>();
+    }
   }
   for (const char* part : {"model", "calibration", "method"}) (void)m.at("identity").at(part);
 }
@@ -189,7 +192,9 @@ void Workdir::check_identity(const JobIdentity& id) const {
 }
 
 void Workdir::verify_block_files() const {
-  for (const auto& f : manifest_.at("block_files")) {
+  nlohmann::json files = manifest_.at("block_files");
+  for (const auto& f : manifest_.value("boundary_files", nlohmann::json::array())) files.push_back(f);
+  for (const auto& f : files) {
     const std::string path = dir_ + "/" + f.at("file").get<std::string>();
     std::error_code ec;
     const auto size = fs::file_size(path, ec);
@@ -228,7 +233,17 @@ std::vector<nlohmann::json> Workdir::block_reports() const {
   return manifest_.at("block_reports").get<std::vector<nlohmann::json>>();
 }
 
-void Workdir::boundary_written() {
+void Workdir::boundary_written(const std::vector<std::string>& files) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const std::string& f : files) {
+    nlohmann::json e = {{"file", f}};
+    if (durable_) {
+      e["bytes"] = fs::file_size(dir_ + "/" + f);
+      e["xxh64"] = hex64(xxh64_file(dir_ + "/" + f));
+    }
+    list.push_back(e);
+  }
+  manifest_["boundary_files"] = list;
   manifest_["boundary_ready"] = true;
   write_manifest();
 }
@@ -278,7 +293,10 @@ void Workdir::remove_strays() const {
     if (!keep.count(e.path().filename().string())) fs::remove_all(e.path(), ec);
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("manifest.json.tmp.", 0) == 0) fs::remove(e.path(), ec);
+    // Temporaries of a killed manifest write, or of a killed SafetensorsWriter
+    // of a first-boundary file (a rotated job's ends: rewritten whole).
+    if (name.rfind("manifest.json.tmp.", 0) == 0 || name.find(".safetensors.tmp.") != std::string::npos)
+      fs::remove(e.path(), ec);
   }
 }
 

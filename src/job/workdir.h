@@ -60,7 +60,7 @@ class Workdir {
   // Throws InputError saying which of model/method/calibration differs (and
   // how) from the stored job, and that --restart discards it.
   void check_identity(const JobIdentity& id) const;
-  // Verifies every block file the manifest names against its size and xxh64;
+  // Verifies every block file (and first-boundary file) the manifest names against its size and xxh64;
   // throws InputError naming the damaged file.
   void verify_block_files() const;
   // Starts a new job (no blocks done, no activations yet).
@@ -70,8 +70,11 @@ class Workdir {
   int64_t completed_blocks() const;
   // Whether the input of block completed_blocks() is stored in acts/.
   bool boundary_ready() const;
-  // Records that the first boundary (the embeddings) is durable in acts/.
-  void boundary_written();
+  // Records that the first boundary (the embeddings) is durable in acts/,
+  // with the files written beside it (names relative to dir(), durable
+  // already: a rotated job's rotated embedding and head), which
+  // verify_block_files then checks like the block files.
+  void boundary_written(const std::vector<std::string>& files = {});
   // Records block `b` as done: its block file (durable already), its report,
   // and that boundary b+1 is durable in acts/.
   void commit_block(int64_t b, const nlohmann::json& block_report, double seconds);

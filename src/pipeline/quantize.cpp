@@ -39,6 +39,7 @@
 #include "src/report/profile.h"
 #include "src/report/progress.h"
 #include "src/pipeline/read_ahead.h"
+#include "src/pipeline/rotated_ends.h"
 #include "src/pipeline/traced_store.h"
 #include "src/pipeline/weight_read_ahead.h"
 #include "src/job/workdir.h"
@@ -79,7 +80,8 @@ nlohmann::json effective_settings(const QuantizeJob& job, const std::string& ari
           {"method", {{"quant", quant_config_to_json(job.quant)},
                       {"loaq", loaq_config_to_json(job.loaq)},
                       {"act", act_quant_to_json(job.act)},
-                      {"kv", act_quant_to_json(job.kv)}}},
+                      {"kv", act_quant_to_json(job.kv)},
+                      {"rotation", job.rotation.to_json()}}},
           {"calibration", calib},
           {"format", to_string(job.format)},
           {"chunk_tokens", job.chunk_tokens},
@@ -96,6 +98,7 @@ JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, cons
   // Only when on: a job without them keeps the identity older manifests hold.
   if (job.act.enabled()) id.method["act"] = act_quant_to_json(job.act);
   if (job.kv.enabled()) id.method["kv"] = act_quant_to_json(job.kv);
+  if (job.rotation.enabled()) id.method["rotation"] = job.rotation.to_json();
   id.calibration = {{"tokens_xxh64", hex64(XXH64(calib.data(), calib.size() * sizeof(int32_t), 0))},
                     {"nsamples", job.nsamples},
                     {"seqlen", job.seqlen},
@@ -222,6 +225,7 @@ struct JobContext {
   // block rerun up to every group: same bytes, about a third of the forwards.
   bool staged = false;
   bool read_ahead_weights = true;  // the next block's weights into the page cache (--prefetch-depth > 0)
+  const ModelRotation* rotation = nullptr;  // the job's rotations (never null in run_quantize; off when not asked)
 };
 
 // One linear of a sub-layer group in flight: filled by its task, emptied
@@ -275,11 +279,28 @@ struct BlockState {
         w(std::move(weights)),
         wq(w),
         resident_q(c.be, wq),
-        file(c.wd.blocks_dir(), block_file_plan(c.model.config(), c.model.tensors(), c.job.quant, block),
+        file(c.wd.blocks_dir(),
+             block_file_plan(c.model.config(), c.model.tensors(), c.job.quant, block, c.rotation->residual()),
              {{"format", "streamq-block"}, {"streamq", c.job.quant.describe()}}, UINT64_MAX, Workdir::block_base(block)) {
     report.index = block;
     resident_q.set_act_quant(c.job.act, c.job.kv);
-    if (c.needs.fp_flow) resident.emplace(c.be, w);
+    c.rotation->apply_online(resident_q);
+    if (c.needs.fp_flow) {
+      resident.emplace(c.be, w);
+      c.rotation->apply_online(*resident);
+    }
+    if (c.rotation->residual()) write_rotated_tensors(c);
+  }
+  // The tensors the residual rotation changed besides the linears' weights
+  // (norms folded to ones, o_proj/down_proj biases rotated): into the block
+  // file, so that the output's block holds them.
+  void write_rotated_tensors(JobContext& c) {
+    for (const std::string& rel : rotated_block_tensors(c.model.config())) {
+      const std::vector<float>& v = rel == "input_layernorm.weight"            ? w.input_norm
+                                    : rel == "post_attention_layernorm.weight" ? w.post_norm
+                                    : w.linears.at(rel.substr(0, rel.size() - 5)).b;  // "<linear>.bias"
+      file.write_f32(block_prefix(b) + rel, v.data(), static_cast<int64_t>(v.size()));
+    }
   }
   int64_t b;
   const BlockWeights w;  // the original block: the FP flow's, and what is quantized
@@ -293,11 +314,26 @@ struct BlockState {
   BlockReport report;
 };
 
-// Stage load: block b's weights from the mapped model.
+// Stage load: block b's weights from the mapped model, rotated when the job
+// rotates (the rotated biases rounded to their stored dtype, as the output
+// holds them; the norms become ones, exact in any dtype).
 BlockWeights load_weights(JobContext& c, int64_t b) {
   TraceSpan span(c.trace, "load weights", trace_cat::kRead);
   span.arg("block", b).arg("bytes", c.model.block_stored_bytes(b));
-  return c.model.load_block(b);
+  BlockWeights w = c.model.load_block(b);
+  if (c.rotation->spec().enabled()) {
+    TraceSpan rs(c.trace, "rotate block", trace_cat::kQuantize);
+    rs.arg("block", b);
+    c.rotation->rotate_block(w);
+    if (c.rotation->residual())
+      for (const std::string& rel : rotated_block_tensors(c.model.config()))
+        if (rel.size() > 5 && rel.compare(rel.size() - 5, 5, ".bias") == 0) {
+          std::vector<float>& bias = w.linears.at(rel.substr(0, rel.size() - 5)).b;
+          round_through_dtype(c.model.tensors().info(block_prefix(b) + rel).dtype, bias.data(),
+                              static_cast<int64_t>(bias.size()));
+        }
+  }
+  return w;
 }
 
 // Stage collect stats: the group's input statistics over every chunk (the
@@ -479,14 +515,22 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   return std::move(s.report);
 }
 
-// Block 0's input: the embeddings, identical in every flow.
-void write_first_boundary(const Model& model, const std::vector<int32_t>& calib, const Chunking& ch,
-                          const QuantizeJob& job, const std::vector<Flow>& flows, JobStore& store) {
+// Block 0's input: the embeddings, identical in every flow. Rotated: the
+// rotated embedding's rows as the output stores them (rotated_ends.h's
+// values, rounded to the embedding's dtype).
+void write_first_boundary(const Model& model, const ModelRotation& rotation, const std::vector<int32_t>& calib,
+                          const Chunking& ch, const QuantizeJob& job, const std::vector<Flow>& flows,
+                          JobStore& store) {
   std::vector<float> x;
+  const DType embed_dtype = model.tensors().info("model.embed_tokens.weight").dtype;
   for (int64_t c = 0; c < ch.nchunks; ++c) {
     const int64_t tokens = ch.tokens(c, job.nsamples, job.seqlen);
     x.resize(static_cast<size_t>(tokens * model.config().hidden));
     model.embed(calib.data() + ch.first_token(c, job.seqlen), tokens, x.data());
+    if (rotation.residual()) {
+      rotation.rotate_rows(x.data(), tokens);
+      round_through_dtype(embed_dtype, x.data(), static_cast<int64_t>(x.size()));
+    }
     for (const Flow f : flows) store.top->put(0, f, c, x.data(), static_cast<int64_t>(x.size()));
   }
   store.top->flush();
@@ -556,6 +600,11 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     const std::string conflict = gguf_grid_conflict(t, job.quant);
     if (!conflict.empty()) throw InputError(conflict + " conflicts with --format gguf --gguf-type " + to_string(t));
   }
+  if (job.rotation.online_hadamard && job.format != OutputFormat::Fake)
+    throw InputError(std::string("--online-hadamard with --format ") + to_string(job.format) +
+                     ": no stock loader of that format applies the online Hadamard to down_proj's input, so the "
+                     "checkpoint would compute wrong outputs there; use --format fake (streamq eval applies it), "
+                     "or --rotate alone (an offline rotation any loader serves)");
   const MethodSpec spec(job.quant, job.loaq);
   const auto method = make_method(spec);
   const MethodNeeds needs = method->needs();
@@ -565,6 +614,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   Model model(source.dir());
   const ModelConfig& cfg = model.config();
   const SafetensorsModel& st = model.tensors();
+  if (!cfg.rotation.empty() && job.rotation.enabled())
+    throw InputError("--rotate/--online-hadamard: " + job.model_dir + " is already rotated (config.json " +
+                     kRotationConfigKey + "); quantize the unrotated model");
+  // The matrices are built (and a size with no Hadamard refused) before
+  // anything is written.
+  const ModelRotation rotation(be, cfg, job.rotation, job.model_dir);
 
   // Calibration: samples of their own lengths (--calib-samples), or windows
   // of seqlen drawn from a token stream (--calib, --calib-text).
@@ -771,8 +826,14 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       store.top->adopt(first, ch.nchunks, flows);  // read from disk; memory (if mirrored) takes over from the next boundary
       remove_unread_flow(*wd, first, ch.nchunks, needs);
     } else {
-      write_first_boundary(model, calib, ch, job, flows, store);
-      wd->boundary_written();
+      std::vector<std::string> boundary_files;
+      if (rotation.residual()) {
+        TraceSpan span(trace.get(), "rotate embedding and head", trace_cat::kWrite);
+        write_rotated_ends(model, rotation, wd->dir(), {{"format", "streamq-rotated-ends"}});
+        boundary_files.push_back(kRotatedEndsFile);
+      }
+      write_first_boundary(model, rotation, calib, ch, job, flows, store);
+      wd->boundary_written(boundary_files);
     }
   }
   Progress prog(progress, "quantize", cfg.layers, first);
@@ -781,6 +842,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   ctx.linear_concurrency = plan.linear_concurrency;
   ctx.read_ahead_weights = job.prefetch_depth > 0;
   ctx.staged = staged_stats;
+  ctx.rotation = &rotation;
   for (int64_t b = first; b < cfg.layers; ++b) {
     BlockReport br = quantize_block(ctx, b);
     wd->commit_block(b, br.to_json(), br.seconds);
@@ -808,6 +870,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     in.source = &st;
     in.quant = job.quant;
     in.block_path = [&](int64_t b) { return wd->block_path(b); };
+    if (rotation.residual()) in.ends_path = wd->dir() + "/" + kRotatedEndsFile;
     const std::string settings = report.settings.dump();
     in.fq_metadata = {{"format", "pt"}, {"streamq", job.quant.describe()}, {kSettingsMetadataKey, settings}};
     in.qr_metadata = {{"format", "streamq-quant"},
@@ -820,6 +883,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     assemble_checkpoint(in, fq_dir);
   }
   out->copy_side_files(source.dir());
+  if (job.rotation.enabled()) {  // the outputs hold the rotated weights: say so, and untie a rotated tied head
+    nlohmann::json config = nlohmann::json::parse(read_file(tmp + "/config.json"));
+    config[kRotationConfigKey] = job.rotation.to_json();
+    if (rotation.residual() && cfg.tie_word_embeddings) config["tie_word_embeddings"] = false;
+    atomic_write_file(tmp + "/config.json", config.dump(2) + "\n");
+  }
   if (gptq) {
     TraceSpan span(trace.get(), "write GPTQ checkpoint", trace_cat::kWrite);
     atomic_write_file(fq_dir + "/config.json", read_file(tmp + "/config.json"));

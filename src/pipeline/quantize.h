@@ -18,6 +18,7 @@
 #include "src/methods/quant_config.h"
 #include "src/pipeline/calibration_samples.h"
 #include "src/pipeline/memory_plan.h"
+#include "src/pipeline/model_rotation.h"
 #include "src/pipeline/tokens.h"
 
 namespace streamq {
@@ -65,6 +66,13 @@ struct JobSpec {
   // statistics see what the quantized model will run on; the FP flow stays
   // full precision. Bits 16 = off (today's bytes).
   ActQuantConfig act, kv;
+  // QuaRot's rotations (issue 17, src/pipeline/model_rotation.h): the
+  // residual stream's R1 fused into each block as it loads (norms folded),
+  // the embedding and head rotated once into the workdir
+  // (src/pipeline/rotated_ends.h); the online Hadamard before down_proj in
+  // both flows' forwards. The outputs hold the rotated weights and say so
+  // in config.json (streamq_rotation). Off: today's bytes.
+  RotationSpec rotation;
 };
 
 // A job: its spec, and how it runs (where, with which budgets, what it logs).

@@ -57,6 +57,9 @@ constexpr ResumeRule kRules[] = {
     {"--a-clip", false, "method (the quantized flow's activations)"},
     {"--kv-bits", false, "method (the quantized flow's KV cache)"},
     {"--kv-clip", false, "method (the quantized flow's KV cache)"},
+    {"--rotate", false, "method (the rotation fused into the weights)"},
+    {"--rotate-seed", false, "method (the rotation fused into the weights)"},
+    {"--online-hadamard", false, "method (the online Hadamard before down_proj)"},
     // The stored activations' shape, and what the output is.
     {"--chunk-tokens", false, "the stored activation chunks (a resumed job cannot re-cut them)"},
     {"--format", false, "output format"},

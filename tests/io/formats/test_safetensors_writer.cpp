@@ -201,6 +201,45 @@ TEST(SafetensorsWriter, RejectsBadWrites) {
                      {"'a'", "twice"});
 }
 
+// A tensor written in row panels (the rotated embedding and head of a
+// quantize --rotate job) reads back as one write of it would, in a dtype
+// that rounds; parts out of order, past the end or mixed with a whole write
+// are refused, and a tensor missing its last part is named by finish().
+TEST(SafetensorsWriter, PartsInOrderMakeTheTensor) {
+  test::ScratchDir dir("st-parts");
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<float> v(5 * 7);
+  for (float& x : v) x = nd(rng);
+  {
+    SafetensorsWriter whole(dir.file("whole"), {{"t", DType::BF16, {5, 7}}}, {});
+    whole.write_f32("t", v.data(), 35);
+    whole.finish();
+  }
+  {
+    SafetensorsWriter parts(dir.file("parts"), {{"t", DType::BF16, {5, 7}}, {"u", DType::F32, {4}}}, {});
+    expect_input_error([&] { parts.write_f32_part("t", 7, v.data() + 7, 7); }, {"'t'", "[7, 14)", "in order"});
+    parts.write_f32_part("t", 0, v.data(), 14);
+    expect_input_error([&] { parts.write_f32_part("t", 14, v.data() + 14, 22); }, {"'t'", "[14, 36)"});
+    EXPECT_THROW(parts.write_f32("t", v.data(), 35), InternalError);  // already partly written
+    try {
+      parts.finish();
+      FAIL() << "expected InternalError";
+    } catch (const InternalError& e) {
+      EXPECT_NE(std::string(e.what()).find("'t'"), std::string::npos) << e.what();
+    }
+    parts.write_f32_part("t", 14, v.data() + 14, 21);
+    EXPECT_THROW(parts.write_f32_part("t", 35, v.data(), 1), InternalError);  // complete: a write twice
+    const float u[4] = {1, 2, 3, 4};
+    parts.write_f32_part("u", 0, u, 4);
+    parts.finish();
+  }
+  const auto a = SafetensorsModel::open(dir.file("whole"));
+  const auto b = SafetensorsModel::open(dir.file("parts"));
+  EXPECT_EQ(a->read_f32("t"), b->read_f32("t"));
+  EXPECT_EQ(b->read_f32("u"), (std::vector<float>{1, 2, 3, 4}));
+}
+
 // Writes of distinct tensors from many threads land intact (pwrite at fixed
 // offsets, only the bookkeeping is locked).
 TEST(SafetensorsWriter, ConcurrentWrites) {
