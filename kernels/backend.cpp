@@ -17,6 +17,7 @@ const char* op_name(Op op) {
     case Op::InverseUpperFactor: return "inverse_upper_factor";
     case Op::InverseUpperFactorF32: return "inverse_upper_factor_f32";
     case Op::HadamardRows: return "hadamard_rows";
+    case Op::Bf16ToF32: return "bf16_to_f32";
     case Op::Rmsnorm: return "rmsnorm";
     case Op::Rope: return "rope";
     case Op::Attention: return "attention";

@@ -48,13 +48,14 @@ enum class Op {
   AddBias,
   GramBf16,
   HadamardRows,
+  Bf16ToF32,    // bf16_to_f32: widening bf16 resident weights before a GEMM
   GptqSweep32,  // gptq_sweep(..., SweepPrecision::F32)
   GptqSweep64,  // gptq_sweep(..., SweepPrecision::F64)
 };
 inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
                                  Op::InverseUpperFactor, Op::InverseUpperFactorF32, Op::Rmsnorm, Op::Rope,     Op::Attention,
                                  Op::Swiglu,     Op::AddInplace, Op::Subtract,      Op::AddBias,       Op::GramBf16,
-                                 Op::HadamardRows,
+                                 Op::HadamardRows, Op::Bf16ToF32,
                                  Op::GptqSweep32, Op::GptqSweep64};
 // "gemm_f32", "gptq_sweep64", ...
 const char* op_name(Op op);
@@ -102,6 +103,37 @@ class Buffer {
   PoolBuffer<T> mem_;
 };
 
+// count elements of T in pinned (page-locked) host memory that `backend`
+// allocated and counts in its pinned_memory() ledger: host memory the host
+// reads and writes directly (data() is always a host pointer), from and to
+// which a device copies asynchronously. On a device a copy between a
+// pinned buffer and device memory returns before it has run: the host must
+// not touch the bytes until the copy's event has passed (wait_host). Host
+// memory that is not pinned (pageable: a std::vector) is copied
+// synchronously instead (the call returns once the copy has run), as CUDA
+// does. Move-only; the backend must outlive its pinned buffers.
+template <typename T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(PinnedBuffer&&) noexcept = default;
+  PinnedBuffer& operator=(PinnedBuffer&&) noexcept = default;
+
+  T* data() const { return mem_.get(); }
+  size_t size() const { return mem_.size(); }
+  uint64_t bytes() const { return mem_.bytes(); }
+  bool empty() const { return mem_.size() == 0; }
+  T& operator[](size_t i) const { return mem_.get()[i]; }
+  T* begin() const { return mem_.get(); }
+  T* end() const { return mem_.get() + mem_.size(); }
+  void reset() { mem_.reset(); }
+
+ private:
+  friend class Backend;
+  explicit PinnedBuffer(PoolBuffer<T> mem) : mem_(std::move(mem)) {}
+  PoolBuffer<T> mem_;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -117,9 +149,20 @@ class Backend {
   // True when the backend's memory is host memory (the CPU backend): buffers
   // and host arrays are then interchangeable as op arguments.
   virtual bool host_addressable() const = 0;
+  // Pinned host memory (alloc_pinned), in a ledger of its own: it is host
+  // memory (--host-mem-limit's, not the device's), and page-locked memory is
+  // a scarcer kind worth its own high-water mark in the report. CPU: plain
+  // aligned host memory, copies being memcpy anyway; emulated: host memory
+  // the device knows as pinned (its copies run asynchronously); CUDA:
+  // cudaHostAlloc.
+  virtual MemoryLedger& pinned_memory() = 0;
 
-  // Copies, queued in order with the ops (asynchronous where the backend is:
-  // the host side must stay valid and unchanged until synchronize()).
+  // Copies, queued in order with the ops. Asynchronous where the backend is
+  // and the host side is pinned memory (alloc_pinned): the host side must
+  // then stay valid and unchanged until synchronize() (or the copy's event).
+  // With pageable host memory a device's copy returns once the host side is
+  // no longer needed (CUDA stages an upload, completes a download), so the
+  // host may reuse or free it at once.
   // `dst`/`src` on the backend side are pointers into this backend's memory.
   virtual void copy_from_host(void* dst, const void* host_src, uint64_t bytes) = 0;
   virtual void copy_to_host(void* host_dst, const void* src, uint64_t bytes) = 0;
@@ -174,6 +217,11 @@ class Backend {
   Buffer<T> alloc(size_t count, const std::string& what) {
     return Buffer<T>(this, PoolBuffer<T>(memory(), count, what));
   }
+  // count elements of pinned host memory (contents uninitialized).
+  template <typename T>
+  PinnedBuffer<T> alloc_pinned(size_t count, const std::string& what) {
+    return PinnedBuffer<T>(PoolBuffer<T>(pinned_memory(), count, what));
+  }
   // Queues src[0, count) -> dst[offset, offset + count).
   template <typename T>
   void upload(const Buffer<T>& dst, const T* src, size_t count, size_t offset = 0) {
@@ -224,6 +272,10 @@ class Backend {
   virtual void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha,
                     const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
                     double* c, int64_t ldc) = 0;
+  // out[i] = the float value of bf16 bits in[i] (exact: bf16 is float32's
+  // top half), for n elements; out must not overlap in. What a linear whose
+  // weight is resident in bf16 runs before its GEMM (ResidentBlock).
+  virtual void bf16_to_f32(const uint16_t* in /*[n]*/, float* out /*[n]*/, int64_t n) = 0;
   // h[n,n] = beta * h + x^T x for x bf16 bits [tokens, n], float32
   // accumulation of the exact bf16 products (the Hessian's Gram product).
   virtual void gram_bf16_accumulate(const uint16_t* x_bf16 /*[tokens, n]*/, int64_t n, int64_t tokens,

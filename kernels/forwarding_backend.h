@@ -18,6 +18,7 @@ class ForwardingBackend : public Backend {
   bool supports(Op op) const override { return inner_.supports(op); }
   MemoryLedger& memory() override { return inner_.memory(); }
   bool host_addressable() const override { return inner_.host_addressable(); }
+  MemoryLedger& pinned_memory() override { return inner_.pinned_memory(); }
   void copy_from_host(void* dst, const void* src, uint64_t bytes) override { inner_.copy_from_host(dst, src, bytes); }
   void copy_to_host(void* dst, const void* src, uint64_t bytes) override { inner_.copy_to_host(dst, src, bytes); }
   void copy_within(void* dst, const void* src, uint64_t bytes) override { inner_.copy_within(dst, src, bytes); }
@@ -41,6 +42,7 @@ class ForwardingBackend : public Backend {
             const double* b, int64_t ldb, double beta, double* c, int64_t ldc) override {
     inner_.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
+  void bf16_to_f32(const uint16_t* in, float* out, int64_t n) override { inner_.bf16_to_f32(in, out, n); }
   void gram_bf16_accumulate(const uint16_t* x, int64_t n, int64_t tokens, float* h, float beta) override {
     inner_.gram_bf16_accumulate(x, n, tokens, h, beta);
   }

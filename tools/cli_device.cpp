@@ -31,7 +31,14 @@ void add_device_flags(po::options_description& opts, DeviceFlags* f, bool with_s
            .c_str())
       ("emulated-pcie-gbps", po::value(&f->emulated_pcie_gbps)->default_value(0),
        "emulated only: host<->device copy bandwidth in GB/s (e.g. 25), so copies take the time they would "
-       "over PCIe and overlap shows in traces; 0 = as fast as memcpy");
+       "over PCIe and overlap shows in traces; 0 = as fast as memcpy")
+      ("device-weights", po::value(&f->device_weights)->default_value("f32"),
+       "on a device (cuda, emulated): how a block's linear weights are held in device memory, f32 (the "
+       "default) or bf16 (half the resident bytes; each linear is widened to a float32 scratch just before its "
+       "GEMM, so the forwards run on bf16-rounded weights: exact for a bf16 model, a rounding of each weight "
+       "otherwise; the quantized weights themselves are computed from the float32 originals). An error with "
+       "--device cpu (it reads the host's float32 arrays in place: there is nothing to halve) and with "
+       "`streamq layer` (it holds no block)");
   if (with_sweep)
     opts.add_options()
         ("sweep-precision", po::value(&f->sweep_precision)->default_value("f32"),
@@ -133,6 +140,12 @@ OpenedDevice open_device(const DeviceFlags& f, const po::variables_map& vm) {
     throw InputError("--factor-precision applies to --device cuda or emulated (the cpu factor is float64)");
   if (given(vm, "sweep-precision") && kind == "cpu")
     throw InputError("--sweep-precision applies to --device cuda or emulated (the cpu sweep is float64)");
+  if (f.device_weights == "f32") d.device_weights = DeviceWeights::F32;
+  else if (f.device_weights == "bf16") d.device_weights = DeviceWeights::Bf16;
+  else throw InputError("--device-weights '" + f.device_weights + "': expected f32 or bf16");
+  if (given(vm, "device-weights") && kind == "cpu")
+    throw InputError("--device-weights applies to --device cuda or emulated (the cpu device reads the model's "
+                     "float32 arrays in place)");
   const uint64_t limit = f.gpu_mem_limit.empty() ? 0 : parse_size(f.gpu_mem_limit, "--gpu-mem-limit");
   if (!f.gpu_mem_limit.empty() && limit == 0) throw InputError("--gpu-mem-limit must be more than 0 bytes");
 

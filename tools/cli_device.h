@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels/backend.h"
+#include "src/model/resident_block.h"
 #include "tools/cli_common.h"
 
 namespace streamq::cli {
@@ -20,10 +21,11 @@ struct DeviceFlags {
   double emulated_pcie_gbps = 0;
   std::string sweep_precision = "f32";
   std::string factor_precision = "f32";
+  std::string device_weights = "f32";
 };
 
-// Adds --device, --gpu-mem-limit, --emulated-pcie-gbps and (with_sweep)
-// --sweep-precision to opts.
+// Adds --device, --gpu-mem-limit, --emulated-pcie-gbps, --device-weights and
+// (with_sweep) --sweep-precision and --factor-precision to opts.
 void add_device_flags(po::options_description& opts, DeviceFlags* flags, bool with_sweep);
 
 // The opened device: its backend (a CUDA one owns its pool).
@@ -35,6 +37,7 @@ class OpenedDevice {
   Backend& backend() { return *backend_; }
   SweepPrecision sweep_precision = SweepPrecision::F32;
   FactorPrecision factor_precision = FactorPrecision::F32;
+  DeviceWeights device_weights = DeviceWeights::F32;  // --device-weights (F32 on cpu: the flag is refused there)
   // "cpu", "emulated (capacity 2.0 GiB, PCIe 25 GB/s)", "cuda: NVIDIA H100 ... (pool 78.2 GiB)".
   std::string description;
 

@@ -50,6 +50,7 @@ int run_eval(const std::vector<std::string>& args) {
   job.rotation = rot.spec;
   const auto limit = set_threads(threads);
   OpenedDevice device = open_device(df, vm);
+  job.device_weights = device.device_weights;
   if (!quiet) std::cerr << "eval: device " << device.description << "\n";
   const EvalResult r = run_eval(job, device.backend(), quiet ? nullptr : &std::cerr);
   std::printf("windows %lld\npredictions %lld\nmean_nll %.7f\nseconds %.2f\npeak_rss_bytes %llu\nppl %.6f\n",

@@ -38,6 +38,9 @@ int run_layer(const std::vector<std::string>& args) {
   OpenedDevice device = open_device(df, vm);
   job.sweep_precision = device.sweep_precision;
   job.factor_precision = device.factor_precision;
+  if (device.device_weights == DeviceWeights::Bf16)
+    throw InputError("--device-weights bf16: streamq layer holds no block on the device (its W is the sweep's "
+                     "input, kept float32); the flag applies to quantize and eval");
   const LayerResult r = run_layer(job, device.backend());
   std::printf("shape %lld %lld\ntokens %lld\nobjective_fp %.10e\nobjective_q %.10e\nfactor %s\n", (long long)r.rows,
               (long long)r.cols, (long long)r.tokens, r.objective_fp, r.objective_q, r.factor.c_str());

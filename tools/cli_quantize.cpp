@@ -194,6 +194,7 @@ int run_quantize(const std::vector<std::string>& args) {
   OpenedDevice device = open_device(df, vm);
   job.sweep_precision = device.sweep_precision;
   job.factor_precision = device.factor_precision;
+  job.device_weights = device.device_weights;
   if (!quiet) {
     if (!preset_line.empty()) std::cerr << "quantize: " << preset_line << "\n";
     std::cerr << "quantize: device " << device.description << "\n";

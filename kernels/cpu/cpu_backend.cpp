@@ -42,7 +42,11 @@ class CpuBackend final : public Backend {
   // gemm.cpp), which keeps results independent of the thread count.
   explicit CpuBackend(const CpuBackendOptions& options)
       : memory_(options.memory_limit, [](uint64_t bytes, const std::string&) { return cpu_allocate(bytes); }, [](void* p) { std::free(p); },
-                "the CPU backend's memory limit (CpuBackendOptions)", "CPU backend memory pool") {
+                "the CPU backend's memory limit (CpuBackendOptions)", "CPU backend memory pool"),
+        // Nothing to pin for: copies are memcpy. Unlimited, as host memory is
+        // budgeted by the pipeline's memory plan.
+        pinned_(UINT64_MAX, [](uint64_t bytes, const std::string&) { return cpu_allocate(bytes); },
+                [](void* p) { std::free(p); }, "--host-mem-limit", "CPU backend pinned host memory") {
     openblas_set_num_threads(1);
   }
 
@@ -52,6 +56,7 @@ class CpuBackend final : public Backend {
 
   MemoryLedger& memory() override { return memory_; }
   bool host_addressable() const override { return true; }
+  MemoryLedger& pinned_memory() override { return pinned_; }
   void copy_from_host(void* dst, const void* host_src, uint64_t bytes) override {
     if (bytes > 0) std::memcpy(dst, host_src, static_cast<size_t>(bytes));
   }
@@ -76,6 +81,7 @@ class CpuBackend final : public Backend {
             int64_t ldc) override {
     cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
+  void bf16_to_f32(const uint16_t* in, float* out, int64_t n) override { cpu::bf16_to_f32(in, out, n); }
   void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h,
                             float beta) override {
     cpu::gram_bf16_accumulate(x_bf16, n, tokens, h, beta);
@@ -124,6 +130,7 @@ class CpuBackend final : public Backend {
 
  private:
   MemoryLedger memory_;
+  MemoryLedger pinned_;
 };
 
 }  // namespace

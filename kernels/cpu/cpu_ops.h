@@ -54,6 +54,9 @@ void add_inplace(float* y, const float* x, int64_t n);
 void subtract(const float* a, const float* b, float* out, int64_t n);
 void add_bias(float* y, const float* bias, int64_t rows, int64_t cols);
 
+// convert.cpp (Backend::bf16_to_f32): exact widening.
+void bf16_to_f32(const uint16_t* in, float* out, int64_t n);
+
 // hadamard.cpp (Backend::hadamard_rows). The scale 1/sqrt(n) as a float,
 // and the argument check (m divides n, n / m a power of two).
 float hadamard_scale(int64_t n);

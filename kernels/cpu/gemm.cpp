@@ -128,7 +128,7 @@ void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, flo
   check_gram_args(n, tokens);
   std::vector<float> x(static_cast<size_t>(n * tokens));
   tbb::parallel_for(int64_t{0}, tokens, [&](int64_t t) {
-    for (int64_t i = 0; i < n; ++i) x[t * n + i] = bf16_to_f32(x_bf16[t * n + i]);
+    for (int64_t i = 0; i < n; ++i) x[t * n + i] = streamq::bf16_to_f32(x_bf16[t * n + i]);
   });
   gemm(Trans::T, Trans::N, n, n, tokens, 1.0f, x.data(), std::max<int64_t>(1, n), x.data(),
        std::max<int64_t>(1, n), beta, h, std::max<int64_t>(1, n));

@@ -1,5 +1,6 @@
 // GPU element-type conversions (see convert.cuh); the bit manipulation is the
-// CPU's f32_to_bf16 verbatim so both round identically.
+// CPU's f32_to_bf16 verbatim so both round identically, and bf16 -> float is
+// the same 16-bit shift as cpu::bf16_to_f32.
 #include "kernels/cuda/convert.cuh"
 
 #include "kernels/cuda/cuda_check.h"
@@ -26,7 +27,21 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ in, uint16_t* __res
   }
 }
 
+__global__ void bf16_to_f32_kernel(const uint16_t* __restrict__ in, float* __restrict__ out, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = __uint_as_float(static_cast<uint32_t>(in[i]) << 16);
+}
+
 }  // namespace
+
+void cuda_bf16_to_f32(cudaStream_t stream, const uint16_t* in, float* out, int64_t n) {
+  cuda_detail::check_count("cuda_bf16_to_f32", n);
+  if (n == 0) return;  // a zero-block launch is an error
+  STREAMQ_LAUNCH(bf16_to_f32_kernel, cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock, 0,
+                 stream)(in, out, n);
+  CUDA_CHECK_LAUNCH("bf16_to_f32_kernel, n=" + std::to_string(n));
+}
 
 void cuda_f32_to_bf16(cudaStream_t stream, const float* in, uint16_t* out, int64_t n) {
   cuda_detail::check_count("cuda_f32_to_bf16", n);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/convert.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_raii.h"
 #include "kernels/cuda/elementwise.cuh"
@@ -43,7 +44,22 @@ class CudaBackendImpl final : public CudaBackend {
         solver_workspace_(pool),
         timeline_(stream_.get(), "device (cuda, compute stream)"),
         upload_timeline_(upload_stream_.get(), "device (cuda, upload stream)"),
-        download_timeline_(download_stream_.get(), "device (cuda, download stream)") {
+        download_timeline_(download_stream_.get(), "device (cuda, download stream)"),
+        // Page-locked host memory: the copy engines read and write it
+        // directly, so copies from and to it are truly asynchronous (pageable
+        // ones are staged by the driver and block the caller). Unlimited
+        // here: host memory is budgeted by the pipeline's memory plan.
+        pinned_(UINT64_MAX, [](uint64_t bytes, const std::string&) -> void* {
+                  void* p = nullptr;
+                  // No room is nullptr (the ledger names it); clear the sticky error.
+                  if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) != cudaSuccess) {
+                    cudaGetLastError();
+                    return nullptr;
+                  }
+                  return p;
+                },
+                // cudaFreeHost synchronizes the device first, as cudaFree does.
+                [](void* p) { cudaFreeHost(p); }, "--host-mem-limit", "CUDA pinned host memory") {
     CUBLAS_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.get(),
                                     cublas_workspace_.bytes()));
     // Plain fp32 math: TF32 tensor cores would cost the float GEMM ~10 bits
@@ -139,10 +155,10 @@ class CudaBackendImpl final : public CudaBackend {
   bool supports(Op op) const override { return op != Op::GptqSweep64; }
   MemoryLedger& memory() override { return pool_.ledger(); }
   bool host_addressable() const override { return false; }
-  // Asynchronous on the stream. With pageable host memory (all callers
-  // today) the driver stages an upload before returning; the interface still
-  // asks for the host side to stay valid until synchronize(), which pinned
-  // staging buffers will need.
+  MemoryLedger& pinned_memory() override { return pinned_; }
+  // Asynchronous on the stream for pinned host memory (alloc_pinned); with
+  // pageable memory the driver stages an upload before returning and
+  // completes a download before returning.
   void copy_from_host(void* dst, const void* host_src, uint64_t bytes) override {
     copy_from_host_on(Stream::Compute, dst, host_src, bytes);
   }
@@ -187,6 +203,9 @@ class CudaBackendImpl final : public CudaBackend {
             int64_t lda, const double* b, int64_t ldb, double beta, double* c,
             int64_t ldc) override {
     timeline_.around("gemm", trace_cat::kCompute, 0, [&] { cuda_gemm(cublas_.get(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+  }
+  void bf16_to_f32(const uint16_t* in, float* out, int64_t n) override {
+    timeline_.around("bf16_to_f32", trace_cat::kCompute, 0, [&] { cuda_bf16_to_f32(stream_.get(), in, out, n); });
   }
   void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, float* h,
                             float beta) override {
@@ -270,6 +289,7 @@ class CudaBackendImpl final : public CudaBackend {
   SolverWorkspace solver_workspace_;
   StreamTrace timeline_;
   StreamTrace upload_timeline_, download_timeline_;
+  MemoryLedger pinned_;
   std::mutex events_mu_;
   std::deque<std::pair<uint64_t, cudaEvent_t>> events_[kStreams];  // recorded, not destroyed yet, by seq
   uint64_t recorded_[kStreams] = {}, passed_[kStreams] = {};

@@ -183,6 +183,25 @@ inline cudaError_t cudaFree(void* ptr) {
   return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipFree(ptr)));
 }
 
+// Pinned host memory: HIP-CPU's hipHostMalloc (plain malloc; every host
+// byte is as "pinned" as any other here). Its failure check looks at the
+// wrong pointer, so a null block is reported here as CUDA would.
+constexpr unsigned cudaHostAllocDefault = 0;
+inline cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags) {
+  if (ptr == nullptr) return streamq::cuda_on_cpu::record(cudaErrorInvalidValue);
+  const hipError_t rc = hipHostMalloc(ptr, bytes, static_cast<hipHostMallocKind>(flags));
+  if (rc == hipSuccess && *ptr == nullptr && bytes > 0) return streamq::cuda_on_cpu::record(cudaErrorMemoryAllocation);
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(rc));
+}
+template <typename T>
+cudaError_t cudaHostAlloc(T** ptr, size_t bytes, unsigned flags) {
+  return cudaHostAlloc(reinterpret_cast<void**>(ptr), bytes, flags);
+}
+// hipHostFree waits for the device first, as cudaFreeHost does.
+inline cudaError_t cudaFreeHost(void* ptr) {
+  return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(hipHostFree(ptr)));
+}
+
 inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   return streamq::cuda_on_cpu::record(streamq::cuda_on_cpu::from_hip(
       hipMemcpy(dst, src, bytes, static_cast<hipMemcpyKind>(kind))));

@@ -9,6 +9,7 @@
 #include <array>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -51,6 +52,10 @@ class EmulatedBackend final : public Backend {
                   device_.free(p);
                 },
                 "--gpu-mem-limit", "emulated device memory"),
+        // Pinned host memory: plain aligned host memory the device remembers
+        // as pinned, so its copies to and from it run asynchronously.
+        pinned_memory_(UINT64_MAX, [this](uint64_t bytes, const std::string&) { return pin(bytes); },
+                       [this](void* p) { unpin(p); }, "--host-mem-limit", "emulated device's pinned host memory"),
         pcie_gbps_(o.pcie_gbps) {
     if (o.memory_bytes == 0) throw InputError("--device emulated needs --gpu-mem-limit (the emulated device's memory)");
     openblas_set_num_threads(1);  // as the CPU backend: parallelism from oneTBB only
@@ -70,6 +75,7 @@ class EmulatedBackend final : public Backend {
   bool supports(Op) const override { return true; }
   MemoryLedger& memory() override { return memory_; }
   bool host_addressable() const override { return false; }
+  MemoryLedger& pinned_memory() override { return pinned_memory_; }
 
   void copy_from_host(void* dst, const void* host_src, uint64_t bytes) override {
     copy_from_host_on(Stream::Compute, dst, host_src, bytes);
@@ -80,6 +86,20 @@ class EmulatedBackend final : public Backend {
     if (device_.in_address_space(host_src)) {
       touched().clear();
       throw InternalError("emulated device: copy_from_host: argument host_src is device memory; use copy_within");
+    }
+    if (!pinned(host_src, bytes)) {
+      // Pageable memory, as CUDA copies it: the call returns once the copy
+      // has run (CUDA stages the bytes through a buffer of its own; either
+      // way the host may reuse its source at once), so there is nothing to
+      // check later, and no overlap with the caller.
+      enqueue(s, "copy_from_host", trace_cat::kH2D, bytes, [=, this] {
+        std::memcpy(dst, host_src, bytes);
+        throttle(bytes);
+      });
+      // Not a host wait: on CUDA the copy's DMA to the device may still be
+      // running when the call returns, so other streams learn nothing from
+      // it (the stream-order checks stay as strict as for a pinned upload).
+      return wait_queued(s);
     }
     const uint64_t hash = XXH3_64bits(host_src, bytes);
     const HostRange source{reinterpret_cast<uintptr_t>(host_src), reinterpret_cast<uintptr_t>(host_src) + bytes};
@@ -111,7 +131,17 @@ class EmulatedBackend final : public Backend {
       touched().clear();
       throw InternalError("emulated device: copy_to_host: argument host_dst is device memory; use copy_within");
     }
-    // What a premature host read sees: NaN for floats, 0xFF bytes otherwise;
+    if (!pinned(host_dst, bytes)) {
+      // Pageable memory: returns once the copy has run, as a CUDA download
+      // into pageable memory does.
+      enqueue(s, "copy_to_host", trace_cat::kD2H, bytes, [=, this] {
+        std::memcpy(host_dst, src, bytes);
+        throttle(bytes);
+      });
+      return wait_host(record(s));
+    }
+    // Pinned memory, asynchronous: what a premature host read sees is NaN
+    // for floats, 0xFF bytes otherwise;
     // except where a queued upload still reads those bytes (a chunk
     // downloaded back into the host buffer it was uploaded from, ordered
     // after the upload by events): the download writes them only once it
@@ -208,6 +238,12 @@ class EmulatedBackend final : public Backend {
     cpu::check_gemm_args("gemm<f64>", ta, tb, m, n, k, lda, ldb, ldc);
     check_gemm("gemm_f64", ta, tb, m, n, k, a, lda, b, ldb, c, ldc, sizeof(double));
     enqueue("gemm", trace_cat::kCompute, 0, [=] { cpu::gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+  }
+  void bf16_to_f32(const uint16_t* in, float* out, int64_t n) override {
+    cpu::check_nonnegative("bf16_to_f32", n);
+    check(in, count_bytes(n, 2), "bf16_to_f32", "in");
+    check(out, count_bytes(n, 4), "bf16_to_f32", "out");
+    enqueue("bf16_to_f32", trace_cat::kCompute, 0, [=] { cpu::bf16_to_f32(in, out, n); });
   }
   void gram_bf16_accumulate(const uint16_t* x, int64_t n, int64_t tokens, float* h, float beta) override {
     cpu::check_gram_args(n, tokens);
@@ -401,6 +437,35 @@ class EmulatedBackend final : public Backend {
     last_use_.erase(id);
   }
 
+  // ---- pinned host memory: the blocks alloc_pinned handed out, by start.
+  void* pin(uint64_t bytes) {
+    constexpr uint64_t kAlign = 64;
+    void* p = std::aligned_alloc(kAlign, static_cast<size_t>((bytes + kAlign - 1) / kAlign * kAlign));
+    if (p) {
+      std::lock_guard<std::mutex> lock(pinned_mu_);
+      pinned_blocks_[reinterpret_cast<uintptr_t>(p)] = bytes;
+    }
+    return p;
+  }
+  // As cudaFreeHost: queued copies that may still use the block finish first.
+  void unpin(void* p) {
+    drain();
+    {
+      std::lock_guard<std::mutex> lock(pinned_mu_);
+      pinned_blocks_.erase(reinterpret_cast<uintptr_t>(p));
+    }
+    std::free(p);
+  }
+  // Whether [p, p + bytes) lies inside one pinned block.
+  bool pinned(const void* p, uint64_t bytes) const {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    std::lock_guard<std::mutex> lock(pinned_mu_);
+    auto it = pinned_blocks_.upper_bound(a);
+    if (it == pinned_blocks_.begin()) return false;
+    --it;
+    return a - it->first <= it->second && bytes <= it->second - (a - it->first);
+  }
+
   // Sleeps so `bytes` take as long as the stated bandwidth would give them.
   void throttle(uint64_t bytes) const {
     if (pcie_gbps_ <= 0) return;
@@ -457,6 +522,16 @@ class EmulatedBackend final : public Backend {
   void enqueue(const char* name, const char* category, uint64_t bytes, std::function<void()> work) {
     enqueue(Stream::Compute, name, category, bytes, std::move(work));
   }
+  // Blocks until everything queued on s so far has run (or been skipped
+  // after an error, which is rethrown here, once), without the host learning
+  // the stream order that wait_host() would teach it.
+  void wait_queued(Stream s) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const int si = static_cast<int>(s);
+    const uint64_t seq = queues_[si].queued;
+    cv_.wait(lock, [&] { return queues_[si].done >= seq; });
+    rethrow_error_locked();
+  }
   // Ops whose result the host needs now (did the factorization succeed?).
   bool run_for_answer(const char* name, std::function<bool()> work) {
     bool answer = false;
@@ -509,6 +584,9 @@ class EmulatedBackend final : public Backend {
 
   EmulatedDeviceMemory device_;
   MemoryLedger memory_;
+  mutable std::mutex pinned_mu_;
+  std::map<uintptr_t, uint64_t> pinned_blocks_;  // pinned host block start -> bytes
+  MemoryLedger pinned_memory_;
   const double pcie_gbps_;
   std::mutex mu_;
   std::condition_variable cv_;  // any queue changed (items, done, busy) or pause/stop

@@ -17,11 +17,14 @@
 // as vector clocks: queueing work that uses a buffer another stream's queued
 // work also uses, with no event between them, throws at once, naming the op,
 // the argument and the buffer (a compute op reading a chunk whose upload it
-// never waited for; an upload overwriting a buffer compute may still read). Copies have CUDA's asynchronous
-// contract and the emulator enforces it: an upload's host source must stay
-// unchanged until the copy ran (it is hashed when queued and checked when
-// copied), and a download's host destination reads as 0xFF bytes (NaN) until
-// synchronize(). Copies can be throttled to a stated bandwidth so overlap
+// never waited for; an upload overwriting a buffer compute may still read).
+// Copies have CUDA's contract for the host memory they touch: with pinned
+// memory (Backend::alloc_pinned) they are asynchronous and the emulator
+// enforces it: an upload's host source must stay unchanged until the copy
+// ran (it is hashed when queued and checked when copied), and a download's
+// host destination reads as 0xFF bytes (NaN) until its event has passed;
+// with pageable memory (anything else) the call returns once the copy has
+// run, as cudaMemcpyAsync does for pageable memory. Copies can be throttled to a stated bandwidth so overlap
 // shows in traces. The arithmetic is the CPU kernels' (kernels/cpu), so
 // results equal the CPU backend's bit for bit; the CUDA kernels themselves
 // are checked separately on the CPU runtime (kernels/cuda_on_cpu). Timings
@@ -47,8 +50,9 @@ std::unique_ptr<Backend> make_emulated_backend(const EmulatedBackendOptions& opt
 
 // While paused, queued work waits, as a CUDA stream waits on an event the
 // host has not recorded yet: lets tests make "the copy has not run yet"
-// deterministic. `be` must come from make_emulated_backend (InternalError
-// otherwise).
+// deterministic (with pinned host memory: a copy from or to pageable memory
+// returns only once it has run, so it would wait for the unpause). `be` must
+// come from make_emulated_backend (InternalError otherwise).
 void emulated_set_paused(Backend& be, bool paused);
 
 }  // namespace streamq

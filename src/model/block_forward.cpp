@@ -3,15 +3,32 @@
 // intermediates are buffers of the backend that runs it.
 #include "src/model/model.h"
 
+#include <algorithm>
+
 #include "src/core/error.h"
 
 namespace streamq {
 namespace {
 
-// y[tokens, out] = x[tokens, in] W^T (+ b).
-void linear(Backend& be, const LinearView& l, const float* x, float* y, int64_t tokens, int64_t in, int64_t out) {
-  be.gemm(Trans::N, Trans::T, tokens, out, in, 1.0f, x, in, l.w, in, 0.0f, y, out);
+// y[tokens, out] = x[tokens, in] W^T (+ b). A bf16 weight is widened into
+// `widened` (room for the largest linear) first: the same float32 GEMM then
+// runs on the bf16-rounded weight.
+void linear_forward(Backend& be, const LinearView& l, const float* x, float* y, int64_t tokens, int64_t in, int64_t out,
+            float* widened) {
+  const float* w = l.w;
+  if (l.w_bf16) {
+    if (!widened) throw InternalError("block forward: a bf16 weight without a widening scratch");
+    be.bf16_to_f32(l.w_bf16, widened, out * in);
+    w = widened;
+  }
+  be.gemm(Trans::N, Trans::T, tokens, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
   if (l.b) be.add_bias(y, l.b, tokens, out);
+}
+
+bool has_bf16_weights(const BlockView& w) {
+  for (const auto& [name, l] : w.linears)
+    if (l.w_bf16) return true;
+  return false;
 }
 
 // The sequences of a forward pass: nseq of seqlen tokens, or (lens non-null)
@@ -71,8 +88,18 @@ struct Stages {
     if ((w.act.enabled() || w.kv.enabled()) && !be.host_addressable())
       throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
                        be.name() + " device has no such op yet");
+    // One scratch for the whole forward, not one per linear: a free on a
+    // device waits for its queues (as cudaFree), which would serialize each
+    // linear with the copies of a chunk pass.
+    if (has_bf16_weights(w))
+      widened = be.alloc<float>(static_cast<size_t>(std::max({q_dim, kv_dim, inter}) * d),
+                                "block forward: bf16 weight widened to float32");
   }
+  Buffer<float> widened;  // empty unless a weight is bf16
   const LinearView& lin(const char* name) const { return w.linear(name); }
+  void linear(const LinearView& l, const float* x, float* y, int64_t in, int64_t out) const {
+    linear_forward(be, l, x, y, t, in, out, widened.data());
+  }
   // A [tokens, width] intermediate in the backend's memory.
   Buffer<float> rows(int64_t width, const char* what) const {
     return be.alloc<float>(static_cast<size_t>(t * width), what);
@@ -99,9 +126,9 @@ struct Stages {
     Buffer<float> q = rows(q_dim, "block forward: q");
     Buffer<float> k = rows(kv_dim, "block forward: k");
     Buffer<float> v = rows(kv_dim, "block forward: v");
-    linear(be, lin("self_attn.q_proj"), h.data(), q.data(), t, d, q_dim);
-    linear(be, lin("self_attn.k_proj"), h.data(), k.data(), t, d, kv_dim);
-    linear(be, lin("self_attn.v_proj"), h.data(), v.data(), t, d, kv_dim);
+    linear(lin("self_attn.q_proj"), h.data(), q.data(), d, q_dim);
+    linear(lin("self_attn.k_proj"), h.data(), k.data(), d, kv_dim);
+    linear(lin("self_attn.v_proj"), h.data(), v.data(), d, kv_dim);
     h.reset();
     if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector before RoPE
       be.rmsnorm(q.data(), w.q_norm, q.data(), t * c.heads, hd, eps);
@@ -121,7 +148,7 @@ struct Stages {
   // o_proj and the residual add: the gate/up input (x updated).
   Buffer<float> o(float* x, Buffer<float> attn) const {
     Buffer<float> h = rows(d, "block forward: normed hidden state");
-    linear(be, lin("self_attn.o_proj"), attn.data(), h.data(), t, q_dim, d);
+    linear(lin("self_attn.o_proj"), attn.data(), h.data(), q_dim, d);
     attn.reset();
     be.add_inplace(x, h.data(), t * d);
     norm_into(x, w.post_norm, h, "gate/up_proj input");
@@ -131,8 +158,8 @@ struct Stages {
   Buffer<float> gate_up(Buffer<float> h) const {
     Buffer<float> gate = rows(inter, "block forward: gate");
     Buffer<float> up = rows(inter, "block forward: up");
-    linear(be, lin("mlp.gate_proj"), h.data(), gate.data(), t, d, inter);
-    linear(be, lin("mlp.up_proj"), h.data(), up.data(), t, d, inter);
+    linear(lin("mlp.gate_proj"), h.data(), gate.data(), d, inter);
+    linear(lin("mlp.up_proj"), h.data(), up.data(), d, inter);
     h.reset();
     be.swiglu(gate.data(), up.data(), gate.data(), t * inter);
     if (w.online_hm) be.hadamard_rows(gate.data(), t, inter, w.online_hm, w.online_m, nullptr, false);
@@ -142,7 +169,7 @@ struct Stages {
   // down_proj and the residual add: x is the block's output.
   void down(float* x, Buffer<float> act) const {
     Buffer<float> y = rows(d, "block forward: normed hidden state");
-    linear(be, lin("mlp.down_proj"), act.data(), y.data(), t, inter, d);
+    linear(lin("mlp.down_proj"), act.data(), y.data(), inter, d);
     act.reset();
     be.add_inplace(x, y.data(), t * d);
   }

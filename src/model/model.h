@@ -36,6 +36,11 @@ struct BlockWeights {
 struct LinearView {
   const float* w = nullptr;
   const float* b = nullptr;
+  // The weight as bf16 bits instead (w null): a device block held in bf16
+  // (ResidentBlock, --device-weights bf16), widened exactly to a float32
+  // scratch before each GEMM, so the GEMM is the float32 one on the
+  // bf16-rounded weight.
+  const uint16_t* w_bf16 = nullptr;
 };
 
 // Pointers in one backend's memory; q_norm/k_norm null without QK-norm.

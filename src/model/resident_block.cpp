@@ -1,12 +1,32 @@
 // Block weights, RoPE tables and the head placed in a backend's memory.
 #include "src/model/resident_block.h"
 
+#include "src/core/dtype.h"
 #include "src/core/error.h"
 
 namespace streamq {
 
-ResidentBlock::ResidentBlock(Backend& be, const BlockWeights& w) : be_(&be) {
+const char* to_string(DeviceWeights w) { return w == DeviceWeights::Bf16 ? "bf16" : "f32"; }
+
+namespace {
+
+// bf16 bits of a float array (round to nearest even), for one upload: the
+// copy is from pageable memory, which the host may free once the call
+// returns (kernels/backend.h).
+std::vector<uint16_t> to_bf16(const std::vector<float>& w) {
+  std::vector<uint16_t> bits(w.size());
+  for (size_t i = 0; i < w.size(); ++i) bits[i] = f32_to_bf16(w[i]);
+  return bits;
+}
+
+}  // namespace
+
+ResidentBlock::ResidentBlock(Backend& be, const BlockWeights& w, DeviceWeights weights)
+    : be_(&be), weights_(weights) {
   if (be.host_addressable()) {
+    if (weights == DeviceWeights::Bf16)
+      throw InternalError("ResidentBlock: bf16 weights need a device (backend " + be.name() +
+                          " reads the host's float32 arrays in place)");
     view_ = host_view(w);
     return;
   }
@@ -17,7 +37,8 @@ ResidentBlock::ResidentBlock(Backend& be, const BlockWeights& w) : be_(&be) {
   if (!w.k_norm.empty()) view_.k_norm = place(w.k_norm, prefix + "k_norm");
   for (const auto& [name, l] : w.linears) {
     LinearView& v = view_.linears[name];
-    v.w = place(l.w, prefix + name + ".weight");
+    if (weights == DeviceWeights::Bf16) v.w_bf16 = place_bf16(l.w, prefix + name + ".weight (bf16)");
+    else v.w = place(l.w, prefix + name + ".weight");
     if (!l.b.empty()) v.b = place(l.b, prefix + name + ".bias");
   }
 }
@@ -28,12 +49,30 @@ const float* ResidentBlock::place(const std::vector<float>& host, const std::str
   return b.data();
 }
 
+const uint16_t* ResidentBlock::place_bf16(const std::vector<float>& host, const std::string& what) {
+  Buffer<uint16_t>& b = owned_bf16_[what];
+  b = be_->upload_new(to_bf16(host), what);  // pageable: the temporary may go once the call returns
+  return b.data();
+}
+
 void ResidentBlock::replace_weight(const std::string& name, const std::vector<float>& w) {
   const auto it = view_.linears.find(name);
   if (it == view_.linears.end()) throw InternalError("ResidentBlock: no linear " + name);
   if (be_->host_addressable()) {
     it->second.w = w.data();
     return;
+  }
+  if (weights_ == DeviceWeights::Bf16) {
+    for (auto& [what, buf] : owned_bf16_) {
+      if (buf.data() != it->second.w_bf16) continue;
+      if (buf.size() != w.size())
+        throw InternalError("ResidentBlock: " + name + " has " + std::to_string(buf.size()) + " weights, not " +
+                            std::to_string(w.size()));
+      const std::vector<uint16_t> bits = to_bf16(w);
+      be_->upload(buf, bits.data(), bits.size());
+      return;
+    }
+    throw InternalError("ResidentBlock: " + name + "'s weight is not resident");
   }
   for (auto& [what, buf] : owned_) {
     if (buf.data() != it->second.w) continue;
@@ -49,6 +88,7 @@ void ResidentBlock::replace_weight(const std::string& name, const std::vector<fl
 uint64_t ResidentBlock::device_bytes() const {
   uint64_t n = 0;
   for (const auto& [what, buf] : owned_) n += buf.bytes();
+  for (const auto& [what, buf] : owned_bf16_) n += buf.bytes();
   return n;
 }
 

@@ -16,18 +16,29 @@
 
 namespace streamq {
 
+// How a device holds a block's linear weights (--device-weights): float32,
+// or bf16 (half the bytes; each linear is widened to a float32 scratch just
+// before its GEMM, so the forward runs on bf16-rounded weights: exact for a
+// bf16 source model, a rounding of each weight to 8 significant bits
+// otherwise). Norms and biases stay float32 (a few KiB per block).
+enum class DeviceWeights { F32, Bf16 };
+const char* to_string(DeviceWeights w);  // "f32", "bf16"
+
 class ResidentBlock {
  public:
   // w's tensors readable by be's ops: the host arrays themselves on a
   // host-addressable backend (w must then outlive this), else uploads queued
   // on be (w must stay unchanged until be.synchronize(), as for any upload).
-  ResidentBlock(Backend& be, const BlockWeights& w);
+  // `weights` Bf16 needs a device (InternalError on a host-addressable
+  // backend: there the forward reads the host's float32 arrays in place).
+  ResidentBlock(Backend& be, const BlockWeights& w, DeviceWeights weights = DeviceWeights::F32);
   ResidentBlock(ResidentBlock&&) = default;
 
   const BlockView& view() const { return view_; }
   // Linear `name`'s weight becomes `w` (same size as before). Host-
   // addressable: the view points at w.data() (w must outlive this); device:
-  // an upload into the resident copy (w unchanged until synchronize()).
+  // an upload into the resident copy (w unchanged until synchronize();
+  // rounded to bf16 first when the block is held in bf16).
   void replace_weight(const std::string& name, const std::vector<float>& w);
   // Weight-activation quantization in every forward through this view (the
   // quantized flow of a W4A4 job; BlockView::act/kv).
@@ -43,11 +54,15 @@ class ResidentBlock {
   }
   // Bytes this block holds in the backend's memory (0 on the host).
   uint64_t device_bytes() const;
+  DeviceWeights weights() const { return weights_; }
 
  private:
   const float* place(const std::vector<float>& host, const std::string& what);
+  const uint16_t* place_bf16(const std::vector<float>& host, const std::string& what);
   Backend* be_;
+  DeviceWeights weights_;
   std::map<std::string, Buffer<float>> owned_;  // by tensor name; empty on the host
+  std::map<std::string, Buffer<uint16_t>> owned_bf16_;  // the linears' weights when held in bf16
   BlockView view_;
 };
 

@@ -21,9 +21,18 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
 
   std::vector<std::vector<float>> host(static_cast<size_t>(slots));
   std::vector<Buffer<float>> dev;
+  // Pinned staging per slot: the copies to and from the device are
+  // asynchronous only from pinned memory (from the store's pageable vectors
+  // they would hold the copy task until the copy engine had run them), so
+  // each item goes vector -> pinned -> device and back, a host memcpy each
+  // way (the store API fills and takes std::vectors).
+  std::vector<PinnedBuffer<float>> pinned;
   if (device) {
-    for (int s = 0; s < slots; ++s)
+    for (int s = 0; s < slots; ++s) {
       dev.push_back(be.alloc<float>(static_cast<size_t>(max_floats), options.what + " slot " + std::to_string(s)));
+      pinned.push_back(
+          be.alloc_pinned<float>(static_cast<size_t>(max_floats), options.what + " pinned staging " + std::to_string(s)));
+    }
     // The slots are new: nothing on the copy streams may precede their allocation.
     const Backend::Event allocated = be.record(Stream::Compute);
     be.wait(Stream::Upload, allocated);
@@ -49,16 +58,17 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
       return out;
     };
     const auto read = g.add({"read " + std::to_string(i), "", ""}, [&, i, s] {
-      // The slot's previous upload reads the host slot until it has run
-      // (a write waited for its download already; without one, wait here).
-      if (device && i >= static_cast<size_t>(slots)) be.wait_host(uploaded[i - static_cast<size_t>(slots)]);
       host[s].resize(static_cast<size_t>(items[i].floats));
       items[i].read(host[s]);
     }, deps({prev_read}), {{store_res, 1}});
     const auto upload = g.add({"upload " + std::to_string(i), "", ""}, [&, i, s] {
       if (!device) return;
+      // The slot's previous upload reads its pinned staging until it has run
+      // (a write waited for its download already; without one, wait here).
+      if (i >= static_cast<size_t>(slots)) be.wait_host(uploaded[i - static_cast<size_t>(slots)]);
+      std::copy(host[s].begin(), host[s].end(), pinned[s].data());
       be.wait(Stream::Upload, slot_free[s]);
-      be.upload_on(Stream::Upload, dev[s], host[s].data(), host[s].size());
+      be.upload_on(Stream::Upload, dev[s], pinned[s].data(), host[s].size());
       uploaded[i] = be.record(Stream::Upload);
     }, deps({read, prev_upload}));
     const auto compute = g.add({"compute " + std::to_string(i), "", ""}, [&, i, s] {
@@ -75,9 +85,10 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
       const auto download = g.add({"download " + std::to_string(i), "", ""}, [&, i, s] {
         if (!device) return;
         be.wait(Stream::Download, computed[i]);
-        be.download_on(Stream::Download, host[s].data(), dev[s], host[s].size());
+        be.download_on(Stream::Download, pinned[s].data(), dev[s], host[s].size());
         slot_free[s] = be.record(Stream::Download);
         be.wait_host(slot_free[s]);
+        std::copy(pinned[s].data(), pinned[s].data() + host[s].size(), host[s].begin());
       }, deps({compute, prev_download}));
       prev_download = download;
       last = g.add({"write " + std::to_string(i), "", ""}, [&, i, s] { items[i].write(host[s]); },

@@ -8,7 +8,9 @@
 //     stream) -> write (store put from the host slot)
 //
 // with `slots` chunk buffers on the host and on the device, one per item in
-// flight, each held from its item's read to its write: the read and upload
+// flight, each held from its item's read to its write (on a device each also
+// has a pinned host staging buffer, Backend::alloc_pinned, that the copies
+// use, so they return before they have run): the read and upload
 // of item i+1 and the download and write of item i-1 run while item i
 // computes. The streams are ordered by events (Backend::record/wait), which
 // the emulated device checks. Compute runs in item order on one stream, so
@@ -58,6 +60,11 @@ struct ChunkPassOptions {
 // Device bytes a pass holds beyond what its compute allocates: the slots.
 inline uint64_t chunk_pass_device_bytes(const Backend& be, int slots, int64_t max_floats) {
   return be.host_addressable() ? 0 : static_cast<uint64_t>(slots) * static_cast<uint64_t>(max_floats) * sizeof(float);
+}
+// Pinned host bytes a pass holds (be.pinned_memory()): a staging buffer per
+// slot on a device, none on the host.
+inline uint64_t chunk_pass_pinned_bytes(const Backend& be, int slots, int64_t max_floats) {
+  return chunk_pass_device_bytes(be, slots, max_floats);
 }
 
 // Runs the items; returns when every write has been made (and every device

@@ -26,22 +26,27 @@ uint64_t sum(const Parts& p) {
   return s;
 }
 
-// A block's weights as ResidentBlock uploads them: every linear (and bias)
-// and the norms, float32.
-uint64_t block_bytes(const ModelConfig& c) {
-  uint64_t n = 2 * c.hidden;  // input and post-attention norms
-  if (c.qk_norm) n += 2 * c.head_dim;
-  for (const LinearDesc& l : block_linears(c)) n += static_cast<uint64_t>(l.out * l.in) + (l.has_bias ? l.out : 0);
-  return n * kF32;
+// A block's weights as ResidentBlock uploads them: every linear's weight
+// (float32, or bf16 with --device-weights bf16), biases and norms float32.
+uint64_t block_bytes(const ModelConfig& c, bool weights_bf16) {
+  uint64_t small = 2 * c.hidden, weights = 0;  // input and post-attention norms
+  if (c.qk_norm) small += 2 * c.head_dim;
+  for (const LinearDesc& l : block_linears(c)) {
+    weights += static_cast<uint64_t>(l.out * l.in);
+    small += l.has_bias ? l.out : 0;
+  }
+  return small * kF32 + weights * (weights_bf16 ? 2 : kF32);
 }
 
 // block_forward's intermediates at their peak: at attention h, q, k, v and
 // the attention output; in the MLP h, the attention output (kept to the
-// end), gate and up.
-uint64_t forward_bytes(const ModelConfig& c, int64_t tokens) {
+// end), gate and up; with bf16 weights, the float32 scratch each linear is
+// widened into (the largest linear's, held for the whole forward).
+uint64_t forward_bytes(const ModelConfig& c, int64_t tokens, bool weights_bf16) {
   const int64_t qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim;
   const int64_t per_token = std::max(c.hidden + 2 * qd + 2 * kvd, c.hidden + qd + 2 * c.intermediate);
-  return static_cast<uint64_t>(tokens * per_token) * kF32;
+  const uint64_t widened = weights_bf16 ? static_cast<uint64_t>(std::max({qd, kvd, c.intermediate}) * c.hidden) : 0;
+  return (static_cast<uint64_t>(tokens * per_token) + widened) * kF32;
 }
 
 // One linear's sweep buffers (sweep_problem.cpp): W, Q (float), codes (u8),
@@ -63,8 +68,12 @@ uint64_t factor_bytes(int64_t n, const DevicePlanInput& in) {
 Parts resident_parts(const DevicePlanInput& in) {
   const ModelConfig& c = in.model;
   Parts resident = {{"RoPE tables", static_cast<uint64_t>(2 * in.seqlen * (c.head_dim / 2)) * kF32},
-                    {"quantized block's weights (float32)", block_bytes(c)}};
-  if (in.fp_flow) resident.push_back({"original block's weights (float32, FP flow)", block_bytes(c)});
+                    {std::string("quantized block's weights (") + (in.weights_bf16 ? "bf16" : "float32") + ")",
+                     block_bytes(c, in.weights_bf16)}};
+  if (in.fp_flow)
+    resident.push_back({std::string("original block's weights (") + (in.weights_bf16 ? "bf16" : "float32") +
+                            ", FP flow)",
+                        block_bytes(c, in.weights_bf16)});
   return resident;
 }
 
@@ -112,11 +121,11 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
                    std::to_string(kStatsSlots) + " in flight)",
                kStatsSlots * flows * static_cast<uint64_t>(t * d) * kF32},
               {"captured group inputs", captures},
-              {"forward intermediates or chunk statistics", std::max(forward_bytes(c, t), stats)}});
+              {"forward intermediates or chunk statistics", std::max(forward_bytes(c, t, in.weights_bf16), stats)}});
   }
   consider("propagate", {{"activation chunks in flight (" + std::to_string(kPropagateSlots) + ")",
                           static_cast<uint64_t>(kPropagateSlots * t * d) * kF32},
-                         {"forward intermediates", forward_bytes(c, t)}});
+                         {"forward intermediates", forward_bytes(c, t, in.weights_bf16)}});
   if (in.factor_on_device)
     for (int g = 0; g < kNumSubLayers; ++g) {
       const SubLayer s = static_cast<SubLayer>(g);

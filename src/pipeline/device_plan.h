@@ -27,6 +27,7 @@ struct DevicePlanInput {
   bool factor_on_device = false;   // factor_hessian's n x n buffers (device_factor_fits decides)
   int factor_bytes_per_element = 8;  // 8: float64 factor, 4: float32
   int linear_concurrency = 1;      // sweeps of one group live at once
+  bool weights_bf16 = false;       // --device-weights bf16: linears held in bf16, widened per GEMM
   bool resumed = false;            // the chunking is fixed: fit it or fail
   uint64_t limit = UINT64_MAX;     // --gpu-mem-limit
 };

@@ -101,7 +101,7 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   for (int64_t b = 0; b < cfg.layers; ++b) {
     BlockWeights w = model.load_block(b);
     rotation.rotate_block(w);
-    const ResidentBlock weights(be, w);
+    const ResidentBlock weights(be, w, job.device_weights);
     BlockView view = weights.view();
     view.act = job.act;
     view.kv = job.kv;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cpu/act_quant.h"
+#include "src/model/resident_block.h"
 #include "src/pipeline/model_rotation.h"
 #include "src/pipeline/tokens.h"
 
@@ -37,6 +38,8 @@ struct EvalJob {
   // rotated is evaluated as it is (its config's streamq_rotation), with the
   // online transform's activation side applied when it carries one.
   RotationSpec rotation;
+  // On a device: how each block is held there (src/model/resident_block.h).
+  DeviceWeights device_weights = DeviceWeights::F32;
 };
 
 struct EvalResult {

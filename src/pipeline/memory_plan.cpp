@@ -230,6 +230,7 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
       u64 chunk_bufs = flows_in_stats * ((kStatsSlots + 1) * chunk + f32(tokens * g.n));
       if (in.loaq && out_projection(g.group)) chunk_bufs += f32(tokens * hidden) * (flows_in_stats + 3);
       add(&p, "chunk inputs and captured sub-layer inputs", chunk_bufs);
+      if (in.pinned_staging) add(&p, "pinned staging of the chunk slots", flows_in_stats * kStatsSlots * chunk);
       add(&p, "forward scratch", scratch);
       add(&p, "stats matrices", st);
       consider(std::string("stats ") + to_string(g.group), p);
@@ -258,6 +259,7 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
     Parts p;
     add(&p, "activations held (boundaries b and b+1)", disk ? 0 : 2 * boundary);
     add(&p, "chunks being propagated (" + std::to_string(kPropagateSlots) + " in flight)", kPropagateSlots * chunk);
+    if (in.pinned_staging) add(&p, "pinned staging of the chunk slots", kPropagateSlots * chunk);
     add(&p, "forward scratch", scratch);
     consider("propagate", p);
   }

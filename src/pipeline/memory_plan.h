@@ -54,6 +54,9 @@ struct MemoryPlanInput {
   int64_t calib_stream_tokens = 0;  // tokens of the calibration file, held as int32
   CompressedStoreOptions store;     // slab pool and frame size of the disk store
   uint64_t host_limit = kUnlimitedBytes;  // --host-mem-limit
+  // On a device: the chunk passes stage each chunk slot through pinned host
+  // memory too (src/pipeline/chunk_pass.h), a second host copy of the slots.
+  bool pinned_staging = false;
 };
 
 struct MemoryPlan {

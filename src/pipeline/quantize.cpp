@@ -120,9 +120,10 @@ JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, cons
 // What decides the arithmetic, hence the bytes, beyond the method: the CPU
 // path, or a device and where its sweep ran (frozen in a workdir's manifest:
 // a job started on one device resumes only on the same).
-std::string arithmetic_of(const Backend& be, const MethodBackends& bk, const QuantConfig& quant) {
+std::string arithmetic_of(const Backend& be, const MethodBackends& bk, const QuantConfig& quant,
+                          DeviceWeights weights) {
   if (be.host_addressable()) return "cpu";
-  return be.name() +
+  return be.name() + (weights == DeviceWeights::Bf16 ? " weights bf16" : "") +
          (bk.factor_on_device ? (bk.factor_precision == FactorPrecision::F32 ? " factor f32" : " factor f64")
                               : " factor host f64") +
          (bk.sweep_on_device(quant) ? std::string(" sweep ") + (bk.precision == SweepPrecision::F32 ? "f32" : "f64")
@@ -130,12 +131,13 @@ std::string arithmetic_of(const Backend& be, const MethodBackends& bk, const Qua
 }
 
 // The report's "device": the backend, its memory, and where each stage ran.
-nlohmann::json device_report(Backend& be, const MethodBackends& bk, const QuantConfig& quant) {
+nlohmann::json device_report(Backend& be, const MethodBackends& bk, const QuantConfig& quant, DeviceWeights weights) {
   const bool on_device = !be.host_addressable();
   const uint64_t limit = be.memory().limit();
   return {{"backend", be.name()},
           {"memory_limit_bytes", limit == UINT64_MAX ? nlohmann::json(nullptr) : nlohmann::json(limit)},
           {"forward", be.name()},
+          {"weights", on_device ? to_string(weights) : "f32 (host arrays)"},
           {"statistics", on_device ? be.name() + " float32 chunk products, float64 sums on the host"
                                    : std::string("cpu")},
           {"factor", bk.factor_on_device
@@ -144,7 +146,7 @@ nlohmann::json device_report(Backend& be, const MethodBackends& bk, const QuantC
           {"sweep", bk.sweep_on_device(quant)
                         ? be.name() + (bk.precision == SweepPrecision::F32 ? " float32" : " float64")
                         : std::string("host float64")},
-          {"arithmetic", arithmetic_of(be, bk, quant)}};
+          {"arithmetic", arithmetic_of(be, bk, quant, weights)}};
 }
 
 struct JobStore {
@@ -278,7 +280,7 @@ struct BlockState {
       : b(block),
         w(std::move(weights)),
         wq(w),
-        resident_q(c.be, wq),
+        resident_q(c.be, wq, c.job.device_weights),
         file(c.wd.blocks_dir(),
              block_file_plan(c.model.config(), c.model.tensors(), c.job.quant, block, c.rotation->residual()),
              {{"format", "streamq-block"}, {"streamq", c.job.quant.describe()}}, UINT64_MAX, Workdir::block_base(block)) {
@@ -286,7 +288,7 @@ struct BlockState {
     resident_q.set_act_quant(c.job.act, c.job.kv);
     c.rotation->apply_online(resident_q);
     if (c.needs.fp_flow) {
-      resident.emplace(c.be, w);
+      resident.emplace(c.be, w, c.job.device_weights);
       c.rotation->apply_online(*resident);
     }
     if (c.rotation->residual()) write_rotated_tensors(c);
@@ -680,6 +682,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     in.linear_concurrency = job.linear_concurrency;
     in.calib_stream_tokens = static_cast<int64_t>(stream.size());
     in.host_limit = job.host_mem_limit;
+    in.pinned_staging = !be.host_addressable();
     return plan_memory(in);
   };
   MemoryPlan plan;
@@ -699,6 +702,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     di.p1 = job.quant.method == MethodKind::Gptaq;
     di.p2 = job.quant.cae;
     di.group = job.quant.group;
+    di.weights_bf16 = job.device_weights == DeviceWeights::Bf16;
     di.limit = be.memory().limit();
     return di;
   };
@@ -723,7 +727,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   if (!job.workdir.empty()) {
     wd = std::make_unique<Workdir>(job.workdir, job.restart, true);
     const JobIdentity id = make_identity(job, source.dir(), calib_set, calib_name, method_desc,
-                                         arithmetic_of(be, backends, job.quant));
+                                         arithmetic_of(be, backends, job.quant, job.device_weights));
     if (wd->has_job()) {
       wd->check_identity(id);
       QuantizeReport done;
@@ -785,9 +789,9 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.seqlen = job.seqlen;
   report.seed = job.seed;
   report.calibration = calib_set.to_json();
-  report.settings = effective_settings(job, arithmetic_of(be, backends, job.quant));
+  report.settings = effective_settings(job, arithmetic_of(be, backends, job.quant, job.device_weights));
   report.activations = store.description;
-  report.device = device_report(be, backends, job.quant);
+  report.device = device_report(be, backends, job.quant, job.device_weights);
   if (device_plan) {
     report.device["seqs_per_chunk"] = device_plan->seqs_per_chunk;
     report.device["predicted_peak_bytes"] = device_plan->peak_bytes;
@@ -909,6 +913,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     export_gguf(tmp, tmp + "/model.gguf", go, progress);
   }
   report.device["high_water_bytes"] = be.memory().high_water();
+  report.device["pinned_high_water_bytes"] = be.pinned_memory().high_water();
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
   const ProcessTimes used = process_times() - times_at_start;

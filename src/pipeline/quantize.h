@@ -16,6 +16,7 @@
 #include "kernels/backend.h"
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
+#include "src/model/resident_block.h"
 #include "src/pipeline/calibration_samples.h"
 #include "src/pipeline/memory_plan.h"
 #include "src/pipeline/model_rotation.h"
@@ -61,6 +62,7 @@ struct JobSpec {
   // the manifest's output.arithmetic.)
   SweepPrecision sweep_precision = SweepPrecision::F32;
   FactorPrecision factor_precision = FactorPrecision::F32;  // on a device: the factor's arithmetic there
+  DeviceWeights device_weights = DeviceWeights::F32;  // on a device: how blocks are held there (resident_block.h)
   // W4A4-style calibration (issue 17): the quantized flow runs with every
   // linear's input quantized per token and the KV cache per head, so its
   // statistics see what the quantized model will run on; the FP flow stays

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <cstring>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -620,6 +622,66 @@ class AddCase final : public OpCase {
   int64_t rows_, cols_;
   std::vector<float> y_, x_;
   std::vector<double> ref_;
+};
+
+// out = float(in) for bf16 bits (Backend::bf16_to_f32), against an
+// independent float64 decoding of each bf16 (sign, exponent, mantissa; not
+// the kernels' 16-bit shift), with every special value drawn: zeros of both
+// signs, subnormals, infinities and NaNs whose payload must survive.
+class Bf16ToF32Case final : public OpCase {
+ public:
+  explicit Bf16ToF32Case(int64_t n) : n_(n) {}
+  Op op() const override { return Op::Bf16ToF32; }
+  std::string shape() const override { return "n=" + std::to_string(n_); }
+  Tolerance tolerance() const override {
+    return {0.0, "widening is exact: every bf16 is a float, so the only right answer is that float bit for bit "
+                 "(the error counts elements whose bits differ; NaN payloads included)"};
+  }
+  void prepare(std::mt19937_64& rng) override {
+    std::uniform_int_distribution<uint32_t> bits(0, 0xffff);
+    in_.resize(static_cast<size_t>(n_));
+    for (auto& b : in_) b = static_cast<uint16_t>(bits(rng));
+    const uint16_t specials[] = {0x0000, 0x8000, 0x0001, 0x807f, 0x7f80, 0xff80, 0x7fc0, 0x7f81, 0xffff, 0x3f80};
+    for (size_t i = 0; i < std::size(specials) && i < in_.size(); ++i) in_[i] = specials[i];
+    want_.resize(in_.size());
+    for (size_t i = 0; i < in_.size(); ++i) {
+      const uint32_t sign = in_[i] >> 15, exp = (in_[i] >> 7) & 0xff, man = in_[i] & 0x7f;
+      uint32_t w = 0;
+      if (exp == 0xff) {
+        w = static_cast<uint32_t>(in_[i]) << 16;  // inf or NaN: the same bits, payload kept
+      } else {
+        // Normal: (1 + man/128) 2^(exp-127); subnormal: man/128 2^-126; exact in double and in float.
+        const double v = (exp == 0 ? man / 128.0 * std::ldexp(1.0, -126)
+                                   : (1.0 + man / 128.0) * std::ldexp(1.0, static_cast<int>(exp) - 127)) *
+                         (sign ? -1.0 : 1.0);
+        const float f = static_cast<float>(v);
+        std::memcpy(&w, &f, 4);
+        if (sign && v == 0.0) w = 0x80000000u;  // -0.0
+      }
+      want_[i] = w;
+    }
+  }
+  Outcome run(Backend& be) override {
+    const GuardedBuffer<uint16_t> in(be, in_);
+    const GuardedBuffer<float> out(be, in_.size());
+    be.bf16_to_f32(in.get(), out.get(), n_);
+    Outcome o;
+    const std::vector<float> got = out.download("bf16_to_f32 out", &o.defect);
+    in.download("bf16_to_f32 in", &o.defect);  // guards only: the input is read, never written
+    int64_t wrong = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      uint32_t g = 0;
+      std::memcpy(&g, &got[i], 4);
+      wrong += g != want_[i];
+    }
+    o.error = static_cast<double>(wrong);
+    return o;
+  }
+
+ private:
+  int64_t n_;
+  std::vector<uint16_t> in_;
+  std::vector<uint32_t> want_;
 };
 
 // The GPTQ sweep rows live in tests/kernels/backend_op_sweep_case.h.

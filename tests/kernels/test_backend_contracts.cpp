@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -80,6 +81,39 @@ TEST(BackendContracts, CopiesCheckRangeAndOwnership) {
       EXPECT_TRUE(contains(e.what(), "belongs to backend cpu")) << e.what();
     }
     be->synchronize();
+  }
+}
+
+// Pinned host memory: host memory every backend hands out (data() is a host
+// pointer), counted in its own ledger and not in the device's; copies to and
+// from it on the copy streams, ordered by events and waited for with
+// wait_host, give the bytes that pageable copies give.
+TEST(BackendContracts, PinnedHostMemoryCountsApartAndCopiesAsynchronously) {
+  STREAMQ_SEEDED_RNG(rng);
+  using Stream = Backend::Stream;
+  const std::vector<float> h = random_normal<float>(rng, 777);
+  for (Backend* be : backends_under_test()) {
+    SCOPED_TRACE(be->name());
+    const uint64_t device_before = be->memory().in_use(), pinned_before = be->pinned_memory().in_use();
+    {
+      PinnedBuffer<float> src = be->alloc_pinned<float>(h.size(), "pinned source");
+      PinnedBuffer<float> dst = be->alloc_pinned<float>(h.size(), "pinned destination");
+      EXPECT_EQ(src.size(), h.size());
+      EXPECT_EQ(be->pinned_memory().in_use(), pinned_before + 2 * h.size() * sizeof(float));
+      EXPECT_GE(be->pinned_memory().high_water(), pinned_before + 2 * h.size() * sizeof(float));
+      EXPECT_EQ(be->memory().in_use(), device_before) << "pinned memory is host memory, not the device's";
+      std::copy(h.begin(), h.end(), src.data());  // written by the host directly
+      Buffer<float> d = be->alloc<float>(h.size(), "device copy");
+      be->wait(Stream::Upload, be->record(Stream::Compute));  // d exists before the upload
+      be->upload_on(Stream::Upload, d, src.data(), h.size());
+      be->wait(Stream::Download, be->record(Stream::Upload));
+      be->download_on(Stream::Download, dst.data(), d, h.size());
+      be->wait_host(be->record(Stream::Download));
+      EXPECT_TRUE(std::equal(h.begin(), h.end(), dst.data())) << "the round trip through pinned memory";
+      be->synchronize();
+    }
+    EXPECT_EQ(be->pinned_memory().in_use(), pinned_before) << "pinned buffers return their bytes";
+    EXPECT_EQ(be->memory().in_use(), device_before);
   }
 }
 

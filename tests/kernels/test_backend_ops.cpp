@@ -97,6 +97,7 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
   for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{
            {1, 1}, {5, 7}, {7, 33}, {257, 300}, {300, 4097}, {1, 5000}, {5000, 1}})
     t.push_back(std::make_unique<AddCase>(Op::AddBias, rows, cols));
+  for (int64_t n : {0, 1, 10, 1000, (1 << 20) + 3}) t.push_back(std::make_unique<Bf16ToF32Case>(n));
   t.push_back(std::make_unique<SweepOpCase>(SweepPrecision::F32));
   t.push_back(std::make_unique<SweepOpCase>(SweepPrecision::F64));
   return t;
@@ -158,6 +159,7 @@ TEST(BackendOps, AddInplace) { run_op(Op::AddInplace); }
 TEST(BackendOps, Subtract) { run_op(Op::Subtract); }
 TEST(BackendOps, AddBias) { run_op(Op::AddBias); }
 TEST(BackendOps, HadamardRows) { run_op(Op::HadamardRows); }
+TEST(BackendOps, Bf16ToF32) { run_op(Op::Bf16ToF32); }
 TEST(BackendOps, GptqSweep32) { run_op(Op::GptqSweep32); }
 TEST(BackendOps, GptqSweep64) { run_op(Op::GptqSweep64); }
 

@@ -7,6 +7,7 @@
 // table compares every backend with the float64 references).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -89,7 +90,8 @@ TEST(EmulatedDevice, AShortBufferIsNamedWithHowFarItRunsOver) {
 
 TEST(EmulatedDevice, ChangingTheHostSourceBeforeTheCopyRanIsAnError) {
   auto be = device();
-  std::vector<float> host(1000, 1.0f);
+  PinnedBuffer<float> host = be->alloc_pinned<float>(1000, "host source");  // pinned: the copy is asynchronous
+  std::fill(host.begin(), host.end(), 1.0f);
   Buffer<float> dst = be->alloc<float>(1000, "dst");
   emulated_set_paused(*be, true);  // the copy stays queued
   be->upload(dst, host.data(), host.size());
@@ -114,13 +116,57 @@ TEST(EmulatedDevice, ADownloadReadsAsNaNUntilSynchronize) {
   auto be = device();
   std::vector<float> host(256, 3.0f);
   Buffer<float> d = be->upload_new(host, "d");
-  std::vector<float> back(256, 0.0f);
+  PinnedBuffer<float> back = be->alloc_pinned<float>(256, "download destination");
+  std::fill(back.begin(), back.end(), 0.0f);
   emulated_set_paused(*be, true);
   be->download(back.data(), d, back.size());
   for (float v : back) ASSERT_TRUE(std::isnan(v)) << "a premature read must not see plausible values";
   emulated_set_paused(*be, false);
   be->synchronize();
   for (float v : back) ASSERT_EQ(v, 3.0f);
+}
+
+// The difference pinned host memory makes, as on CUDA: a copy between the
+// device and pinned memory returns before it has run (here: while the device
+// is paused, which would hang a synchronous copy), so the host must keep its
+// hands off until the event; one from or to pageable memory returns once it
+// has run, so the host may reuse its source and read its destination at
+// once. Deterministic: the pinned half runs while nothing can execute.
+TEST(EmulatedDevice, APinnedCopyReturnsBeforeItRunsAPageableOneAfter) {
+  auto be = device();
+  using Stream = Backend::Stream;
+  Buffer<float> d = be->alloc<float>(256, "d");
+  be->wait(Stream::Upload, be->record(Stream::Compute));
+  PinnedBuffer<float> src = be->alloc_pinned<float>(256, "pinned source"),
+                      dst = be->alloc_pinned<float>(256, "pinned destination");
+  std::fill(src.begin(), src.end(), 5.0f);
+  emulated_set_paused(*be, true);
+  be->upload_on(Stream::Upload, d, src.data(), 256);  // returns: nothing has run
+  be->wait(Stream::Download, be->record(Stream::Upload));
+  be->download_on(Stream::Download, dst.data(), d, 256);  // returns too
+  const Backend::Event downloaded = be->record(Stream::Download);
+  for (float v : dst) ASSERT_TRUE(std::isnan(v)) << "the pinned download has not run";
+  emulated_set_paused(*be, false);
+  be->wait_host(downloaded);
+  for (float v : dst) ASSERT_EQ(v, 5.0f);
+
+  // Pageable: the host may change the source right after the call (the copy
+  // ran: no "source changed" error), and the download's bytes are there at
+  // once, no wait.
+  std::vector<float> pageable(256, 7.0f);
+  be->upload_on(Stream::Upload, d, pageable.data(), 256);
+  std::fill(pageable.begin(), pageable.end(), -1.0f);
+  be->wait(Stream::Download, be->record(Stream::Upload));
+  std::vector<float> back(256, 0.0f);
+  be->download_on(Stream::Download, back.data(), d, 256);
+  for (float v : back) ASSERT_EQ(v, 7.0f) << "a pageable download returns once it has run";
+  EXPECT_NO_THROW(be->synchronize());
+  // The pageable upload's completion teaches other streams nothing (on CUDA
+  // its DMA may still run after the call returns): compute still needs the event.
+  be->upload_on(Stream::Upload, d, pageable.data(), 256);
+  Buffer<float> y = be->alloc<float>(256, "y");
+  EXPECT_NE(error_of([&] { be->add_inplace(y.data(), d.data(), 256); }), "");
+  be->synchronize();
 }
 
 // ---- stream order: each cross-stream use of a buffer without an event between
