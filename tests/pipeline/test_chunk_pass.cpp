@@ -77,6 +77,12 @@ TEST(ChunkPass, ItemsGiveTheSerialLoopsResultWithStoreCallsInOrder) {
       }
       run_chunk_pass(*be, std::move(items), {.slots = slots, .what = "test chunk"});
       ASSERT_EQ(written.size(), f.inputs.size());
+      // On a device every slot was staged through pinned host memory (the
+      // copies run asynchronously from it), all of it returned; the CPU
+      // copies nothing and pins nothing.
+      EXPECT_EQ(be->pinned_memory().in_use(), 0u);
+      EXPECT_GE(be->pinned_memory().high_water(), chunk_pass_pinned_bytes(*be, slots, 1000 + 137 * 3));
+      if (be->host_addressable()) EXPECT_EQ(be->pinned_memory().high_water(), 0u);
       for (size_t i = 0; i < f.inputs.size(); ++i) {
         std::vector<float> want = f.inputs[i];
         for (size_t k = 0; k < want.size(); ++k) want[k] = (want[k] + want[k]) + f.w[k];
