@@ -254,6 +254,14 @@ void finish_act_quant_flags(const po::variables_map& vm, const ActQuantConfig& a
 
 void add_rotation_flags(po::options_description& opts, RotationFlags* f, RotationUse use) {
   const bool q = use == RotationUse::Quantize;
+  const std::string head_help =
+      std::string("QuaRot's head rotations: R2, each value head and o_proj's columns of each attention head rotated "
+                  "by the Hadamard transform of head_dim (offline, in the weights: the values, hence the V cache, "
+                  "rotated), and R3, queries and keys rotated per head after RoPE in the forward (q k^T unchanged: "
+                  "only a quantized K cache sees it). head_dim must be 2^k or m 2^k with a known order m. ") +
+      (q ? "Stock loaders serve the outputs (R2 is in the weights; R3 changes nothing without KV quantization); "
+           "streamq eval applies R3 from config.json"
+         : "A checkpoint quantize --head-hadamard wrote gets R3 without this flag");
   opts.add_options()
       ("rotate", po::value(&f->rotate)->default_value("none"),
        q ? "none, hadamard or random: quantize the model with its residual stream rotated (QuaRot's R1): norms "
@@ -285,7 +293,8 @@ void add_rotation_flags(po::options_description& opts, RotationFlags* f, Rotatio
            "intermediate size in every forward (before --abits quantizes it), down_proj's weight by the same "
            "as each block loads; the intermediate size must be 2^k or m 2^k with a known Hadamard order m. "
            "Works with or without --rotate; without --abits the perplexity moves by float rounding only. A "
-           "checkpoint quantize --online-hadamard wrote gets the forward's half without this flag");
+           "checkpoint quantize --online-hadamard wrote gets the forward's half without this flag")
+      ("head-hadamard", po::bool_switch(&f->spec.head_hadamard), head_help.c_str());
 }
 
 void finish_rotation_flags(const po::variables_map& vm, RotationFlags* f) {

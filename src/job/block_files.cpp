@@ -26,15 +26,20 @@ void copy_tensor(SafetensorsWriter& w, const SafetensorsFile& f, const std::stri
 
 }  // namespace
 
-std::vector<std::string> rotated_block_tensors(const ModelConfig& cfg) {
-  std::vector<std::string> names = {"input_layernorm.weight", "post_attention_layernorm.weight"};
-  for (const auto& l : block_linears(cfg))
-    if (l.has_bias && (l.name == "self_attn.o_proj" || l.name == "mlp.down_proj")) names.push_back(l.name + ".bias");
+std::vector<std::string> rotated_block_tensors(const ModelConfig& cfg, RotatedTensors rotated) {
+  std::vector<std::string> names;
+  if (rotated.residual) names = {"input_layernorm.weight", "post_attention_layernorm.weight"};
+  for (const auto& l : block_linears(cfg)) {
+    if (!l.has_bias) continue;
+    if ((rotated.residual && (l.name == "self_attn.o_proj" || l.name == "mlp.down_proj")) ||
+        (rotated.heads && l.name == "self_attn.v_proj"))
+      names.push_back(l.name + ".bias");
+  }
   return names;
 }
 
 std::vector<TensorSpec> block_file_plan(const ModelConfig& cfg, const SafetensorsModel& st, const QuantConfig& q,
-                                        int64_t b, bool rotated) {
+                                        int64_t b, RotatedTensors rotated) {
   std::vector<TensorSpec> plan;
   for (const auto& l : block_linears(cfg)) {
     const std::string p = block_prefix(b) + l.name;
@@ -42,11 +47,10 @@ std::vector<TensorSpec> block_file_plan(const ModelConfig& cfg, const Safetensor
     plan.push_back({p + ".weight", t.dtype, t.shape});
     quant_result_specs(p, l, q, &plan);
   }
-  if (rotated)
-    for (const std::string& rel : rotated_block_tensors(cfg)) {
-      const TensorInfo& t = st.info(block_prefix(b) + rel);
-      plan.push_back({block_prefix(b) + rel, t.dtype, t.shape});
-    }
+  for (const std::string& rel : rotated_block_tensors(cfg, rotated)) {
+    const TensorInfo& t = st.info(block_prefix(b) + rel);
+    plan.push_back({block_prefix(b) + rel, t.dtype, t.shape});
+  }
   return plan;
 }
 

@@ -18,14 +18,19 @@
 
 namespace streamq {
 
-// Tensors of block b's file. `rotated` (quantize --rotate): also the
-// tensors the residual rotation changes besides the linears' weights (the
-// two norms, folded to ones, and o_proj's and down_proj's biases, rotated),
-// in their source dtypes (rotated_block_tensors).
+// Which rotations of quantize changed a block's tensors besides the
+// linears' weights: the residual one (the two norms, folded to ones, and
+// o_proj's and down_proj's biases) and the per-head one (v_proj's bias).
+struct RotatedTensors {
+  bool residual = false, heads = false;
+};
+// Tensors of block b's file: the linears' weights and quantization results,
+// and the tensors `rotated` names (rotated_block_tensors) in their source
+// dtypes.
 std::vector<TensorSpec> block_file_plan(const ModelConfig& cfg, const SafetensorsModel& st, const QuantConfig& q,
-                                        int64_t b, bool rotated = false);
+                                        int64_t b, RotatedTensors rotated = {});
 // Those tensors' names inside a block (input_layernorm.weight, ...).
-std::vector<std::string> rotated_block_tensors(const ModelConfig& cfg);
+std::vector<std::string> rotated_block_tensors(const ModelConfig& cfg, RotatedTensors rotated);
 // Writes one linear's quantization result (codes, scales, zeros, g_idx) under `prefix`.
 void write_quant_result(SafetensorsWriter& w, const std::string& prefix, const QuantResult& r);
 

@@ -136,6 +136,13 @@ struct Stages {
     }
     rope_seqs(be, q.data(), seqs, c.heads, hd, *rope);
     rope_seqs(be, k.data(), seqs, c.kv_heads, hd, *rope);
+    // R3: each head's query and key rotated alike, so their products are the
+    // same and only a quantized key cache sees it: skipped without one (it
+    // would only redraw the float rounding).
+    if (w.head_hm && w.kv.enabled()) {
+      be.hadamard_rows(q.data(), t * c.heads, hd, w.head_hm, w.head_m, nullptr, false);
+      be.hadamard_rows(k.data(), t * c.kv_heads, hd, w.head_hm, w.head_m, nullptr, false);
+    }
     if (w.kv.enabled()) {  // the KV cache as stored: per head, keys after RoPE
       fake_quant_rows(k.data(), t * c.kv_heads, hd, w.kv, "keys");
       fake_quant_rows(v.data(), t * c.kv_heads, hd, w.kv, "values");

@@ -191,6 +191,9 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     if (c.rotation != "none" && c.rotation != "hadamard" && c.rotation != "random")
       throw InputError(source_name + ": streamq_rotation.rotate '" + c.rotation + "' is not none, hadamard or random");
     c.online_hadamard = r.value("online_hadamard", false);
+    if (r.contains("head_hadamard") && !r["head_hadamard"].is_boolean())
+      throw InputError(source_name + ": streamq_rotation.head_hadamard is not a boolean");
+    c.head_hadamard = r.value("head_hadamard", false);
   }
   return c;
 }

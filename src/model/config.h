@@ -47,6 +47,9 @@ struct ModelConfig {
   // apply the transform to down_proj's input (stock loaders do not).
   std::string rotation;
   bool online_hadamard = false;
+  // v_proj/o_proj carry QuaRot's per-head R2; the forward rotates queries
+  // and keys per head (R3) before the KV cache is quantized.
+  bool head_hadamard = false;
 };
 
 // Parses and validates `<dir>/config.json`. Unknown architectures and missing or

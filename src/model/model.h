@@ -61,6 +61,13 @@ struct BlockView {
   // transform on its input side (rotate_down_input). Null: off.
   const float* online_hm = nullptr;
   int64_t online_m = 0;
+  // QuaRot's R3: queries and keys rotated per head by the normalized
+  // Hadamard transform of head_dim after RoPE (H_m in this backend's memory,
+  // m its order), before the KV cache is quantized. q k^T is unchanged, so
+  // only quantized keys see it (the forward skips it when kv is off); no
+  // weight carries it. Null: off.
+  const float* head_hm = nullptr;
+  int64_t head_m = 0;
   // InternalError naming the linear when the block has no such linear.
   const LinearView& linear(const std::string& name) const;
 };

@@ -52,6 +52,11 @@ class ResidentBlock {
     view_.online_hm = hm;
     view_.online_m = hm ? m : 0;
   }
+  // QuaRot's R3 on queries and keys after RoPE (BlockView::head_hm).
+  void set_head_hadamard(const float* hm, int64_t m) {
+    view_.head_hm = hm;
+    view_.head_m = hm ? m : 0;
+  }
   // Bytes this block holds in the backend's memory (0 on the host).
   uint64_t device_bytes() const;
   DeviceWeights weights() const { return weights_; }

@@ -1,6 +1,7 @@
 // The offline rotation of the residual stream (see rotation.h).
 #include "src/model/rotation.h"
 
+#include <algorithm>
 #include <string>
 
 #include "src/core/error.h"
@@ -53,6 +54,20 @@ void rotate_block(BlockWeights& w, int64_t hidden, const Rotation& r) {
   }
   w.input_norm.assign(static_cast<size_t>(hidden), 1.0f);
   w.post_norm.assign(static_cast<size_t>(hidden), 1.0f);
+}
+
+void rotate_value_heads(BlockWeights& w, const ModelConfig& cfg, const Rotation& r) {
+  const int64_t hd = cfg.head_dim, hidden = cfg.hidden;
+  check_size(r, hd, "rotate_value_heads");
+  Linear& v = w.linears.at("self_attn.v_proj");  // [kv_heads * hd, hidden]
+  for (int64_t h = 0; h < cfg.kv_heads; ++h) {
+    std::vector<float> rows(v.w.begin() + h * hd * hidden, v.w.begin() + (h + 1) * hd * hidden);
+    rotate_output_side(rows, hidden, r);
+    std::copy(rows.begin(), rows.end(), v.w.begin() + h * hd * hidden);
+    if (!v.b.empty()) r.right(v.b.data() + h * hd, 1);
+  }
+  std::vector<float>& o = w.linears.at("self_attn.o_proj").w;  // [hidden, heads * hd]: rows of heads * hd
+  r.right(o.data(), static_cast<int64_t>(o.size()) / hd);       // each head's hd columns of a row: one vector
 }
 
 void rotate_down_input(BlockWeights& w, int64_t intermediate, const Rotation& r) {

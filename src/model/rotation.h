@@ -41,6 +41,14 @@ void rotate_block(BlockWeights& w, int64_t hidden, const Rotation& r);
 // when r.n is not the intermediate size.
 void rotate_down_input(BlockWeights& w, int64_t intermediate, const Rotation& r);
 
+// QuaRot's R2, offline: each value head rotated by r (of head_dim) and
+// o_proj's input columns of every attention head by the same, so attention's
+// output per head is out_h r and o_proj's product unchanged: v_proj's rows
+// of each KV head (and their bias) on the output side, W_v,h <- r^T W_v,h,
+// and o_proj's columns of each head W_o,h <- W_o,h r. The values (the V
+// cache) are then rotated per head. InternalError when r.n is not head_dim.
+void rotate_value_heads(BlockWeights& w, const ModelConfig& cfg, const Rotation& r);
+
 // Embedding rows e[vocab, hidden] <- e R.
 void rotate_embedding(std::vector<float>& e, int64_t hidden, const Rotation& r);
 

@@ -71,24 +71,27 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   const ResidentRope rope(be, model.rope_table(job.seqlen));
   ResidentChunk chunk(be, "eval: activation chunk");
 
-  // A rotated streamq checkpoint carries its rotation in its weights; only
-  // the online transform's activation side is left for the forward.
-  if (!cfg.rotation.empty() && job.rotation.kind != RotationSpec::Kind::None)
-    throw InputError("--rotate: " + job.model_dir + " is already rotated (config.json " + kRotationConfigKey +
-                     ": " + cfg.rotation + "); evaluate it without --rotate");
-  if (cfg.online_hadamard && job.rotation.online_hadamard)
-    throw InputError("--online-hadamard: " + job.model_dir + "'s down_proj already carries the online Hadamard "
-                     "(config.json " + kRotationConfigKey + "), which eval applies; evaluate it without --online-hadamard");
+  // A rotated streamq checkpoint carries its rotations in its weights; only
+  // the activation sides (R4 before down_proj, R3 on queries and keys) are
+  // left for the forward, taken from its config. Rotating it again is refused.
+  const bool rotated_checkpoint = !cfg.rotation.empty();
+  if (rotated_checkpoint && job.rotation.enabled())
+    throw InputError("--rotate/--online-hadamard/--head-hadamard: " + job.model_dir + " is already rotated (config.json " +
+                     kRotationConfigKey + ": " + cfg.rotation + (cfg.online_hadamard ? ", online Hadamard" : "") +
+                     (cfg.head_hadamard ? ", head Hadamard" : "") + "), which eval applies; evaluate it without them");
   RotationSpec spec = job.rotation;
-  if (cfg.online_hadamard) {
-    spec.online_hadamard = true;
-    if (progress)
-      *progress << "eval: " << job.model_dir << " carries the online Hadamard before down_proj (config.json "
-                << kRotationConfigKey << "): applied to down_proj's input in the forward\n";
+  if (rotated_checkpoint) {
+    spec.online_hadamard = cfg.online_hadamard;
+    spec.head_hadamard = cfg.head_hadamard;
+    if (progress && (cfg.online_hadamard || cfg.head_hadamard))
+      *progress << "eval: " << job.model_dir << " is rotated (config.json " << kRotationConfigKey << "): "
+                << (cfg.online_hadamard ? "the online Hadamard applied to down_proj's input" : "")
+                << (cfg.online_hadamard && cfg.head_hadamard ? ", " : "")
+                << (cfg.head_hadamard ? "queries and keys rotated per head" : "") << " in the forward\n";
   }
   const ModelRotation rotation(be, cfg, spec, job.model_dir,
-                               cfg.online_hadamard ? ModelRotation::OnlineWeights::AlreadyFused
-                                                   : ModelRotation::OnlineWeights::Fuse);
+                               rotated_checkpoint ? ModelRotation::OnlineWeights::AlreadyFused
+                                                  : ModelRotation::OnlineWeights::Fuse);
   auto store = make_memory_store();
   std::vector<float> x;
   for (int64_t c = 0; c < nchunks; ++c) {

@@ -23,7 +23,9 @@ RotationSpec::Kind parse_rotation_kind(const std::string& s, const std::string& 
 }
 
 nlohmann::json RotationSpec::to_json() const {
-  return {{"rotate", to_string(kind)}, {"seed", seed}, {"online_hadamard", online_hadamard}};
+  nlohmann::json j = {{"rotate", to_string(kind)}, {"seed", seed}, {"online_hadamard", online_hadamard}};
+  if (head_hadamard) j["head_hadamard"] = true;  // only when on: identities of jobs without it stay as they were
+  return j;
 }
 
 ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const RotationSpec& spec,
@@ -60,6 +62,23 @@ ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const Rotation
       online_hm_ = online_hm_device_.data();
     }
   }
+  if (spec.head_hadamard) {
+    try {
+      head_.emplace(cfg.head_dim);
+    } catch (const InputError& e) {
+      throw InputError("--head-hadamard: head_dim of " + model_dir + ": " + e.what() + "; run without --head-hadamard");
+    }
+    head_rotation_ = {cfg.head_dim, [this](float* v, int64_t rows) { head_->apply(v, rows); },
+                      [this](float* v, int64_t rows) { head_->inverse(v, rows); }};
+    if (be.host_addressable()) {
+      head_hm_ = head_->hm().data();
+    } else {
+      head_hm_device_ = be.upload_new(head_->hm(), "head Hadamard matrix");
+      be.synchronize();
+      head_hm_ = head_hm_device_.data();
+    }
+  }
+  cfg_ = cfg;
 }
 
 void ModelRotation::rotate_rows(float* x, int64_t rows) const {
@@ -69,16 +88,23 @@ void ModelRotation::rotate_rows(float* x, int64_t rows) const {
 void ModelRotation::rotate_block(BlockWeights& w) const {
   if (residual()) streamq::rotate_block(w, hidden_, rotation_);
   if (online_ && online_weights_ == OnlineWeights::Fuse) rotate_down_input(w, intermediate_, online_rotation_);
+  if (head_ && online_weights_ == OnlineWeights::Fuse) rotate_value_heads(w, cfg_, head_rotation_);
 }
 
 void ModelRotation::apply_online(ResidentBlock& block) const {
   if (online_) block.set_online_hadamard(online_hm_, online_->split().m);
+  if (head_) block.set_head_hadamard(head_hm_, head_->split().m);
 }
 
 void ModelRotation::apply_online(BlockView& view) const {
-  if (!online_) return;
-  view.online_hm = online_hm_;
-  view.online_m = online_->split().m;
+  if (online_) {
+    view.online_hm = online_hm_;
+    view.online_m = online_->split().m;
+  }
+  if (head_) {
+    view.head_hm = head_hm_;
+    view.head_m = head_->split().m;
+  }
 }
 
 void ModelRotation::rotate_head(std::vector<float>& w, std::vector<float>& final_norm) const {

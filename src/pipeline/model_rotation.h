@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/backend.h"
+#include "src/job/block_files.h"
 #include "src/methods/hadamard.h"
 #include "src/methods/random_orthogonal.h"
 #include "src/model/config.h"
@@ -40,9 +41,11 @@ struct RotationSpec {
   Kind kind = Kind::None;
   uint64_t seed = 0;             // the Hadamard's random signs, or the random matrix's draw
   bool online_hadamard = false;  // R4 before down_proj
-  bool enabled() const { return kind != Kind::None || online_hadamard; }
-  // {"rotate": "hadamard", "seed": 0, "online_hadamard": false}: the form
-  // job identities, settings and a rotated checkpoint's config.json carry.
+  bool head_hadamard = false;    // R2 on values/o_proj per head (offline) and R3 on queries/keys (online)
+  bool enabled() const { return kind != Kind::None || online_hadamard || head_hadamard; }
+  // {"rotate": "hadamard", "seed": 0, "online_hadamard": false} (and
+  // "head_hadamard": true when on): the form job identities, settings and a
+  // rotated checkpoint's config.json carry.
   nlohmann::json to_json() const;
 };
 const char* to_string(RotationSpec::Kind k);  // "none", "hadamard", "random"
@@ -55,13 +58,14 @@ inline constexpr const char* kRotationConfigKey = "streamq_rotation";
 
 class ModelRotation {
  public:
-  // Online weights: whether rotate_block fuses R4 into down_proj's input
-  // side (a source model) or the checkpoint already carries it (a rotated
-  // streamq output, whose forward still needs the activation side).
+  // Online weights: whether rotate_block fuses R4's and R2's weight sides
+  // (a source model) or the checkpoint already carries them (a rotated
+  // streamq output, whose forward still needs R4's and R3's activation side).
   enum class OnlineWeights { Fuse, AlreadyFused };
   // Builds the matrices for cfg's sizes. InputError naming `flags` and
   // `model_dir` when no Hadamard matrix reaches the hidden size (then
-  // --rotate random is the way) or the intermediate size (online).
+  // --rotate random is the way), the intermediate size (online) or head_dim
+  // (heads).
   ModelRotation(Backend& be, const ModelConfig& cfg, const RotationSpec& spec, const std::string& model_dir,
                 OnlineWeights online_weights = OnlineWeights::Fuse);
   ModelRotation(const ModelRotation&) = delete;
@@ -70,11 +74,16 @@ class ModelRotation {
   const RotationSpec& spec() const { return spec_; }
   bool residual() const { return spec_.kind != RotationSpec::Kind::None; }
   bool online() const { return online_.has_value(); }
+  // The block tensors besides the linears' weights that rotate_block changes
+  // (a block file holds them: src/job/block_files.h).
+  RotatedTensors changed_tensors() const {
+    return {residual(), head_.has_value() && online_weights_ == OnlineWeights::Fuse};
+  }
   // Rows x[rows, hidden] <- x R (embedding rows; identity without R1).
   void rotate_rows(float* x, int64_t rows) const;
-  // A source block, in place: R1 (norms folded) and R4's weight side.
+  // A source block, in place: R1 (norms folded), R4's and R2's weight sides.
   void rotate_block(BlockWeights& w) const;
-  // The forward's half of R4 on a block's view (nothing when off).
+  // The forward's half of R4 and R3 on a block's view (nothing when off).
   void apply_online(ResidentBlock& block) const;
   void apply_online(BlockView& view) const;
   // The head, in place: the final norm folded, w <- w R (nothing without R1).
@@ -86,6 +95,7 @@ class ModelRotation {
   RotationSpec spec_;
   OnlineWeights online_weights_;
   int64_t hidden_ = 0, intermediate_ = 0;
+  ModelConfig cfg_;
   std::optional<HadamardTransform> hadamard_;
   std::optional<RandomOrthogonalRotation> random_;
   Rotation rotation_;
@@ -93,6 +103,10 @@ class ModelRotation {
   Rotation online_rotation_;
   const float* online_hm_ = nullptr;  // H_m where the backend's ops read it
   Buffer<float> online_hm_device_;
+  std::optional<HadamardTransform> head_;
+  Rotation head_rotation_;
+  const float* head_hm_ = nullptr;
+  Buffer<float> head_hm_device_;
 };
 
 }  // namespace streamq

@@ -282,7 +282,7 @@ struct BlockState {
         wq(w),
         resident_q(c.be, wq, c.job.device_weights),
         file(c.wd.blocks_dir(),
-             block_file_plan(c.model.config(), c.model.tensors(), c.job.quant, block, c.rotation->residual()),
+             block_file_plan(c.model.config(), c.model.tensors(), c.job.quant, block, c.rotation->changed_tensors()),
              {{"format", "streamq-block"}, {"streamq", c.job.quant.describe()}}, UINT64_MAX, Workdir::block_base(block)) {
     report.index = block;
     resident_q.set_act_quant(c.job.act, c.job.kv);
@@ -291,13 +291,13 @@ struct BlockState {
       resident.emplace(c.be, w, c.job.device_weights);
       c.rotation->apply_online(*resident);
     }
-    if (c.rotation->residual()) write_rotated_tensors(c);
+    write_rotated_tensors(c);
   }
   // The tensors the residual rotation changed besides the linears' weights
   // (norms folded to ones, o_proj/down_proj biases rotated): into the block
   // file, so that the output's block holds them.
   void write_rotated_tensors(JobContext& c) {
-    for (const std::string& rel : rotated_block_tensors(c.model.config())) {
+    for (const std::string& rel : rotated_block_tensors(c.model.config(), c.rotation->changed_tensors())) {
       const std::vector<float>& v = rel == "input_layernorm.weight"            ? w.input_norm
                                     : rel == "post_attention_layernorm.weight" ? w.post_norm
                                     : w.linears.at(rel.substr(0, rel.size() - 5)).b;  // "<linear>.bias"
@@ -327,13 +327,12 @@ BlockWeights load_weights(JobContext& c, int64_t b) {
     TraceSpan rs(c.trace, "rotate block", trace_cat::kQuantize);
     rs.arg("block", b);
     c.rotation->rotate_block(w);
-    if (c.rotation->residual())
-      for (const std::string& rel : rotated_block_tensors(c.model.config()))
-        if (rel.size() > 5 && rel.compare(rel.size() - 5, 5, ".bias") == 0) {
-          std::vector<float>& bias = w.linears.at(rel.substr(0, rel.size() - 5)).b;
-          round_through_dtype(c.model.tensors().info(block_prefix(b) + rel).dtype, bias.data(),
-                              static_cast<int64_t>(bias.size()));
-        }
+    for (const std::string& rel : rotated_block_tensors(c.model.config(), c.rotation->changed_tensors()))
+      if (rel.size() > 5 && rel.compare(rel.size() - 5, 5, ".bias") == 0) {
+        std::vector<float>& bias = w.linears.at(rel.substr(0, rel.size() - 5)).b;
+        round_through_dtype(c.model.tensors().info(block_prefix(b) + rel).dtype, bias.data(),
+                            static_cast<int64_t>(bias.size()));
+      }
   }
   return w;
 }

@@ -99,6 +99,58 @@ TEST(Rotation, SyntheticGqaTiedAndQwen2WithBiasesGiveTheSameLogits) {
   }
 }
 
+// QuaRot's R2 (values and o_proj per head, offline) leaves a block's
+// function alone in full precision (the same float32 bound); R3 (queries and
+// keys per head after RoPE, online) runs only with a quantized KV cache,
+// where it changes what is quantized, so the output moves (R3 is live).
+TEST(Rotation, HeadRotationsKeepTheBlockFunction) {
+  test::ScratchDir dir("rotation-heads");
+  SynthSpec qwen = synth_preset("qwen2.5-7b");  // head_dim 12 = H_12 (Paley I), q/k/v biases
+  qwen.hidden = 48, qwen.intermediate = 100, qwen.layers = 1, qwen.heads = 4, qwen.kv_heads = 2, qwen.head_dim = 0;
+  qwen.vocab = 512, qwen.seed = 8;
+  write_synth_model(qwen, dir.file("qwen"), false, nullptr);
+  for (const std::string& m : {test::demo_model_dir(), dir.file("qwen")}) {
+    Model model(m);
+    const ModelConfig& c = model.config();
+    const HadamardTransform h(c.head_dim);
+    const Rotation r{c.head_dim, [&](float* x, int64_t n) { h.apply(x, n); },
+                     [&](float* x, int64_t n) { h.inverse(x, n); }};
+    auto be = make_cpu_backend();
+    const int64_t nseq = 2, seqlen = 16, t = nseq * seqlen;
+    std::vector<float> x(t * c.hidden);
+    std::mt19937_64 rng(3);
+    std::normal_distribution<float> nd;
+    for (float& v : x) v = nd(rng);
+    const RopeTable rope = model.rope_table(seqlen);
+    BlockWeights w = model.load_block(0);
+    std::vector<float> want = x;
+    block_forward(*be, c, w, rope, want.data(), nseq, seqlen);
+    BlockWeights wr = w;
+    rotate_value_heads(wr, c, r);
+    EXPECT_NE(wr.linears.at("self_attn.v_proj").w, w.linears.at("self_attn.v_proj").w);
+    BlockView view = host_view(wr);
+    view.head_hm = h.hm().data();
+    view.head_m = h.split().m;
+    std::vector<float> got = x;
+    block_forward(*be, c, view, rope, got.data(), nseq, seqlen);
+    const double d = relative_difference(got, want);
+    std::printf("[rotation] %s: R2 block output differs by %.2e\n", m.c_str(), d);
+    EXPECT_LE(d, kRelTol) << m;
+    // With 4-bit keys the rotated and plain caches quantize differently.
+    BlockView kv_plain = host_view(wr), kv_rot = view;
+    kv_plain.kv.bits = kv_rot.kv.bits = 4;
+    std::vector<float> a = x, b = x;
+    block_forward(*be, c, kv_plain, rope, a.data(), nseq, seqlen);
+    block_forward(*be, c, kv_rot, rope, b.data(), nseq, seqlen);
+    EXPECT_GT(relative_difference(a, b), 100 * kRelTol) << m;
+  }
+  BlockWeights none;
+  const Rotation r6{6, [](float*, int64_t) {}, [](float*, int64_t) {}};
+  ModelConfig c;
+  c.head_dim = 8;
+  EXPECT_THROW(rotate_value_heads(none, c, r6), InternalError);
+}
+
 TEST(Rotation, AWrongSizeIsRefused) {
   BlockWeights w;
   const Rotation r{8, [](float*, int64_t) {}, [](float*, int64_t) {}};

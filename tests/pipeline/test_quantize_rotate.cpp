@@ -49,7 +49,7 @@ const std::string kValid = test::source_dir() + "/data/tokens/tinystories_valid_
 // The reference: the whole model loaded, rotated with src/model/rotation.h's
 // functions (the randomized Hadamard of `seed`), and written as an untied
 // float32 checkpoint with no streamq_rotation key (a plain model to quantize).
-void write_rotated_reference(const std::string& src, const std::string& out, uint64_t seed) {
+void write_rotated_reference(const std::string& src, const std::string& out, uint64_t seed, bool heads) {
   Model model(src);
   const ModelConfig& c = model.config();
   const HadamardTransform h(c.hidden, random_signs(c.hidden, seed));
@@ -67,6 +67,11 @@ void write_rotated_reference(const std::string& src, const std::string& out, uin
   for (int64_t b = 0; b < c.layers; ++b) {
     BlockWeights w = model.load_block(b);
     rotate_block(w, c.hidden, r);
+    if (heads) {  // R2 (R3 acts on queries and keys only: without KV quantization it changes nothing)
+      const HadamardTransform hh(c.head_dim);
+      rotate_value_heads(w, c, {c.head_dim, [&](float* x, int64_t n) { hh.apply(x, n); },
+                                [&](float* x, int64_t n) { hh.inverse(x, n); }});
+    }
     const std::string p = block_prefix(b);
     add(p + "input_layernorm.weight", w.input_norm, {c.hidden});
     add(p + "post_attention_layernorm.weight", w.post_norm, {c.hidden});
@@ -170,10 +175,11 @@ TEST(QuantizeRotate, StreamedRotationEqualsQuantizingTheRotatedModel) {
   write_synth_model(tied_qwen(), dir.file("qwen"), false, nullptr);
   perturb_norms(dir.file("qwen"), 1);
   auto be = make_cpu_backend();
-  for (const std::string model : {test::demo_model_dir(), dir.file("qwen")}) {
-    SCOPED_TRACE(model);
+  for (const std::string model : {test::demo_model_dir(), dir.file("qwen")})
+  for (const bool heads : {false, true}) {
+    SCOPED_TRACE(model + (heads ? " --head-hadamard" : ""));
     const uint64_t seed = 7;
-    write_rotated_reference(model, dir.file("reference-model"), seed);
+    write_rotated_reference(model, dir.file("reference-model"), seed, heads);
     QuantizeJob ref = small_job(dir.file("reference-model"), dir.file("ref-out"));
     ref.overwrite = true;
     run_quantize(ref, *be, nullptr);
@@ -181,6 +187,7 @@ TEST(QuantizeRotate, StreamedRotationEqualsQuantizingTheRotatedModel) {
     job.overwrite = true;
     job.rotation.kind = RotationSpec::Kind::Hadamard;
     job.rotation.seed = seed;
+    job.rotation.head_hadamard = heads;
     run_quantize(job, *be, nullptr);
     // embed, norms, head, 7 linears x (weight) + biases per block; 4 tensors per linear
     EXPECT_GT(expect_same_tensors(dir.file("ref-out"), dir.file("rot-out"), "model"), 10);
@@ -294,12 +301,14 @@ TEST(QuantizeRotate, OnlineHadamardOutputComputesTheSourceFunction) {
   job.quant.group = -1;
   job.rotation.kind = RotationSpec::Kind::Hadamard;
   job.rotation.online_hadamard = true;
+  job.rotation.head_hadamard = true;
   run_quantize(job, *be, nullptr);
   const std::vector<float> fp = first_window_logits(*be, dir.file("qwen"), dir.file("fp.npy"));
   const std::vector<float> q = first_window_logits(*be, dir.file("out"), dir.file("q.npy"));
   // Without the config key the same weights run without the online transform.
   nlohmann::json config = nlohmann::json::parse(read_file(dir.file("out/config.json")));
   EXPECT_EQ(config.at("streamq_rotation").at("online_hadamard"), true);
+  EXPECT_EQ(config.at("streamq_rotation").at("head_hadamard"), true);
   config.erase("streamq_rotation");
   write_file(dir.file("out/config.json"), config.dump(2));
   const std::vector<float> stripped = first_window_logits(*be, dir.file("out"), dir.file("s.npy"));
