@@ -60,6 +60,7 @@ constexpr ResumeRule kRules[] = {
     {"--rotate", false, "method (the rotation fused into the weights)"},
     {"--rotate-seed", false, "method (the rotation fused into the weights)"},
     {"--online-hadamard", false, "method (the online Hadamard before down_proj)"},
+    {"--head-hadamard", false, "method (the per-head rotations of values and queries/keys)"},
     // The stored activations' shape, and what the output is.
     {"--chunk-tokens", false, "the stored activation chunks (a resumed job cannot re-cut them)"},
     {"--format", false, "output format"},
@@ -69,6 +70,7 @@ constexpr ResumeRule kRules[] = {
     {"--device", false, "arithmetic (cpu, or a device and where its sweep runs)"},
     {"--sweep-precision", false, "arithmetic (the device sweep's float32 or float64)"},
     {"--factor-precision", false, "arithmetic (the device factor's float32 or float64)"},
+    {"--device-weights", false, "arithmetic (a device's blocks held in float32 or bf16)"},
     // Operational: the same bytes whatever the value.
     {"--out", true, "where the output goes"},
     {"--gpu-mem-limit", true,
