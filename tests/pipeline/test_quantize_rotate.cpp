@@ -368,6 +368,9 @@ TEST(QuantizeRotate, KilledRotatedJobResumesToIdenticalBytes) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors", "config.json"})
     EXPECT_TRUE(test::output_bytes(dir.file("ref/") + f) == test::output_bytes(out + "/" + f)) << f;
+  const auto ins = test::run_streamq({"inspect", "--model", out});
+  EXPECT_NE(ins.out.find("rotated: hadamard, online Hadamard before down_proj"), std::string::npos) << ins.out;
+  EXPECT_NE(ins.out.find("a loader must rotate down_proj's input"), std::string::npos) << ins.out;
   auto changed = args(dir.file("out2"), wd);
   for (size_t i = 0; i + 1 < changed.size(); ++i)
     if (changed[i] == "--rotate-seed") changed[i + 1] = "3";
