@@ -3,8 +3,9 @@
 # GPTQ dequantization done by bench/torch_gptq_check.py, a plain-PyTorch loader
 # written from docs/gptq-format.md) and checks its logits and perplexity against
 # `streamq eval` of the same export: stories260K at 2/3/4/8 bits, per-channel and
-# g32, sym and asym, act-order, classic and gptq_v2 zero points; SmolLM2-135M at
-# 4 bits g128 when its GGUF can be fetched. Runs on the GPU when torch sees one.
+# g32, sym and asym, act-order, classic and gptq_v2 zero points, a --rotate hadamard
+# model; SmolLM2-135M at 4 bits g64 (plain and rotated, its tied head untied) when
+# its GGUF can be fetched. Runs on the GPU when torch sees one.
 # Writes the table to stdout and bench/torch-gptq-check.md.
 # usage: bench/torch_gptq_check.sh [build dir]   (TORCH_CHECK_ONLY=REGEX: those rows only, stdout only)
 #   PYTHON=/path/to/python with torch, transformers, safetensors and numpy; without
@@ -60,6 +61,11 @@ run() {  # name, model, eval args (tokens file, dtype, seqlen, windows), quantiz
       done
     done
   done
+  # A rotated model (quantize --rotate: norms folded to ones, every weight rotated) is a stock checkpoint.
+  fmt=gptq_v2
+  run "stories260K w4 g32 asym act-order gptq_v2 --rotate hadamard" "$model" "$valid" uint16 256 8 \
+    --calib "$calib" --nsamples 32 --seqlen 256 --seed 0 --bits 4 --group 32 --asym --act-order \
+    --method gptq --checkpoint-format "$fmt" --rotate hadamard
   if [[ -z "${TORCH_CHECK_ONLY:-}" || SmolLM2 =~ $TORCH_CHECK_ONLY ]] && smol=$(scripts/fetch-smollm2.sh 2>/dev/null); then
     # SmolLM2's evaluation tokens: WikiText-2 test through its own tokenizer.json (streamq's, checked
     # against HF tokenizers in the test suite), as int32 ids for both sides.
@@ -69,6 +75,10 @@ run() {  # name, model, eval args (tokens file, dtype, seqlen, windows), quantiz
     run "SmolLM2-135M w4 g64 asym act-order gptq" "$smol" "$work/wiki.bin" int32 512 2 \
       --calib-text ../shared/fixtures/text/tinystories_valid_head.txt --nsamples 16 --seqlen 512 --seed 0 \
       --bits 4 --group 64 --asym --act-order --method gptq --checkpoint-format gptq
+    # Tied embeddings: the rotated head (final norm folded) is its own lm_head.weight, untied in config.json.
+    run "SmolLM2-135M w4 g64 asym act-order gptq --rotate hadamard (tied head untied)" "$smol" "$work/wiki.bin" \
+      int32 512 2 --calib-text ../shared/fixtures/text/tinystories_valid_head.txt --nsamples 16 --seqlen 512 \
+      --seed 0 --bits 4 --group 64 --asym --act-order --method gptq --checkpoint-format gptq --rotate hadamard
   fi
 } | tee "$([[ -n "${TORCH_CHECK_ONLY:-}" ]] && echo /dev/null || echo bench/torch-gptq-check.md)"
 exit $fail
