@@ -16,6 +16,7 @@
 #include "io/file/file_util.h"
 #include "io/formats/safetensors.h"
 #include "kernels/backend.h"
+#include "kernels/emulated/emulated_backend.h"
 #include "src/core/error.h"
 #include "src/methods/hadamard.h"
 #include "src/model/model.h"
@@ -305,6 +306,12 @@ TEST(QuantizeRotate, OnlineHadamardOutputComputesTheSourceFunction) {
   run_quantize(job, *be, nullptr);
   const std::vector<float> fp = first_window_logits(*be, dir.file("qwen"), dir.file("fp.npy"));
   const std::vector<float> q = first_window_logits(*be, dir.file("out"), dir.file("q.npy"));
+  // On a device the online transform's H_m is uploaded: the emulated device
+  // computes with the CPU kernels, so its logits are the CPU's bit for bit.
+  {
+    auto dev = make_emulated_backend({.memory_bytes = 256ull << 20});
+    EXPECT_EQ(first_window_logits(*dev, dir.file("out"), dir.file("qd.npy")), q);
+  }
   // Without the config key the same weights run without the online transform.
   nlohmann::json config = nlohmann::json::parse(read_file(dir.file("out/config.json")));
   EXPECT_EQ(config.at("streamq_rotation").at("online_hadamard"), true);
