@@ -82,6 +82,21 @@ struct SafetensorsWriter::Impl {
     }
   }
 
+  // Floats converted to the slot's dtype and written at elements [first,
+  // first + numel), in bounded chunks so a large tensor never needs a second
+  // full copy.
+  void pwrite_f32(const Slot& s, int64_t first, const float* values, int64_t numel, const std::string& name) {
+    const uint64_t esize = dtype_size(s.spec.dtype);
+    constexpr int64_t kChunk = 1 << 20;
+    std::vector<unsigned char> buf(static_cast<std::size_t>(std::min(numel, kChunk) * esize));
+    for (int64_t i = 0; i < numel; i += kChunk) {
+      const int64_t n = std::min(kChunk, numel - i);
+      convert_from_f32(s.spec.dtype, values + i, buf.data(), static_cast<std::size_t>(n));
+      pwrite_all(shards[s.shard], buf.data(), static_cast<uint64_t>(n) * esize,
+                 s.offset + static_cast<uint64_t>(first + i) * esize, "tensor '" + name + "'");
+    }
+  }
+
   // Marks a tensor as being written so a second write of it is caught even
   // when both race from different threads.
   Slot& claim(const std::string& name, const char* op, bool part = false) {
@@ -219,15 +234,7 @@ void SafetensorsWriter::write_f32(const std::string& name, const float* values, 
     if (numel < 0 || static_cast<uint64_t>(numel) * esize != s.nbytes)
       throw InputError(where + ": given " + std::to_string(numel) + " values, the plan needs " +
                        std::to_string(s.nbytes / esize));
-    // Convert in bounded chunks so a large tensor never needs a second full copy.
-    constexpr int64_t kChunk = 1 << 20;
-    std::vector<unsigned char> buf(static_cast<std::size_t>(std::min(numel, kChunk) * esize));
-    for (int64_t i = 0; i < numel; i += kChunk) {
-      const int64_t n = std::min(kChunk, numel - i);
-      convert_from_f32(s.spec.dtype, values + i, buf.data(), static_cast<std::size_t>(n));
-      impl_->pwrite_all(impl_->shards[s.shard], buf.data(), static_cast<uint64_t>(n) * esize,
-                        s.offset + static_cast<uint64_t>(i) * esize, "tensor '" + name + "'");
-    }
+    impl_->pwrite_f32(s, 0, values, numel, name);
   } catch (...) {
     impl_->settle(s, false);
     throw;
@@ -249,14 +256,7 @@ void SafetensorsWriter::write_f32_part(const std::string& name, int64_t first, c
       throw InputError(where + ": part of elements [" + std::to_string(first) + ", " + std::to_string(first + numel) +
                        ") after " + std::to_string(done) + " of " + std::to_string(total) +
                        " written (parts go in order, within the tensor)");
-    constexpr int64_t kChunk = 1 << 20;
-    std::vector<unsigned char> buf(static_cast<std::size_t>(std::min(numel, kChunk) * esize));
-    for (int64_t i = 0; i < numel; i += kChunk) {
-      const int64_t n = std::min(kChunk, numel - i);
-      convert_from_f32(s.spec.dtype, values + i, buf.data(), static_cast<std::size_t>(n));
-      impl_->pwrite_all(impl_->shards[s.shard], buf.data(), static_cast<uint64_t>(n) * esize,
-                        s.offset + static_cast<uint64_t>(first + i) * esize, "tensor '" + name + "'");
-    }
+    impl_->pwrite_f32(s, first, values, numel, name);
     s.parts_bytes = before + static_cast<uint64_t>(numel) * esize;
   } catch (...) {
     impl_->settle_part(s, before, false);

@@ -5,6 +5,18 @@
 #include "src/model/resident_block.h"
 
 namespace streamq {
+namespace {
+
+// H_m of `h` where be's hadamard_rows reads it: the host array, or an upload
+// into `device` (kept for the rotation's life).
+const float* place_hm(Backend& be, const HadamardTransform& h, const char* what, Buffer<float>* device) {
+  if (be.host_addressable()) return h.hm().data();
+  *device = be.upload_new(h.hm(), what);
+  be.synchronize();
+  return device->data();
+}
+
+}  // namespace
 
 const char* to_string(RotationSpec::Kind k) {
   switch (k) {
@@ -54,13 +66,7 @@ ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const Rotation
     }
     online_rotation_ = {cfg.intermediate, [this](float* v, int64_t rows) { online_->apply(v, rows); },
                         [this](float* v, int64_t rows) { online_->inverse(v, rows); }};
-    if (be.host_addressable()) {
-      online_hm_ = online_->hm().data();
-    } else {
-      online_hm_device_ = be.upload_new(online_->hm(), "online Hadamard matrix");
-      be.synchronize();
-      online_hm_ = online_hm_device_.data();
-    }
+    online_hm_ = place_hm(be, *online_, "online Hadamard matrix", &online_hm_device_);
   }
   if (spec.head_hadamard) {
     try {
@@ -70,13 +76,7 @@ ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const Rotation
     }
     head_rotation_ = {cfg.head_dim, [this](float* v, int64_t rows) { head_->apply(v, rows); },
                       [this](float* v, int64_t rows) { head_->inverse(v, rows); }};
-    if (be.host_addressable()) {
-      head_hm_ = head_->hm().data();
-    } else {
-      head_hm_device_ = be.upload_new(head_->hm(), "head Hadamard matrix");
-      be.synchronize();
-      head_hm_ = head_hm_device_.data();
-    }
+    head_hm_ = place_hm(be, *head_, "head Hadamard matrix", &head_hm_device_);
   }
   cfg_ = cfg;
 }

@@ -27,14 +27,7 @@ namespace {
 // fold or side (an unrotated linear, a norm left in) is off by O(1).
 constexpr double kRelTol = 1e-5;
 
-double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
+using test::relative_difference;
 
 // Embedding, every block and the head, on the original weights and on the
 // rotated ones; returns the relative logit difference (and checks each

@@ -264,14 +264,7 @@ TEST(QuantizeRotate, EndsInRowPanelsEqualTheWholeArrayRotation) {
   EXPECT_NE(embed, head);  // tied in the source, apart once the norm is folded into the head
 }
 
-double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
+using test::relative_difference;
 
 std::vector<float> first_window_logits(Backend& be, const std::string& model, const std::string& npy) {
   EvalJob ev;

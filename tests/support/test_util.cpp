@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -101,6 +102,17 @@ bool page_mapped(const void* p) {
   const ssize_t n = ::pread(fd.get(), &entry, sizeof entry, at);
   if (n != static_cast<ssize_t>(sizeof entry)) throw std::runtime_error("short read of /proc/self/pagemap");
   return (entry >> 63) & 1;
+}
+
+double relative_difference(const std::vector<float>& got, const std::vector<float>& ref) {
+  if (got.size() != ref.size()) throw std::runtime_error("relative_difference: sizes differ");
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - ref[i];
+    num += d * d;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
 }
 
 }  // namespace streamq::test

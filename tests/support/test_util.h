@@ -53,6 +53,8 @@ void write_all(const std::string& path, const std::string& bytes);
 // A seed for random inputs: fresh every run (logged by the caller) unless
 // STREAMQ_TEST_SEED is set, so a failure can be replayed.
 uint64_t fresh_seed();
+// ||got - ref|| / ||ref|| in float64 (sizes must match).
+double relative_difference(const std::vector<float>& got, const std::vector<float>& ref);
 
 // Whether the page holding `p` is mapped into this process now (counts in
 // RSS): bit 63 of its /proc/self/pagemap entry, readable unprivileged.
