@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The streaming engine stays out of core with rotation on (issue 17): the same
-# SmolLM2-135M GPTQ job (W4 g64, 128 x 512 WikiText-2 calibration tokens)
+# SmolLM2-135M GPTQ job (--preset gptq-paper, W4 g64, 128 x 512 WikiText-2 calibration tokens)
 # unrotated and with --rotate hadamard --online-hadamard, in one run; prints
 # each job's wall time, peak RSS (the report's measured peak) and the ratios.
 # usage: bench/rotation_rss.sh [build dir]
@@ -15,7 +15,7 @@ run() {  # label, extra flags...
   local label=$1
   shift
   "$bin" quantize --model "$model" --out "$work/$label" --calib-text "$work/calib.txt" --nsamples 128 --seqlen 512 \
-    --method gptq --bits 4 --group 64 --report "$work/$label.json" --quiet "$@"
+    --preset gptq-paper --method gptq --bits 4 --group 64 --report "$work/$label.json" --quiet "$@"
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["total_seconds"], r["peak_rss_bytes"])' \
     "$work/$label.json"
 }

@@ -293,9 +293,9 @@ struct BlockState {
     }
     write_rotated_tensors(c);
   }
-  // The tensors the residual rotation changed besides the linears' weights
-  // (norms folded to ones, o_proj/down_proj biases rotated): into the block
-  // file, so that the output's block holds them.
+  // The tensors the rotations changed besides the linears' weights (R1: the
+  // norms folded to ones, o_proj/down_proj biases; R2: v_proj's bias): into
+  // the block file, so that the output's block holds them.
   void write_rotated_tensors(JobContext& c) {
     for (const std::string& rel : rotated_block_tensors(c.model.config(), c.rotation->changed_tensors())) {
       const std::vector<float>& v = rel == "input_layernorm.weight"            ? w.input_norm
