@@ -16,6 +16,14 @@ const float* place_hm(Backend& be, const HadamardTransform& h, const char* what,
   return device->data();
 }
 
+// A transform (apply/inverse on rows) as the Rotation the weight functions
+// take; `t` must outlive it.
+template <class T>
+Rotation rotation_of(const T& t) {
+  return {t.size(), [&t](float* v, int64_t rows) { t.apply(v, rows); },
+          [&t](float* v, int64_t rows) { t.inverse(v, rows); }};
+}
+
 }  // namespace
 
 const char* to_string(RotationSpec::Kind k) {
@@ -42,7 +50,7 @@ nlohmann::json RotationSpec::to_json() const {
 
 ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const RotationSpec& spec,
                              const std::string& model_dir, OnlineWeights online_weights)
-    : spec_(spec), online_weights_(online_weights), hidden_(cfg.hidden), intermediate_(cfg.intermediate) {
+    : spec_(spec), online_weights_(online_weights), cfg_(cfg) {
   if (spec.kind == RotationSpec::Kind::Hadamard) {
     try {
       hadamard_.emplace(cfg.hidden, random_signs(cfg.hidden, spec.seed));
@@ -50,12 +58,10 @@ ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const Rotation
       throw InputError("--rotate hadamard: hidden size of " + model_dir + ": " + e.what() +
                        "; use --rotate random (a random orthogonal matrix of any size), or run without --rotate");
     }
-    rotation_ = {cfg.hidden, [this](float* v, int64_t rows) { hadamard_->apply(v, rows); },
-                 [this](float* v, int64_t rows) { hadamard_->inverse(v, rows); }};
+    rotation_ = rotation_of(*hadamard_);
   } else if (spec.kind == RotationSpec::Kind::Random) {
     random_.emplace(cfg.hidden, spec.seed);
-    rotation_ = {cfg.hidden, [this](float* v, int64_t rows) { random_->apply(v, rows); },
-                 [this](float* v, int64_t rows) { random_->inverse(v, rows); }};
+    rotation_ = rotation_of(*random_);
   }
   if (spec.online_hadamard) {
     try {
@@ -64,8 +70,7 @@ ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const Rotation
       throw InputError("--online-hadamard: intermediate size of " + model_dir + ": " + e.what() +
                        "; run without --online-hadamard");
     }
-    online_rotation_ = {cfg.intermediate, [this](float* v, int64_t rows) { online_->apply(v, rows); },
-                        [this](float* v, int64_t rows) { online_->inverse(v, rows); }};
+    online_rotation_ = rotation_of(*online_);
     online_hm_ = place_hm(be, *online_, "online Hadamard matrix", &online_hm_device_);
   }
   if (spec.head_hadamard) {
@@ -74,11 +79,9 @@ ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const Rotation
     } catch (const InputError& e) {
       throw InputError("--head-hadamard: head_dim of " + model_dir + ": " + e.what() + "; run without --head-hadamard");
     }
-    head_rotation_ = {cfg.head_dim, [this](float* v, int64_t rows) { head_->apply(v, rows); },
-                      [this](float* v, int64_t rows) { head_->inverse(v, rows); }};
+    head_rotation_ = rotation_of(*head_);
     head_hm_ = place_hm(be, *head_, "head Hadamard matrix", &head_hm_device_);
   }
-  cfg_ = cfg;
 }
 
 void ModelRotation::rotate_rows(float* x, int64_t rows) const {
@@ -86,8 +89,8 @@ void ModelRotation::rotate_rows(float* x, int64_t rows) const {
 }
 
 void ModelRotation::rotate_block(BlockWeights& w) const {
-  if (residual()) streamq::rotate_block(w, hidden_, rotation_);
-  if (online_ && online_weights_ == OnlineWeights::Fuse) rotate_down_input(w, intermediate_, online_rotation_);
+  if (residual()) streamq::rotate_block(w, cfg_.hidden, rotation_);
+  if (online_ && online_weights_ == OnlineWeights::Fuse) rotate_down_input(w, cfg_.intermediate, online_rotation_);
   if (head_ && online_weights_ == OnlineWeights::Fuse) rotate_value_heads(w, cfg_, head_rotation_);
 }
 

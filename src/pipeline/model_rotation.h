@@ -94,7 +94,6 @@ class ModelRotation {
  private:
   RotationSpec spec_;
   OnlineWeights online_weights_;
-  int64_t hidden_ = 0, intermediate_ = 0;
   ModelConfig cfg_;
   std::optional<HadamardTransform> hadamard_;
   std::optional<RandomOrthogonalRotation> random_;

@@ -202,6 +202,15 @@ JobStore open_store(const QuantizeJob& job, const Workdir& wd, const MemoryPlan&
   return s;
 }
 
+// The values of a block tensor rotated_block_tensors names: a norm, or
+// "<linear>.bias" (W: BlockWeights, const or not).
+template <class W>
+auto& rotated_tensor(W& w, const std::string& rel) {
+  if (rel == "input_layernorm.weight") return w.input_norm;
+  if (rel == "post_attention_layernorm.weight") return w.post_norm;
+  return w.linears.at(rel.substr(0, rel.size() - std::string(".bias").size())).b;
+}
+
 struct JobContext {
   const QuantizeJob& job;
   // be: the device (forwards, statistics' chunk products, the sweep where
@@ -298,9 +307,7 @@ struct BlockState {
   // the block file, so that the output's block holds them.
   void write_rotated_tensors(JobContext& c) {
     for (const std::string& rel : rotated_block_tensors(c.model.config(), c.rotation->changed_tensors())) {
-      const std::vector<float>& v = rel == "input_layernorm.weight"            ? w.input_norm
-                                    : rel == "post_attention_layernorm.weight" ? w.post_norm
-                                    : w.linears.at(rel.substr(0, rel.size() - 5)).b;  // "<linear>.bias"
+      const std::vector<float>& v = rotated_tensor(w, rel);
       file.write_f32(block_prefix(b) + rel, v.data(), static_cast<int64_t>(v.size()));
     }
   }
@@ -327,12 +334,10 @@ BlockWeights load_weights(JobContext& c, int64_t b) {
     TraceSpan rs(c.trace, "rotate block", trace_cat::kQuantize);
     rs.arg("block", b);
     c.rotation->rotate_block(w);
-    for (const std::string& rel : rotated_block_tensors(c.model.config(), c.rotation->changed_tensors()))
-      if (rel.size() > 5 && rel.compare(rel.size() - 5, 5, ".bias") == 0) {
-        std::vector<float>& bias = w.linears.at(rel.substr(0, rel.size() - 5)).b;
-        round_through_dtype(c.model.tensors().info(block_prefix(b) + rel).dtype, bias.data(),
-                            static_cast<int64_t>(bias.size()));
-      }
+    for (const std::string& rel : rotated_block_tensors(c.model.config(), c.rotation->changed_tensors())) {
+      std::vector<float>& v = rotated_tensor(w, rel);  // norms are ones: exact in any dtype
+      round_through_dtype(c.model.tensors().info(block_prefix(b) + rel).dtype, v.data(), static_cast<int64_t>(v.size()));
+    }
   }
   return w;
 }
