@@ -28,6 +28,10 @@ const char* op_name(Op op) {
     case Op::GramBf16: return "gram_bf16";
     case Op::GptqSweep32: return "gptq_sweep32";
     case Op::GptqSweep64: return "gptq_sweep64";
+    case Op::RmsnormBackward: return "rmsnorm_backward";
+    case Op::RopeBackward: return "rope_backward";
+    case Op::AttentionBackward: return "attention_backward";
+    case Op::SwigluBackward: return "swiglu_backward";
   }
   return "unknown op";
 }

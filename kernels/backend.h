@@ -51,12 +51,19 @@ enum class Op {
   Bf16ToF32,    // bf16_to_f32: widening bf16 resident weights before a GEMM
   GptqSweep32,  // gptq_sweep(..., SweepPrecision::F32)
   GptqSweep64,  // gptq_sweep(..., SweepPrecision::F64)
+  // The backward passes of a decoder block's ops (issue 18: gradient-based
+  // training of a block's weights; src/model/block_backward.h).
+  RmsnormBackward,
+  RopeBackward,
+  AttentionBackward,
+  SwigluBackward,
 };
 inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
                                  Op::InverseUpperFactor, Op::InverseUpperFactorF32, Op::Rmsnorm, Op::Rope,     Op::Attention,
                                  Op::Swiglu,     Op::AddInplace, Op::Subtract,      Op::AddBias,       Op::GramBf16,
                                  Op::HadamardRows, Op::Bf16ToF32,
-                                 Op::GptqSweep32, Op::GptqSweep64};
+                                 Op::GptqSweep32, Op::GptqSweep64,
+                                 Op::RmsnormBackward, Op::RopeBackward, Op::AttentionBackward, Op::SwigluBackward};
 // "gemm_f32", "gptq_sweep64", ...
 const char* op_name(Op op);
 
@@ -318,6 +325,30 @@ class Backend {
   virtual void subtract(const float* a, const float* b, float* out, int64_t n) = 0;
   // y[rows, cols] += bias[cols] broadcast over rows.
   virtual void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) = 0;
+
+  // ---- backward passes (gradients of a loss L through the ops above; every
+  // output is overwritten).
+  // dx[rows,dim] = dL/dx of y = rmsnorm(x, w) given dy = dL/dy (w frozen: no
+  // dw); row sums accumulated in double as the forward's. dx may alias dy.
+  virtual void rmsnorm_backward(const float* x /*[rows,dim]*/, const float* w /*[dim]*/,
+                                const float* dy /*[rows,dim]*/, float* dx /*[rows,dim]*/, int64_t rows,
+                                int64_t dim, float eps) = 0;
+  // The transpose of rope (the inverse rotation), in place on
+  // d[nseq*seqlen, nheads*head_dim]: dL/dx from dL/d(rope(x)).
+  virtual void rope_backward(float* d, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+                             const RopeTable& table) = 0;
+  // The gradients of attention's q, k, v (shapes as attention's) given dout
+  // = dL/dout [nseq*seqlen, nheads*hd]; dk and dv sum over the query heads
+  // that share a kv head. Recomputes the softmax; never holds more than one
+  // head's score matrix per worker.
+  virtual void attention_backward(const float* q, const float* k, const float* v, const float* dout, float* dq,
+                                  float* dk, float* dv, int64_t nseq, int64_t seqlen, int64_t nheads,
+                                  int64_t nkv, int64_t head_dim) = 0;
+  // dgate[i], dup[i] from dout[i] = dL/d(silu(gate[i]) * up[i]). An output may
+  // alias an input (each element reads its inputs before writing), not the
+  // other output.
+  virtual void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                               int64_t n) = 0;
 
   // The normalized Hadamard transform of every row of x[rows, n], in place
   // (src/methods/hadamard.h, the rotations of issue 17): y = H_n diag(s) x /

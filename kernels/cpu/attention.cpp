@@ -3,6 +3,9 @@
 // scores against keys 0..last row only, a row softmax, and P V, then writes
 // its own output rows. Every output element is produced by exactly one task
 // in a fixed order, so the result does not depend on the thread count.
+// The backward (attention_backward, at the end) runs one task per (sequence,
+// kv head), so the key and value gradients summed over a group of query
+// heads have one writer each.
 #include <tbb/blocked_range.h>
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
@@ -202,6 +205,104 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
       const int64_t t0 = tile * kTileRows;
       attention_tile(q, k, v, out, sh, s, h, t0, std::min(seqlen, t0 + kTileRows), buf);
     }
+  });
+}
+
+namespace {
+
+// One backward task: sequence s, kv head kvh and the query heads that read
+// it. Row by row (query i of head h): the forward's scores and softmax p_i
+// recomputed, then with dp_ij = dout_i . v_j and D_i = sum_j p_ij dp_ij the
+// softmax's backward ds_ij = p_ij (dp_ij - D_i), and
+//   dq_i = scale sum_j ds_ij k_j,  dk_j += scale ds_ij q_i,  dv_j += p_ij dout_i.
+// Only rows of scores live at a time (less than one head's matrix); dk and
+// dv accumulate in double over the group's rows in a fixed order.
+struct AttentionBackwardScratch {
+  std::vector<float> p, dp;
+  std::vector<double> dk, dv, dq;
+};
+
+void attention_backward_group(const float* q, const float* k, const float* v, const float* dout, float* dq,
+                              float* dk, float* dv, const AttentionShape& sh, int64_t s, int64_t kvh,
+                              AttentionBackwardScratch& sc) {
+  const int64_t hd = sh.head_dim, n = sh.seqlen;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  sc.p.resize(static_cast<size_t>(n));
+  sc.dp.resize(static_cast<size_t>(n));
+  sc.dq.resize(static_cast<size_t>(hd));
+  sc.dk.assign(static_cast<size_t>(n * hd), 0.0);
+  sc.dv.assign(static_cast<size_t>(n * hd), 0.0);
+  const int64_t row0 = s * n;
+  const float* k_base = k + row0 * sh.kv_stride() + kvh * hd;
+  const float* v_base = v + row0 * sh.kv_stride() + kvh * hd;
+  for (int64_t h = kvh * sh.group(); h < (kvh + 1) * sh.group(); ++h) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float* q_row = q + (row0 + i) * sh.q_stride() + h * hd;
+      const float* do_row = dout + (row0 + i) * sh.q_stride() + h * hd;
+      float* p = sc.p.data();
+      float* dp = sc.dp.data();
+      float mx = -INFINITY;
+      for (int64_t j = 0; j <= i; ++j) {
+        const float* k_row = k_base + j * sh.kv_stride();
+        float dot = 0.0f;
+        for (int64_t d = 0; d < hd; ++d) dot += q_row[d] * k_row[d];
+        p[j] = dot * scale;
+        mx = std::max(mx, p[j]);
+      }
+      double sum = 0.0;
+      for (int64_t j = 0; j <= i; ++j) {
+        p[j] = std::exp(p[j] - mx);
+        sum += p[j];
+      }
+      const float denom = static_cast<float>(sum);
+      double big_d = 0.0;
+      for (int64_t j = 0; j <= i; ++j) {
+        p[j] /= denom;
+        const float* v_row = v_base + j * sh.kv_stride();
+        float dot = 0.0f;
+        for (int64_t d = 0; d < hd; ++d) dot += do_row[d] * v_row[d];
+        dp[j] = dot;
+        big_d += static_cast<double>(p[j]) * dot;
+      }
+      std::fill(sc.dq.begin(), sc.dq.end(), 0.0);
+      for (int64_t j = 0; j <= i; ++j) {
+        const double pj = p[j];
+        const double ds = pj * (dp[j] - big_d) * scale;
+        const float* k_row = k_base + j * sh.kv_stride();
+        double* dk_row = sc.dk.data() + j * hd;
+        double* dv_row = sc.dv.data() + j * hd;
+        for (int64_t d = 0; d < hd; ++d) {
+          sc.dq[d] += ds * k_row[d];
+          dk_row[d] += ds * q_row[d];
+          dv_row[d] += pj * do_row[d];
+        }
+      }
+      float* dq_row = dq + (row0 + i) * sh.q_stride() + h * hd;
+      for (int64_t d = 0; d < hd; ++d) dq_row[d] = static_cast<float>(sc.dq[d]);
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    float* dk_row = dk + (row0 + j) * sh.kv_stride() + kvh * hd;
+    float* dv_row = dv + (row0 + j) * sh.kv_stride() + kvh * hd;
+    for (int64_t d = 0; d < hd; ++d) {
+      dk_row[d] = static_cast<float>(sc.dk[j * hd + d]);
+      dv_row[d] = static_cast<float>(sc.dv[j * hd + d]);
+    }
+  }
+}
+
+}  // namespace
+
+void attention_backward(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk,
+                        float* dv, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim) {
+  check_attention_args(nseq, seqlen, nheads, nkv, head_dim);
+  if (nseq == 0 || seqlen == 0 || head_dim == 0) return;
+  const AttentionShape sh{nseq, seqlen, nheads, nkv, head_dim};
+  tbb::enumerable_thread_specific<AttentionBackwardScratch> scratch;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, nseq * nkv, 1), [&](const tbb::blocked_range<int64_t>& r) {
+    AttentionBackwardScratch& sc = scratch.local();
+    for (int64_t task = r.begin(); task < r.end(); ++task)
+      attention_backward_group(q, k, v, dout, dq, dk, dv, sh, task / nkv, task % nkv, sc);
   });
 }
 

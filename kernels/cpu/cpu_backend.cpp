@@ -115,6 +115,23 @@ class CpuBackend final : public Backend {
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
     cpu::swiglu(gate, up, out, n);
   }
+  void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, int64_t rows, int64_t dim,
+                        float eps) override {
+    cpu::rmsnorm_backward(x, w, dy, dx, rows, dim, eps);
+  }
+  void rope_backward(float* d, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+                     const RopeTable& table) override {
+    cpu::rope_backward(d, nseq, seqlen, nheads, head_dim, table);
+  }
+  void attention_backward(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk,
+                          float* dv, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t nkv,
+                          int64_t head_dim) override {
+    cpu::attention_backward(q, k, v, dout, dq, dk, dv, nseq, seqlen, nheads, nkv, head_dim);
+  }
+  void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                       int64_t n) override {
+    cpu::swiglu_backward(gate, up, dout, dgate, dup, n);
+  }
   void add_inplace(float* y, const float* x, int64_t n) override { cpu::add_inplace(y, x, n); }
   void subtract(const float* a, const float* b, float* out, int64_t n) override { cpu::subtract(a, b, out, n); }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {

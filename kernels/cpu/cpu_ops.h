@@ -47,9 +47,12 @@ bool inverse_upper_factor_tiled(float* h, int64_t n, int64_t tile);
 
 // rmsnorm.cpp
 void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps);
+void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, int64_t rows, int64_t dim,
+                      float eps);
 
 // elementwise.cpp
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
+void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);
 void subtract(const float* a, const float* b, float* out, int64_t n);
 void add_bias(float* y, const float* bias, int64_t rows, int64_t cols);
@@ -66,9 +69,13 @@ void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m
 // rope.cpp
 void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
           const RopeTable& table);
+void rope_backward(float* d, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+                   const RopeTable& table);
 
 // attention.cpp
 void attention(const float* q, const float* k, const float* v, float* out, int64_t nseq,
                int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim);
+void attention_backward(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk,
+                        float* dv, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim);
 
 }  // namespace streamq::cpu

@@ -1,5 +1,5 @@
 // Elementwise ops on the CPU (twins of kernels/cuda/elementwise.cu): SwiGLU,
-// residual add, difference, bias add. Parallel over disjoint ranges with oneTBB; each output element is
+// residual add, difference, bias add, and SwiGLU's backward. Parallel over disjoint ranges with oneTBB; each output element is
 // computed by one task from its own inputs only, so results do not depend on
 // the thread count.
 #include <cmath>
@@ -16,6 +16,24 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) {
       const float g = gate[i];
       // exp(-g) overflows to inf for g < -88, giving silu = -0: the right limit.
       out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  });
+}
+
+// With sig = 1 / (1 + exp(-g)): silu(g) = g sig and
+// silu'(g) = sig (1 + g (1 - sig)). Each element reads gate, up and dout
+// before writing, so an output may alias an input.
+void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup, int64_t n) {
+  check_nonnegative("swiglu_backward", n);
+  parallel_chunks(n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float g = gate[i];
+      const float u = up[i];
+      const float dy = dout[i];
+      const float sig = 1.0f / (1.0f + std::exp(-g));  // 0 for g < -88 (exp overflows): the limit
+      const float dsilu = sig * (1.0f + g * (1.0f - sig));
+      dgate[i] = dy * u * dsilu;
+      dup[i] = dy * (g * sig);
     }
   });
 }

@@ -152,7 +152,18 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
   // No float64 sweep on the GPU: the float32 sweep is held to the CPU's.
-  bool supports(Op op) const override { return op != Op::GptqSweep64; }
+  // No float64 sweep, and no backward ops yet (their CUDA twins are issue
+  // 18's next step): calling one throws.
+  bool supports(Op op) const override {
+    switch (op) {
+      case Op::GptqSweep64:
+      case Op::RmsnormBackward:
+      case Op::RopeBackward:
+      case Op::AttentionBackward:
+      case Op::SwigluBackward: return false;
+      default: return true;
+    }
+  }
   MemoryLedger& memory() override { return pool_.ledger(); }
   bool host_addressable() const override { return false; }
   MemoryLedger& pinned_memory() override { return pinned_; }
@@ -251,6 +262,19 @@ class CudaBackendImpl final : public CudaBackend {
   }
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
     timeline_.around("swiglu", trace_cat::kCompute, 0, [&] { cuda_swiglu(stream_.get(), gate, up, out, n); });
+  }
+  void rmsnorm_backward(const float*, const float*, const float*, float*, int64_t, int64_t, float) override {
+    check_supported(Op::RmsnormBackward);
+  }
+  void rope_backward(float*, int64_t, int64_t, int64_t, int64_t, const RopeTable&) override {
+    check_supported(Op::RopeBackward);
+  }
+  void attention_backward(const float*, const float*, const float*, const float*, float*, float*, float*, int64_t,
+                          int64_t, int64_t, int64_t, int64_t) override {
+    check_supported(Op::AttentionBackward);
+  }
+  void swiglu_backward(const float*, const float*, const float*, float*, float*, int64_t) override {
+    check_supported(Op::SwigluBackward);
   }
   void subtract(const float* a, const float* b, float* out, int64_t n) override {
     timeline_.around("subtract", trace_cat::kCompute, 0, [&] { cuda_subtract(stream_.get(), a, b, out, n); });

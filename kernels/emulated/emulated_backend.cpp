@@ -317,6 +317,55 @@ class EmulatedBackend final : public Backend {
     check(out, count_bytes(n, 4), "swiglu", "out");
     enqueue("swiglu", trace_cat::kCompute, 0, [=] { cpu::swiglu(gate, up, out, n); });
   }
+  void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, int64_t rows, int64_t dim,
+                        float eps) override {
+    cpu::check_nonnegative("rmsnorm_backward", rows, dim);
+    check(x, matrix_bytes(rows, dim, dim, 4), "rmsnorm_backward", "x");
+    check(w, count_bytes(rows > 0 ? dim : 0, 4), "rmsnorm_backward", "w");
+    check(dy, matrix_bytes(rows, dim, dim, 4), "rmsnorm_backward", "dy");
+    check(dx, matrix_bytes(rows, dim, dim, 4), "rmsnorm_backward", "dx");
+    enqueue("rmsnorm_backward", trace_cat::kCompute, 0,
+            [=] { cpu::rmsnorm_backward(x, w, dy, dx, rows, dim, eps); });
+  }
+  void rope_backward(float* d, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+                     const RopeTable& table) override {
+    cpu::check_rope_args(nseq, seqlen, nheads, head_dim, table);
+    const int64_t tokens = nseq * seqlen;
+    check(d, matrix_bytes(tokens, nheads * head_dim, nheads * head_dim, 4), "rope_backward", "d");
+    if (tokens > 0 && nheads > 0 && head_dim > 0) {
+      check(table.cos, matrix_bytes(seqlen, table.half_dim, table.half_dim, 4), "rope_backward", "table.cos");
+      check(table.sin, matrix_bytes(seqlen, table.half_dim, table.half_dim, 4), "rope_backward", "table.sin");
+    }
+    enqueue("rope_backward", trace_cat::kCompute, 0,
+            [=] { cpu::rope_backward(d, nseq, seqlen, nheads, head_dim, table); });
+  }
+  void attention_backward(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk,
+                          float* dv, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t nkv,
+                          int64_t head_dim) override {
+    cpu::check_attention_args(nseq, seqlen, nheads, nkv, head_dim);
+    const int64_t tokens = nseq * seqlen;
+    const int64_t qw = nheads * head_dim, kw = nkv * head_dim;
+    check(q, matrix_bytes(tokens, qw, qw, 4), "attention_backward", "q");
+    check(k, matrix_bytes(tokens, kw, kw, 4), "attention_backward", "k");
+    check(v, matrix_bytes(tokens, kw, kw, 4), "attention_backward", "v");
+    check(dout, matrix_bytes(tokens, qw, qw, 4), "attention_backward", "dout");
+    check(dq, matrix_bytes(tokens, qw, qw, 4), "attention_backward", "dq");
+    check(dk, matrix_bytes(tokens, kw, kw, 4), "attention_backward", "dk");
+    check(dv, matrix_bytes(tokens, kw, kw, 4), "attention_backward", "dv");
+    enqueue("attention_backward", trace_cat::kCompute, 0, [=] {
+      cpu::attention_backward(q, k, v, dout, dq, dk, dv, nseq, seqlen, nheads, nkv, head_dim);
+    });
+  }
+  void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                       int64_t n) override {
+    cpu::check_nonnegative("swiglu_backward", n);
+    check(gate, count_bytes(n, 4), "swiglu_backward", "gate");
+    check(up, count_bytes(n, 4), "swiglu_backward", "up");
+    check(dout, count_bytes(n, 4), "swiglu_backward", "dout");
+    check(dgate, count_bytes(n, 4), "swiglu_backward", "dgate");
+    check(dup, count_bytes(n, 4), "swiglu_backward", "dup");
+    enqueue("swiglu_backward", trace_cat::kCompute, 0, [=] { cpu::swiglu_backward(gate, up, dout, dgate, dup, n); });
+  }
   void subtract(const float* a, const float* b, float* out, int64_t n) override {
     cpu::check_nonnegative("subtract", n);
     check(a, count_bytes(n, 4), "subtract", "a");

@@ -20,6 +20,7 @@
 
 #include "src/core/error.h"
 #include "kernels/backend.h"
+#include "tests/kernels/backend_op_backward_cases.h"
 #include "tests/kernels/backend_op_cases.h"
 #include "tests/kernels/backend_op_sweep_case.h"
 #include "tests/kernels/backends_under_test.h"
@@ -42,6 +43,20 @@ void add_gemm_cases(std::vector<std::unique_ptr<OpCase>>& t) {
       t.push_back(std::make_unique<GemmCase<T>>(ta, tb, 300, 513, 1031, T(0)));
       t.push_back(std::make_unique<GemmCase<T>>(ta, tb, 257, 129, 2049, T(0.5)));
     }
+}
+
+// The backward ops (issue 18), shapes as their forwards' (odd ones too).
+void add_backward_cases(std::vector<std::unique_ptr<OpCase>>& t) {
+  for (auto [rows, dim] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 7}, {2, 33}, {300, 64}, {17, 4097}})
+    for (float eps : {1e-5f, 1e-6f}) t.push_back(std::make_unique<RmsnormBackwardCase>(rows, dim, eps));
+  for (auto [nseq, seqlen, nheads, hd] : std::vector<std::array<int64_t, 4>>{
+           {1, 1, 1, 2}, {2, 5, 3, 8}, {1, 70, 1, 64}, {3, 33, 4, 6}})
+    t.push_back(std::make_unique<RopeBackwardCase>(nseq, seqlen, nheads, hd));
+  for (const AttentionCase& c : {AttentionCase{1, 1, 4, 1, 8}, AttentionCase{2, 5, 8, 4, 8},
+                                 AttentionCase{2, 64, 8, 1, 64}, AttentionCase{3, 65, 6, 2, 13},
+                                 AttentionCase{1, 300, 4, 2, 128}, AttentionCase{2, 33, 3, 3, 1}})
+    t.push_back(std::make_unique<AttentionBackwardCase>(c));
+  for (int64_t n : {1, 7, 1000, 100003}) t.push_back(std::make_unique<SwigluBackwardCase>(n));
 }
 
 std::vector<std::unique_ptr<OpCase>> op_table() {
@@ -100,6 +115,7 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
   for (int64_t n : {0, 1, 10, 1000, (1 << 20) + 3}) t.push_back(std::make_unique<Bf16ToF32Case>(n));
   t.push_back(std::make_unique<SweepOpCase>(SweepPrecision::F32));
   t.push_back(std::make_unique<SweepOpCase>(SweepPrecision::F64));
+  add_backward_cases(t);
   return t;
 }
 
@@ -162,6 +178,10 @@ TEST(BackendOps, HadamardRows) { run_op(Op::HadamardRows); }
 TEST(BackendOps, Bf16ToF32) { run_op(Op::Bf16ToF32); }
 TEST(BackendOps, GptqSweep32) { run_op(Op::GptqSweep32); }
 TEST(BackendOps, GptqSweep64) { run_op(Op::GptqSweep64); }
+TEST(BackendOps, RmsnormBackward) { run_op(Op::RmsnormBackward); }
+TEST(BackendOps, RopeBackward) { run_op(Op::RopeBackward); }
+TEST(BackendOps, AttentionBackward) { run_op(Op::AttentionBackward); }
+TEST(BackendOps, SwigluBackward) { run_op(Op::SwigluBackward); }
 
 }  // namespace
 }  // namespace streamq::test
