@@ -1,0 +1,147 @@
+// See sde.h.
+#include "src/methods/sde.h"
+
+#include <lapacke.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "src/core/error.h"
+#include "src/methods/grid.h"
+
+namespace streamq {
+
+namespace {
+
+std::string shape_of(int64_t rows, int64_t cols) { return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]"; }
+
+void require_host_addressable(const Backend& be, const char* what) {
+  if (!be.host_addressable())
+    throw InputError(std::string(what) + ": backend " + be.name() +
+                     " is not host-addressable (SDE's factors and band live in host memory; use the CPU backend)");
+}
+
+// dL/dD[a][b] = sum_k M[a][k] Vt[b][k], float64 sums of float products.
+double band_dot(const float* m_row /*[cols]*/, const float* vt_row /*[cols]*/, int64_t cols) {
+  double acc = 0;
+  for (int64_t k = 0; k < cols; ++k) acc += static_cast<double>(m_row[k]) * vt_row[k];
+  return acc;
+}
+
+}  // namespace
+
+SdeLinear sde_decompose(const float* w, int64_t rows, int64_t cols, int band) {
+  if (rows < 1 || cols < 1) throw InputError("sde_decompose: empty weight " + shape_of(rows, cols));
+  if (band < 0) throw InputError("sde_decompose: band " + std::to_string(band) + " < 0");
+  const int64_t r = std::min(rows, cols);
+  std::vector<double> a(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (!std::isfinite(w[i]))
+      throw InputError("sde_decompose: non-finite weight " + std::to_string(w[i]) + " at [" + std::to_string(i / cols) +
+                       ", " + std::to_string(i % cols) + "] of " + shape_of(rows, cols));
+    a[static_cast<size_t>(i)] = w[i];
+  }
+  std::vector<double> s(static_cast<size_t>(r)), u(static_cast<size_t>(rows * r)), vt(static_cast<size_t>(r * cols));
+  // Row-major thin SVD: a = u [rows, r] diag(s) vt [r, cols]; gesdd
+  // overwrites a. Divide and conquer: the fastest LAPACK SVD for big
+  // linears, accurate to a few float64 ulps of ||W||.
+  const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', static_cast<lapack_int>(rows),
+                                         static_cast<lapack_int>(cols), a.data(), static_cast<lapack_int>(cols), s.data(),
+                                         u.data(), static_cast<lapack_int>(r), vt.data(), static_cast<lapack_int>(cols));
+  if (info != 0)
+    throw InternalError("sde_decompose: LAPACKE_dgesdd on " + shape_of(rows, cols) + " failed, info " +
+                        std::to_string(info) + (info > 0 ? " (the SVD did not converge)" : " (bad argument)"));
+  SdeLinear l;
+  l.rows = rows;
+  l.cols = cols;
+  l.rank = r;
+  l.band = static_cast<int>(std::min<int64_t>(band, r - 1));
+  l.u.assign(u.begin(), u.end());
+  l.s.assign(s.begin(), s.end());
+  l.vt.assign(vt.begin(), vt.end());
+  l.params.assign(static_cast<size_t>(l.param_count()), 0.0f);
+  return l;
+}
+
+std::vector<float> sde_band_matrix(const SdeLinear& l) {
+  const int64_t r = l.rank;
+  if (static_cast<int64_t>(l.params.size()) != l.param_count())
+    throw InternalError("sde_band_matrix: params hold " + std::to_string(l.params.size()) + " values, band " +
+                        std::to_string(l.band) + " of rank " + std::to_string(r) + " needs " +
+                        std::to_string(l.param_count()));
+  std::vector<float> d(static_cast<size_t>(r * r), 0.0f);
+  const float* p = l.params.data();
+  for (int64_t j = 0; j < r; ++j) d[j * r + j] = l.s[j] + p[j];
+  for (int64_t i = 1; i <= l.band; ++i) {
+    const float* upper = p + (2 * i - 1) * r;
+    const float* lower = p + 2 * i * r;
+    for (int64_t j = 0; j + i < r; ++j) {
+      d[j * r + (j + i)] += upper[j];
+      d[(j + i) * r + j] += lower[j];
+    }
+  }
+  return d;
+}
+
+void sde_weight(Backend& be, const SdeLinear& l, float* w_out) {
+  require_host_addressable(be, "sde_weight");
+  const int64_t r = l.rank;
+  const std::vector<float> d = sde_band_matrix(l);
+  std::vector<float> ud(static_cast<size_t>(l.rows * r));
+  be.gemm(Trans::N, Trans::N, l.rows, r, r, 1.0f, l.u.data(), r, d.data(), r, 0.0f, ud.data(), r);
+  be.gemm(Trans::N, Trans::N, l.rows, l.cols, r, 1.0f, ud.data(), r, l.vt.data(), l.cols, 0.0f, w_out, l.cols);
+  be.synchronize();
+}
+
+void sde_band_grad(Backend& be, const SdeLinear& l, const float* g, float* dparams) {
+  require_host_addressable(be, "sde_band_grad");
+  const int64_t r = l.rank, cols = l.cols;
+  std::vector<float> m(static_cast<size_t>(r * cols));  // U^T g [r, cols]
+  be.gemm(Trans::T, Trans::N, r, cols, l.rows, 1.0f, l.u.data(), r, g, cols, 0.0f, m.data(), cols);
+  be.synchronize();
+  const float* vt = l.vt.data();
+  std::fill(dparams, dparams + l.param_count(), 0.0f);
+  tbb::parallel_for(int64_t{0}, r, [&](int64_t j) {
+    const float* mj = m.data() + j * cols;
+    dparams[j] = static_cast<float>(band_dot(mj, vt + j * cols, cols));
+    for (int64_t i = 1; i <= l.band && j + i < r; ++i) {
+      dparams[(2 * i - 1) * r + j] = static_cast<float>(band_dot(mj, vt + (j + i) * cols, cols));            // D[j][j+i]
+      dparams[2 * i * r + j] = static_cast<float>(band_dot(m.data() + (j + i) * cols, vt + j * cols, cols));  // D[j+i][j]
+    }
+  });
+}
+
+void fake_quant_ste(const QuantConfig& cfg, const float* w, int64_t rows, int64_t cols, float* wq, uint8_t* mask) {
+  if (cfg.two_stage())
+    throw InputError("fake_quant_ste: two-stage grids (--clip two-stage) need the Hessian; use min/max or mse clipping");
+  if (rows < 0 || cols < 0) throw InputError("fake_quant_ste: bad shape " + shape_of(rows, cols));
+  const Grid grid(cfg);
+  const int64_t g = cfg.group > 0 ? std::min(cfg.group, cols) : cols;
+  const double maxq = grid.maxq();
+  tbb::parallel_for(int64_t{0}, rows, [&](int64_t row) {
+    std::vector<double> x(static_cast<size_t>(g));
+    for (int64_t c0 = 0; c0 < cols; c0 += g) {
+      const int64_t len = std::min(g, cols - c0);
+      const float* src = w + row * cols + c0;
+      for (int64_t k = 0; k < len; ++k) x[k] = src[k];
+      const GridParams p = grid.fit(x.data(), len);
+      for (int64_t k = 0; k < len; ++k) {
+        const int64_t idx = row * cols + c0 + k;
+        wq[idx] = static_cast<float>(grid.quantize(x[k], p));
+        // Grid::code before its clamp (the same round-half-even).
+        const double unclamped =
+            cfg.free_min ? std::nearbyint((x[k] - p.zero) / p.scale) : std::nearbyint(x[k] / p.scale) + p.zero;
+        mask[idx] = unclamped >= 0 && unclamped <= maxq ? 1 : 0;
+      }
+    }
+  });
+}
+
+void ste_backward(const uint8_t* mask, float* g, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!mask[i]) g[i] = 0.0f;
+}
+
+}  // namespace streamq

@@ -1,0 +1,74 @@
+// Singular-value Diagonal Expansion (SDE; LSI when band = 0): a linear's
+// weight re-parameterized through its thin SVD with a learnable band added
+// around the singular values, and the pieces a training loop needs around
+// it: W'(P), dL/dP from dL/dW', and RTN fake quantization with the
+// straight-through estimator's mask (paper: cqe-plus-sde-crosslayer, III.B
+// and IV.B; OmniQuant's STE).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "src/methods/quant_config.h"
+
+namespace streamq {
+
+// One linear W [rows=out, cols=in] re-parameterized through its thin SVD,
+// W = U diag(S) Vt, r = min(rows, cols): W'(P) = U (diag(S) + Map(P)) Vt.
+// P has (2*band+1) rows of r entries: row 0 the main diagonal
+// (D[j][j] += P[0][j]), rows 2i-1 and 2i (i = 1..band) the i-th upper and
+// lower diagonals (D[j][j+i] += P[2i-1][j], D[j+i][j] += P[2i][j], for
+// j + i < r; entries past the end unused, their gradient 0). band = 0 is LSI.
+// P starts at zero: W'(0) == W up to the SVD's rounding.
+struct SdeLinear {
+  int64_t rows = 0, cols = 0, rank = 0;
+  int band = 0;
+  std::vector<float> u;       // [rows, rank]
+  std::vector<float> s;       // [rank], descending
+  std::vector<float> vt;      // [rank, cols]
+  std::vector<float> params;  // [(2*band+1) * rank], the learnable band, zero-initialized
+
+  int64_t param_count() const { return (2 * static_cast<int64_t>(band) + 1) * rank; }
+};
+
+// The thin SVD of w [rows, cols] (LAPACKE_dgesdd, jobz 'S', in float64,
+// stored as float). band is clamped to rank - 1. Throws InputError for empty
+// shapes, a negative band or a non-finite weight (naming its index), and
+// InternalError when gesdd fails (its info).
+SdeLinear sde_decompose(const float* w, int64_t rows, int64_t cols, int band);
+
+// The dense banded D [rank, rank] = diag(S) + Map(P) (host memory).
+std::vector<float> sde_band_matrix(const SdeLinear& l);
+
+// W'(P) = (U D) Vt into w_out [rows, cols]: D built on the host, the two
+// products GEMMs on `be`, which must be host-addressable (its ops read and
+// write host memory; InputError otherwise). Returns after be.synchronize().
+void sde_weight(Backend& be, const SdeLinear& l, float* w_out /*[rows, cols]*/);
+
+// dL/dP from g = dL/dW' [rows, cols]: M = U^T g (a GEMM on `be`), then
+// dL/dD[a][b] = sum_k M[a][k] Vt[b][k] read on the band (float64 sums)
+// into dparams [(2*band+1) * rank], overwritten (unused entries 0).
+void sde_band_grad(Backend& be, const SdeLinear& l, const float* g /*[rows, cols]*/,
+                   float* dparams /*[(2*band+1) * rank]*/);
+
+// Fake quantization of w [rows, cols] on the job's RTN grid (Grid(cfg), fit
+// on the current values per row, or per group of cfg.group columns of each
+// row, the last group of a row the remainder; cfg's clip search), with the
+// STE mask: mask[i] = 1 when w[i]'s unclamped code (round(w/scale) + zero,
+// or round((w - min)/scale) on a free-min grid) lies in [0, maxq], else 0.
+// Scales are constants (detached), as OmniQuant's and LSI's STE treats them.
+// A min/max grid gives mask 1 everywhere on QuaRot's symmetric grid; GPTQ's
+// symmetric grid spans codes [-2^(b-1), 2^(b-1) - 1] steps for a range of
+// +-(2^(b-1) - 1/2) steps, so a row's largest positive value clips by design,
+// and an asymmetric grid whose fp16 scale rounded down may clip an extreme
+// by one code: those elements get mask 0, as clamp's gradient gives them in
+// OmniQuant. Two-stage grids need the Hessian: InputError.
+void fake_quant_ste(const QuantConfig& cfg, const float* w /*[rows, cols]*/, int64_t rows, int64_t cols,
+                    float* wq /*[rows, cols]*/, uint8_t* mask /*[rows, cols]*/);
+
+// g[i] *= mask[i]: the STE's backward (identity inside the grid's range,
+// zero where clipped).
+void ste_backward(const uint8_t* mask /*[n]*/, float* g /*[n]*/, int64_t n);
+
+}  // namespace streamq
