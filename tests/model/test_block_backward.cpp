@@ -1,0 +1,363 @@
+// block_backward (src/model/block_backward.h) against central finite
+// differences of a float64 decoder block written plainly here (loops from
+// the definitions, not the backend's ops): dL/d(input) and every linear's
+// dL/dW for L = sum g * block(x), on a tiny GQA config, plain and with biases
+// and QK-norm. Also: block_forward_tape's output is block_forward's bit for
+// bit, and the emulated device's backward is the CPU's (it runs the CPU
+// kernels: bit for bit), with float32 and bf16-held weights.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/emulated/emulated_backend.h"
+#include "src/core/dtype.h"
+#include "src/model/block_backward.h"
+#include "src/model/config.h"
+#include "src/model/model.h"
+#include "src/model/resident_block.h"
+#include "tests/support/backend_test_util.h"
+
+namespace streamq::test {
+namespace {
+
+// A float32 gradient against a float64 central difference, relative to the
+// gradient's norm (per tensor). The difference errs by ~(h/x)^2 (h = 1e-5 on
+// O(0.1..1) values: <= 1e-8) plus eps64 |L| / h (~1e-10); the float32
+// backward by ~sqrt(terms) eps32 per op over a dozen ops, the rms norms' 1/rms
+// amplifying (seen: 2e-7..2e-6). 1e-4 leaves 50x above that, while a missing
+// or transposed term errs by O(1).
+constexpr double kBlockFdTolerance = 1e-4;
+constexpr double kFdStep = 1e-5;
+
+const char* const kLinears[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+ModelConfig tiny_config(bool biases_and_qk_norm) {
+  ModelConfig c;
+  c.arch = biases_and_qk_norm ? Architecture::Qwen3 : Architecture::Llama;
+  c.hidden = 16;
+  c.intermediate = 24;
+  c.layers = 1;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = 4;
+  c.vocab = 32;
+  c.max_pos = 64;
+  c.rms_eps = 1e-5;
+  c.attention_bias = c.o_bias = c.mlp_bias = biases_and_qk_norm;
+  c.qk_norm = biases_and_qk_norm;
+  return c;
+}
+
+// [out, in] of each linear.
+std::pair<int64_t, int64_t> linear_shape(const ModelConfig& c, const std::string& name) {
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  if (name == "self_attn.q_proj") return {q, c.hidden};
+  if (name == "self_attn.k_proj" || name == "self_attn.v_proj") return {kv, c.hidden};
+  if (name == "self_attn.o_proj") return {c.hidden, q};
+  if (name == "mlp.down_proj") return {c.hidden, c.intermediate};
+  return {c.intermediate, c.hidden};
+}
+
+BlockWeights random_block(std::mt19937_64& rng, const ModelConfig& c) {
+  BlockWeights w;
+  std::normal_distribution<double> normal;
+  const auto norm_weight = [&](int64_t n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = static_cast<float>(1.0 + 0.2 * normal(rng));
+    return v;
+  };
+  w.input_norm = norm_weight(c.hidden);
+  w.post_norm = norm_weight(c.hidden);
+  if (c.qk_norm) {
+    w.q_norm = norm_weight(c.head_dim);
+    w.k_norm = norm_weight(c.head_dim);
+  }
+  for (const char* name : kLinears) {
+    const auto [out, in] = linear_shape(c, name);
+    Linear& l = w.linears[name];
+    l.w = random_normal<float>(rng, out * in, 1.0 / std::sqrt(double(in)));
+    const bool bias = std::string(name).starts_with("mlp.") ? c.mlp_bias
+                      : std::string(name) == "self_attn.o_proj" ? c.o_bias
+                                                                 : c.attention_bias;
+    if (bias) l.b = random_normal<float>(rng, out, 0.1);
+  }
+  return w;
+}
+
+// ---- the float64 block, from the definitions
+
+using Vec = std::vector<double>;
+
+struct RefBlock {
+  const ModelConfig& c;
+  const std::vector<float>& cos;  // [max_pos, head_dim/2]
+  const std::vector<float>& sin;
+  Vec input_norm, post_norm, q_norm, k_norm;
+  std::map<std::string, Vec> w, b;
+
+  RefBlock(const ModelConfig& cfg, const BlockWeights& bw, const std::vector<float>& co, const std::vector<float>& si)
+      : c(cfg), cos(co), sin(si) {
+    const auto wide = [](const std::vector<float>& f) { return Vec(f.begin(), f.end()); };
+    input_norm = wide(bw.input_norm);
+    post_norm = wide(bw.post_norm);
+    q_norm = wide(bw.q_norm);
+    k_norm = wide(bw.k_norm);
+    for (const auto& [name, l] : bw.linears) {
+      w[name] = wide(l.w);
+      b[name] = wide(l.b);
+    }
+  }
+
+  Vec rmsnorm(const Vec& x, const Vec& g, int64_t dim) const {
+    Vec y(x.size());
+    for (size_t r = 0; r < x.size() / dim; ++r) {
+      double ss = 0;
+      for (int64_t i = 0; i < dim; ++i) ss += x[r * dim + i] * x[r * dim + i];
+      const double inv = 1.0 / std::sqrt(ss / double(dim) + c.rms_eps);
+      for (int64_t i = 0; i < dim; ++i) y[r * dim + i] = x[r * dim + i] * inv * g[i];
+    }
+    return y;
+  }
+  // y[t, out] = x[t, in] W^T + b.
+  Vec linear(const std::string& name, const Vec& x) const {
+    const auto [out, in] = linear_shape(c, name);
+    const Vec& wt = w.at(name);
+    const Vec& bias = b.at(name);
+    const int64_t t = static_cast<int64_t>(x.size()) / in;
+    Vec y(static_cast<size_t>(t * out));
+    for (int64_t r = 0; r < t; ++r)
+      for (int64_t o = 0; o < out; ++o) {
+        double s = bias.empty() ? 0.0 : bias[o];
+        for (int64_t i = 0; i < in; ++i) s += x[r * in + i] * wt[o * in + i];
+        y[r * out + o] = s;
+      }
+    return y;
+  }
+  void rope(Vec& x, int64_t seqlen, int64_t nheads) const {
+    const int64_t hd = c.head_dim, half = hd / 2, width = nheads * hd;
+    for (size_t row = 0; row < x.size() / width; ++row)
+      for (int64_t h = 0; h < nheads; ++h)
+        for (int64_t i = 0; i < half; ++i) {
+          const int64_t lo = row * width + h * hd + i, pos = row % seqlen;
+          const double co = cos[pos * half + i], si = sin[pos * half + i], x1 = x[lo], x2 = x[lo + half];
+          x[lo] = x1 * co - x2 * si;
+          x[lo + half] = x2 * co + x1 * si;
+        }
+  }
+  Vec attention(const Vec& q, const Vec& k, const Vec& v, int64_t nseq, int64_t seqlen) const {
+    const int64_t hd = c.head_dim, qw = c.heads * hd, kw = c.kv_heads * hd;
+    Vec out(q.size(), 0.0), p(seqlen);
+    for (int64_t s = 0; s < nseq; ++s)
+      for (int64_t h = 0; h < c.heads; ++h) {
+        const int64_t g = h / (c.heads / c.kv_heads);
+        for (int64_t t = 0; t < seqlen; ++t) {
+          double mx = -INFINITY, sum = 0;
+          for (int64_t j = 0; j <= t; ++j) {
+            double d = 0;
+            for (int64_t i = 0; i < hd; ++i)
+              d += q[(s * seqlen + t) * qw + h * hd + i] * k[(s * seqlen + j) * kw + g * hd + i];
+            p[j] = d / std::sqrt(double(hd));
+            mx = std::max(mx, p[j]);
+          }
+          for (int64_t j = 0; j <= t; ++j) sum += (p[j] = std::exp(p[j] - mx));
+          for (int64_t j = 0; j <= t; ++j)
+            for (int64_t i = 0; i < hd; ++i)
+              out[(s * seqlen + t) * qw + h * hd + i] += p[j] / sum * v[(s * seqlen + j) * kw + g * hd + i];
+        }
+      }
+    return out;
+  }
+  Vec forward(const Vec& x, int64_t nseq, int64_t seqlen) const {
+    const Vec h = rmsnorm(x, input_norm, c.hidden);
+    Vec q = linear("self_attn.q_proj", h), k = linear("self_attn.k_proj", h);
+    const Vec v = linear("self_attn.v_proj", h);
+    if (c.qk_norm) {
+      q = rmsnorm(q, q_norm, c.head_dim);
+      k = rmsnorm(k, k_norm, c.head_dim);
+    }
+    rope(q, seqlen, c.heads);
+    rope(k, seqlen, c.kv_heads);
+    const Vec o = linear("self_attn.o_proj", attention(q, k, v, nseq, seqlen));
+    Vec mid = x;
+    for (size_t i = 0; i < mid.size(); ++i) mid[i] += o[i];
+    const Vec h2 = rmsnorm(mid, post_norm, c.hidden);
+    Vec gate = linear("mlp.gate_proj", h2);
+    const Vec up = linear("mlp.up_proj", h2);
+    for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
+    const Vec down = linear("mlp.down_proj", gate);
+    for (size_t i = 0; i < mid.size(); ++i) mid[i] += down[i];
+    return mid;
+  }
+};
+
+double dot(const std::vector<float>& g, const Vec& y) {
+  double s = 0;
+  for (size_t i = 0; i < y.size(); ++i) s += g[i] * y[i];
+  return s;
+}
+
+// Central differences of loss over every element of v (changed and restored).
+template <typename Loss>
+Vec central_difference(Vec& v, const Loss& loss) {
+  Vec grad(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const double keep = v[i];
+    v[i] = keep + kFdStep;
+    const double up = loss();
+    v[i] = keep - kFdStep;
+    const double down = loss();
+    v[i] = keep;
+    grad[i] = (up - down) / (2 * kFdStep);
+  }
+  return grad;
+}
+
+struct Problem {
+  ModelConfig c;
+  int64_t nseq = 2, seqlen = 5;
+  BlockWeights w;
+  std::vector<float> cos, sin, x, g;
+  int64_t tokens() const { return nseq * seqlen; }
+  RopeTable host_rope() const { return {c.max_pos, c.head_dim / 2, cos.data(), sin.data()}; }
+};
+
+Problem make_problem(std::mt19937_64& rng, bool biases_and_qk_norm) {
+  Problem p;
+  p.c = tiny_config(biases_and_qk_norm);
+  p.w = random_block(rng, p.c);
+  build_rope_tables(p.c, p.c.max_pos, &p.cos, &p.sin);
+  p.x = random_normal<float>(rng, p.tokens() * p.c.hidden);
+  p.g = random_normal<float>(rng, p.tokens() * p.c.hidden);
+  return p;
+}
+
+struct Grads {
+  std::vector<float> dx;
+  std::map<std::string, std::vector<float>> dw;
+};
+
+// The CPU backend's backward on host arrays.
+Grads cpu_backward(const Problem& p, std::vector<float>* out = nullptr) {
+  auto be = make_cpu_backend();
+  const BlockView view = host_view(p.w);
+  std::vector<float> x = p.x;
+  BlockTape tape;
+  block_forward_tape(*be, p.c, view, p.host_rope(), x.data(), p.nseq, p.seqlen, &tape);
+  if (out) *out = x;
+  Grads gr;
+  gr.dx = p.g;
+  std::map<std::string, float*> dw;
+  for (const char* name : kLinears) {
+    gr.dw[name].assign(p.w.linears.at(name).w.size(), NAN);
+    dw[name] = gr.dw[name].data();
+  }
+  block_backward(*be, p.c, view, p.host_rope(), tape, gr.dx.data(), &dw);
+  return gr;
+}
+
+void check_against_finite_differences(bool biases_and_qk_norm) {
+  STREAMQ_SEEDED_RNG(rng);
+  const Problem p = make_problem(rng, biases_and_qk_norm);
+  const Grads got = cpu_backward(p);
+  RefBlock ref(p.c, p.w, p.cos, p.sin);
+  Vec x(p.x.begin(), p.x.end());
+  const auto loss = [&] { return dot(p.g, ref.forward(x, p.nseq, p.seqlen)); };
+  double worst = relative_error(got.dx, central_difference(x, loss));
+  EXPECT_LE(worst, kBlockFdTolerance) << "dL/dx";
+  for (const char* name : kLinears) {
+    const double e = relative_error(got.dw.at(name), central_difference(ref.w.at(name), loss));
+    EXPECT_LE(e, kBlockFdTolerance) << "dL/dW of " << name;
+    worst = std::max(worst, e);
+  }
+  std::printf("[block-backward] worst relative error vs finite differences %.3g (tolerance %.3g)\n", worst,
+              kBlockFdTolerance);
+}
+
+TEST(BlockBackward, GradientsMatchFiniteDifferencesOfAFloat64Block) { check_against_finite_differences(false); }
+
+TEST(BlockBackward, GradientsMatchFiniteDifferencesWithBiasesAndQkNorm) { check_against_finite_differences(true); }
+
+TEST(BlockBackward, TapedForwardIsBlockForwardBitForBit) {
+  STREAMQ_SEEDED_RNG(rng);
+  for (bool variant : {false, true}) {
+    SCOPED_TRACE(variant ? "biases and qk_norm" : "plain");
+    const Problem p = make_problem(rng, variant);
+    auto cpu = make_cpu_backend();
+    std::vector<float> want = p.x;
+    block_forward(*cpu, p.c, p.w, p.host_rope(), want.data(), p.nseq, p.seqlen);
+    std::vector<float> got;
+    cpu_backward(p, &got);
+    EXPECT_TRUE(bitwise_equal(got, want));
+
+    auto emu = make_emulated_backend({.memory_bytes = uint64_t{64} << 20});
+    const ResidentRope rope(*emu, p.host_rope());
+    const ResidentBlock block(*emu, p.w);
+    ResidentChunk chunk(*emu, "x");
+    std::vector<float> on_emu = p.x;
+    BlockTape tape;
+    block_forward_tape(*emu, p.c, block.view(), rope.table(), chunk.place(on_emu), p.nseq, p.seqlen, &tape);
+    chunk.fetch(on_emu);
+    EXPECT_TRUE(bitwise_equal(on_emu, want)) << "emulated";
+  }
+}
+
+// The emulated device runs the CPU kernels behind checked pointers: its
+// backward is the CPU's bit for bit. Held in bf16, it is the CPU's backward
+// on the bf16-rounded weights (each linear widened exactly before its GEMMs).
+TEST(BlockBackward, EmulatedDeviceGivesTheCpuBackward) {
+  STREAMQ_SEEDED_RNG(rng);
+  for (DeviceWeights held : {DeviceWeights::F32, DeviceWeights::Bf16}) {
+    SCOPED_TRACE(to_string(held));
+    Problem p = make_problem(rng, true);
+    const BlockWeights original = p.w;
+    if (held == DeviceWeights::Bf16)
+      for (auto& [name, l] : p.w.linears)
+        for (float& v : l.w) v = bf16_to_f32(f32_to_bf16(v));
+    const Grads want = cpu_backward(p);
+
+    auto emu = make_emulated_backend({.memory_bytes = uint64_t{64} << 20});
+    const ResidentRope rope(*emu, p.host_rope());
+    const ResidentBlock block(*emu, original, held);
+    ResidentChunk chunk(*emu, "x");
+    std::vector<float> x = p.x;
+    BlockTape tape;
+    block_forward_tape(*emu, p.c, block.view(), rope.table(), chunk.place(x), p.nseq, p.seqlen, &tape);
+    std::map<std::string, Buffer<float>> dw_bufs;
+    std::map<std::string, float*> dw;
+    for (const char* name : {"self_attn.k_proj", "self_attn.o_proj", "mlp.down_proj"}) {  // a subset: the rest get none
+      dw_bufs[name] = emu->alloc<float>(p.w.linears.at(name).w.size(), "dW");
+      dw[name] = dw_bufs[name].data();
+    }
+    std::vector<float> d = p.g;
+    ResidentChunk dchunk(*emu, "d");
+    block_backward(*emu, p.c, block.view(), rope.table(), tape, dchunk.place(d), &dw);
+    dchunk.fetch(d);
+    EXPECT_TRUE(bitwise_equal(d, want.dx)) << "dL/dx";
+    for (const auto& [name, buf] : dw_bufs)
+      EXPECT_TRUE(bitwise_equal(emu->download_all(buf), want.dw.at(name))) << "dL/dW of " << name;
+  }
+}
+
+TEST(BlockBackward, UnknownLinearInTheGradientMapThrows) {
+  STREAMQ_SEEDED_RNG(rng);
+  const Problem p = make_problem(rng, false);
+  auto cpu = make_cpu_backend();
+  const BlockView view = host_view(p.w);
+  std::vector<float> x = p.x;
+  BlockTape tape;
+  block_forward_tape(*cpu, p.c, view, p.host_rope(), x.data(), p.nseq, p.seqlen, &tape);
+  std::vector<float> d = p.g, sink(16 * 16);
+  const std::map<std::string, float*> dw = {{"self_attn.qkv_proj", sink.data()}};
+  EXPECT_THROW(block_backward(*cpu, p.c, view, p.host_rope(), tape, d.data(), &dw), InternalError);
+}
+
+}  // namespace
+}  // namespace streamq::test
