@@ -2,7 +2,7 @@
 // differences of a float64 decoder block written plainly here (loops from
 // the definitions, not the backend's ops): dL/d(input) and every linear's
 // dL/dW for L = sum g * block(x), on a tiny GQA config, plain and with biases
-// and QK-norm. Also: block_forward_tape's output is block_forward's bit for
+// and QK-norm, and with the online Hadamard. Also: block_forward_tape's output is block_forward's bit for
 // bit, and the emulated device's backward is the CPU's (it runs the CPU
 // kernels: bit for bit), with float32 and bf16-held weights.
 #include <gtest/gtest.h>
@@ -102,6 +102,7 @@ struct RefBlock {
   const std::vector<float>& sin;
   Vec input_norm, post_norm, q_norm, k_norm;
   std::map<std::string, Vec> w, b;
+  std::vector<float> hm;  // QuaRot's online Hadamard's H_m ([m, m]); empty: off
 
   RefBlock(const ModelConfig& cfg, const BlockWeights& bw, const std::vector<float>& co, const std::vector<float>& si)
       : c(cfg), cos(co), sin(si) {
@@ -175,6 +176,19 @@ struct RefBlock {
       }
     return out;
   }
+  // Each row times H_n^T / sqrt(n), H_n = H_m (x) H_p (Sylvester H_p, p = n / m)
+  // as dense entries: H_n[i][j] = H_m[i / p][j / p] H_p[i % p][j % p].
+  Vec online_hadamard(const Vec& a) const {
+    const int64_t n = c.intermediate, m = static_cast<int64_t>(std::lround(std::sqrt(double(hm.size())))), p = n / m;
+    Vec y(a.size(), 0.0);
+    for (size_t r = 0; r < a.size() / n; ++r)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          const double hp = (__builtin_popcountll(static_cast<uint64_t>((i % p) & (j % p))) & 1) ? -1.0 : 1.0;
+          y[r * n + i] += hm[(i / p) * m + j / p] * hp * a[r * n + j] / std::sqrt(double(n));
+        }
+    return y;
+  }
   Vec forward(const Vec& x, int64_t nseq, int64_t seqlen) const {
     const Vec h = rmsnorm(x, input_norm, c.hidden);
     Vec q = linear("self_attn.q_proj", h), k = linear("self_attn.k_proj", h);
@@ -192,6 +206,7 @@ struct RefBlock {
     Vec gate = linear("mlp.gate_proj", h2);
     const Vec up = linear("mlp.up_proj", h2);
     for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
+    if (!hm.empty()) gate = online_hadamard(gate);
     const Vec down = linear("mlp.down_proj", gate);
     for (size_t i = 0; i < mid.size(); ++i) mid[i] += down[i];
     return mid;
@@ -220,17 +235,45 @@ Vec central_difference(Vec& v, const Loss& loss) {
   return grad;
 }
 
+// Paley I's Hadamard matrix of order 12 (q = 11), as +-1 floats: H = I + S,
+// S = [[0, 1^T], [-1, Q]], Q[i][j] = chi(j - i) (quadratic character mod 11).
+// Not symmetric, so a transposed use of it shows.
+std::vector<float> paley12() {
+  const int64_t q = 11, m = 12;
+  const auto chi = [&](int64_t v) {
+    v = ((v % q) + q) % q;
+    if (v == 0) return 0;
+    for (int64_t y = 1; y < q; ++y)
+      if ((y * y) % q == v) return 1;
+    return -1;
+  };
+  std::vector<float> h(static_cast<size_t>(m * m));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < m; ++j) {
+      const int s = i == 0 && j > 0 ? 1 : j == 0 && i > 0 ? -1 : i > 0 && j > 0 ? chi(j - i) : 0;
+      h[i * m + j] = static_cast<float>((i == j ? 1 : 0) + s);
+    }
+  return h;
+}
+
 struct Problem {
   ModelConfig c;
   int64_t nseq = 2, seqlen = 5;
   BlockWeights w;
   std::vector<float> cos, sin, x, g;
+  std::vector<float> online_hm;  // [12, 12] when down_proj's input carries QuaRot's online Hadamard (24 = 12 x 2)
+  BlockView view() const {
+    BlockView v = host_view(w);
+    if (!online_hm.empty()) v.online_hm = online_hm.data(), v.online_m = 12;
+    return v;
+  }
   int64_t tokens() const { return nseq * seqlen; }
   RopeTable host_rope() const { return {c.max_pos, c.head_dim / 2, cos.data(), sin.data()}; }
 };
 
-Problem make_problem(std::mt19937_64& rng, bool biases_and_qk_norm) {
+Problem make_problem(std::mt19937_64& rng, bool biases_and_qk_norm, bool online_hadamard = false) {
   Problem p;
+  if (online_hadamard) p.online_hm = paley12();
   p.c = tiny_config(biases_and_qk_norm);
   p.w = random_block(rng, p.c);
   build_rope_tables(p.c, p.c.max_pos, &p.cos, &p.sin);
@@ -247,7 +290,7 @@ struct Grads {
 // The CPU backend's backward on host arrays.
 Grads cpu_backward(const Problem& p, std::vector<float>* out = nullptr) {
   auto be = make_cpu_backend();
-  const BlockView view = host_view(p.w);
+  const BlockView view = p.view();
   std::vector<float> x = p.x;
   BlockTape tape;
   block_forward_tape(*be, p.c, view, p.host_rope(), x.data(), p.nseq, p.seqlen, &tape);
@@ -263,11 +306,12 @@ Grads cpu_backward(const Problem& p, std::vector<float>* out = nullptr) {
   return gr;
 }
 
-void check_against_finite_differences(bool biases_and_qk_norm) {
+void check_against_finite_differences(bool biases_and_qk_norm, bool online_hadamard = false) {
   STREAMQ_SEEDED_RNG(rng);
-  const Problem p = make_problem(rng, biases_and_qk_norm);
+  const Problem p = make_problem(rng, biases_and_qk_norm, online_hadamard);
   const Grads got = cpu_backward(p);
   RefBlock ref(p.c, p.w, p.cos, p.sin);
+  ref.hm = p.online_hm;
   Vec x(p.x.begin(), p.x.end());
   const auto loss = [&] { return dot(p.g, ref.forward(x, p.nseq, p.seqlen)); };
   double worst = relative_error(got.dx, central_difference(x, loss));
@@ -284,6 +328,11 @@ void check_against_finite_differences(bool biases_and_qk_norm) {
 TEST(BlockBackward, GradientsMatchFiniteDifferencesOfAFloat64Block) { check_against_finite_differences(false); }
 
 TEST(BlockBackward, GradientsMatchFiniteDifferencesWithBiasesAndQkNorm) { check_against_finite_differences(true); }
+
+// QuaRot's online Hadamard before down_proj: its backward is the inverse transform.
+TEST(BlockBackward, GradientsMatchFiniteDifferencesWithTheOnlineHadamard) {
+  check_against_finite_differences(false, true);
+}
 
 TEST(BlockBackward, TapedForwardIsBlockForwardBitForBit) {
   STREAMQ_SEEDED_RNG(rng);
