@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "src/core/error.h"
@@ -35,6 +36,8 @@ double band_dot(const float* m_row /*[cols]*/, const float* vt_row /*[cols]*/, i
 SdeLinear sde_decompose(const float* w, int64_t rows, int64_t cols, int band) {
   if (rows < 1 || cols < 1) throw InputError("sde_decompose: empty weight " + shape_of(rows, cols));
   if (band < 0) throw InputError("sde_decompose: band " + std::to_string(band) + " < 0");
+  if (rows > std::numeric_limits<lapack_int>::max() || cols > std::numeric_limits<lapack_int>::max())
+    throw InputError("sde_decompose: weight " + shape_of(rows, cols) + " exceeds LAPACK's index range");
   const int64_t r = std::min(rows, cols);
   std::vector<double> a(static_cast<size_t>(rows * cols));
   for (int64_t i = 0; i < rows * cols; ++i) {
@@ -117,6 +120,7 @@ void fake_quant_ste(const QuantConfig& cfg, const float* w, int64_t rows, int64_
   if (cfg.two_stage())
     throw InputError("fake_quant_ste: two-stage grids (--clip two-stage) need the Hessian; use min/max or mse clipping");
   if (rows < 0 || cols < 0) throw InputError("fake_quant_ste: bad shape " + shape_of(rows, cols));
+  cfg.validate();  // bits, group, the clip search's and free-min's settings
   const Grid grid(cfg);
   const int64_t g = cfg.group > 0 ? std::min(cfg.group, cols) : cols;
   const double maxq = grid.maxq();

@@ -63,7 +63,8 @@ void sde_band_grad(Backend& be, const SdeLinear& l, const float* g /*[rows, cols
 // +-(2^(b-1) - 1/2) steps, so a row's largest positive value clips by design,
 // and an asymmetric grid whose fp16 scale rounded down may clip an extreme
 // by one code: those elements get mask 0, as clamp's gradient gives them in
-// OmniQuant. Two-stage grids need the Hessian: InputError.
+// OmniQuant. cfg is validated (InputError naming the flag); two-stage grids
+// need the Hessian: InputError.
 void fake_quant_ste(const QuantConfig& cfg, const float* w /*[rows, cols]*/, int64_t rows, int64_t cols,
                     float* wq /*[rows, cols]*/, uint8_t* mask /*[rows, cols]*/);
 

@@ -380,11 +380,17 @@ TEST(FakeQuantSte, MseClipMasksTheTailsAndBackwardZeroesThem) {
   for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(gb[i], mask[i] ? g[i] : 0.0f) << i;  // identity inside, 0 outside
 }
 
-TEST(FakeQuantSte, TwoStageGridsAreRefused) {
+TEST(FakeQuantSte, TwoStageAndInvalidConfigsAreRefused) {
   QuantConfig cfg;
   cfg.clip = ClipSearch::TwoStage;
   std::vector<float> w(8, 1.0f), wq(8);
   std::vector<uint8_t> mask(8);
+  EXPECT_THROW(fake_quant_ste(cfg, w.data(), 2, 4, wq.data(), mask.data()), InputError);
+  cfg = QuantConfig{};
+  cfg.bits = 1;  // QuantConfig::validate's range
+  EXPECT_THROW(fake_quant_ste(cfg, w.data(), 2, 4, wq.data(), mask.data()), InputError);
+  cfg = QuantConfig{};
+  cfg.free_min = true;  // free-min with sym: validate refuses it
   EXPECT_THROW(fake_quant_ste(cfg, w.data(), 2, 4, wq.data(), mask.data()), InputError);
 }
 
