@@ -122,6 +122,27 @@ int run_quantize(const std::vector<std::string>& args) {
       ("threads", po::value(&threads)->default_value(0), "worker threads; 0 = all cores")
       ("quiet", po::bool_switch(&quiet), "no progress lines on stderr");
   add_method_flags(opts, mf);
+  std::string learn = "none";
+  opts.add_options()
+      ("learn", po::value(&learn)->default_value("none"),
+       "learned weight adjustment before the method (CQE+, docs/learning.md): none, or sde: each block's linears "
+       "re-parameterized through their SVD, W' = U (S + band) V^T, the band trained with Adam so that the block "
+       "with W' fake-quantized on the job's grid (straight-through) reproduces the FP block's outputs from the "
+       "quantized flow's inputs; then --method quantizes W'. Runs the FP flow whatever the method reads; "
+       "--device cpu only so far. A block's training is the unit of durability: a job killed mid-training "
+       "redoes that block on resume, to the same bytes")
+      ("sde-band", po::value(&job.learn.band)->default_value(job.learn.band),
+       "with --learn sde: learnable diagonals each side of the singular values' main diagonal (0 = LSI's "
+       "diagonal only; the paper's 100; clamped to the linear's rank - 1)")
+      ("cl-lambda", po::value(&job.learn.cl_lambda)->default_value(job.learn.cl_lambda),
+       "with --learn sde: weight of the cross-layer term, the MSE of the frozen FP next block's outputs (the "
+       "paper's 0.05; 0 = the block's own output only; the last block has none)")
+      ("learn-epochs", po::value(&job.learn.epochs)->default_value(job.learn.epochs),
+       "with --learn sde: passes over the calibration sequences per block")
+      ("learn-lr", po::value(&job.learn.lr)->default_value(job.learn.lr),
+       "with --learn sde: Adam's learning rate (the paper's 2.5e-4; betas 0.9/0.999, no weight decay)")
+      ("learn-batch", po::value(&job.learn.batch_seqs)->default_value(job.learn.batch_seqs),
+       "with --learn sde: calibration sequences per training step");
   add_act_quant_flags(opts, &job.act, &job.kv);
   RotationFlags rot;
   add_rotation_flags(opts, &rot, RotationUse::Quantize);
@@ -138,6 +159,11 @@ int run_quantize(const std::vector<std::string>& args) {
       throw InputError(std::string("--") + f + " needs --calib-samples: without it the value would be ignored");
   if (!vm["tokens-dtype"].defaulted() && !vm.count("calib"))
     throw InputError("--tokens-dtype needs --calib (token ids): text is tokenized with the model's tokenizer");
+  if (learn == "sde") job.learn.kind = LearnKind::Sde;
+  else if (learn != "none") throw InputError("--learn '" + learn + "': expected none or sde");
+  for (const char* f : {"sde-band", "cl-lambda", "learn-epochs", "learn-lr", "learn-batch"})
+    if (!vm[f].defaulted() && !job.learn.enabled())
+      throw InputError(std::string("--") + f + " needs --learn sde: without it the value would be ignored");
   job.calib_select = parse_sample_select(calib_select);
   job.calib_split = parse_text_split(calib_split);
   // --format gguf implies the block's bits and group before the flags are

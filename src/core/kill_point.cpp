@@ -13,8 +13,8 @@ namespace streamq {
 namespace {
 
 constexpr const char* kNames[] = {"get",   "put",           "stats", "quantize", "block-file", "flush",
-                                  "manifest", "manifest-done", "drop", "assemble", "commit", "rotated-panel"};
-static_assert(std::size(kNames) == static_cast<size_t>(KillPoint::RotatedPanel) + 1, "a name for every KillPoint");
+                                  "manifest", "manifest-done", "drop", "assemble", "commit", "rotated-panel", "learn"};
+static_assert(std::size(kNames) == static_cast<size_t>(KillPoint::Learn) + 1, "a name for every KillPoint");
 
 constexpr int kAny = -1;
 std::atomic<int> g_point{kAny};        // the point counted, or kAny

@@ -25,9 +25,11 @@ enum class KillPoint {
   Assemble,      // after each tensor of the final checkpoint is copied
   Commit,        // before the output directory is renamed into place
   RotatedPanel,  // after each row panel of a rotated job's embedding and head (src/pipeline/rotated_ends.h)
+  Learn,         // after each training step of a --learn job (src/pipeline/block_learning.h)
 };
 // "get", "put", "stats", "quantize", "block-file", "flush", "manifest",
-// "manifest-done", "drop", "assemble", "commit": the names a spec uses.
+// "manifest-done", "drop", "assemble", "commit", "rotated-panel", "learn": the
+// names a spec uses.
 const char* to_string(KillPoint p);
 
 // Arms the facility: "NAME:N" dies at the N-th (1-based) hit of point NAME,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "src/methods/grid.h"
 #include "src/methods/quant_config.h"
 
 namespace streamq {
@@ -66,6 +67,19 @@ void sde_band_grad(Backend& be, const SdeLinear& l, const float* g /*[rows, cols
 // OmniQuant. cfg is validated (InputError naming the flag); two-stage grids
 // need the Hessian: InputError.
 void fake_quant_ste(const QuantConfig& cfg, const float* w /*[rows, cols]*/, int64_t rows, int64_t cols,
+                    float* wq /*[rows, cols]*/, uint8_t* mask /*[rows, cols]*/);
+
+// The same in two halves, so that a training loop can keep a grid fixed
+// over several steps (fitting an MSE grid costs far more than applying it):
+// the grid parameters of w (per row, or per group of each row; fit_ste_grid
+// validates cfg and refuses two-stage as above), then the fake quantization
+// and mask of w (any values of the same shape) on those parameters.
+struct SteGrid {
+  int64_t rows = 0, cols = 0, group = 0;  // group: columns per grid (cols for per-row)
+  std::vector<GridParams> params;          // [rows, ceil(cols / group)]
+};
+SteGrid fit_ste_grid(const QuantConfig& cfg, const float* w /*[rows, cols]*/, int64_t rows, int64_t cols);
+void fake_quant_ste(const QuantConfig& cfg, const SteGrid& grid, const float* w /*[rows, cols]*/,
                     float* wq /*[rows, cols]*/, uint8_t* mask /*[rows, cols]*/);
 
 // g[i] *= mask[i]: the STE's backward (identity inside the grid's range,

@@ -192,7 +192,10 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
   add(&fixed, "mapped model pages (one block, embeddings, head)", in.mapped_block_bytes + in.mapped_other_bytes);
   add(&fixed, "calibration tokens", 4 * static_cast<u64>(in.calib_stream_tokens) +
                                         4 * static_cast<u64>(in.nsamples) * seqlen);
-  add(&fixed, "block weights (fp32 original + quantized copy)", 2 * block_weight_bytes(c));
+  if (in.learn.enabled())
+    add(&fixed, "block weights (fp32 original + trained + quantized copy)", 3 * block_weight_bytes(c));
+  else
+    add(&fixed, "block weights (fp32 original + quantized copy)", 2 * block_weight_bytes(c));
   if (store_on_disk) {
     const u64 frames = static_cast<u64>(std::clamp(2 * threads, 2, 16));
     const u64 codecs = depth > 0 ? 2 : 1;  // the I/O thread's and a direct get's
@@ -254,6 +257,32 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
     add(&p, "method working set (" + lin_names + ")",
         std::max(prepare_peak, kept + loaq_group_bytes(in, g.group, hidden, g.n) + lin));
     consider("quantize " + lin_names, p);
+  }
+  if (in.learn.enabled()) {  // training the block (block_learning.cpp), before its first stats
+    const u64 bt = static_cast<u64>(std::min<int64_t>(in.learn.batch_seqs, static_cast<int64_t>(spc))) * seqlen;
+    const bool cl = in.learn.cl_lambda > 0;
+    const u64 d = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, inter = c.intermediate;
+    u64 per_linear = 0;
+    for (const auto& l : block_linears(c)) {
+      const u64 r = static_cast<u64>(std::min(l.out, l.in)), w = static_cast<u64>(l.out * l.in);
+      const u64 band = std::min<u64>(static_cast<u64>(in.learn.band), r ? r - 1 : 0);
+      // U, S, V^T; band, its gradient and Adam's two moments; W', its fake
+      // quantization and gradient (float), the STE mask (bytes)
+      per_linear += f32(static_cast<u64>(l.out) * r + r + r * static_cast<u64>(l.in) + 4 * (2 * band + 1) * r + 3 * w) + w;
+    }
+    // A tape keeps per token the block input, the normed inputs, q/k/v, the
+    // attention output, gate, up and the activation; the backward's
+    // temporaries are as large again.
+    const u64 tape = 2 * f32(bt * (4 * d + 2 * qd + 2 * kvd + 3 * inter));
+    Parts p;
+    add(&p, "activations held (boundary b)", disk ? 0 : boundary);
+    add(&p, "training: a chunk of both flows and the mini-batch's copies",
+        2 * chunk + f32(bt * d) * (cl ? 7 : 3));
+    add(&p, "training: SVD factors, W', gradients, band and Adam state", per_linear);
+    add(&p, cl ? "training: tapes (block and next block)" : "training: tape", tape * (cl ? 2 : 1));
+    if (cl) add(&p, "next block's weights (cross-layer term)", block_weight_bytes(c));
+    add(&p, "forward scratch", forward_scratch_bytes(c, bt, seqlen, threads));
+    consider("learn", p);
   }
   {  // propagating both flows to boundary b + 1
     Parts p;

@@ -11,6 +11,7 @@
 
 #include "io/store/activation_store.h"
 #include "src/methods/quant_config.h"
+#include "src/pipeline/block_learning.h"
 #include "src/model/config.h"
 #include "scheduler/memory_budget.h"
 
@@ -57,6 +58,8 @@ struct MemoryPlanInput {
   // On a device: the chunk passes stage each chunk slot through pinned host
   // memory too (src/pipeline/chunk_pass.h), a second host copy of the slots.
   bool pinned_staging = false;
+  // --learn: the block's training phase (block_learning.h) before its stats.
+  LearnConfig learn;
 };
 
 struct MemoryPlan {

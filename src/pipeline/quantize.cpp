@@ -81,7 +81,8 @@ nlohmann::json effective_settings(const QuantizeJob& job, const std::string& ari
                       {"loaq", loaq_config_to_json(job.loaq)},
                       {"act", act_quant_to_json(job.act)},
                       {"kv", act_quant_to_json(job.kv)},
-                      {"rotation", job.rotation.to_json()}}},
+                      {"rotation", job.rotation.to_json()},
+                      {"learn", job.learn.to_json()}}},
           {"calibration", calib},
           {"format", to_string(job.format)},
           {"chunk_tokens", job.chunk_tokens},
@@ -99,6 +100,7 @@ JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, cons
   if (job.act.enabled()) id.method["act"] = act_quant_to_json(job.act);
   if (job.kv.enabled()) id.method["kv"] = act_quant_to_json(job.kv);
   if (job.rotation.enabled()) id.method["rotation"] = job.rotation.to_json();
+  if (job.learn.enabled()) id.method["learn"] = job.learn.to_json();
   id.calibration = {{"tokens_xxh64", hex64(XXH64(calib.data(), calib.size() * sizeof(int32_t), 0))},
                     {"nsamples", job.nsamples},
                     {"seqlen", job.seqlen},
@@ -311,8 +313,11 @@ struct BlockState {
       file.write_f32(block_prefix(b) + rel, v.data(), static_cast<int64_t>(v.size()));
     }
   }
+  // What the method quantizes: the original block, or its trained weights (--learn).
+  const BlockWeights& target() const { return learned ? *learned : w; }
   int64_t b;
-  const BlockWeights w;  // the original block: the FP flow's, and what is quantized
+  const BlockWeights w;  // the original block: the FP flow's, and what is quantized unless learned
+  std::optional<BlockWeights> learned;  // --learn: the trained block (its linears' W')
   BlockWeights wq;       // filled with quantized linears in true-sequential order
   // Where the device's ops read them (uploaded once; on the CPU, views of w
   // and wq): the original only for a method that runs the FP flow.
@@ -340,6 +345,34 @@ BlockWeights load_weights(JobContext& c, int64_t b) {
     }
   }
   return w;
+}
+
+// Stage learn (--learn): the block's linears trained (block_learning.h) into
+// the weights the method then quantizes; the quantized flow's block starts
+// from them, the FP flow keeps the original. With CL the next block (FP,
+// rotated as it will load) is held beside it.
+void learn_stage(JobContext& c, BlockState& s) {
+  const ModelConfig& cfg = c.model.config();
+  std::optional<BlockWeights> next;
+  std::optional<ResidentBlock> next_resident;
+  if (c.job.learn.cl_lambda > 0 && s.b + 1 < cfg.layers) {
+    next = load_weights(c, s.b + 1);
+    next_resident.emplace(c.be, *next);
+    c.rotation->apply_online(*next_resident);
+  }
+  if (!s.resident) throw InternalError("learn: the FP flow's block is not resident");
+  const LearnInputs in{c.be,          c.model.config(),  c.rope,
+                       *c.store.top,  c.ch,              c.job.nsamples,
+                       c.job.seqlen,  s.b,               c.job.seed,
+                       c.job.quant,   s.resident_q.view(), s.resident->view(),
+                       next_resident ? &next_resident->view() : nullptr, c.trace};
+  LearnReport rep;
+  s.learned = learn_block(in, c.job.learn, s.w, &rep);
+  for (auto& [name, l] : s.wq.linears) {
+    l.w = s.learned->linears.at(name).w;
+    s.resident_q.replace_weight(name, l.w);
+  }
+  s.report.learn = rep;
 }
 
 // Stage collect stats: the group's input statistics over every chunk (the
@@ -411,7 +444,7 @@ void quantize_group(JobContext& c, BlockState& s, int g, const LinearStats& stat
                                      }) &
           tbb::make_filter<size_t, size_t>(tbb::filter_mode::parallel,
                                            [&](size_t i) {
-                                             quantize_linear(c, s.b, s.w, stats, *prepared, &slots[i]);
+                                             quantize_linear(c, s.b, s.target(), stats, *prepared, &slots[i]);
                                              return i;
                                            }) &
           tbb::make_filter<size_t, void>(tbb::filter_mode::serial_in_order,
@@ -491,6 +524,7 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   BlockState s(c, b, load_weights(c, b));
   // Block b+1's weights come into the page cache while this block computes.
   WeightReadAhead next_weights(c.model, c.read_ahead_weights ? b + 1 : -1, c.trace);
+  if (c.job.learn.enabled()) learn_stage(c, s);
   std::optional<StagedFlows> staged;
   if (c.staged) staged.emplace(c.backends, c.model, c.rope, c.ch, c.job.nsamples, c.job.seqlen, c.needs.fp_flow);
   // The views follow the weights: resident_q's is updated as each linear is written.
@@ -594,6 +628,13 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   if ((job.act.enabled() || job.kv.enabled()) && !be.host_addressable())
     throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
                      be.name() + " device has no such op yet");
+  job.learn.validate();
+  if (job.learn.enabled() && !be.host_addressable())
+    throw InputError("--learn sde trains on --device cpu only so far; the " + be.name() +
+                     " device has no backward ops yet");
+  if (job.learn.enabled() && !job.calib_samples_path.empty())
+    throw InputError("--learn sde needs calibration sequences of one length (--calib or --calib-text windows), "
+                     "not --calib-samples");
   if (job.activations == Placement::MemoryMirrored)
     throw InternalError("quantize: memory-mirrored is the plan's placement for a workdir job, not a request");
   if (job.format == OutputFormat::CompressedTensors && job.quant.bits != 2 && job.quant.bits != 4 && job.quant.bits != 8)
@@ -613,7 +654,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
                      "or --rotate alone (an offline rotation any loader serves)");
   const MethodSpec spec(job.quant, job.loaq);
   const auto method = make_method(spec);
-  const MethodNeeds needs = method->needs();
+  // --learn trains against the FP flow: run and stored whatever the method reads.
+  const MethodNeeds needs = [&] {
+    MethodNeeds n = method->needs();
+    n.fp_flow = n.fp_flow || job.learn.enabled();
+    return n;
+  }();
   const std::vector<Flow> flows = needs.fp_flow ? kAllFlows : std::vector<Flow>{Flow::Quant};
   const std::string out_parent = fs::absolute(job.out_dir).parent_path().string();
   const ModelSource source(job.model_dir, out_parent, progress);
@@ -687,6 +733,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     in.calib_stream_tokens = static_cast<int64_t>(stream.size());
     in.host_limit = job.host_mem_limit;
     in.pinned_staging = !be.host_addressable();
+    in.learn = job.learn;
     return plan_memory(in);
   };
   MemoryPlan plan;
@@ -857,9 +904,16 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     store.top->drop(b);
     kill_point(KillPoint::Drop);
     report.blocks.push_back(std::move(br));
-    char extra[96];
-    std::snprintf(extra, sizeof extra, "rel-err %.3e  rss %.0f MiB",
-                  mean_relative_objective(std::span(report.blocks).last(1)), peak_rss_bytes() / 1048576.0);
+    char extra[160];
+    const BlockReport& last = report.blocks.back();
+    if (last.learn)  // the training's loss, first step (RTN fake-quant) to its last epoch's mean
+      std::snprintf(extra, sizeof extra, "learn loss %.3e -> %.3e (%lld steps, %.1f s)  rel-err %.3e  rss %.0f MiB",
+                    last.learn->loss_first, last.learn->loss_last_epoch, static_cast<long long>(last.learn->steps),
+                    last.learn->seconds, mean_relative_objective(std::span(report.blocks).last(1)),
+                    peak_rss_bytes() / 1048576.0);
+    else
+      std::snprintf(extra, sizeof extra, "rel-err %.3e  rss %.0f MiB",
+                    mean_relative_objective(std::span(report.blocks).last(1)), peak_rss_bytes() / 1048576.0);
     prog.step(extra);
   }
   store.top.reset();

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "src/methods/loaq.h"
 #include "src/methods/quant_config.h"
 #include "src/model/resident_block.h"
+#include "src/pipeline/block_learning.h"
 #include "src/pipeline/calibration_samples.h"
 #include "src/pipeline/memory_plan.h"
 #include "src/pipeline/model_rotation.h"
@@ -75,6 +77,11 @@ struct JobSpec {
   // both flows' forwards. The outputs hold the rotated weights and say so
   // in config.json (streamq_rotation). Off: today's bytes.
   RotationSpec rotation;
+  // CQE+'s learned adjustment (issue 18, src/pipeline/block_learning.h):
+  // each block's linears trained through their SVD band before the method
+  // quantizes them; the FP flow is then run and stored whatever the method
+  // reads. Off: today's bytes.
+  LearnConfig learn;
 };
 
 // A job: its spec, and how it runs (where, with which budgets, what it logs).
@@ -135,6 +142,7 @@ struct BlockReport {
   // and after compression, both flows.
   uint64_t activation_raw_bytes = 0, activation_compressed_bytes = 0;
   std::vector<LinearReport> linears;
+  std::optional<LearnReport> learn;  // --learn: the block's training
   nlohmann::json to_json() const;
   static BlockReport from_json(const nlohmann::json& j);
 };

@@ -30,6 +30,7 @@ nlohmann::json BlockReport::to_json() const {
                              {"damp", l.damp},
                              {"dead_inputs", l.dead_inputs},
                              {"working_bytes", l.working_bytes}});
+  if (learn) jb["learn"] = learn->to_json();
   return jb;
 }
 
@@ -71,6 +72,7 @@ BlockReport BlockReport::from_json(const nlohmann::json& jb) {
     l.working_bytes = jl.at("working_bytes").get<uint64_t>();
     b.linears.push_back(l);
   }
+  if (jb.contains("learn")) b.learn = LearnReport::from_json(jb["learn"]);
   return b;
 }
 

@@ -61,6 +61,12 @@ constexpr ResumeRule kRules[] = {
     {"--rotate-seed", false, "method (the rotation fused into the weights)"},
     {"--online-hadamard", false, "method (the online Hadamard before down_proj)"},
     {"--head-hadamard", false, "method (the per-head rotations of values and queries/keys)"},
+    {"--learn", false, "method (the trained weights the method quantizes)"},
+    {"--sde-band", false, "method (the trained weights the method quantizes)"},
+    {"--cl-lambda", false, "method (the trained weights the method quantizes)"},
+    {"--learn-epochs", false, "method (the trained weights the method quantizes)"},
+    {"--learn-lr", false, "method (the trained weights the method quantizes)"},
+    {"--learn-batch", false, "method (the trained weights the method quantizes)"},
     // The stored activations' shape, and what the output is.
     {"--chunk-tokens", false, "the stored activation chunks (a resumed job cannot re-cut them)"},
     {"--format", false, "output format"},

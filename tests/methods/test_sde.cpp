@@ -265,6 +265,27 @@ TEST(Sde, BandGradMatchesFiniteDifferencesAndTheFullProduct) {
 
 // SDE's factors are host vectors: a backend whose memory the host cannot
 // address is refused up front, not handed host pointers.
+// The banded U D of sde_weight against the float64 dense product U D Vt,
+// random (nonzero) bands of several widths: float32 products of a sum of
+// rank terms, bound 64 eps relative to ||W'|| (sums of <= 37 terms).
+TEST(Sde, BandedWeightEqualsTheDenseProduct) {
+  std::mt19937_64 rng(test::fresh_seed());
+  auto be = make_cpu_backend();
+  std::normal_distribution<float> nd(0.0f, 0.3f);
+  for (const Shape sh : kShapes)
+    for (const int band : {0, 1, 5, 40}) {
+      const std::vector<float> w = random_matrix(rng, sh.rows, sh.cols);
+      SdeLinear l = sde_decompose(w.data(), sh.rows, sh.cols, band);
+      for (float& p : l.params) p = nd(rng);
+      std::vector<float> got(w.size());
+      sde_weight(*be, l, got.data());
+      const std::vector<double> want = weight_f64(l);
+      double err = 0;
+      for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::abs(got[i] - want[i]));
+      EXPECT_LE(err, 64 * kF32Eps * frobenius(want)) << sh.rows << "x" << sh.cols << " band " << band;
+    }
+}
+
 TEST(Sde, DeviceBackendIsRefused) {
   EmulatedBackendOptions opt;
   opt.memory_bytes = 1 << 20;
@@ -378,6 +399,32 @@ TEST(FakeQuantSte, MseClipMasksTheTailsAndBackwardZeroesThem) {
   std::vector<float> gb = g;
   ste_backward(mask.data(), gb.data(), static_cast<int64_t>(gb.size()));
   for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(gb[i], mask[i] ? g[i] : 0.0f) << i;  // identity inside, 0 outside
+}
+
+// A grid fit once (fit_ste_grid) and applied gives fake_quant_ste's
+// values and mask on the weight it was fit on, and on another weight it
+// applies those parameters unchanged (Grid::quantize with them).
+TEST(FakeQuantSte, FixedGridEqualsTheOneShotOnItsWeightAndKeepsItsScales) {
+  std::mt19937_64 rng(test::fresh_seed());
+  for (const QuantConfig& cfg : fake_quant_configs()) {
+    const int64_t rows = 7, cols = 45;
+    const std::vector<float> w = random_matrix(rng, rows, cols);
+    std::vector<float> a(w.size()), b(w.size());
+    std::vector<uint8_t> ma(w.size()), mb(w.size());
+    fake_quant_ste(cfg, w.data(), rows, cols, a.data(), ma.data());
+    const SteGrid g = fit_ste_grid(cfg, w.data(), rows, cols);
+    fake_quant_ste(cfg, g, w.data(), b.data(), mb.data());
+    EXPECT_EQ(a, b) << cfg.describe();
+    EXPECT_EQ(ma, mb) << cfg.describe();
+    std::vector<float> w2 = random_matrix(rng, rows, cols);
+    fake_quant_ste(cfg, g, w2.data(), b.data(), mb.data());
+    const Grid grid(cfg);
+    const int64_t gs = cfg.group > 0 ? std::min<int64_t>(cfg.group, cols) : cols, ng = (cols + gs - 1) / gs;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        ASSERT_EQ(b[r * cols + c], static_cast<float>(grid.quantize(w2[r * cols + c], g.params[r * ng + c / gs])))
+            << cfg.describe();
+  }
 }
 
 TEST(FakeQuantSte, TwoStageAndInvalidConfigsAreRefused) {
