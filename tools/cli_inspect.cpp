@@ -85,7 +85,15 @@ int inspect_gguf(const std::string& path) {
 // Every effective setting a streamq quantize recorded (preset, method with
 // LoaQ, calibration), one JSON line.
 void print_settings(const nlohmann::json& s) {
-  if (s.is_object()) std::printf("  streamq settings %s\n", s.dump().c_str());
+  if (!s.is_object()) return;
+  const nlohmann::json learn = s.contains("method") && s["method"].is_object() ? s["method"].value("learn", nlohmann::json())
+                                                                                : nlohmann::json();
+  if (learn.is_object() && learn.value("kind", std::string("none")) != "none")  // docs/learning.md
+    std::printf("  learned before quantizing: %s, band %d, cl-lambda %g, %d epochs, lr %g (the weights quantized "
+                "were trained; nothing is needed at load time)\n",
+                learn.value("kind", std::string("?")).c_str(), learn.value("band", 0), learn.value("cl_lambda", 0.0),
+                learn.value("epochs", 0), learn.value("lr", 0.0));
+  std::printf("  streamq settings %s\n", s.dump().c_str());
 }
 
 void print_quantization_config(const nlohmann::json& qc) {

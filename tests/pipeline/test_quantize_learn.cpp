@@ -3,7 +3,8 @@
 // (the first block's output over the calibration windows, measured here from
 // the written checkpoints by a plain forward); the cross-layer term changes
 // the result and lambda 0 is the plain loss; a job killed mid-training
-// resumes to the same bytes; the errors name their flag.
+// resumes to the same bytes, as does one on one thread; the errors name
+// their flag.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -127,6 +128,16 @@ TEST(QuantizeLearn, KilledTrainingResumesToIdenticalBytes) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors"})
     EXPECT_TRUE(test::output_bytes(dir.file("ref/") + f) == test::output_bytes(out + "/" + f)) << f;
+  // Deterministic for a seed whatever the thread count.
+  auto one_thread = args(dir.file("one-thread"), "");
+  one_thread.insert(one_thread.end(), {"--threads", "1"});
+  r = test::run_streamq(one_thread);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(test::output_bytes(dir.file("ref/model.safetensors")) ==
+              test::output_bytes(dir.file("one-thread/model.safetensors")));
+  const auto ins = test::run_streamq({"inspect", "--model", out});
+  EXPECT_NE(ins.out.find("learned before quantizing: sde, band 3, cl-lambda 0.05, 2 epochs"), std::string::npos)
+      << ins.out;
   auto changed = args(dir.file("out2"), wd);
   for (size_t i = 0; i + 1 < changed.size(); ++i)
     if (changed[i] == "--sde-band") changed[i + 1] = "5";
