@@ -1,35 +1,17 @@
 // One decoder block's forward pass composed from backend ops, with a hook that
 // sees each sub-layer group's input (where Hessians are accumulated). Its
-// intermediates are buffers of the backend that runs it.
+// intermediates are buffers of the backend that runs it. The same forward
+// with a tape (block_forward_tape) keeps what block_backward reads.
 #include "src/model/model.h"
 
 #include <algorithm>
 
 #include "src/core/error.h"
+#include "src/model/block_backward.h"
+#include "src/model/block_stages.h"
 
 namespace streamq {
 namespace {
-
-// y[tokens, out] = x[tokens, in] W^T (+ b). A bf16 weight is widened into
-// `widened` (room for the largest linear) first: the same float32 GEMM then
-// runs on the bf16-rounded weight.
-void linear_forward(Backend& be, const LinearView& l, const float* x, float* y, int64_t tokens, int64_t in, int64_t out,
-            float* widened) {
-  const float* w = l.w;
-  if (l.w_bf16) {
-    if (!widened) throw InternalError("block forward: a bf16 weight without a widening scratch");
-    be.bf16_to_f32(l.w_bf16, widened, out * in);
-    w = widened;
-  }
-  be.gemm(Trans::N, Trans::T, tokens, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
-  if (l.b) be.add_bias(y, l.b, tokens, out);
-}
-
-bool has_bf16_weights(const BlockView& w) {
-  for (const auto& [name, l] : w.linears)
-    if (l.w_bf16) return true;
-  return false;
-}
 
 // The sequences of a forward pass: nseq of seqlen tokens, or (lens non-null)
 // one per entry of lens, each of its own length.
@@ -71,43 +53,29 @@ void attention_seqs(Backend& be, const float* q, const float* k, const float* v,
 // group's input (consumed) and the residual stream x, runs the group's
 // sub-layer and returns the next group's input; block_forward is these in a
 // row, so a caller that keeps a stage's output (staged statistics) computes
-// exactly the same values.
-struct Stages {
-  Backend& be;
-  const ModelConfig& c;
-  const BlockView& w;
+// exactly the same values. With a tape, the stages also keep what
+// block_backward reads (block_forward_tape): the buffers they would free are
+// moved into it, and only what a later op overwrites in place is copied.
+struct Stages : BlockOps {
   const RopeTable* rope;  // read by qkv() only
   const SeqLayout& seqs;
-  int64_t t, d, hd, q_dim, kv_dim, inter;
-  float eps;
+  BlockTape* tape;  // null: keep nothing
 
-  Stages(Backend& b, const ModelConfig& cfg, const BlockView& wv, const RopeTable* r, const SeqLayout& s)
-      : be(b), c(cfg), w(wv), rope(r), seqs(s), t(s.tokens()), d(cfg.hidden), hd(cfg.head_dim),
-        q_dim(cfg.heads * cfg.head_dim), kv_dim(cfg.kv_heads * cfg.head_dim), inter(cfg.intermediate),
-        eps(static_cast<float>(cfg.rms_eps)) {
-    if ((w.act.enabled() || w.kv.enabled()) && !be.host_addressable())
-      throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
-                       be.name() + " device has no such op yet");
-    // One scratch for the whole forward, not one per linear: a free on a
-    // device waits for its queues (as cudaFree), which would serialize each
-    // linear with the copies of a chunk pass.
-    if (has_bf16_weights(w))
-      widened = be.alloc<float>(static_cast<size_t>(std::max({q_dim, kv_dim, inter}) * d),
-                                "block forward: bf16 weight widened to float32");
+  Stages(Backend& b, const ModelConfig& cfg, const BlockView& wv, const RopeTable* r, const SeqLayout& s,
+         BlockTape* tp = nullptr)
+      : BlockOps(b, cfg, wv, s.tokens(), "block forward"), rope(r), seqs(s), tape(tp) {}
+
+  // An intermediate the backward reads: into the tape's `slot`, else freed.
+  void keep(Buffer<float>& b, Buffer<float> BlockTape::*slot) const {
+    if (tape) tape->*slot = std::move(b);
+    b.reset();
   }
-  Buffer<float> widened;  // empty unless a weight is bf16
-  const LinearView& lin(const char* name) const { return w.linear(name); }
-  void linear(const LinearView& l, const float* x, float* y, int64_t in, int64_t out) const {
-    linear_forward(be, l, x, y, t, in, out, widened.data());
-  }
-  // A [tokens, width] intermediate in the backend's memory.
-  Buffer<float> rows(int64_t width, const char* what) const {
-    return be.alloc<float>(static_cast<size_t>(t * width), what);
-  }
-  // A linear's input as the W4A4 model sees it: quantized per token, before
-  // the statistics capture it (the quantized flow calibrates on what it will run on).
-  void quant_input(float* in, int64_t width, const char* what) const {
-    if (w.act.enabled()) fake_quant_rows(in, t, width, w.act, what);
+  // A copy of src [tokens, width] into the tape's `slot`, before an op
+  // overwrites it.
+  void keep_copy(const float* src, int64_t width, Buffer<float> BlockTape::*slot, const char* what) const {
+    if (!tape) return;
+    tape->*slot = rows(width, what);
+    be.copy_within((tape->*slot).data(), src, static_cast<uint64_t>(t * width) * sizeof(float));
   }
 
   // x's RMS-normed rows into h, as the linears after the norm read them.
@@ -117,6 +85,7 @@ struct Stages {
   }
   // The q/k/v input: the normed hidden state.
   Buffer<float> begin(const float* x) const {
+    keep_copy(x, d, &BlockTape::x_in, "block tape: block input");
     Buffer<float> h = rows(d, "block forward: normed hidden state");
     norm_into(x, w.input_norm, h, "q/k/v_proj input");
     return h;
@@ -129,8 +98,10 @@ struct Stages {
     linear(lin("self_attn.q_proj"), h.data(), q.data(), d, q_dim);
     linear(lin("self_attn.k_proj"), h.data(), k.data(), d, kv_dim);
     linear(lin("self_attn.v_proj"), h.data(), v.data(), d, kv_dim);
-    h.reset();
+    keep(h, &BlockTape::h_attn);
     if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector before RoPE
+      keep_copy(q.data(), q_dim, &BlockTape::q_raw, "block tape: q before QK-norm");
+      keep_copy(k.data(), kv_dim, &BlockTape::k_raw, "block tape: k before QK-norm");
       be.rmsnorm(q.data(), w.q_norm, q.data(), t * c.heads, hd, eps);
       be.rmsnorm(k.data(), w.k_norm, k.data(), t * c.kv_heads, hd, eps);
     }
@@ -150,14 +121,18 @@ struct Stages {
     Buffer<float> attn = rows(q_dim, "block forward: attention output");
     attention_seqs(be, q.data(), k.data(), v.data(), attn.data(), seqs, c.heads, c.kv_heads, hd);
     quant_input(attn.data(), q_dim, "o_proj input");
+    keep(q, &BlockTape::q);
+    keep(k, &BlockTape::k);
+    keep(v, &BlockTape::v);
     return attn;
   }
   // o_proj and the residual add: the gate/up input (x updated).
   Buffer<float> o(float* x, Buffer<float> attn) const {
     Buffer<float> h = rows(d, "block forward: normed hidden state");
     linear(lin("self_attn.o_proj"), attn.data(), h.data(), q_dim, d);
-    attn.reset();
+    keep(attn, &BlockTape::attn);
     be.add_inplace(x, h.data(), t * d);
+    keep_copy(x, d, &BlockTape::x_mid, "block tape: residual after attention");
     norm_into(x, w.post_norm, h, "gate/up_proj input");
     return h;
   }
@@ -167,10 +142,10 @@ struct Stages {
     Buffer<float> up = rows(inter, "block forward: up");
     linear(lin("mlp.gate_proj"), h.data(), gate.data(), d, inter);
     linear(lin("mlp.up_proj"), h.data(), up.data(), d, inter);
-    h.reset();
-    be.swiglu(gate.data(), up.data(), gate.data(), t * inter);
-    if (w.online_hm) be.hadamard_rows(gate.data(), t, inter, w.online_hm, w.online_m, nullptr, false);
-    quant_input(gate.data(), inter, "down_proj input");
+    keep(h, &BlockTape::h_mlp);
+    keep_copy(gate.data(), inter, &BlockTape::gate, "block tape: gate");
+    activation(gate.data(), up.data());
+    keep(up, &BlockTape::up);
     return gate;
   }
   // down_proj and the residual add: x is the block's output.
@@ -192,8 +167,8 @@ struct Stages {
 };
 
 void forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
-             const SeqLayout& seqs, const CaptureFn& capture, int stop_after) {
-  const Stages st(be, c, w, &rope, seqs);
+             const SeqLayout& seqs, const CaptureFn& capture, int stop_after, BlockTape* tape = nullptr) {
+  const Stages st(be, c, w, &rope, seqs, tape);
   const int64_t widths[kNumSubLayers] = {st.d, st.q_dim, st.d, st.inter};
   Buffer<float> in = st.begin(x);
   for (int g = 0; g < kNumSubLayers; ++g) {
@@ -205,6 +180,41 @@ void forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTa
 }
 
 }  // namespace
+
+BlockOps::BlockOps(Backend& b, const ModelConfig& cfg, const BlockView& wv, int64_t tokens, const char* what)
+    : be(b), c(cfg), w(wv), t(tokens), d(cfg.hidden), hd(cfg.head_dim), q_dim(cfg.heads * cfg.head_dim),
+      kv_dim(cfg.kv_heads * cfg.head_dim), inter(cfg.intermediate), eps(static_cast<float>(cfg.rms_eps)) {
+  if ((w.act.enabled() || w.kv.enabled()) && !be.host_addressable())
+    throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
+                     be.name() + " device has no such op yet");
+  bool bf16 = false;
+  for (const auto& [name, l] : w.linears) bf16 = bf16 || l.w_bf16 != nullptr;
+  if (bf16)
+    widened = be.alloc<float>(static_cast<size_t>(std::max({q_dim, kv_dim, inter}) * d),
+                              std::string(what) + ": bf16 weight widened to float32");
+}
+
+const float* BlockOps::weight(const LinearView& l, int64_t in, int64_t out) const {
+  if (!l.w_bf16) return l.w;
+  if (widened.empty()) throw InternalError("block ops: a bf16 weight without a widening scratch");
+  be.bf16_to_f32(l.w_bf16, widened.data(), out * in);
+  return widened.data();
+}
+
+void BlockOps::linear(const LinearView& l, const float* x, float* y, int64_t in, int64_t out) const {
+  be.gemm(Trans::N, Trans::T, t, out, in, 1.0f, x, in, weight(l, in, out), in, 0.0f, y, out);
+  if (l.b) be.add_bias(y, l.b, t, out);
+}
+
+void BlockOps::quant_input(float* in, int64_t width, const char* what) const {
+  if (w.act.enabled()) fake_quant_rows(in, t, width, w.act, what);
+}
+
+void BlockOps::activation(float* gate_io, const float* up) const {
+  be.swiglu(gate_io, up, gate_io, t * inter);
+  if (w.online_hm) be.hadamard_rows(gate_io, t, inter, w.online_hm, w.online_m, nullptr, false);
+  quant_input(gate_io, inter, "down_proj input");
+}
 
 const LinearView& BlockView::linear(const std::string& name) const {
   const auto it = linears.find(name);
@@ -241,6 +251,15 @@ Buffer<float> block_stage(Backend& be, const ModelConfig& c, const BlockView& w,
 void block_forward(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
                    const std::vector<int64_t>& seq_lens, const CaptureFn& capture, int stop_after) {
   forward(be, c, w, rope, x, SeqLayout{static_cast<int64_t>(seq_lens.size()), 0, &seq_lens}, capture, stop_after);
+}
+
+void block_forward_tape(Backend& be, const ModelConfig& c, const BlockView& w, const RopeTable& rope, float* x,
+                        int64_t nseq, int64_t seqlen, BlockTape* tape) {
+  if (!tape) throw InternalError("block_forward_tape: no tape");
+  *tape = BlockTape{};
+  tape->nseq = nseq;
+  tape->seqlen = seqlen;
+  forward(be, c, w, rope, x, SeqLayout{nseq, seqlen, nullptr}, {}, -1, tape);
 }
 
 void block_forward(Backend& be, const ModelConfig& c, const BlockWeights& w, const RopeTable& rope, float* x,
