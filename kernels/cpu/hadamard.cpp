@@ -5,6 +5,7 @@
 // the two agree bit for bit. Rows in parallel on oneTBB.
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -66,8 +67,60 @@ void check_hadamard_args(int64_t rows, int64_t n, int64_t m) {
   if ((p & (p - 1)) != 0) throw InternalError(shape + ": n / m must be a power of two");
 }
 
+namespace {
+
+// Segments narrower than a vector (n / m < 8: a small model's H_m of the
+// whole width) leave transform_row's mix a scalar loop of m^2 one-element
+// adds; kTileRows rows are then mixed together, transposed so that the adds
+// run across rows: per row the same operations in the same order (0 plus
+// each +-x[a'] for a' ascending, exact sign flips), so the same bits.
+constexpr int64_t kTileRows = 16;
+
+void transform_tile(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs, bool inverse) {
+  const int64_t p = n / m;
+  thread_local std::vector<float> xt, yt;
+  xt.assign(static_cast<size_t>(n * kTileRows), 0.0f);
+  yt.assign(static_cast<size_t>(n * kTileRows), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = x + r * n;
+    if (!inverse && signs)
+      for (int64_t i = 0; i < n; ++i) row[i] *= signs[i];
+    for (int64_t a = 0; a < m; ++a) fwht(row + a * p, p);
+    for (int64_t i = 0; i < n; ++i) xt[i * kTileRows + r] = row[i];
+  }
+  for (int64_t a = 0; a < m; ++a)
+    for (int64_t a2 = 0; a2 < m; ++a2) {
+      const float h = inverse ? hm[a2 * m + a] : hm[a * m + a2];
+      for (int64_t b = 0; b < p; ++b) {
+        float* y = yt.data() + (a * p + b) * kTileRows;
+        const float* xs = xt.data() + (a2 * p + b) * kTileRows;
+        if (h > 0)
+          for (int64_t r = 0; r < kTileRows; ++r) y[r] += xs[r];
+        else
+          for (int64_t r = 0; r < kTileRows; ++r) y[r] -= xs[r];
+      }
+    }
+  const float scale = hadamard_scale(n);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = x + r * n;
+    for (int64_t i = 0; i < n; ++i) row[i] = yt[i * kTileRows + r] * scale;
+    if (inverse && signs)
+      for (int64_t i = 0; i < n; ++i) row[i] *= signs[i];
+  }
+}
+
+}  // namespace
+
 void hadamard_rows(float* x, int64_t rows, int64_t n, const float* hm, int64_t m, const float* signs, bool inverse) {
   check_hadamard_args(rows, n, m);
+  if (m > 1 && n / m < 8) {
+    const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+    tbb::parallel_for(int64_t{0}, tiles, [&](int64_t t) {
+      const int64_t r0 = t * kTileRows;
+      transform_tile(x + r0 * n, std::min(kTileRows, rows - r0), n, hm, m, signs, inverse);
+    });
+    return;
+  }
   tbb::parallel_for(int64_t{0}, rows, [&](int64_t r) {
     thread_local std::vector<float> scratch;
     transform_row(x + r * n, n, hm, m, signs, inverse, scratch);
