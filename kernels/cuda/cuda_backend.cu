@@ -152,18 +152,7 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
   // No float64 sweep on the GPU: the float32 sweep is held to the CPU's.
-  // No float64 sweep, and no backward ops yet (their CUDA twins are issue
-  // 18's next step): calling one throws.
-  bool supports(Op op) const override {
-    switch (op) {
-      case Op::GptqSweep64:
-      case Op::RmsnormBackward:
-      case Op::RopeBackward:
-      case Op::AttentionBackward:
-      case Op::SwigluBackward: return false;
-      default: return true;
-    }
-  }
+  bool supports(Op op) const override { return op != Op::GptqSweep64; }
   MemoryLedger& memory() override { return pool_.ledger(); }
   bool host_addressable() const override { return false; }
   MemoryLedger& pinned_memory() override { return pinned_; }
@@ -263,18 +252,34 @@ class CudaBackendImpl final : public CudaBackend {
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override {
     timeline_.around("swiglu", trace_cat::kCompute, 0, [&] { cuda_swiglu(stream_.get(), gate, up, out, n); });
   }
-  void rmsnorm_backward(const float*, const float*, const float*, float*, int64_t, int64_t, float) override {
-    check_supported(Op::RmsnormBackward);
+  void rmsnorm_backward(const float* x, const float* w, const float* dy, float* dx, int64_t rows, int64_t dim,
+                        float eps) override {
+    timeline_.around("rmsnorm_backward", trace_cat::kCompute, 0,
+                     [&] { cuda_rmsnorm_backward(stream_.get(), x, w, dy, dx, rows, dim, eps); });
   }
-  void rope_backward(float*, int64_t, int64_t, int64_t, int64_t, const RopeTable&) override {
-    check_supported(Op::RopeBackward);
+  void rope_backward(float* d, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+                     const RopeTable& table) override {
+    timeline_.around("rope_backward", trace_cat::kCompute, 0,
+                     [&] { cuda_rope_backward(stream_.get(), d, nseq, seqlen, nheads, head_dim, table); });
   }
-  void attention_backward(const float*, const float*, const float*, const float*, float*, float*, float*, int64_t,
-                          int64_t, int64_t, int64_t, int64_t) override {
-    check_supported(Op::AttentionBackward);
+  // The row statistics live in the solver workspace (same stream, so never
+  // in use by a queued solver call); it grows to the largest call's need.
+  void attention_backward(const float* q, const float* k, const float* v, const float* dout, float* dq, float* dk,
+                          float* dv, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t nkv,
+                          int64_t head_dim) override {
+    timeline_.around("attention_backward", trace_cat::kCompute, 0, [&] {
+      const bool sizes_ok = nseq >= 0 && seqlen >= 0 && nheads >= 0;  // the launcher names any other error
+      void* stats = sizes_ok ? solver_workspace_.device(cuda_attention_backward_workspace_bytes(nseq, seqlen, nheads),
+                                                        stream_.get(), "attention_backward row statistics")
+                             : nullptr;
+      cuda_attention_backward(stream_.get(), q, k, v, dout, dq, dk, dv, stats, nseq, seqlen, nheads, nkv,
+                              head_dim);
+    });
   }
-  void swiglu_backward(const float*, const float*, const float*, float*, float*, int64_t) override {
-    check_supported(Op::SwigluBackward);
+  void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
+                       int64_t n) override {
+    timeline_.around("swiglu_backward", trace_cat::kCompute, 0,
+                     [&] { cuda_swiglu_backward(stream_.get(), gate, up, dout, dgate, dup, n); });
   }
   void subtract(const float* a, const float* b, float* out, int64_t n) override {
     timeline_.around("subtract", trace_cat::kCompute, 0, [&] { cuda_subtract(stream_.get(), a, b, out, n); });

@@ -20,6 +20,26 @@ __global__ void swiglu_kernel(const float* gate, const float* up, float* out, in
   }
 }
 
+// With sig = 1 / (1 + exp(-g)): d/dg = dy u sig (1 + g (1 - sig)), d/du =
+// dy g sig; the CPU twin's operations in its order, each rounded (_rn: no
+// FMA contraction). No __restrict__: dgate or dup may alias an input (each
+// element's three inputs are read before either write, by the same thread).
+__global__ void swiglu_backward_kernel(const float* gate, const float* up, const float* dout, float* dgate,
+                                       float* dup, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const float g = gate[i];
+    const float u = up[i];
+    const float dy = dout[i];
+    // expf as the forward; 0 for g < -88 (exp overflows), as on the CPU.
+    const float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)));
+    const float dsilu = __fmul_rn(sig, __fadd_rn(1.0f, __fmul_rn(g, __fsub_rn(1.0f, sig))));
+    dgate[i] = __fmul_rn(__fmul_rn(dy, u), dsilu);
+    dup[i] = __fmul_rn(dy, __fmul_rn(g, sig));
+  }
+}
+
 // No __restrict__: a caller may pass y == x (doubling y), which is still one
 // read and one write per element by the same thread.
 __global__ void add_inplace_kernel(float* y, const float* x, int64_t n) {
@@ -58,6 +78,15 @@ void cuda_swiglu(cudaStream_t stream, const float* gate, const float* up, float*
   STREAMQ_LAUNCH(swiglu_kernel, cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock,
                  0, stream)(gate, up, out, n);
   CUDA_CHECK_LAUNCH("swiglu_kernel, n=" + std::to_string(n));
+}
+
+void cuda_swiglu_backward(cudaStream_t stream, const float* gate, const float* up, const float* dout,
+                          float* dgate, float* dup, int64_t n) {
+  cuda_detail::check_count("cuda_swiglu_backward", n);
+  if (n == 0) return;
+  STREAMQ_LAUNCH(swiglu_backward_kernel, cuda_detail::elementwise_blocks(n), cuda_detail::kElementwiseBlock,
+                 0, stream)(gate, up, dout, dgate, dup, n);
+  CUDA_CHECK_LAUNCH("swiglu_backward_kernel, n=" + std::to_string(n));
 }
 
 void cuda_add_inplace(cudaStream_t stream, float* y, const float* x, int64_t n) {

@@ -1,5 +1,6 @@
-// RMSNorm (see rmsnorm.cuh): one block per row, a double-precision block
-// reduction of the squares, then the scaled write.
+// RMSNorm and its backward (see rmsnorm.cuh): one block per row, a
+// double-precision block reduction (of the squares; for the backward also of
+// dy w x), then the elementwise write.
 #include "kernels/cuda/rmsnorm.cuh"
 
 #include <string>
@@ -57,6 +58,61 @@ __global__ void __launch_bounds__(kRmsnormBlock)
   }
 }
 
+// y_i = x_i r w_i with r = (mean(x^2) + eps)^-1/2, so
+// dx_j = r w_j dy_j - x_j r^3 / dim * sum_i dy_i w_i x_i: the CPU twin's
+// double arithmetic in its order, each operation rounded (_rn: no DFMA), one
+// rounding to float at the end. The two row sums run in a fixed order
+// (thread-strided, then a shuffle tree, then the warps in order), not the
+// CPU's sequential one. No __restrict__: dx may alias dy (both sums are
+// complete and the block synchronized before any write, and each element is
+// then read and written by the same thread).
+__global__ void __launch_bounds__(kRmsnormBlock)
+    rmsnorm_backward_kernel(const float* x, const float* w, const float* dy, float* dx, int64_t rows,
+                            int64_t dim, float eps) {
+  STREAMQ_SHARED(double[2][kWarpsPerBlock], warp_sums);
+  STREAMQ_SHARED(double[2], row_coefs);  // inv_rms, inv_rms^3 dot / dim
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + r * dim;
+    const float* dyr = dy + r * dim;
+    float* dxr = dx + r * dim;
+    double sum_sq = 0.0, dot = 0.0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+      const double xv = xr[i];
+      sum_sq = __dadd_rn(sum_sq, __dmul_rn(xv, xv));
+      // (dy w) x as the CPU: dy * w is exact in double, then one rounding.
+      dot = __dadd_rn(dot, __dmul_rn(__dmul_rn(static_cast<double>(dyr[i]), static_cast<double>(w[i])), xv));
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      sum_sq = __dadd_rn(sum_sq, __shfl_xor_sync(0xffffffffu, sum_sq, offset));
+      dot = __dadd_rn(dot, __shfl_xor_sync(0xffffffffu, dot, offset));
+    }
+    if (lane == 0) {
+      warp_sums[0][warp] = sum_sq;
+      warp_sums[1][warp] = dot;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double total_sq = 0.0, total_dot = 0.0;
+      for (int i = 0; i < kWarpsPerBlock; ++i) {
+        total_sq = __dadd_rn(total_sq, warp_sums[0][i]);
+        total_dot = __dadd_rn(total_dot, warp_sums[1][i]);
+      }
+      const double inv_rms = 1.0 / sqrt(__dadd_rn(total_sq / static_cast<double>(dim), static_cast<double>(eps)));
+      row_coefs[0] = inv_rms;
+      row_coefs[1] = __dmul_rn(__dmul_rn(__dmul_rn(inv_rms, inv_rms), inv_rms), total_dot) / static_cast<double>(dim);
+    }
+    __syncthreads();
+    const double inv_rms = row_coefs[0], coef = row_coefs[1];
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+      const double scaled = __dmul_rn(__dmul_rn(inv_rms, static_cast<double>(w[i])), static_cast<double>(dyr[i]));
+      dxr[i] = static_cast<float>(__dsub_rn(scaled, __dmul_rn(coef, static_cast<double>(xr[i]))));
+    }
+    // warp_sums and row_coefs are reused by the next row.
+    __syncthreads();
+  }
+}
+
 }  // namespace
 
 void cuda_rmsnorm(cudaStream_t stream, const float* x, const float* w, float* y, int64_t rows,
@@ -68,6 +124,18 @@ void cuda_rmsnorm(cudaStream_t stream, const float* x, const float* w, float* y,
       static_cast<unsigned>(rows < kMaxRmsnormBlocks ? rows : kMaxRmsnormBlocks);
   STREAMQ_LAUNCH(rmsnorm_kernel, blocks, kRmsnormBlock, 0, stream)(x, w, y, rows, dim, eps);
   CUDA_CHECK_LAUNCH("rmsnorm_kernel, rows=" + std::to_string(rows) +
+                    ", dim=" + std::to_string(dim));
+}
+
+void cuda_rmsnorm_backward(cudaStream_t stream, const float* x, const float* w, const float* dy, float* dx,
+                           int64_t rows, int64_t dim, float eps) {
+  cuda_detail::check_count("cuda_rmsnorm_backward rows", rows);
+  cuda_detail::check_count("cuda_rmsnorm_backward dim", dim);
+  if (rows == 0 || dim == 0) return;
+  const unsigned blocks =
+      static_cast<unsigned>(rows < kMaxRmsnormBlocks ? rows : kMaxRmsnormBlocks);
+  STREAMQ_LAUNCH(rmsnorm_backward_kernel, blocks, kRmsnormBlock, 0, stream)(x, w, dy, dx, rows, dim, eps);
+  CUDA_CHECK_LAUNCH("rmsnorm_backward_kernel, rows=" + std::to_string(rows) +
                     ", dim=" + std::to_string(dim));
 }
 

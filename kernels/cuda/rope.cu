@@ -1,5 +1,5 @@
-// RoPE (see rope.cuh): one thread per (token, head, i < head_dim/2) pair of
-// elements i and i + head_dim/2.
+// RoPE and its backward (see rope.cuh): one thread per (token, head,
+// i < head_dim/2) pair of elements i and i + head_dim/2.
 #include "kernels/cuda/rope.cuh"
 
 #include <string>
@@ -33,18 +33,37 @@ __global__ void rope_kernel(float* __restrict__ x, const float* __restrict__ cos
   }
 }
 
-}  // namespace
+// The forward's [[c, -s], [s, c]] transposed (the rotation by -angle), in
+// the CPU twin's order: lo = d1 c + d2 s, hi = d2 c - d1 s.
+__global__ void rope_backward_kernel(float* __restrict__ d, const float* __restrict__ cos_table,
+                                     const float* __restrict__ sin_table, int64_t pairs, int64_t seqlen,
+                                     int64_t nheads, int64_t half) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < pairs;
+       idx += stride) {
+    const int64_t i = idx % half;
+    const int64_t head = (idx / half) % nheads;
+    const int64_t row = idx / (half * nheads);
+    const int64_t pos = row % seqlen;
+    const float c = cos_table[pos * half + i];
+    const float s = sin_table[pos * half + i];
+    float* lo = d + row * (nheads * 2 * half) + head * 2 * half + i;
+    float* hi = lo + half;
+    const float d1 = *lo, d2 = *hi;
+    *lo = __fadd_rn(__fmul_rn(d1, c), __fmul_rn(d2, s));
+    *hi = __fsub_rn(__fmul_rn(d2, c), __fmul_rn(d1, s));
+  }
+}
 
-void cuda_rope(cudaStream_t stream, float* x, int64_t nseq, int64_t seqlen, int64_t nheads,
-               int64_t head_dim, const RopeTable& table) {
+// The CPU backend's checks, in its order; `op` names the caller in the message.
+void check_rope_args(const char* op, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+                     const RopeTable& table) {
   const int64_t half = head_dim / 2;
   const auto shapes = [&] {
-    return "rope(nseq=" + std::to_string(nseq) + ", seqlen=" + std::to_string(seqlen) +
-           ", nheads=" + std::to_string(nheads) + ", head_dim=" + std::to_string(head_dim) +
-           ", table " + std::to_string(table.max_pos) + "x" + std::to_string(table.half_dim) +
-           ")";
+    return std::string(op) + "(nseq=" + std::to_string(nseq) + ", seqlen=" + std::to_string(seqlen) +
+           ", nheads=" + std::to_string(nheads) + ", head_dim=" + std::to_string(head_dim) + ", table " +
+           std::to_string(table.max_pos) + "x" + std::to_string(table.half_dim) + ")";
   };
-  // The CPU backend's checks, in its order.
   if (nseq < 0 || seqlen < 0 || nheads < 0 || head_dim < 0) {
     throw InternalError(shapes() + ": negative size");
   }
@@ -55,11 +74,35 @@ void cuda_rope(cudaStream_t stream, float* x, int64_t nseq, int64_t seqlen, int6
   if (seqlen > 0 && (table.cos == nullptr || table.sin == nullptr)) {
     throw InternalError(shapes() + ": table has no cos/sin data");
   }
+}
+
+std::string rope_shapes(const char* op, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim) {
+  return std::string(op) + "(nseq=" + std::to_string(nseq) + ", seqlen=" + std::to_string(seqlen) +
+         ", nheads=" + std::to_string(nheads) + ", head_dim=" + std::to_string(head_dim) + ")";
+}
+
+}  // namespace
+
+void cuda_rope(cudaStream_t stream, float* x, int64_t nseq, int64_t seqlen, int64_t nheads,
+               int64_t head_dim, const RopeTable& table) {
+  check_rope_args("rope", nseq, seqlen, nheads, head_dim, table);
+  const int64_t half = head_dim / 2;
   const int64_t pairs = nseq * seqlen * nheads * half;
   if (pairs == 0) return;
   STREAMQ_LAUNCH(rope_kernel, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
                  0, stream)(x, table.cos, table.sin, pairs, seqlen, nheads, half);
-  CUDA_CHECK_LAUNCH("rope_kernel in " + shapes());
+  CUDA_CHECK_LAUNCH("rope_kernel in " + rope_shapes("rope", nseq, seqlen, nheads, head_dim));
+}
+
+void cuda_rope_backward(cudaStream_t stream, float* d, int64_t nseq, int64_t seqlen, int64_t nheads,
+                        int64_t head_dim, const RopeTable& table) {
+  check_rope_args("rope_backward", nseq, seqlen, nheads, head_dim, table);
+  const int64_t half = head_dim / 2;
+  const int64_t pairs = nseq * seqlen * nheads * half;
+  if (pairs == 0) return;
+  STREAMQ_LAUNCH(rope_backward_kernel, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
+                 0, stream)(d, table.cos, table.sin, pairs, seqlen, nheads, half);
+  CUDA_CHECK_LAUNCH("rope_backward_kernel in " + rope_shapes("rope_backward", nseq, seqlen, nheads, head_dim));
 }
 
 }  // namespace streamq
