@@ -162,11 +162,16 @@ int run_inspect(const std::vector<std::string>& args) {
               c.rope_theta, c.rope_scaling.type.empty() ? "none" : c.rope_scaling.type.c_str(),
               c.tie_word_embeddings ? "yes" : "no", c.attention_bias ? "yes" : "no", c.qk_norm ? "yes" : "no");
   if (!c.rotation.empty())  // docs/rotation.md: what a loader must apply
-    std::printf("rotated: %s%s%s (config.json streamq_rotation)%s\n", c.rotation.c_str(),
+    std::printf("rotated: %s%s%s%s (config.json streamq_rotation)%s\n", c.rotation.c_str(),
                 c.online_hadamard ? ", online Hadamard before down_proj" : "",
+                c.online_hadamard_o_proj ? ", online Hadamard before o_proj (heads x head_dim)" : "",
                 c.head_hadamard ? ", per-head Hadamard (R2 in v/o_proj; R3 on q/k for a quantized KV cache)" : "",
-                c.online_hadamard ? "; a loader must rotate down_proj's input (streamq eval does, stock loaders do not)"
-                                  : "; a stock loader serves it as is");
+                c.online_hadamard && c.online_hadamard_o_proj
+                    ? "; a loader must rotate down_proj's and o_proj's inputs (streamq eval does, stock loaders do not)"
+                : c.online_hadamard ? "; a loader must rotate down_proj's input (streamq eval does, stock loaders do not)"
+                : c.online_hadamard_o_proj
+                    ? "; a loader must rotate o_proj's input (streamq eval does, stock loaders do not)"
+                    : "; a stock loader serves it as is");
   if (fs::is_regular_file(dir + "/streamq_quant.safetensors", ec)) {
     const auto qf = SafetensorsFile::open(dir + "/streamq_quant.safetensors");
     const auto it = qf->metadata().find("quant_config");

@@ -283,22 +283,25 @@ void add_rotation_flags(po::options_description& opts, RotationFlags* f, Rotatio
       ("rotate-seed", po::value(&f->spec.seed)->default_value(0),
        "--rotate hadamard: the random signs' seed; --rotate random: the matrix's seed")
       ("online-hadamard", po::bool_switch(&f->spec.online_hadamard),
-       q ? "QuaRot's online Hadamard (R4) before down_proj: down_proj's weight rotated on its input side by the "
-           "Hadamard transform of the intermediate size, its input by the same in every forward (calibration "
-           "included, before --abits quantizes it); the intermediate size must be 2^k or m 2^k with a known "
-           "order m. No stock loader applies the activation side, so only --format fake can hold it "
-           "(streamq eval applies it, reading config.json's streamq_rotation); for GPTQ, compressed-tensors "
-           "or GGUF use --rotate alone"
-         : "QuaRot's online Hadamard (R4): down_proj's input rotated by the Hadamard transform of the "
-           "intermediate size in every forward (before --abits quantizes it), down_proj's weight by the same "
-           "as each block loads; the intermediate size must be 2^k or m 2^k with a known Hadamard order m. "
-           "Works with or without --rotate; without --abits the perplexity moves by float rounding only. A "
-           "checkpoint quantize --online-hadamard wrote gets the forward's half without this flag")
+       q ? "QuaRot's online Hadamards: before down_proj (R4; the Hadamard transform of the intermediate size) "
+           "and before o_proj (the full-width transform of heads x head_dim, which with --head-hadamard's "
+           "per-head one is QuaRot's Hadamard across heads): each weight rotated on its input side, its input "
+           "by the same in every forward (calibration included, before --abits quantizes it); both sizes must "
+           "be 2^k or m 2^k with a known order m. No stock loader applies the activation sides, so only "
+           "--format fake can hold them (streamq eval applies them, reading config.json's streamq_rotation); "
+           "for GPTQ, compressed-tensors or GGUF use --rotate alone"
+         : "QuaRot's online Hadamards: down_proj's input rotated by the Hadamard transform of the "
+           "intermediate size (R4) and o_proj's input by that of heads x head_dim in every forward (before "
+           "--abits quantizes them), the two weights by the same as each block loads; both sizes must be 2^k "
+           "or m 2^k with a known Hadamard order m. Works with or without --rotate; without --abits the "
+           "perplexity moves by float rounding only. A checkpoint quantize --online-hadamard wrote gets the "
+           "forward's halves its config.json names without this flag")
       ("head-hadamard", po::bool_switch(&f->spec.head_hadamard), head_help.c_str());
 }
 
 void finish_rotation_flags(const po::variables_map& vm, RotationFlags* f) {
   f->spec.kind = parse_rotation_kind(f->rotate, "--rotate");
+  f->spec.online_hadamard_o_proj = f->spec.online_hadamard;  // QuaRot's online Hadamards come together
   if (f->spec.kind == RotationSpec::Kind::None && given(vm, "rotate-seed"))
     throw InputError("--rotate-seed needs --rotate hadamard or random: without it the value would be ignored");
 }

@@ -72,6 +72,9 @@ void block_backward(Backend& be, const ModelConfig& c, const BlockView& w, const
   {
     Buffer<float> dattn = op.rows(op.q_dim, "block backward: d attention output");
     linear_backward(op, "self_attn.o_proj", tape.attn.data(), d, dattn.data(), 0.0f, op.q_dim, hidden, dw);
+    // o_proj's input quantization: straight through; its online Hadamard
+    // is orthonormal, so its backward is its inverse.
+    if (w.o_proj_hm) be.hadamard_rows(dattn.data(), t, op.q_dim, w.o_proj_hm, w.o_proj_m, nullptr, true);
     Buffer<float> dq = op.rows(op.q_dim, "block backward: dq");
     Buffer<float> dk = op.rows(op.kv_dim, "block backward: dk");
     Buffer<float> dv = op.rows(op.kv_dim, "block backward: dv");

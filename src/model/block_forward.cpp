@@ -120,6 +120,7 @@ struct Stages : BlockOps {
     }
     Buffer<float> attn = rows(q_dim, "block forward: attention output");
     attention_seqs(be, q.data(), k.data(), v.data(), attn.data(), seqs, c.heads, c.kv_heads, hd);
+    if (w.o_proj_hm) be.hadamard_rows(attn.data(), t, q_dim, w.o_proj_hm, w.o_proj_m, nullptr, false);
     quant_input(attn.data(), q_dim, "o_proj input");
     keep(q, &BlockTape::q);
     keep(k, &BlockTape::k);

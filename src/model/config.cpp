@@ -194,6 +194,9 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     if (r.contains("head_hadamard") && !r["head_hadamard"].is_boolean())
       throw InputError(source_name + ": streamq_rotation.head_hadamard is not a boolean");
     c.head_hadamard = r.value("head_hadamard", false);
+    if (r.contains("online_hadamard_o_proj") && !r["online_hadamard_o_proj"].is_boolean())
+      throw InputError(source_name + ": streamq_rotation.online_hadamard_o_proj is not a boolean");
+    c.online_hadamard_o_proj = r.value("online_hadamard_o_proj", false);
   }
   return c;
 }

@@ -47,6 +47,11 @@ struct ModelConfig {
   // apply the transform to down_proj's input (stock loaders do not).
   std::string rotation;
   bool online_hadamard = false;
+  // o_proj's weight carries the online Hadamard of heads * head_dim on its
+  // input side ("online_hadamard_o_proj"; checkpoints written before it
+  // existed have online_hadamard alone), so the forward must apply the
+  // transform to the attention output.
+  bool online_hadamard_o_proj = false;
   // v_proj/o_proj carry QuaRot's per-head R2; the forward rotates queries
   // and keys per head (R3) before the KV cache is quantized.
   bool head_hadamard = false;

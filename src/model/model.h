@@ -61,6 +61,13 @@ struct BlockView {
   // transform on its input side (rotate_down_input). Null: off.
   const float* online_hm = nullptr;
   int64_t online_m = 0;
+  // QuaRot's online Hadamard before o_proj, in its full-width form: the
+  // attention output [tokens, heads * head_dim] rotated by the normalized
+  // Hadamard transform of heads * head_dim (H_m in this backend's memory, m
+  // its order) before it is quantized and captured; o_proj's weight must
+  // carry the same transform on its input side (rotate_o_input). Null: off.
+  const float* o_proj_hm = nullptr;
+  int64_t o_proj_m = 0;
   // QuaRot's R3: queries and keys rotated per head by the normalized
   // Hadamard transform of head_dim after RoPE (H_m in this backend's memory,
   // m its order), before the KV cache is quantized. q k^T is unchanged, so

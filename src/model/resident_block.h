@@ -52,6 +52,11 @@ class ResidentBlock {
     view_.online_hm = hm;
     view_.online_m = hm ? m : 0;
   }
+  // QuaRot's online Hadamard before o_proj (BlockView::o_proj_hm).
+  void set_o_proj_hadamard(const float* hm, int64_t m) {
+    view_.o_proj_hm = hm;
+    view_.o_proj_m = hm ? m : 0;
+  }
   // QuaRot's R3 on queries and keys after RoPE (BlockView::head_hm).
   void set_head_hadamard(const float* hm, int64_t m) {
     view_.head_hm = hm;

@@ -76,6 +76,13 @@ void rotate_down_input(BlockWeights& w, int64_t intermediate, const Rotation& r)
   r.right(lw.data(), static_cast<int64_t>(lw.size()) / intermediate);
 }
 
+void rotate_o_input(BlockWeights& w, const ModelConfig& cfg, const Rotation& r) {
+  const int64_t q_dim = cfg.heads * cfg.head_dim;
+  check_size(r, q_dim, "rotate_o_input");
+  std::vector<float>& lw = w.linears.at("self_attn.o_proj").w;
+  r.right(lw.data(), static_cast<int64_t>(lw.size()) / q_dim);
+}
+
 void rotate_embedding(std::vector<float>& e, int64_t hidden, const Rotation& r) {
   check_size(r, hidden, "rotate_embedding");
   r.right(e.data(), static_cast<int64_t>(e.size()) / hidden);

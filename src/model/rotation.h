@@ -41,6 +41,13 @@ void rotate_block(BlockWeights& w, int64_t hidden, const Rotation& r);
 // when r.n is not the intermediate size.
 void rotate_down_input(BlockWeights& w, int64_t intermediate, const Rotation& r);
 
+// The weight side of the online Hadamard before o_proj (BlockView::
+// o_proj_hm): each row of o_proj's weight [hidden, heads * head_dim] gets the
+// transform the attention output gets. After rotate_value_heads when both
+// are applied (the attention output then carries R2 first). InternalError
+// when r.n is not heads * head_dim.
+void rotate_o_input(BlockWeights& w, const ModelConfig& cfg, const Rotation& r);
+
 // QuaRot's R2, offline: each value head rotated by r (of head_dim) and
 // o_proj's input columns of every attention head by the same, so attention's
 // output per head is out_h r and o_proj's product unchanged: v_proj's rows

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "src/core/error.h"
@@ -72,8 +73,9 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   ResidentChunk chunk(be, "eval: activation chunk");
 
   // A rotated streamq checkpoint carries its rotations in its weights; only
-  // the activation sides (R4 before down_proj, R3 on queries and keys) are
-  // left for the forward, taken from its config. Rotating it again is refused.
+  // the activation sides (R4 before down_proj, the online Hadamard before
+  // o_proj when its config names it, R3 on queries and keys) are left for the
+  // forward, taken from its config. Rotating it again is refused.
   const bool rotated_checkpoint = !cfg.rotation.empty();
   if (rotated_checkpoint && job.rotation.enabled())
     throw InputError("--rotate/--online-hadamard/--head-hadamard: " + job.model_dir + " is already rotated (config.json " +
@@ -82,12 +84,17 @@ EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {
   RotationSpec spec = job.rotation;
   if (rotated_checkpoint) {
     spec.online_hadamard = cfg.online_hadamard;
+    spec.online_hadamard_o_proj = cfg.online_hadamard_o_proj;
     spec.head_hadamard = cfg.head_hadamard;
-    if (progress && (cfg.online_hadamard || cfg.head_hadamard))
-      *progress << "eval: " << job.model_dir << " is rotated (config.json " << kRotationConfigKey << "): "
-                << (cfg.online_hadamard ? "the online Hadamard applied to down_proj's input" : "")
-                << (cfg.online_hadamard && cfg.head_hadamard ? ", " : "")
-                << (cfg.head_hadamard ? "queries and keys rotated per head" : "") << " in the forward\n";
+    std::vector<std::string> applied;
+    if (cfg.online_hadamard) applied.push_back("the online Hadamard applied to down_proj's input");
+    if (cfg.online_hadamard_o_proj) applied.push_back("the online Hadamard applied to o_proj's input");
+    if (cfg.head_hadamard) applied.push_back("queries and keys rotated per head");
+    if (progress && !applied.empty()) {
+      *progress << "eval: " << job.model_dir << " is rotated (config.json " << kRotationConfigKey << "): ";
+      for (size_t i = 0; i < applied.size(); ++i) *progress << (i ? ", " : "") << applied[i];
+      *progress << " in the forward\n";
+    }
   }
   const ModelRotation rotation(be, cfg, spec, job.model_dir,
                                rotated_checkpoint ? ModelRotation::OnlineWeights::AlreadyFused

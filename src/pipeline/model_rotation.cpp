@@ -44,7 +44,9 @@ RotationSpec::Kind parse_rotation_kind(const std::string& s, const std::string& 
 
 nlohmann::json RotationSpec::to_json() const {
   nlohmann::json j = {{"rotate", to_string(kind)}, {"seed", seed}, {"online_hadamard", online_hadamard}};
-  if (head_hadamard) j["head_hadamard"] = true;  // only when on: identities of jobs without it stay as they were
+  // Only when on: identities of jobs without them stay as they were.
+  if (online_hadamard_o_proj) j["online_hadamard_o_proj"] = true;
+  if (head_hadamard) j["head_hadamard"] = true;
   return j;
 }
 
@@ -73,6 +75,18 @@ ModelRotation::ModelRotation(Backend& be, const ModelConfig& cfg, const Rotation
     online_rotation_ = rotation_of(*online_);
     online_hm_ = place_hm(be, *online_, "online Hadamard matrix", &online_hm_device_);
   }
+  if (spec.online_hadamard_o_proj) {
+    const int64_t q_dim = cfg.heads * cfg.head_dim;
+    try {
+      online_o_.emplace(q_dim);
+    } catch (const InputError& e) {
+      throw InputError("--online-hadamard: attention output width (heads x head_dim = " + std::to_string(cfg.heads) +
+                       " x " + std::to_string(cfg.head_dim) + " = " + std::to_string(q_dim) + ", o_proj's input) of " +
+                       model_dir + ": " + e.what() + "; run without --online-hadamard");
+    }
+    online_o_rotation_ = rotation_of(*online_o_);
+    online_o_hm_ = place_hm(be, *online_o_, "o_proj online Hadamard matrix", &online_o_hm_device_);
+  }
   if (spec.head_hadamard) {
     try {
       head_.emplace(cfg.head_dim);
@@ -92,10 +106,13 @@ void ModelRotation::rotate_block(BlockWeights& w) const {
   if (residual()) streamq::rotate_block(w, cfg_.hidden, rotation_);
   if (online_ && online_weights_ == OnlineWeights::Fuse) rotate_down_input(w, cfg_.intermediate, online_rotation_);
   if (head_ && online_weights_ == OnlineWeights::Fuse) rotate_value_heads(w, cfg_, head_rotation_);
+  // After R2: the attention output carries R2 per head, then this transform.
+  if (online_o_ && online_weights_ == OnlineWeights::Fuse) rotate_o_input(w, cfg_, online_o_rotation_);
 }
 
 void ModelRotation::apply_online(ResidentBlock& block) const {
   if (online_) block.set_online_hadamard(online_hm_, online_->split().m);
+  if (online_o_) block.set_o_proj_hadamard(online_o_hm_, online_o_->split().m);
   if (head_) block.set_head_hadamard(head_hm_, head_->split().m);
 }
 
@@ -103,6 +120,10 @@ void ModelRotation::apply_online(BlockView& view) const {
   if (online_) {
     view.online_hm = online_hm_;
     view.online_m = online_->split().m;
+  }
+  if (online_o_) {
+    view.o_proj_hm = online_o_hm_;
+    view.o_proj_m = online_o_->split().m;
   }
   if (head_) {
     view.head_hm = head_hm_;

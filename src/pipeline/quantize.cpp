@@ -647,10 +647,11 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     const std::string conflict = gguf_grid_conflict(t, job.quant);
     if (!conflict.empty()) throw InputError(conflict + " conflicts with --format gguf --gguf-type " + to_string(t));
   }
-  if (job.rotation.online_hadamard && job.format != OutputFormat::Fake)
+  if (job.rotation.online() && job.format != OutputFormat::Fake)
     throw InputError(std::string("--online-hadamard with --format ") + to_string(job.format) +
-                     ": no stock loader of that format applies the online Hadamard to down_proj's input, so the "
-                     "checkpoint would compute wrong outputs there; use --format fake (streamq eval applies it), "
+                     ": no stock loader of that format applies the online Hadamards to down_proj's and o_proj's "
+                     "inputs, so the checkpoint would compute wrong outputs there; use --format fake (streamq eval "
+                     "applies them), "
                      "or --rotate alone (an offline rotation any loader serves)");
   const MethodSpec spec(job.quant, job.loaq);
   const auto method = make_method(spec);

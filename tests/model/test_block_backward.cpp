@@ -102,7 +102,8 @@ struct RefBlock {
   const std::vector<float>& sin;
   Vec input_norm, post_norm, q_norm, k_norm;
   std::map<std::string, Vec> w, b;
-  std::vector<float> hm;  // QuaRot's online Hadamard's H_m ([m, m]); empty: off
+  std::vector<float> hm;    // QuaRot's online Hadamard's H_m ([m, m]) before down_proj; empty: off
+  std::vector<float> o_hm;  // the same before o_proj (of heads * head_dim); empty: off
 
   RefBlock(const ModelConfig& cfg, const BlockWeights& bw, const std::vector<float>& co, const std::vector<float>& si)
       : c(cfg), cos(co), sin(si) {
@@ -176,10 +177,10 @@ struct RefBlock {
       }
     return out;
   }
-  // Each row times H_n^T / sqrt(n), H_n = H_m (x) H_p (Sylvester H_p, p = n / m)
-  // as dense entries: H_n[i][j] = H_m[i / p][j / p] H_p[i % p][j % p].
-  Vec online_hadamard(const Vec& a) const {
-    const int64_t n = c.intermediate, m = static_cast<int64_t>(std::lround(std::sqrt(double(hm.size())))), p = n / m;
+  // Each row of a[rows, n] times H_n^T / sqrt(n), H_n = H_m (x) H_p (Sylvester
+  // H_p, p = n / m) as dense entries: H_n[i][j] = H_m[i / p][j / p] H_p[i % p][j % p].
+  static Vec online_hadamard(const Vec& a, int64_t n, const std::vector<float>& hm) {
+    const int64_t m = static_cast<int64_t>(std::lround(std::sqrt(double(hm.size())))), p = n / m;
     Vec y(a.size(), 0.0);
     for (size_t r = 0; r < a.size() / n; ++r)
       for (int64_t i = 0; i < n; ++i)
@@ -199,14 +200,16 @@ struct RefBlock {
     }
     rope(q, seqlen, c.heads);
     rope(k, seqlen, c.kv_heads);
-    const Vec o = linear("self_attn.o_proj", attention(q, k, v, nseq, seqlen));
+    Vec attn = attention(q, k, v, nseq, seqlen);
+    if (!o_hm.empty()) attn = online_hadamard(attn, c.heads * c.head_dim, o_hm);
+    const Vec o = linear("self_attn.o_proj", attn);
     Vec mid = x;
     for (size_t i = 0; i < mid.size(); ++i) mid[i] += o[i];
     const Vec h2 = rmsnorm(mid, post_norm, c.hidden);
     Vec gate = linear("mlp.gate_proj", h2);
     const Vec up = linear("mlp.up_proj", h2);
     for (size_t i = 0; i < gate.size(); ++i) gate[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
-    if (!hm.empty()) gate = online_hadamard(gate);
+    if (!hm.empty()) gate = online_hadamard(gate, c.intermediate, hm);
     const Vec down = linear("mlp.down_proj", gate);
     for (size_t i = 0; i < mid.size(); ++i) mid[i] += down[i];
     return mid;
@@ -235,11 +238,12 @@ Vec central_difference(Vec& v, const Loss& loss) {
   return grad;
 }
 
-// Paley I's Hadamard matrix of order 12 (q = 11), as +-1 floats: H = I + S,
-// S = [[0, 1^T], [-1, Q]], Q[i][j] = chi(j - i) (quadratic character mod 11).
-// Not symmetric, so a transposed use of it shows.
-std::vector<float> paley12() {
-  const int64_t q = 11, m = 12;
+// Paley I's Hadamard matrix of order q + 1 (q a prime = 3 mod 4: 3 -> 4,
+// 11 -> 12), as +-1 floats: H = I + S, S = [[0, 1^T], [-1, Q]], Q[i][j] =
+// chi(j - i) (quadratic character mod q). Not symmetric, so a transposed use
+// of it shows.
+std::vector<float> paley(int64_t q) {
+  const int64_t m = q + 1;
   const auto chi = [&](int64_t v) {
     v = ((v % q) + q) % q;
     if (v == 0) return 0;
@@ -261,10 +265,13 @@ struct Problem {
   int64_t nseq = 2, seqlen = 5;
   BlockWeights w;
   std::vector<float> cos, sin, x, g;
-  std::vector<float> online_hm;  // [12, 12] when down_proj's input carries QuaRot's online Hadamard (24 = 12 x 2)
+  // QuaRot's online Hadamards when on: [12, 12] before down_proj (24 = 12 x 2),
+  // [4, 4] before o_proj (heads * head_dim 16 = 4 x 4).
+  std::vector<float> online_hm, o_proj_hm;
   BlockView view() const {
     BlockView v = host_view(w);
     if (!online_hm.empty()) v.online_hm = online_hm.data(), v.online_m = 12;
+    if (!o_proj_hm.empty()) v.o_proj_hm = o_proj_hm.data(), v.o_proj_m = 4;
     return v;
   }
   int64_t tokens() const { return nseq * seqlen; }
@@ -273,7 +280,7 @@ struct Problem {
 
 Problem make_problem(std::mt19937_64& rng, bool biases_and_qk_norm, bool online_hadamard = false) {
   Problem p;
-  if (online_hadamard) p.online_hm = paley12();
+  if (online_hadamard) p.online_hm = paley(11), p.o_proj_hm = paley(3);
   p.c = tiny_config(biases_and_qk_norm);
   p.w = random_block(rng, p.c);
   build_rope_tables(p.c, p.c.max_pos, &p.cos, &p.sin);
@@ -312,6 +319,7 @@ void check_against_finite_differences(bool biases_and_qk_norm, bool online_hadam
   const Grads got = cpu_backward(p);
   RefBlock ref(p.c, p.w, p.cos, p.sin);
   ref.hm = p.online_hm;
+  ref.o_hm = p.o_proj_hm;
   Vec x(p.x.begin(), p.x.end());
   const auto loss = [&] { return dot(p.g, ref.forward(x, p.nseq, p.seqlen)); };
   double worst = relative_error(got.dx, central_difference(x, loss));
@@ -329,9 +337,11 @@ TEST(BlockBackward, GradientsMatchFiniteDifferencesOfAFloat64Block) { check_agai
 
 TEST(BlockBackward, GradientsMatchFiniteDifferencesWithBiasesAndQkNorm) { check_against_finite_differences(true); }
 
-// QuaRot's online Hadamard before down_proj: its backward is the inverse transform.
-TEST(BlockBackward, GradientsMatchFiniteDifferencesWithTheOnlineHadamard) {
+// QuaRot's online Hadamards before down_proj and o_proj: each one's backward
+// is its inverse transform.
+TEST(BlockBackward, GradientsMatchFiniteDifferencesWithTheOnlineHadamards) {
   check_against_finite_differences(false, true);
+  check_against_finite_differences(true, true);
 }
 
 TEST(BlockBackward, TapedForwardIsBlockForwardBitForBit) {

@@ -123,6 +123,26 @@ TEST(Config, LlamaAttentionBiasCoversOutputProjection) {
   EXPECT_TRUE(c.mlp_bias);
 }
 
+// A rotated streamq checkpoint's config (docs/rotation.md): each online
+// transform is read from its own key, so a checkpoint written before the
+// o_proj transform existed (online_hadamard alone) runs without it.
+TEST(Config, StreamqRotationNamesEachOnlineTransform) {
+  json j = llama_json();
+  j["streamq_rotation"] = {{"rotate", "hadamard"}, {"seed", 0}, {"online_hadamard", true}};
+  ModelConfig c = parse_model_config(j.dump(), "old/config.json");
+  EXPECT_EQ(c.rotation, "hadamard");
+  EXPECT_TRUE(c.online_hadamard);
+  EXPECT_FALSE(c.online_hadamard_o_proj);
+  EXPECT_FALSE(c.head_hadamard);
+  j["streamq_rotation"]["online_hadamard_o_proj"] = true;
+  j["streamq_rotation"]["head_hadamard"] = true;
+  c = parse_model_config(j.dump(), "new/config.json");
+  EXPECT_TRUE(c.online_hadamard && c.online_hadamard_o_proj && c.head_hadamard);
+  j["streamq_rotation"]["online_hadamard_o_proj"] = "yes";
+  expect_input_error([&] { parse_model_config(j.dump(), "bad/config.json"); },
+                     {"bad/config.json", "online_hadamard_o_proj", "boolean"});
+}
+
 TEST(Config, UnknownArchitectureListsSupported) {
   json j = llama_json();
   j["architectures"] = {"GPT2LMHeadModel"};

@@ -3,7 +3,8 @@
 // the rotated model (embedding, blocks, head) gives the original's logits, on
 // stories260K, a synthetic GQA model with tied embeddings and odd widths,
 // and a synthetic Qwen2 with q/k/v biases; randomized Hadamard rotations
-// (H diag(signs) / sqrt(n)), H of order 2^k or m 2^k.
+// (H diag(signs) / sqrt(n)), H of order 2^k or m 2^k; and the per-head and
+// online Hadamards (R2, R4 and o_proj's) keep a block's function.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -144,10 +145,73 @@ TEST(Rotation, HeadRotationsKeepTheBlockFunction) {
   EXPECT_THROW(rotate_value_heads(none, c, r6), InternalError);
 }
 
+// QuaRot's online Hadamards, full width: down_proj's input by the transform
+// of the intermediate size and o_proj's (the attention output, after R2 per
+// head) by that of heads * head_dim, each weight by the same on its input
+// side, leave a block's function alone in full precision (the same float32
+// bound); with 4-bit activations they change what is quantized (live).
+TEST(Rotation, OnlineHadamardsKeepTheBlockFunction) {
+  test::ScratchDir dir("rotation-online");
+  SynthSpec qwen = synth_preset("qwen2.5-7b");  // heads * head_dim 48 = 12 x 4, intermediate 96 = 12 x 8
+  qwen.hidden = 48, qwen.intermediate = 96, qwen.layers = 1, qwen.heads = 4, qwen.kv_heads = 2, qwen.head_dim = 0;
+  qwen.vocab = 512, qwen.seed = 9;
+  write_synth_model(qwen, dir.file("qwen"), false, nullptr);
+  const auto rotation = [](const HadamardTransform& h) {
+    return Rotation{h.size(), [&h](float* x, int64_t n) { h.apply(x, n); },
+                    [&h](float* x, int64_t n) { h.inverse(x, n); }};
+  };
+  for (const std::string& m : {test::demo_model_dir(), dir.file("qwen")}) {
+    Model model(m);
+    const ModelConfig& c = model.config();
+    const HadamardTransform down(c.intermediate), o(c.heads * c.head_dim), head(c.head_dim);
+    auto be = make_cpu_backend();
+    const int64_t nseq = 2, seqlen = 16, t = nseq * seqlen;
+    std::vector<float> x(t * c.hidden);
+    std::mt19937_64 rng(4);
+    std::normal_distribution<float> nd;
+    for (float& v : x) v = nd(rng);
+    const RopeTable rope = model.rope_table(seqlen);
+    const BlockWeights w = model.load_block(0);
+    for (const bool heads : {false, true}) {
+      SCOPED_TRACE(m + (heads ? " with R2" : ""));
+      BlockWeights wr = w;
+      if (heads) rotate_value_heads(wr, c, rotation(head));
+      rotate_o_input(wr, c, rotation(o));
+      rotate_down_input(wr, c.intermediate, rotation(down));
+      EXPECT_NE(wr.linears.at("self_attn.o_proj").w, w.linears.at("self_attn.o_proj").w);
+      BlockView view = host_view(wr);
+      view.online_hm = down.hm().data(), view.online_m = down.split().m;
+      view.o_proj_hm = o.hm().data(), view.o_proj_m = o.split().m;
+      std::vector<float> want = x, got = x;
+      block_forward(*be, c, host_view(w), rope, want.data(), nseq, seqlen);
+      block_forward(*be, c, view, rope, got.data(), nseq, seqlen);
+      const double d = relative_difference(got, want);
+      std::printf("[rotation] %s%s: online Hadamards' block output differs by %.2e\n", m.c_str(),
+                  heads ? " (R2 too)" : "", d);
+      EXPECT_LE(d, kRelTol);
+      // o_proj's transform alone is live under 4-bit activations: dropping
+      // it (down_proj's kept) quantizes another o_proj input.
+      BlockWeights w_down = w;
+      if (heads) rotate_value_heads(w_down, c, rotation(head));
+      rotate_down_input(w_down, c.intermediate, rotation(down));
+      BlockView a4_down = host_view(w_down), a4_both = view;
+      a4_down.online_hm = view.online_hm, a4_down.online_m = view.online_m;
+      a4_down.act.bits = a4_both.act.bits = 4;
+      std::vector<float> a = x, b = x;
+      block_forward(*be, c, a4_down, rope, a.data(), nseq, seqlen);
+      block_forward(*be, c, a4_both, rope, b.data(), nseq, seqlen);
+      EXPECT_GT(relative_difference(a, b), 100 * kRelTol);
+    }
+  }
+}
+
 TEST(Rotation, AWrongSizeIsRefused) {
   BlockWeights w;
   const Rotation r{8, [](float*, int64_t) {}, [](float*, int64_t) {}};
   EXPECT_THROW(rotate_block(w, 16, r), InternalError);
+  ModelConfig c;
+  c.heads = 4, c.head_dim = 4;  // o_proj's input is 16 wide
+  EXPECT_THROW(rotate_o_input(w, c, r), InternalError);
 }
 
 }  // namespace

@@ -281,9 +281,12 @@ std::vector<float> first_window_logits(Backend& be, const std::string& model, co
   return v;
 }
 
-// A W8 rotated output with the online Hadamard computes the source's logits
-// within 8-bit rounding when eval applies the transform its config names,
-// and is far off without it: the activation side is the checkpoint's.
+// A W8 rotated output with the online Hadamards (before down_proj and
+// o_proj) computes the source's logits within 8-bit rounding when eval
+// applies the transforms its config names, and is far off without either:
+// the activation sides are the checkpoint's. A checkpoint with the
+// down_proj transform alone (as written before the o_proj one existed:
+// online_hadamard without online_hadamard_o_proj) still computes the source's.
 TEST(QuantizeRotate, OnlineHadamardOutputComputesTheSourceFunction) {
   test::ScratchDir dir("quantize-rotate-online");
   write_synth_model(tied_qwen(), dir.file("qwen"), false, nullptr);
@@ -295,6 +298,7 @@ TEST(QuantizeRotate, OnlineHadamardOutputComputesTheSourceFunction) {
   job.quant.group = -1;
   job.rotation.kind = RotationSpec::Kind::Hadamard;
   job.rotation.online_hadamard = true;
+  job.rotation.online_hadamard_o_proj = true;
   job.rotation.head_hadamard = true;
   run_quantize(job, *be, nullptr);
   const std::vector<float> fp = first_window_logits(*be, dir.file("qwen"), dir.file("fp.npy"));
@@ -305,21 +309,44 @@ TEST(QuantizeRotate, OnlineHadamardOutputComputesTheSourceFunction) {
     auto dev = make_emulated_backend({.memory_bytes = 256ull << 20});
     EXPECT_EQ(first_window_logits(*dev, dir.file("out"), dir.file("qd.npy")), q);
   }
-  // Without the config key the same weights run without the online transform.
-  nlohmann::json config = nlohmann::json::parse(read_file(dir.file("out/config.json")));
+  // Without a config key the same weights run without that online transform.
+  const nlohmann::json config = nlohmann::json::parse(read_file(dir.file("out/config.json")));
   EXPECT_EQ(config.at("streamq_rotation").at("online_hadamard"), true);
+  EXPECT_EQ(config.at("streamq_rotation").at("online_hadamard_o_proj"), true);
   EXPECT_EQ(config.at("streamq_rotation").at("head_hadamard"), true);
-  config.erase("streamq_rotation");
+  const auto logits_without = [&](const std::vector<std::string>& keys, const char* npy) {
+    nlohmann::json stripped = config;
+    for (const std::string& k : keys) {
+      if (k == "streamq_rotation") stripped.erase(k);
+      else stripped.at("streamq_rotation").erase(k);
+    }
+    write_file(dir.file("out/config.json"), stripped.dump(2));
+    return first_window_logits(*be, dir.file("out"), dir.file(npy));
+  };
+  const double d = relative_difference(q, fp);
+  const double d_no_o = relative_difference(logits_without({"online_hadamard_o_proj"}, "no_o.npy"), fp);
+  const double d_none = relative_difference(logits_without({"streamq_rotation"}, "none.npy"), fp);
   write_file(dir.file("out/config.json"), config.dump(2));
-  const std::vector<float> stripped = first_window_logits(*be, dir.file("out"), dir.file("s.npy"));
-  const double d = relative_difference(q, fp), d_stripped = relative_difference(stripped, fp);
-  std::printf("[quantize-rotate] W8 rotated+online: logits differ from FP by %.2e (%.2e without the online "
-              "transform)\n", d, d_stripped);
+  std::printf("[quantize-rotate] W8 rotated+online: logits differ from FP by %.2e (%.2e without o_proj's online "
+              "transform, %.2e without either)\n", d, d_no_o, d_none);
   // 8-bit per-channel grids: each weight off by up to half a step, ~2^-9 of
   // a row's range, a few 1e-3 of the logits through two blocks; measured
-  // 2-4e-3. Dropping the transform scrambles down_proj's input: O(0.1-1).
+  // 2-4e-3. Dropping a transform scrambles its linear's input: O(0.1-1).
   EXPECT_LT(d, 2e-2);
-  EXPECT_GT(d_stripped, 10 * d);
+  EXPECT_GT(d_no_o, 10 * d);
+  EXPECT_GT(d_none, 10 * d);
+
+  // The older form: down_proj's transform alone, no online_hadamard_o_proj key.
+  QuantizeJob old = job;
+  old.out_dir = dir.file("old");
+  old.rotation.online_hadamard_o_proj = false;
+  run_quantize(old, *be, nullptr);
+  const nlohmann::json old_config = nlohmann::json::parse(read_file(dir.file("old/config.json")));
+  EXPECT_EQ(old_config.at("streamq_rotation").at("online_hadamard"), true);
+  EXPECT_FALSE(old_config.at("streamq_rotation").contains("online_hadamard_o_proj")) << old_config.dump();
+  const double d_old = relative_difference(first_window_logits(*be, dir.file("old"), dir.file("old.npy")), fp);
+  std::printf("[quantize-rotate] W8 rotated+online down_proj only: logits differ from FP by %.2e\n", d_old);
+  EXPECT_LT(d_old, 2e-2);
 }
 
 TEST(QuantizeRotate, ErrorsNameTheirFlagBeforeAnythingIsWritten) {
@@ -337,6 +364,13 @@ TEST(QuantizeRotate, ErrorsNameTheirFlagBeforeAnythingIsWritten) {
   QuantizeJob h92 = small_job(dir.file("h92"), dir.file("h92-out"));
   h92.rotation.kind = RotationSpec::Kind::Hadamard;
   expect_input_error([&] { run_quantize(h92, *be, nullptr); }, {"--rotate hadamard", "92", "--rotate random"});
+  EXPECT_FALSE(fs::exists(dir.file("h92-out")));
+  // Its attention output is 92 wide too (2 heads x 46): o_proj's online
+  // Hadamard is refused by name, though the intermediate size 128 has one.
+  h92.rotation.kind = RotationSpec::Kind::None;
+  h92.rotation.online_hadamard = h92.rotation.online_hadamard_o_proj = true;
+  expect_input_error([&] { run_quantize(h92, *be, nullptr); },
+                     {"--online-hadamard", "2 x 46 = 92", "o_proj", "run without --online-hadamard"});
   EXPECT_FALSE(fs::exists(dir.file("h92-out")));
   const auto r = test::run_streamq({"quantize", "--model", test::demo_model_dir(), "--out", dir.file("x"), "--calib",
                                     kCalib, "--rotate-seed", "3"});
@@ -369,8 +403,14 @@ TEST(QuantizeRotate, KilledRotatedJobResumesToIdenticalBytes) {
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors", "config.json"})
     EXPECT_TRUE(test::output_bytes(dir.file("ref/") + f) == test::output_bytes(out + "/" + f)) << f;
   const auto ins = test::run_streamq({"inspect", "--model", out});
-  EXPECT_NE(ins.out.find("rotated: hadamard, online Hadamard before down_proj"), std::string::npos) << ins.out;
-  EXPECT_NE(ins.out.find("a loader must rotate down_proj's input"), std::string::npos) << ins.out;
+  EXPECT_NE(ins.out.find("rotated: hadamard, online Hadamard before down_proj, online Hadamard before o_proj"),
+            std::string::npos)
+      << ins.out;
+  EXPECT_NE(ins.out.find("a loader must rotate down_proj's and o_proj's inputs"), std::string::npos) << ins.out;
+  // --online-hadamard is both of QuaRot's online transforms.
+  const auto config = nlohmann::json::parse(read_file(out + "/config.json"));
+  EXPECT_EQ(config.at("streamq_rotation").at("online_hadamard"), true);
+  EXPECT_EQ(config.at("streamq_rotation").at("online_hadamard_o_proj"), true);
   auto changed = args(dir.file("out2"), wd);
   for (size_t i = 0; i + 1 < changed.size(); ++i)
     if (changed[i] == "--rotate-seed") changed[i + 1] = "3";
