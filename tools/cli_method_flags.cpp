@@ -284,9 +284,9 @@ void add_rotation_flags(po::options_description& opts, RotationFlags* f, Rotatio
        "--rotate hadamard: the random signs' seed; --rotate random: the matrix's seed")
       ("online-hadamard", po::bool_switch(&f->spec.online_hadamard),
        q ? "QuaRot's online Hadamards: before down_proj (R4; the Hadamard transform of the intermediate size) "
-           "and before o_proj (the full-width transform of heads x head_dim, which with --head-hadamard's "
-           "per-head one is QuaRot's Hadamard across heads): each weight rotated on its input side, its input "
-           "by the same in every forward (calibration included, before --abits quantizes it); both sizes must "
+           "and before o_proj (the transform of the full attention width heads x head_dim, in place of "
+           "QuaRot's Hadamard across heads, which needs an order of num_heads): each weight rotated on its "
+           "input side, its input by the same in every forward (calibration included, before --abits quantizes it); both sizes must "
            "be 2^k or m 2^k with a known order m. No stock loader applies the activation sides, so only "
            "--format fake can hold them (streamq eval applies them, reading config.json's streamq_rotation); "
            "for GPTQ, compressed-tensors or GGUF use --rotate alone"
