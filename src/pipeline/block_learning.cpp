@@ -193,10 +193,17 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
       sde_weight(be, t.sde, t.w_prime.data());
       t.grid = fit_ste_grid(grid, t.w_prime.data(), t.sde.rows, t.sde.cols);
     }
-    for (const int64_t ck : permutation(in.ch.nchunks, rng)) {
+    const std::vector<int64_t> chunks = permutation(in.ch.nchunks, rng);
+    ReadAhead::Order order;
+    for (const int64_t ck : chunks) order.insert(order.end(), {{Flow::Quant, ck}, {Flow::Fp, ck}});
+    ReadAhead ahead(in.hint, in.block, std::move(order));
+    ahead.consumed(-1);
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const int64_t ck = chunks[i];
       const int64_t nseq = in.ch.seqs(ck, in.nsamples);
       in.store.get(in.block, Flow::Quant, ck, &chunk_q);
       in.store.get(in.block, Flow::Fp, ck, &chunk_fp);
+      ahead.consumed(static_cast<int64_t>(2 * i + 1));
       const int64_t nbatches = (nseq + cfg.batch_seqs - 1) / cfg.batch_seqs;
       for (const int64_t mb : permutation(nbatches, rng)) {
         TraceSpan span(in.trace, "learn: step", trace_cat::kQuantize);

@@ -24,6 +24,7 @@
 #include "src/methods/quant_config.h"
 #include "src/model/model.h"
 #include "src/pipeline/block_stats.h"
+#include "src/pipeline/read_ahead.h"
 
 namespace streamq {
 
@@ -78,6 +79,7 @@ struct LearnInputs {
   const BlockView& fp_view;         // the original block, as the FP flow runs it
   const BlockView* next_fp_view;    // the next block (FP), null for the last block or without CL
   TraceRecorder* trace = nullptr;
+  ReadAheadHint hint;  // the store's read-ahead: each epoch's chunks are hinted in the order it reads them
 };
 
 // The block's weights with every linear replaced by its trained W' (biases,

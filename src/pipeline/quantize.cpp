@@ -365,7 +365,7 @@ void learn_stage(JobContext& c, BlockState& s) {
                        *c.store.top,  c.ch,              c.job.nsamples,
                        c.job.seqlen,  s.b,               c.job.seed,
                        c.job.quant,   s.resident_q.view(), s.resident->view(),
-                       next_resident ? &next_resident->view() : nullptr, c.trace};
+                       next_resident ? &next_resident->view() : nullptr, c.trace, c.store.hint};
   LearnReport rep;
   s.learned = learn_block(in, c.job.learn, s.w, &rep);
   for (auto& [name, l] : s.wq.linears) {

@@ -3,8 +3,8 @@
 // (the first block's output over the calibration windows, measured here from
 // the written checkpoints by a plain forward); the cross-layer term changes
 // the result and lambda 0 is the plain loss; a job killed mid-training
-// resumes to the same bytes, as does one on one thread; the errors name
-// their flag.
+// resumes to the same bytes, as does one on one thread with its activations
+// on disk; the errors name their flag.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -128,9 +128,10 @@ TEST(QuantizeLearn, KilledTrainingResumesToIdenticalBytes) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* f : {"model.safetensors", "streamq_quant.safetensors"})
     EXPECT_TRUE(test::output_bytes(dir.file("ref/") + f) == test::output_bytes(out + "/" + f)) << f;
-  // Deterministic for a seed whatever the thread count.
+  // Deterministic for a seed whatever the thread count, and read from the
+  // compressed disk store through its read-ahead as from memory.
   auto one_thread = args(dir.file("one-thread"), "");
-  one_thread.insert(one_thread.end(), {"--threads", "1"});
+  one_thread.insert(one_thread.end(), {"--threads", "1", "--activations", "disk"});
   r = test::run_streamq(one_thread);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(test::output_bytes(dir.file("ref/model.safetensors")) ==
