@@ -2,7 +2,9 @@
 # CQE+'s learned adjustment (issue 18): each method of the papers' runs
 # (symmetric, MSE clip, act-order; LoaQ with its two-stage grid) alone, with
 # --learn sde (no cross-layer term: --cl-lambda 0) and with SDE+CL
-# (--cl-lambda 0.05, the paper's), at low-bit weight-only settings.
+# (--cl-lambda 0.05, the paper's), at low-bit weight-only settings and at
+# W4A4 with QuaRot's rotations (R1-R4; activations per token, calibrated
+# and evaluated on quantized activations).
 # Each cell: mean perplexity over the calibration seeds (min-max beside it);
 # a second table gives the mean seconds and peak RSS of each job.
 # usage: bench/learn_tables.sh [build dir] [stories260K|smollm2]
@@ -43,11 +45,14 @@ learns=(
   " +SDE|--learn sde --cl-lambda 0"
   " +SDE+CL|--learn sde --cl-lambda 0.05"
 )
+# column|quantize flags|eval flags
 cols=(
-  "W2 g$g|--bits 2 --group $g"
-  "W3 pc|--bits 3 --group -1"
+  "W2 g$g|--bits 2 --group $g|"
+  "W3 g$g|--bits 3 --group $g|"
+  "W3 pc|--bits 3 --group -1|"
+  "W4A4 rot|--bits 4 --group -1 --abits 4 --rotate hadamard --online-hadamard --head-hadamard|--abits 4"
 )
-ppl() { "$bin" eval --model "$1" "${evalargs[@]}" --quiet | awk '/^ppl/ {print $2}'; }
+ppl() { "$bin" eval --model "$1" "${evalargs[@]}" --quiet "${@:2}" | awk '/^ppl/ {print $2}'; }
 fp=$(ppl "$model")
 results=$work/results.tsv
 : > "$results"
@@ -60,7 +65,7 @@ for entry in "${methods[@]}"; do
     [[ -z "${LEARN_ONLY:-}" || $name =~ $LEARN_ONLY ]] || continue
     [[ -n "$lflags" ]] && lflags="$lflags $extra"
     for col in "${cols[@]}"; do
-      IFS='|' read -r cname qflags <<<"$col"
+      IFS='|' read -r cname qflags eflags <<<"$col"
       [[ -z "${LEARN_COLS:-}" || $cname =~ $LEARN_COLS ]] || continue
       for seed in $seeds; do
         out=$work/q
@@ -68,8 +73,9 @@ for entry in "${methods[@]}"; do
         # shellcheck disable=SC2086
         if "$bin" quantize --preset gptq-paper --model "$model" --out "$out" "${calib[@]}" --seed "$seed" \
             $mflags $lflags $qflags --quiet 2>"$work/err"; then
-          p=$(ppl "$out")
-          cost=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"{r[\"total_seconds\"]:.1f}\t{r[\"peak_rss_bytes\"]/2**20:.0f}")' "$out/streamq_report.json")
+          # shellcheck disable=SC2086
+          p=$(ppl "$out" $eflags)
+          cost=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.1f\t%.0f" % (r["total_seconds"], r["peak_rss_bytes"] / 2**20))' "$out/streamq_report.json")
         else
           p="failed:$(head -c 80 "$work/err" | tr '\t\n' '  ')"
           cost=$'nan\tnan'
