@@ -32,8 +32,13 @@ void check_rope_args(int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_
   }
 }
 
-void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
-          const RopeTable& table) {
+namespace {
+
+// The rotation by +angle (the forward: [[c, -s], [s, c]]) or, with kInverse,
+// by -angle (its transpose, the backward), in place on every (lo, hi) pair.
+template <bool kInverse>
+void rotate_pairs(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+                  const RopeTable& table) {
   check_rope_args(nseq, seqlen, nheads, head_dim, table);
   const int64_t half = head_dim / 2;
 
@@ -54,41 +59,29 @@ void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_d
         for (int64_t i = 0; i < half; ++i) {
           const float x1 = lo[i];
           const float x2 = hi[i];
-          lo[i] = x1 * c[i] - x2 * s[i];
-          hi[i] = x2 * c[i] + x1 * s[i];
+          if constexpr (kInverse) {
+            lo[i] = x1 * c[i] + x2 * s[i];
+            hi[i] = x2 * c[i] - x1 * s[i];
+          } else {
+            lo[i] = x1 * c[i] - x2 * s[i];
+            hi[i] = x2 * c[i] + x1 * s[i];
+          }
         }
       }
     }
   });
 }
 
+}  // namespace
+
+void rope(float* x, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
+          const RopeTable& table) {
+  rotate_pairs</*kInverse=*/false>(x, nseq, seqlen, nheads, head_dim, table);
+}
+
 void rope_backward(float* d, int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim,
                    const RopeTable& table) {
-  check_rope_args(nseq, seqlen, nheads, head_dim, table);
-  const int64_t half = head_dim / 2;
-  const int64_t rows = nseq * seqlen;
-  const int64_t width = nheads * head_dim;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width));
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, grain),
-                    [&](const tbb::blocked_range<int64_t>& r) {
-    for (int64_t row = r.begin(); row < r.end(); ++row) {
-      const int64_t pos = row % seqlen;
-      const float* c = table.cos + pos * half;
-      const float* s = table.sin + pos * half;
-      float* dr = d + row * width;
-      for (int64_t h = 0; h < nheads; ++h) {
-        float* lo = dr + h * head_dim;
-        float* hi = lo + half;
-        for (int64_t i = 0; i < half; ++i) {
-          // The forward's [[c, -s], [s, c]] transposed.
-          const float d1 = lo[i];
-          const float d2 = hi[i];
-          lo[i] = d1 * c[i] + d2 * s[i];
-          hi[i] = d2 * c[i] - d1 * s[i];
-        }
-      }
-    }
-  });
+  rotate_pairs</*kInverse=*/true>(d, nseq, seqlen, nheads, head_dim, table);
 }
 
 }  // namespace streamq::cpu
