@@ -11,6 +11,10 @@
 namespace streamq {
 namespace {
 
+// The rotation by +angle (the forward: [[c, -s], [s, c]]) or, with kInverse,
+// by -angle (its transpose, the backward: lo = d1 c + d2 s, hi = d2 c - d1 s,
+// in the CPU twin's order).
+template <bool kInverse>
 __global__ void rope_kernel(float* __restrict__ x, const float* __restrict__ cos_table,
                             const float* __restrict__ sin_table, int64_t pairs, int64_t seqlen,
                             int64_t nheads, int64_t half) {
@@ -28,30 +32,13 @@ __global__ void rope_kernel(float* __restrict__ x, const float* __restrict__ cos
     const float x1 = *lo, x2 = *hi;
     // _rn intrinsics: nvcc would otherwise fuse into an FMA and differ from
     // the CPU's separately rounded products.
-    *lo = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-    *hi = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
-  }
-}
-
-// The forward's [[c, -s], [s, c]] transposed (the rotation by -angle), in
-// the CPU twin's order: lo = d1 c + d2 s, hi = d2 c - d1 s.
-__global__ void rope_backward_kernel(float* __restrict__ d, const float* __restrict__ cos_table,
-                                     const float* __restrict__ sin_table, int64_t pairs, int64_t seqlen,
-                                     int64_t nheads, int64_t half) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < pairs;
-       idx += stride) {
-    const int64_t i = idx % half;
-    const int64_t head = (idx / half) % nheads;
-    const int64_t row = idx / (half * nheads);
-    const int64_t pos = row % seqlen;
-    const float c = cos_table[pos * half + i];
-    const float s = sin_table[pos * half + i];
-    float* lo = d + row * (nheads * 2 * half) + head * 2 * half + i;
-    float* hi = lo + half;
-    const float d1 = *lo, d2 = *hi;
-    *lo = __fadd_rn(__fmul_rn(d1, c), __fmul_rn(d2, s));
-    *hi = __fsub_rn(__fmul_rn(d2, c), __fmul_rn(d1, s));
+    if constexpr (kInverse) {
+      *lo = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+      *hi = __fsub_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    } else {
+      *lo = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+      *hi = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    }
   }
 }
 
@@ -89,9 +76,9 @@ void cuda_rope(cudaStream_t stream, float* x, int64_t nseq, int64_t seqlen, int6
   const int64_t half = head_dim / 2;
   const int64_t pairs = nseq * seqlen * nheads * half;
   if (pairs == 0) return;
-  STREAMQ_LAUNCH(rope_kernel, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
+  STREAMQ_LAUNCH(rope_kernel</*kInverse=*/false>, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
                  0, stream)(x, table.cos, table.sin, pairs, seqlen, nheads, half);
-  CUDA_CHECK_LAUNCH("rope_kernel in " + rope_shapes("rope", nseq, seqlen, nheads, head_dim));
+  CUDA_CHECK_LAUNCH("rope_kernel<false> in " + rope_shapes("rope", nseq, seqlen, nheads, head_dim));
 }
 
 void cuda_rope_backward(cudaStream_t stream, float* d, int64_t nseq, int64_t seqlen, int64_t nheads,
@@ -100,9 +87,9 @@ void cuda_rope_backward(cudaStream_t stream, float* d, int64_t nseq, int64_t seq
   const int64_t half = head_dim / 2;
   const int64_t pairs = nseq * seqlen * nheads * half;
   if (pairs == 0) return;
-  STREAMQ_LAUNCH(rope_backward_kernel, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
+  STREAMQ_LAUNCH(rope_kernel</*kInverse=*/true>, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
                  0, stream)(d, table.cos, table.sin, pairs, seqlen, nheads, half);
-  CUDA_CHECK_LAUNCH("rope_backward_kernel in " + rope_shapes("rope_backward", nseq, seqlen, nheads, head_dim));
+  CUDA_CHECK_LAUNCH("rope_kernel<true> in " + rope_shapes("rope_backward", nseq, seqlen, nheads, head_dim));
 }
 
 }  // namespace streamq
