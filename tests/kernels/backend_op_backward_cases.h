@@ -17,6 +17,7 @@
 #include "tests/kernels/backend_op_cases.h"
 #include "tests/support/attention_reference.h"
 #include "tests/support/backend_test_util.h"
+#include "tests/support/rope_reference.h"
 
 namespace streamq::test {
 
@@ -37,23 +38,6 @@ inline std::vector<double> ref_rmsnorm_backward(const std::vector<float>& x, con
       dx[r * dim + i] = rinv * w[i] * dy[r * dim + i] - x[r * dim + i] * rinv * rinv * rinv * dot / double(dim);
   }
   return dx;
-}
-
-// The transpose of the rotation: each (i, i + hd/2) pair rotated by -angle.
-inline std::vector<double> ref_rope_backward(const std::vector<float>& d, const std::vector<float>& cos,
-                                             const std::vector<float>& sin, int64_t nseq, int64_t seqlen,
-                                             int64_t nheads, int64_t hd) {
-  const int64_t half = hd / 2, width = nheads * hd;
-  std::vector<double> out(d.size());
-  for (int64_t row = 0; row < nseq * seqlen; ++row)
-    for (int64_t h = 0; h < nheads; ++h)
-      for (int64_t i = 0; i < half; ++i) {
-        const int64_t lo = row * width + h * hd + i, pos = row % seqlen;
-        const double c = cos[pos * half + i], s = sin[pos * half + i];
-        out[lo] = d[lo] * c + d[lo + half] * s;
-        out[lo + half] = d[lo + half] * c - d[lo] * s;
-      }
-  return out;
 }
 
 struct AttentionGrads {
@@ -169,25 +153,19 @@ class RopeBackwardCase final : public OpCase {
       : nseq_(nseq), seqlen_(seqlen), nheads_(nheads), hd_(head_dim) {}
   Op op() const override { return Op::RopeBackward; }
   std::string shape() const override {
-    return "nseq=" + std::to_string(nseq_) + " seqlen=" + std::to_string(seqlen_) +
-           " nheads=" + std::to_string(nheads_) + " head_dim=" + std::to_string(hd_);
+    return rope_shape(nseq_, seqlen_, nheads_, hd_);
   }
   Tolerance tolerance() const override {
     return {4 * kF32Eps, "the forward's bound: two float products and one sum per element of a rotation"};
   }
   void prepare(std::mt19937_64& rng) override {
     max_pos_ = seqlen_ + 3;
-    const int64_t half = hd_ / 2;
-    cos_.clear();
-    sin_.clear();
-    for (int64_t p = 0; p < max_pos_; ++p)
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = double(p) * std::pow(10000.0, -2.0 * double(i) / double(hd_));
-        cos_.push_back(static_cast<float>(std::cos(angle)));
-        sin_.push_back(static_cast<float>(std::sin(angle)));
-      }
+    HfRopeTable table = hf_rope_table(max_pos_, hd_);
+    cos_ = std::move(table.cos);
+    sin_ = std::move(table.sin);
     d_ = random_normal<float>(rng, nseq_ * seqlen_ * nheads_ * hd_);
-    ref_ = ref_rope_backward(d_, cos_, sin_, nseq_, seqlen_, nheads_, hd_);
+    // The transpose of the rotation: each (i, i + hd/2) pair rotated by -angle.
+    ref_ = rope64(d_, cos_, sin_, nseq_, seqlen_, nheads_, hd_, /*inverse=*/true);
   }
   Outcome run(Backend& be) override {
     const GuardedBuffer<float> c(be, cos_), s(be, sin_), d(be, d_);
@@ -208,8 +186,7 @@ class AttentionBackwardCase final : public OpCase {
   explicit AttentionBackwardCase(const AttentionCase& c) : c_(c) {}
   Op op() const override { return Op::AttentionBackward; }
   std::string shape() const override {
-    return "nseq=" + std::to_string(c_.nseq) + " seqlen=" + std::to_string(c_.seqlen) + " nheads=" +
-           std::to_string(c_.nheads) + " nkv=" + std::to_string(c_.nkv) + " head_dim=" + std::to_string(c_.hd);
+    return attention_shape(c_);
   }
   Tolerance tolerance() const override {
     return {16.0 * std::sqrt(double(c_.hd + c_.seqlen)) * kF32Eps,

@@ -17,12 +17,14 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/backend.h"
 #include "src/core/dtype.h"
 #include "tests/support/attention_reference.h"
 #include "tests/support/backend_test_util.h"
+#include "tests/support/rope_reference.h"
 
 namespace streamq::test {
 
@@ -56,6 +58,16 @@ class OpCase {
 inline std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
 inline std::string first_defect(const std::string& a, const std::string& b) { return a.empty() ? b : a; }
+
+// The shape() of the rope and attention rows, forward and backward.
+inline std::string rope_shape(int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim) {
+  return "nseq=" + std::to_string(nseq) + " seqlen=" + std::to_string(seqlen) + " nheads=" + std::to_string(nheads) +
+         " head_dim=" + std::to_string(head_dim);
+}
+inline std::string attention_shape(const AttentionCase& c) {
+  return "nseq=" + std::to_string(c.nseq) + " seqlen=" + std::to_string(c.seqlen) + " nheads=" +
+         std::to_string(c.nheads) + " nkv=" + std::to_string(c.nkv) + " head_dim=" + std::to_string(c.hd);
+}
 
 // ---------------------------------------------------------------- GEMM
 
@@ -360,8 +372,7 @@ class RopeCase final : public OpCase {
       : nseq_(nseq), seqlen_(seqlen), nheads_(nheads), hd_(head_dim) {}
   Op op() const override { return Op::Rope; }
   std::string shape() const override {
-    return "nseq=" + std::to_string(nseq_) + " seqlen=" + std::to_string(seqlen_) +
-           " nheads=" + std::to_string(nheads_) + " head_dim=" + std::to_string(hd_);
+    return rope_shape(nseq_, seqlen_, nheads_, hd_);
   }
   Tolerance tolerance() const override {
     return {4 * kF32Eps,
@@ -372,14 +383,9 @@ class RopeCase final : public OpCase {
     // HF's default inverse frequencies (theta 10000), three positions spare.
     max_pos_ = seqlen_ + 3;
     const int64_t half = hd_ / 2;
-    cos_.clear();
-    sin_.clear();
-    for (int64_t p = 0; p < max_pos_; ++p)
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = double(p) * std::pow(10000.0, -2.0 * double(i) / double(hd_));
-        cos_.push_back(static_cast<float>(std::cos(angle)));
-        sin_.push_back(static_cast<float>(std::sin(angle)));
-      }
+    HfRopeTable table = hf_rope_table(max_pos_, hd_);
+    cos_ = std::move(table.cos);
+    sin_ = std::move(table.sin);
     const int64_t width = nheads_ * hd_, rows = nseq_ * seqlen_;
     x_ = random_normal<float>(rng, rows * width);
     ref_.resize(x_.size());
@@ -413,8 +419,7 @@ class AttentionOpCase final : public OpCase {
   explicit AttentionOpCase(const AttentionCase& c) : c_(c) {}
   Op op() const override { return Op::Attention; }
   std::string shape() const override {
-    return "nseq=" + std::to_string(c_.nseq) + " seqlen=" + std::to_string(c_.seqlen) + " nheads=" +
-           std::to_string(c_.nheads) + " nkv=" + std::to_string(c_.nkv) + " head_dim=" + std::to_string(c_.hd);
+    return attention_shape(c_);
   }
   Tolerance tolerance() const override {
     return {8.0 * std::sqrt(double(c_.hd + c_.seqlen)) * kF32Eps,

@@ -15,7 +15,9 @@
 
 #include "kernels/backend.h"
 #include "tests/kernels/backends_under_test.h"
+#include "tests/support/attention_reference.h"
 #include "tests/support/backend_test_util.h"
+#include "tests/support/rope_reference.h"
 
 namespace streamq::test {
 namespace {
@@ -90,47 +92,6 @@ std::vector<double> rmsnorm64(const std::vector<double>& x, const std::vector<fl
   return y;
 }
 
-// HF rotate_half: y_lo = x_lo cos - x_hi sin, y_hi = x_hi cos + x_lo sin.
-std::vector<double> rope64(const std::vector<double>& x, const std::vector<float>& cos, const std::vector<float>& sin,
-                           int64_t nseq, int64_t seqlen, int64_t nheads, int64_t hd) {
-  const int64_t half = hd / 2, width = nheads * hd;
-  std::vector<double> y(x.size());
-  for (int64_t row = 0; row < nseq * seqlen; ++row)
-    for (int64_t h = 0; h < nheads; ++h)
-      for (int64_t i = 0; i < half; ++i) {
-        const int64_t lo = row * width + h * hd + i, pos = row % seqlen;
-        const double c = cos[pos * half + i], s = sin[pos * half + i];
-        y[lo] = x[lo] * c - x[lo + half] * s;
-        y[lo + half] = x[lo + half] * c + x[lo] * s;
-      }
-  return y;
-}
-
-std::vector<double> attention64(const std::vector<double>& q, const std::vector<double>& k,
-                                const std::vector<double>& v, int64_t nseq, int64_t seqlen, int64_t nheads,
-                                int64_t nkv, int64_t hd) {
-  const int64_t qw = nheads * hd, kw = nkv * hd;
-  std::vector<double> out(q.size(), 0.0), p(seqlen);
-  for (int64_t s = 0; s < nseq; ++s)
-    for (int64_t h = 0; h < nheads; ++h) {
-      const int64_t g = h / (nheads / nkv);
-      for (int64_t t = 0; t < seqlen; ++t) {
-        double mx = -INFINITY, sum = 0;
-        for (int64_t j = 0; j <= t; ++j) {
-          double d = 0;
-          for (int64_t i = 0; i < hd; ++i) d += q[(s * seqlen + t) * qw + h * hd + i] * k[(s * seqlen + j) * kw + g * hd + i];
-          p[j] = d / std::sqrt(double(hd));
-          mx = std::max(mx, p[j]);
-        }
-        for (int64_t j = 0; j <= t; ++j) sum += (p[j] = std::exp(p[j] - mx));
-        for (int64_t j = 0; j <= t; ++j)
-          for (int64_t i = 0; i < hd; ++i)
-            out[(s * seqlen + t) * qw + h * hd + i] += p[j] / sum * v[(s * seqlen + j) * kw + g * hd + i];
-      }
-    }
-  return out;
-}
-
 TEST(BackwardOps, RmsnormBackwardIsTheGradientOfRmsnorm) {
   STREAMQ_SEEDED_RNG(rng);
   const int64_t rows = 3, dim = 7;
@@ -151,13 +112,8 @@ TEST(BackwardOps, RmsnormBackwardIsTheGradientOfRmsnorm) {
 TEST(BackwardOps, RopeBackwardIsTheGradientOfRope) {
   STREAMQ_SEEDED_RNG(rng);
   const int64_t nseq = 2, seqlen = 5, nheads = 3, hd = 8, half = hd / 2;
-  std::vector<float> cos, sin;
-  for (int64_t p = 0; p < seqlen + 2; ++p)
-    for (int64_t i = 0; i < half; ++i) {
-      const double angle = double(p) * std::pow(10000.0, -2.0 * double(i) / double(hd));
-      cos.push_back(float(std::cos(angle)));
-      sin.push_back(float(std::sin(angle)));
-    }
+  const HfRopeTable table = hf_rope_table(seqlen + 2, hd);
+  const std::vector<float>&cos = table.cos, &sin = table.sin;
   const std::vector<float> x = random_normal<float>(rng, nseq * seqlen * nheads * hd);
   const std::vector<float> g = random_normal<float>(rng, int64_t(x.size()));
   const std::vector<double> fd = central_difference(

@@ -22,7 +22,9 @@
 #include "src/model/config.h"
 #include "src/model/model.h"
 #include "src/model/resident_block.h"
+#include "tests/support/attention_reference.h"
 #include "tests/support/backend_test_util.h"
+#include "tests/support/rope_reference.h"
 
 namespace streamq::test {
 namespace {
@@ -144,38 +146,11 @@ struct RefBlock {
     return y;
   }
   void rope(Vec& x, int64_t seqlen, int64_t nheads) const {
-    const int64_t hd = c.head_dim, half = hd / 2, width = nheads * hd;
-    for (size_t row = 0; row < x.size() / width; ++row)
-      for (int64_t h = 0; h < nheads; ++h)
-        for (int64_t i = 0; i < half; ++i) {
-          const int64_t lo = row * width + h * hd + i, pos = row % seqlen;
-          const double co = cos[pos * half + i], si = sin[pos * half + i], x1 = x[lo], x2 = x[lo + half];
-          x[lo] = x1 * co - x2 * si;
-          x[lo + half] = x2 * co + x1 * si;
-        }
+    const int64_t rows = static_cast<int64_t>(x.size()) / (nheads * c.head_dim);
+    x = rope64(x, cos, sin, rows / seqlen, seqlen, nheads, c.head_dim);
   }
   Vec attention(const Vec& q, const Vec& k, const Vec& v, int64_t nseq, int64_t seqlen) const {
-    const int64_t hd = c.head_dim, qw = c.heads * hd, kw = c.kv_heads * hd;
-    Vec out(q.size(), 0.0), p(seqlen);
-    for (int64_t s = 0; s < nseq; ++s)
-      for (int64_t h = 0; h < c.heads; ++h) {
-        const int64_t g = h / (c.heads / c.kv_heads);
-        for (int64_t t = 0; t < seqlen; ++t) {
-          double mx = -INFINITY, sum = 0;
-          for (int64_t j = 0; j <= t; ++j) {
-            double d = 0;
-            for (int64_t i = 0; i < hd; ++i)
-              d += q[(s * seqlen + t) * qw + h * hd + i] * k[(s * seqlen + j) * kw + g * hd + i];
-            p[j] = d / std::sqrt(double(hd));
-            mx = std::max(mx, p[j]);
-          }
-          for (int64_t j = 0; j <= t; ++j) sum += (p[j] = std::exp(p[j] - mx));
-          for (int64_t j = 0; j <= t; ++j)
-            for (int64_t i = 0; i < hd; ++i)
-              out[(s * seqlen + t) * qw + h * hd + i] += p[j] / sum * v[(s * seqlen + j) * kw + g * hd + i];
-        }
-      }
-    return out;
+    return attention64(q, k, v, nseq, seqlen, c.heads, c.kv_heads, c.head_dim);
   }
   // Each row of a[rows, n] times H_n^T / sqrt(n), H_n = H_m (x) H_p (Sylvester
   // H_p, p = n / m) as dense entries: H_n[i][j] = H_m[i / p][j / p] H_p[i % p][j % p].

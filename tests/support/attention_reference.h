@@ -67,4 +67,31 @@ inline void reference_attention(const AttentionInputs& in, const AttentionCase& 
     }
 }
 
+// The same definition on float64 inputs, without the magnitudes: the forward
+// the backward tests' central differences evaluate.
+inline std::vector<double> attention64(const std::vector<double>& q, const std::vector<double>& k,
+                                       const std::vector<double>& v, int64_t nseq, int64_t seqlen, int64_t nheads,
+                                       int64_t nkv, int64_t hd) {
+  const int64_t qw = nheads * hd, kw = nkv * hd;
+  std::vector<double> out(q.size(), 0.0), p(seqlen);
+  for (int64_t s = 0; s < nseq; ++s)
+    for (int64_t h = 0; h < nheads; ++h) {
+      const int64_t g = h / (nheads / nkv);
+      for (int64_t t = 0; t < seqlen; ++t) {
+        double mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j <= t; ++j) {
+          double d = 0;
+          for (int64_t i = 0; i < hd; ++i) d += q[(s * seqlen + t) * qw + h * hd + i] * k[(s * seqlen + j) * kw + g * hd + i];
+          p[j] = d / std::sqrt(double(hd));
+          mx = std::max(mx, p[j]);
+        }
+        for (int64_t j = 0; j <= t; ++j) sum += (p[j] = std::exp(p[j] - mx));
+        for (int64_t j = 0; j <= t; ++j)
+          for (int64_t i = 0; i < hd; ++i)
+            out[(s * seqlen + t) * qw + h * hd + i] += p[j] / sum * v[(s * seqlen + j) * kw + g * hd + i];
+      }
+    }
+  return out;
+}
+
 }  // namespace streamq::test
