@@ -21,19 +21,10 @@ seeds=${LEARN_SEEDS:-0 1 2}
 extra=${LEARN_FLAGS:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if [ "$which" = smollm2 ]; then
-  model=$(scripts/fetch-smollm2.sh)
-  valid=../shared/fixtures/text/wiki.test.raw
-  tail -n +1001 "$valid" > "$work/calib.txt"
-  calib=(--calib-text "$work/calib.txt" --nsamples 32 --seqlen 512)
-  evalargs=(--eval-text "$valid" --seqlen 512 --windows 16)
-  g=64  # SmolLM2's widths (576, 1536) are multiples of 64, not 128
-else
-  model=data/stories260K
-  calib=(--calib data/tokens/tinystories_calib_tokens.bin --nsamples 32 --seqlen 256)
-  evalargs=(--data data/tokens/tinystories_valid_tokens.bin --seqlen 256 --windows 64)
-  g=32
-fi
+# shellcheck source=bench/lib/tables.sh
+source bench/lib/tables.sh
+g=32
+[ "$which" = smollm2 ] && g=64  # SmolLM2's widths (576, 1536) are multiples of 64, not 128
 methods=(
   "RTN|--method rtn --grid mse"
   "GPTQ|--method gptq --grid mse --act-order"
@@ -52,7 +43,6 @@ cols=(
   "W3 pc|--bits 3 --group -1|"
   "W4A4 rot|--bits 4 --group -1 --abits 4 --rotate hadamard --online-hadamard --head-hadamard|--abits 4"
 )
-ppl() { "$bin" eval --model "$1" "${evalargs[@]}" --quiet "${@:2}" | awk '/^ppl/ {print $2}'; }
 fp=$(ppl "$model")
 results=$work/results.tsv
 : > "$results"
@@ -68,17 +58,12 @@ for entry in "${methods[@]}"; do
       IFS='|' read -r cname qflags eflags <<<"$col"
       [[ -z "${LEARN_COLS:-}" || $cname =~ $LEARN_COLS ]] || continue
       for seed in $seeds; do
-        out=$work/q
-        rm -rf "$out"
         # shellcheck disable=SC2086
-        if "$bin" quantize --preset gptq-paper --model "$model" --out "$out" "${calib[@]}" --seed "$seed" \
-            $mflags $lflags $qflags --quiet 2>"$work/err"; then
-          # shellcheck disable=SC2086
-          p=$(ppl "$out" $eflags)
-          cost=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.1f\t%.0f" % (r["total_seconds"], r["peak_rss_bytes"] / 2**20))' "$out/streamq_report.json")
-        else
-          p="failed:$(head -c 80 "$work/err" | tr '\t\n' '  ')"
+        quantize_cell "$seed" "$eflags" $mflags $lflags $qflags
+        if [[ $p == failed:* ]]; then
           cost=$'nan\tnan'
+        else
+          cost=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.1f\t%.0f" % (r["total_seconds"], r["peak_rss_bytes"] / 2**20))' "$work/q/streamq_report.json")
         fi
         printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$cname" "$seed" "$p" "$cost" >> "$results"
         echo "$name | $cname | seed $seed | $p | $cost" >&2
@@ -90,22 +75,10 @@ md=bench/learn-$which.md
 [[ -n "${LEARN_ONLY:-}${LEARN_COLS:-}$extra" ]] && md=/dev/null
 python3 - "$results" "$fp" "$which" "$seeds" "$extra" <<'PY' | tee "$md"
 import sys
-from collections import OrderedDict
+sys.path.insert(0, "bench/lib")
+from tables import fmt, print_table, read_results
 path, fp, which, seeds, extra = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4].split(), sys.argv[5]
-cells, cost, rows, cols = {}, {}, OrderedDict(), OrderedDict()
-for line in open(path):
-    m, c, s, p, sec, rss = line.rstrip("\n").split("\t")
-    rows[m] = cols[c] = True
-    cells.setdefault((m, c), []).append(p)
-    cost.setdefault((m, c), []).append((sec, rss))
-def fmt(vals):
-    try:
-        v = [float(x) for x in vals]
-    except ValueError:
-        return "failed"
-    mean = sum(v) / len(v)
-    big = lambda x: f"{x:.0f}" if x >= 1000 else (f"{x:.1f}" if x >= 100 else f"{x:.2f}")
-    return big(mean) + (f" ({big(min(v))}-{big(max(v))})" if len(v) > 1 else "")
+rows, cols, cells = read_results(path)
 def fmt_cost(vals):
     try:
         sec = [float(a) for a, _ in vals]
@@ -117,13 +90,7 @@ print(f"{which}: perplexity, mean over calibration seeds {' '.join(seeds)} (min-
       "symmetric, MSE clip (LoaQ: two-stage), act-order (not RTN); +SDE = --learn sde --cl-lambda 0, "
       "+SDE+CL = --learn sde --cl-lambda 0.05 (band 100, 2 epochs, lr 2.5e-4, batch 1 unless said)"
       + (f"; extra flags: {extra}" if extra else "") + "\n")
-print("| method | " + " | ".join(cols) + " |")
-print("| --- | " + " | ".join("---:" for _ in cols) + " |")
-for m in rows:
-    print(f"| {m} | " + " | ".join(fmt(cells.get((m, c), ["nan"])) for c in cols) + " |")
+print_table(rows, cols, lambda m, c: fmt([f[0] for f in cells.get((m, c), [["nan"]])]))
 print("\nCost per job (mean seconds of the whole quantize job, highest peak RSS):\n")
-print("| method | " + " | ".join(cols) + " |")
-print("| --- | " + " | ".join("---:" for _ in cols) + " |")
-for m in rows:
-    print(f"| {m} | " + " | ".join(fmt_cost(cost.get((m, c), [("nan", "nan")])) for c in cols) + " |")
+print_table(rows, cols, lambda m, c: fmt_cost([f[1:] for f in cells.get((m, c), [["nan", "nan", "nan"]])]))
 PY
