@@ -68,28 +68,30 @@ std::string rope_shapes(const char* op, int64_t nseq, int64_t seqlen, int64_t nh
          ", nheads=" + std::to_string(nheads) + ", head_dim=" + std::to_string(head_dim) + ")";
 }
 
+// `op` (rope or rope_backward) names the caller; kInverse picks the rotation.
+template <bool kInverse>
+void launch_rope(const char* op, cudaStream_t stream, float* x, int64_t nseq, int64_t seqlen, int64_t nheads,
+                 int64_t head_dim, const RopeTable& table) {
+  check_rope_args(op, nseq, seqlen, nheads, head_dim, table);
+  const int64_t half = head_dim / 2;
+  const int64_t pairs = nseq * seqlen * nheads * half;
+  if (pairs == 0) return;
+  STREAMQ_LAUNCH(rope_kernel<kInverse>, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
+                 0, stream)(x, table.cos, table.sin, pairs, seqlen, nheads, half);
+  CUDA_CHECK_LAUNCH(std::string(kInverse ? "rope_kernel<true>" : "rope_kernel<false>") + " in " +
+                    rope_shapes(op, nseq, seqlen, nheads, head_dim));
+}
+
 }  // namespace
 
 void cuda_rope(cudaStream_t stream, float* x, int64_t nseq, int64_t seqlen, int64_t nheads,
                int64_t head_dim, const RopeTable& table) {
-  check_rope_args("rope", nseq, seqlen, nheads, head_dim, table);
-  const int64_t half = head_dim / 2;
-  const int64_t pairs = nseq * seqlen * nheads * half;
-  if (pairs == 0) return;
-  STREAMQ_LAUNCH(rope_kernel</*kInverse=*/false>, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
-                 0, stream)(x, table.cos, table.sin, pairs, seqlen, nheads, half);
-  CUDA_CHECK_LAUNCH("rope_kernel<false> in " + rope_shapes("rope", nseq, seqlen, nheads, head_dim));
+  launch_rope</*kInverse=*/false>("rope", stream, x, nseq, seqlen, nheads, head_dim, table);
 }
 
 void cuda_rope_backward(cudaStream_t stream, float* d, int64_t nseq, int64_t seqlen, int64_t nheads,
                         int64_t head_dim, const RopeTable& table) {
-  check_rope_args("rope_backward", nseq, seqlen, nheads, head_dim, table);
-  const int64_t half = head_dim / 2;
-  const int64_t pairs = nseq * seqlen * nheads * half;
-  if (pairs == 0) return;
-  STREAMQ_LAUNCH(rope_kernel</*kInverse=*/true>, cuda_detail::elementwise_blocks(pairs), cuda_detail::kElementwiseBlock,
-                 0, stream)(d, table.cos, table.sin, pairs, seqlen, nheads, half);
-  CUDA_CHECK_LAUNCH("rope_kernel<true> in " + rope_shapes("rope_backward", nseq, seqlen, nheads, head_dim));
+  launch_rope</*kInverse=*/true>("rope_backward", stream, d, nseq, seqlen, nheads, head_dim, table);
 }
 
 }  // namespace streamq
