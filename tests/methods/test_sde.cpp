@@ -78,9 +78,7 @@ std::pair<int64_t, int64_t> mapped_entry(const SdeLinear& l, int64_t q) {
 }
 
 TEST(Sde, ZeroBandReproducesTheWeightForTallWideAndSquare) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+  STREAMQ_FRESH_RNG(rng);
   auto be = make_cpu_backend();
   for (const Shape& sh : kShapes)
     for (int band : {0, 3}) {
@@ -104,9 +102,7 @@ TEST(Sde, ZeroBandReproducesTheWeightForTallWideAndSquare) {
 }
 
 TEST(Sde, BandZeroChangesOnlyTheDiagonal) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+  STREAMQ_FRESH_RNG(rng);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   auto be = make_cpu_backend();
   for (const Shape& sh : kShapes) {
@@ -155,9 +151,7 @@ TEST(Sde, DecomposeRefusesNonFiniteWeightsAndBadShapes) {
 // Setting parameter q to t moves W' by exactly t u_a v_b^T, (a, b) its entry
 // of D; an unused entry (past a diagonal's end) moves nothing.
 TEST(Sde, MapPlacesEachParameterOnItsDiagonal) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+  STREAMQ_FRESH_RNG(rng);
   auto be = make_cpu_backend();
   for (const Shape& sh : kShapes) {
     const std::vector<float> w = random_matrix(rng, sh.rows, sh.cols);
@@ -202,9 +196,7 @@ TEST(Sde, MapPlacesEachParameterOnItsDiagonal) {
 // L(P) = sum(G . W'(P)) is linear in P, so the central difference with a
 // unit step is its derivative up to float64 rounding.
 TEST(Sde, BandGradMatchesFiniteDifferencesAndTheFullProduct) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+  STREAMQ_FRESH_RNG(rng);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   auto be = make_cpu_backend();
   const Shape shapes[] = {{19, 13}, {13, 21}, {16, 16}};
@@ -326,9 +318,7 @@ std::vector<QuantConfig> fake_quant_configs() {
 // quantized value (the unclamped code is in range; clipped ones are at
 // least half a step away). Min/max on QuaRot's symmetric grid clips nothing.
 TEST(FakeQuantSte, MatchesGridAndMasksExactlyTheClippedElements) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+  STREAMQ_FRESH_RNG(rng);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int64_t rows = 7, cols = 20;
   for (const QuantConfig& cfg : fake_quant_configs()) {
@@ -371,9 +361,7 @@ TEST(FakeQuantSte, MatchesGridAndMasksExactlyTheClippedElements) {
 }
 
 TEST(FakeQuantSte, MseClipMasksTheTailsAndBackwardZeroesThem) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+  STREAMQ_FRESH_RNG(rng);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   // 3 bits on Gaussian rows of 256: the MSE-optimal clip is near 2.2 sigma
   // (Banner et al., ACIQ) while each row's max is near 2.8 sigma, so the

@@ -53,6 +53,12 @@ void write_all(const std::string& path, const std::string& bytes);
 // A seed for random inputs: fresh every run (logged by the caller) unless
 // STREAMQ_TEST_SEED is set, so a failure can be replayed.
 uint64_t fresh_seed();
+// In a gtest body: declares `rng` seeded from fresh_seed() and traces the
+// seed, so a failure prints the STREAMQ_TEST_SEED that replays it.
+#define STREAMQ_FRESH_RNG(rng)                                                  \
+  const uint64_t rng##_seed = ::streamq::test::fresh_seed();                    \
+  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(rng##_seed));              \
+  std::mt19937_64 rng(rng##_seed)
 // ||got - ref|| / ||ref|| in float64 (sizes must match).
 double relative_difference(const std::vector<float>& got, const std::vector<float>& ref);
 
