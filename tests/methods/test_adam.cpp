@@ -36,9 +36,7 @@ struct AdamRef {
 };
 
 TEST(Adam, MatchesAFloat64ReferenceOverManySteps) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+  STREAMQ_FRESH_RNG(rng);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int64_t n = 257;
   const int kSteps = 30;
@@ -81,9 +79,7 @@ TEST(Adam, MatchesAFloat64ReferenceOverManySteps) {
 // With a constant gradient mhat = g and vhat = g^2 at every step, so each
 // step moves every param by lr * g / (|g| + eps) = lr * sign(g) (1 - eps/|g|).
 TEST(Adam, ConstantGradientMovesEachParamByLrTimesSign) {
-  const uint64_t seed = test::fresh_seed();
-  SCOPED_TRACE("STREAMQ_TEST_SEED=" + std::to_string(seed));
-  std::mt19937_64 rng(seed);
+  STREAMQ_FRESH_RNG(rng);
   std::uniform_real_distribution<float> mag(-2.0f, 1.0f);  // |g| in [0.01, 10]
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int64_t n = 100;
