@@ -135,12 +135,9 @@ LearnReport LearnReport::from_json(const nlohmann::json& j) {
 }
 
 BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const BlockWeights& w, LearnReport* report) {
-  if (!in.be.host_addressable())
-    throw InputError("--learn sde trains on --device cpu only so far; the " + in.be.name() +
-                     " device has no backward ops yet");
-  if (!in.ch.seq_lens.empty())
-    throw InputError("--learn sde needs calibration sequences of one length (--calib or --calib-text windows), "
-                     "not --calib-samples of their own lengths");
+  // run_quantize refuses both with the flags' names before anything is written.
+  if (!in.be.host_addressable() || !in.ch.seq_lens.empty())
+    throw InternalError("learn_block: needs a host-addressable backend and sequences of one length");
   const Stopwatch total;
   LearnReport rep;
   const ModelConfig& c = in.cfg;
@@ -195,6 +192,7 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
       sde_weight(be, t.sde, t.w_prime.data());
       t.grid = fit_ste_grid(grid, t.w_prime.data(), t.sde.rows, t.sde.cols);
     }
+    bool w_prime_current = true;  // W' was just formed: the epoch's first step reuses it
     const std::vector<int64_t> chunks = permutation(in.ch.nchunks, rng);
     ReadAhead::Order order;
     for (const int64_t ck : chunks) order.insert(order.end(), {{Flow::Quant, ck}, {Flow::Fp, ck}});
@@ -216,7 +214,7 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
         xq.assign(chunk_q.begin() + s0 * seq_floats, chunk_q.begin() + s0 * seq_floats + n);
         xfp.assign(chunk_fp.begin() + s0 * seq_floats, chunk_fp.begin() + s0 * seq_floats + n);
         for (TrainedLinear& t : lins) {
-          sde_weight(be, t.sde, t.w_prime.data());
+          if (!w_prime_current) sde_weight(be, t.sde, t.w_prime.data());
           fake_quant_ste(grid, t.grid, t.w_prime.data(), t.w_fq.data(), t.mask.data());
         }
         // The target: the FP block on the FP flow.
@@ -244,6 +242,7 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
           sde_band_grad(be, t.sde, t.dw.data(), t.dparams.data());
           t.adam.step(t.sde.params.data(), t.dparams.data());
         }
+        w_prime_current = false;
         if (!std::isfinite(loss))
           throw InputError("--learn sde: block " + std::to_string(in.block) +
                            ": the training loss is not finite at step " + std::to_string(rep.steps + 1) +
