@@ -1,6 +1,8 @@
 // The in-memory ActivationStore (the compressed on-disk one is io/store/compressed_store.cpp).
 #include "io/store/activation_store.h"
 
+#include <algorithm>
+
 #include "src/core/error.h"
 
 namespace streamq {
@@ -10,6 +12,20 @@ const char* to_string(Flow f) { return f == Flow::Fp ? "fp" : "quant"; }
 void ActivationStore::adopt(int64_t block, int64_t, const std::vector<Flow>&) {
   throw InternalError("activation store: boundary " + std::to_string(block) +
                       " is on disk, but this store keeps nothing on disk to resume from");
+}
+
+void check_chunk_size(int64_t block, Flow flow, int64_t chunk, size_t stored, size_t wanted) {
+  if (stored != wanted)
+    throw InternalError("activation store: block " + std::to_string(block) + ", flow " + to_string(flow) + ", chunk " +
+                        std::to_string(chunk) + ": holds " + std::to_string(stored) + " values, the reader's buffer " +
+                        std::to_string(wanted));
+}
+
+void ActivationStore::get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) {
+  std::vector<float> v;
+  get(block, flow, chunk, &v);
+  check_chunk_size(block, flow, chunk, v.size(), out.size());
+  std::copy(v.begin(), v.end(), out.begin());
 }
 
 namespace {
@@ -31,6 +47,12 @@ class MemoryStore final : public ActivationStore {
     auto it = chunks_.find({block, static_cast<int>(flow), chunk});
     if (it == chunks_.end()) throw InternalError(where(block, flow, chunk) + ": not stored");
     *out = it->second;
+  }
+  void get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) override {
+    auto it = chunks_.find({block, static_cast<int>(flow), chunk});
+    if (it == chunks_.end()) throw InternalError(where(block, flow, chunk) + ": not stored");
+    check_chunk_size(block, flow, chunk, it->second.size(), out.size());
+    std::copy(it->second.begin(), it->second.end(), out.begin());
   }
   void drop(int64_t block) override {
     for (auto it = chunks_.begin(); it != chunks_.end();) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -43,6 +44,12 @@ class ActivationStore {
   // Reads it back into out (resized). Throws when absent or damaged, naming
   // block, flow and chunk.
   virtual void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) = 0;
+  // Reads it into the caller's buffer, which must have exactly the chunk's
+  // size (else InternalError naming block, flow, chunk and both sizes): a
+  // chunk pass reads straight into the pinned staging its upload copies
+  // from, with no vector between store and copy engine. The default reads
+  // through get() and copies; the stores override it to decode in place.
+  virtual void get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out);
   // Frees everything of boundary `block` (consumed).
   virtual void drop(int64_t block) = 0;
   // Bytes currently held (memory) or on disk.
@@ -63,6 +70,10 @@ class ActivationStore {
   // a store with nothing on disk.
   virtual StoreStats stats(int64_t /*block*/ = -1) const { return {}; }
 };
+
+// Throws get_into's size error when a chunk of `stored` values meets a
+// buffer of `wanted` (for the stores' own get_into).
+void check_chunk_size(int64_t block, Flow flow, int64_t chunk, size_t stored, size_t wanted);
 
 // Everything in host memory.
 std::unique_ptr<ActivationStore> make_memory_store();

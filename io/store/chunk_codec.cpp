@@ -284,6 +284,26 @@ ChunkHeader ChunkCodec::write(IoEngine& io, int fd, IoEngine::Group* g, ChunkHea
 ChunkHeader ChunkCodec::read(IoEngine& io, int fd, const std::string& path, uint64_t file_bytes,
                              const ChunkHeader& expect, const std::string& where, uint32_t read_ahead,
                              std::vector<float>* out) {
+  return read_to(io, fd, path, file_bytes, expect, where, read_ahead, [out](uint64_t numel) {
+    out->resize(numel);
+    return out->data();
+  });
+}
+
+ChunkHeader ChunkCodec::read(IoEngine& io, int fd, const std::string& path, uint64_t file_bytes,
+                             const ChunkHeader& expect, const std::string& where, uint32_t read_ahead,
+                             std::span<float> out) {
+  return read_to(io, fd, path, file_bytes, expect, where, read_ahead, [&](uint64_t numel) {
+    if (numel != out.size())
+      throw InternalError(where + ": holds " + std::to_string(numel) + " values, the reader's buffer " +
+                          std::to_string(out.size()));
+    return out.data();
+  });
+}
+
+ChunkHeader ChunkCodec::read_to(IoEngine& io, int fd, const std::string& path, uint64_t file_bytes,
+                                const ChunkHeader& expect, const std::string& where, uint32_t read_ahead,
+                                const std::function<float*(uint64_t)>& dest) {
   // The reader's end only ever rises to what read_chunk_header, then the
   // header itself, has found the file long enough for: a damaged file never
   // makes the engine read past its end.
@@ -297,7 +317,7 @@ ChunkHeader ChunkCodec::read(IoEngine& io, int fd, const std::string& path, uint
   in.set_end(chunk_file_bytes(h));
   const std::string what = where + ": corrupt chunk file " + path + ": ";
 
-  out->resize(h.numel);
+  float* const values = dest(h.numel);
   XXH64_state_t* comp_hash = XXH64_createState();
   std::unique_ptr<XXH64_state_t, XXH_errorcode (*)(XXH64_state_t*)> hold(comp_hash, XXH64_freeState);
   XXH64_reset(comp_hash, 0);
@@ -321,7 +341,7 @@ ChunkHeader ChunkCodec::read(IoEngine& io, int fd, const std::string& path, uint
                                        return f;
                                      }) &
           tbb::make_filter<Frame*, void>(tbb::filter_mode::parallel, [&](Frame* f) {
-            decode_frame(*f, h, out->data(), what);
+            decode_frame(*f, h, values, what);
             give_back(f);
           }));
   if (XXH64_digest(comp_hash) != h.xxh64_compressed) throw StoreCorruptionError(what + "payload checksum mismatch");

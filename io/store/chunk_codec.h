@@ -7,8 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,10 +40,18 @@ class ChunkCodec {
   // both starting with `where`. Returns the header.
   ChunkHeader read(IoEngine& io, int fd, const std::string& path, uint64_t file_bytes, const ChunkHeader& expect,
                    const std::string& where, uint32_t read_ahead, std::vector<float>* out);
+  // The same into the caller's buffer, which must hold exactly the chunk's
+  // values (else InternalError starting with `where`): decoded in place.
+  ChunkHeader read(IoEngine& io, int fd, const std::string& path, uint64_t file_bytes, const ChunkHeader& expect,
+                   const std::string& where, uint32_t read_ahead, std::span<float> out);
 
   struct Frame;  // one frame's buffers and zstd context (chunk_codec.cpp)
 
  private:
+  // read()'s body: `dest(numel)` gives where the chunk's numel values go,
+  // once the header is checked.
+  ChunkHeader read_to(IoEngine& io, int fd, const std::string& path, uint64_t file_bytes, const ChunkHeader& expect,
+                      const std::string& where, uint32_t read_ahead, const std::function<float*(uint64_t)>& dest);
   Frame* take_frame();
   void give_back(Frame* f);
   // Puts every frame back in the free list when a pipeline ends, also when an

@@ -127,22 +127,9 @@ class CompressedStoreImpl final : public CompressedStore {
     table_[key] = std::move(e);
   }
 
-  void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override {
-    const std::string w = where(block, flow, chunk);
-    const std::shared_ptr<Entry> e = find({block, static_cast<int>(flow), chunk});
-    if (!e) throw InternalError(w + ": not stored");
-    io_.wait(&e->group);
-    if (!e->group.error.empty()) throw InternalError(w + ": not stored, its write failed: " + e->group.error);
-    Fd fd = open_file(e->path, O_RDONLY, w);
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-      throw InternalError(w + ": cannot stat " + e->path + ": " + std::strerror(errno));
-    ChunkHeader expect;
-    expect.block = block;
-    expect.flow = static_cast<uint32_t>(flow);
-    expect.chunk = chunk;
-    auto codec = codecs_.lease();
-    codec->read(io_, fd.get(), e->path, static_cast<uint64_t>(st.st_size), expect, w, opts_.read_ahead, out);
+  void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override { read(block, flow, chunk, out); }
+  void get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) override {
+    read(block, flow, chunk, out);
   }
 
   void drop(int64_t block) override {
@@ -233,6 +220,26 @@ class CompressedStoreImpl final : public CompressedStore {
   }
 
  private:
+  // get and get_into: Out is std::vector<float>* (resized) or std::span<float> (exact).
+  template <class Out>
+  void read(int64_t block, Flow flow, int64_t chunk, Out out) {
+    const std::string w = where(block, flow, chunk);
+    const std::shared_ptr<Entry> e = find({block, static_cast<int>(flow), chunk});
+    if (!e) throw InternalError(w + ": not stored");
+    io_.wait(&e->group);
+    if (!e->group.error.empty()) throw InternalError(w + ": not stored, its write failed: " + e->group.error);
+    Fd fd = open_file(e->path, O_RDONLY, w);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+      throw InternalError(w + ": cannot stat " + e->path + ": " + std::strerror(errno));
+    ChunkHeader expect;
+    expect.block = block;
+    expect.flow = static_cast<uint32_t>(flow);
+    expect.chunk = chunk;
+    auto codec = codecs_.lease();
+    codec->read(io_, fd.get(), e->path, static_cast<uint64_t>(st.st_size), expect, w, opts_.read_ahead, out);
+  }
+
   using Key = std::tuple<int64_t, int, int64_t>;
   struct Entry {
     Key key;

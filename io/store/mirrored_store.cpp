@@ -6,6 +6,7 @@
 #include "io/store/mirrored_store.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "src/core/error.h"
@@ -60,6 +61,15 @@ void MirroredStore::put(int64_t block, Flow flow, int64_t chunk, const float* da
 }
 
 void MirroredStore::get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) {
+  serve(block, flow, chunk, out);
+}
+
+void MirroredStore::get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) {
+  serve(block, flow, chunk, out);
+}
+
+template <class Out>
+void MirroredStore::serve(int64_t block, Flow flow, int64_t chunk, Out out) {
   // A writer failure is reported by the next call, even one memory serves.
   // check() only takes PrefetchStore's own lock, so a put waiting for room
   // under disk_mu_ does not hold up reads from memory.
@@ -74,13 +84,21 @@ void MirroredStore::get(int64_t block, Flow flow, int64_t chunk, std::vector<flo
     std::lock_guard lk(mem_mu_);
     auto it = memory_.find({block, static_cast<int>(flow), chunk});
     if (it != memory_.end()) {
-      *out = it->second;
+      if constexpr (std::is_same_v<Out, std::span<float>>) {
+        check_chunk_size(block, flow, chunk, it->second.size(), out.size());
+        std::copy(it->second.begin(), it->second.end(), out.begin());
+      } else {
+        *out = it->second;
+      }
       return;
     }
   }
   // A read that fails (absent, damaged) says so and leaves the writes be; a
   // writer failure it meets stays in the writer (keep_failure).
-  on_disk([&] { writer_->get(block, flow, chunk, out); }, false);
+  on_disk([&] {
+    if constexpr (std::is_same_v<Out, std::span<float>>) writer_->get_into(block, flow, chunk, out);
+    else writer_->get(block, flow, chunk, out);
+  }, false);
 }
 
 void MirroredStore::drop(int64_t block) {

@@ -50,6 +50,7 @@ class MirroredStore final : public ActivationStore {
   void put(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel) override;
   // From memory, else from disk.
   void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override;
+  void get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) override;
   // Frees the memory copies and the files of `block` (after its queued writes).
   void drop(int64_t block) override;
   // Bytes of the memory copies (the queued writes' buffers are in the budget).
@@ -71,6 +72,9 @@ class MirroredStore final : public ActivationStore {
   CompressedStore& disk() { return *disk_; }
 
  private:
+  // get and get_into: Out is std::vector<float>* or std::span<float>.
+  template <class Out>
+  void serve(int64_t block, Flow flow, int64_t chunk, Out out);
   using Key = std::tuple<int64_t, int, int64_t>;  // block, flow, chunk
 
   // Runs f on the disk side under disk_mu_ after rethrowing a lasting

@@ -9,6 +9,9 @@
 #include "io/store/prefetch_store.h"
 
 #include <algorithm>
+#include <type_traits>
+
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -210,12 +213,33 @@ void PrefetchStore::put(int64_t block, Flow flow, int64_t chunk, const float* da
 }
 
 void PrefetchStore::get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) {
+  serve(block, flow, chunk, out);
+}
+
+void PrefetchStore::get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) {
+  serve(block, flow, chunk, out);
+}
+
+template <class Out>
+void PrefetchStore::serve(int64_t block, Flow flow, int64_t chunk, Out out) {
+  constexpr bool into_span = std::is_same_v<Out, std::span<float>>;
+  // A held vector into out: swapped into a vector when it may be taken, copied into a span.
+  auto give = [&](std::vector<float>& held, bool may_take) {
+    if constexpr (into_span) {
+      check_chunk_size(block, flow, chunk, held.size(), out.size());
+      std::copy(held.begin(), held.end(), out.begin());
+    } else if (may_take) {
+      out->swap(held);
+    } else {
+      *out = held;
+    }
+  };
   const Key key{block, static_cast<int>(flow), chunk};
   {
     std::unique_lock lk(mu_);
     throw_failure_locked();
     if (auto w = writes_.find(key); w != writes_.end()) {
-      *out = w->second->data;  // read-your-writes: the put is still queued or writing
+      give(w->second->data, false);  // read-your-writes: the put is still queued or writing
       ++hits_;
       return;
     }
@@ -226,7 +250,7 @@ void PrefetchStore::get(int64_t block, Flow flow, int64_t chunk, std::vector<flo
         reads_.erase(key);
         throw_failure_locked();
         if (!t->failed && !t->orphaned) {
-          out->swap(t->data);
+          give(t->data, true);
           t->reservation.release();
           t->extra.release();
           ++hits_;
@@ -239,7 +263,8 @@ void PrefetchStore::get(int64_t block, Flow flow, int64_t chunk, std::vector<flo
     ++direct_;
   }
   std::lock_guard inner_lk(inner_mu_);
-  inner_->get(block, flow, chunk, out);
+  if constexpr (into_span) inner_->get_into(block, flow, chunk, out);
+  else inner_->get(block, flow, chunk, out);
 }
 
 void PrefetchStore::drop(int64_t block) {

@@ -60,6 +60,7 @@ class PrefetchStore final : public ActivationStore {
   // The queued put's bytes, else the read-ahead's (waiting for it if it is
   // being read), else a direct read on the calling thread.
   void get(int64_t block, Flow flow, int64_t chunk, std::vector<float>* out) override;
+  void get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) override;
   // Waits for block's queued puts, forgets its read-aheads, drops it inside.
   void drop(int64_t block) override;
   // The inner store's bytes plus the write-behind buffers'.
@@ -91,6 +92,9 @@ class PrefetchStore final : public ActivationStore {
   void throw_failure_locked();
   // Cancels or orphans a read-ahead of key. Caller holds mu_.
   void forget_read_locked(const Key& key);
+  // get and get_into: Out is std::vector<float>* or std::span<float>.
+  template <class Out>
+  void serve(int64_t block, Flow flow, int64_t chunk, Out out);
   void put_through(int64_t block, Flow flow, int64_t chunk, const float* data, int64_t numel);
 
   std::unique_ptr<ActivationStore> inner_;

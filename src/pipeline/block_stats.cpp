@@ -119,22 +119,15 @@ LinearStats collect_stats(const MethodBackends& bk, const Model& model, const St
     const int64_t flow_floats = tokens * hidden;
     ChunkPassItem item;
     item.floats = per_chunk * flow_floats;
-    // The store reads straight into the slot; with both flows the quantized
-    // one is appended (within the slot's capacity: it was sized for both).
-    item.read = [&store, ahead, block, c, fp_flow, per_chunk, flow_floats](std::vector<float>& x) {
+    // The store reads straight into the slot (the FP flow's chunk first,
+    // then the quantized one's); a chunk of another size is get_into's error.
+    item.read = [&store, ahead, block, c, fp_flow, per_chunk, flow_floats](std::span<float> x) {
       if (fp_flow) {
-        store.get(block, Flow::Fp, c, &x);
+        store.get_into(block, Flow::Fp, c, x.first(static_cast<size_t>(flow_floats)));
         ahead->consumed(c * per_chunk);
-        std::vector<float> q;
-        store.get(block, Flow::Quant, c, &q);
-        x.insert(x.end(), q.begin(), q.end());
-      } else {
-        store.get(block, Flow::Quant, c, &x);
       }
+      store.get_into(block, Flow::Quant, c, x.last(static_cast<size_t>(flow_floats)));
       ahead->consumed(c * per_chunk + per_chunk - 1);
-      if (static_cast<int64_t>(x.size()) != per_chunk * flow_floats)
-        throw InternalError("stats: chunk " + std::to_string(c) + " of block " + std::to_string(block) +
-                            " has an unexpected size");
     };
     item.compute = [&, c, nseq, tokens, lens, flow_floats](float* x) {
       TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);

@@ -19,14 +19,17 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
   int64_t max_floats = 0;
   for (const ChunkPassItem& it : items) max_floats = std::max(max_floats, it.floats);
 
-  std::vector<std::vector<float>> host(static_cast<size_t>(slots));
+  // The host slots: on a device pinned staging, because copies to and from
+  // the device are asynchronous only from pinned memory (from pageable
+  // vectors they would hold the copy task until the copy engine had run
+  // them); the store reads into it and writes from it (get_into, put), so a
+  // chunk is never copied on the host between store and copy engine. On the
+  // host, plain vectors that compute works on in place.
+  std::vector<std::vector<float>> host;
   std::vector<Buffer<float>> dev;
-  // Pinned staging per slot: the copies to and from the device are
-  // asynchronous only from pinned memory (from the store's pageable vectors
-  // they would hold the copy task until the copy engine had run them), so
-  // each item goes vector -> pinned -> device and back, a host memcpy each
-  // way (the store API fills and takes std::vectors).
   std::vector<PinnedBuffer<float>> pinned;
+  if (!device)
+    for (int s = 0; s < slots; ++s) host.emplace_back(static_cast<size_t>(max_floats));
   if (device) {
     for (int s = 0; s < slots; ++s) {
       dev.push_back(be.alloc<float>(static_cast<size_t>(max_floats), options.what + " slot " + std::to_string(s)));
@@ -38,6 +41,9 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
     be.wait(Stream::Upload, allocated);
     be.wait(Stream::Download, allocated);
   }
+  auto slot = [&](size_t s, int64_t floats) {
+    return std::span<float>(device ? pinned[s].data() : host[s].data(), static_cast<size_t>(floats));
+  };
   const size_t n = items.size();
   // Per slot: the event after which its device buffer is free again (its
   // last item's download, or compute when nothing is downloaded).
@@ -58,17 +64,15 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
       return out;
     };
     const auto read = g.add({"read " + std::to_string(i), "", ""}, [&, i, s] {
-      host[s].resize(static_cast<size_t>(items[i].floats));
-      items[i].read(host[s]);
+      // The slot's previous upload reads its pinned staging until it has run
+      // (a write waited for its download already; without one, wait here).
+      if (device && i >= static_cast<size_t>(slots)) be.wait_host(uploaded[i - static_cast<size_t>(slots)]);
+      items[i].read(slot(s, items[i].floats));
     }, deps({prev_read}), {{store_res, 1}});
     const auto upload = g.add({"upload " + std::to_string(i), "", ""}, [&, i, s] {
       if (!device) return;
-      // The slot's previous upload reads its pinned staging until it has run
-      // (a write waited for its download already; without one, wait here).
-      if (i >= static_cast<size_t>(slots)) be.wait_host(uploaded[i - static_cast<size_t>(slots)]);
-      std::copy(host[s].begin(), host[s].end(), pinned[s].data());
       be.wait(Stream::Upload, slot_free[s]);
-      be.upload_on(Stream::Upload, dev[s], pinned[s].data(), host[s].size());
+      be.upload_on(Stream::Upload, dev[s], pinned[s].data(), static_cast<size_t>(items[i].floats));
       uploaded[i] = be.record(Stream::Upload);
     }, deps({read, prev_upload}));
     const auto compute = g.add({"compute " + std::to_string(i), "", ""}, [&, i, s] {
@@ -85,13 +89,12 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
       const auto download = g.add({"download " + std::to_string(i), "", ""}, [&, i, s] {
         if (!device) return;
         be.wait(Stream::Download, computed[i]);
-        be.download_on(Stream::Download, pinned[s].data(), dev[s], host[s].size());
+        be.download_on(Stream::Download, pinned[s].data(), dev[s], static_cast<size_t>(items[i].floats));
         slot_free[s] = be.record(Stream::Download);
         be.wait_host(slot_free[s]);
-        std::copy(pinned[s].data(), pinned[s].data() + host[s].size(), host[s].begin());
       }, deps({compute, prev_download}));
       prev_download = download;
-      last = g.add({"write " + std::to_string(i), "", ""}, [&, i, s] { items[i].write(host[s]); },
+      last = g.add({"write " + std::to_string(i), "", ""}, [&, i, s] { items[i].write(slot(s, items[i].floats)); },
                    deps({download, prev_write}), {{store_res, 1}});
       prev_write = last;
     }

@@ -8,9 +8,10 @@
 //     stream) -> write (store put from the host slot)
 //
 // with `slots` chunk buffers on the host and on the device, one per item in
-// flight, each held from its item's read to its write (on a device each also
-// has a pinned host staging buffer, Backend::alloc_pinned, that the copies
-// use, so they return before they have run): the read and upload
+// flight, each held from its item's read to its write (on a device the host
+// slot is pinned memory, Backend::alloc_pinned, so the copies return before
+// they have run, and the store reads into and writes from it directly, with
+// no host copy between store and copy engine): the read and upload
 // of item i+1 and the download and write of item i-1 run while item i
 // computes. The streams are ordered by events (Backend::record/wait), which
 // the emulated device checks. Compute runs in item order on one stream, so
@@ -22,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,17 +34,20 @@ namespace streamq {
 class TraceRecorder;
 
 struct ChunkPassItem {
-  int64_t floats = 0;  // the chunk's size: the host slot is resized to it before read
-  // Fills the host slot (floats elements) from the store.
-  std::function<void(std::vector<float>& host)> read;
+  int64_t floats = 0;  // the chunk's size: what the host slot holds for this item
+  // Fills the host slot (floats elements) from the store. On a device the
+  // slot is the pinned staging the upload copies from, so the store decodes
+  // straight into it (ActivationStore::get_into).
+  std::function<void(std::span<float> host)> read;
   // Queues the item's work on be's compute stream on x, the chunk in be's
   // memory (the device slot, or the host slot on a host-addressable
   // backend), which it may change in place.
   std::function<void(float* x)> compute;
-  // Takes the host slot after compute (downloaded first on a device). Empty:
-  // the item's result stays on the device (a statistics pass), nothing is
-  // downloaded, and the slot is free once compute has finished.
-  std::function<void(std::vector<float>& host)> write;
+  // Takes the host slot after compute (downloaded first on a device, into
+  // the pinned staging, which the store then reads from). Empty: the item's
+  // result stays on the device (a statistics pass), nothing is downloaded,
+  // and the slot is free once compute has finished.
+  std::function<void(std::span<const float> host)> write;
 };
 
 // Chunks in flight in the propagate pass (double buffering): the memory

@@ -228,12 +228,14 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
     {  // collecting this group's statistics
       Parts p;
       add(&p, "activations held (boundary b)", disk ? 0 : boundary);
-      // kStatsSlots chunks of every flow in flight (read, uploaded, computed)
-      // plus one held by the read, and the captured inputs.
-      u64 chunk_bufs = flows_in_stats * ((kStatsSlots + 1) * chunk + f32(tokens * g.n));
+      // kStatsSlots chunks of every flow in flight (read, uploaded, computed;
+      // on a device in pinned staging, which the store reads into) plus one
+      // held by the read, and the captured inputs.
+      const u64 slots = flows_in_stats * kStatsSlots * chunk;
+      u64 chunk_bufs = flows_in_stats * (chunk + f32(tokens * g.n)) + (in.pinned_staging ? 0 : slots);
       if (in.loaq && out_projection(g.group)) chunk_bufs += f32(tokens * hidden) * (flows_in_stats + 3);
       add(&p, "chunk inputs and captured sub-layer inputs", chunk_bufs);
-      if (in.pinned_staging) add(&p, "pinned staging of the chunk slots", flows_in_stats * kStatsSlots * chunk);
+      if (in.pinned_staging) add(&p, "chunk slots (pinned staging)", slots);
       add(&p, "forward scratch", scratch);
       add(&p, "stats matrices", st);
       consider(std::string("stats ") + to_string(g.group), p);
@@ -287,8 +289,12 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
   {  // propagating both flows to boundary b + 1
     Parts p;
     add(&p, "activations held (boundaries b and b+1)", disk ? 0 : 2 * boundary);
-    add(&p, "chunks being propagated (" + std::to_string(kPropagateSlots) + " in flight)", kPropagateSlots * chunk);
-    if (in.pinned_staging) add(&p, "pinned staging of the chunk slots", kPropagateSlots * chunk);
+    // On a device the slots are pinned staging (the store reads into and
+    // writes from it), on the host plain buffers.
+    add(&p,
+        "chunks being propagated (" + std::to_string(kPropagateSlots) + " in flight" +
+            (in.pinned_staging ? ", pinned staging)" : ")"),
+        kPropagateSlots * chunk);
     add(&p, "forward scratch", scratch);
     consider("propagate", p);
   }

@@ -55,8 +55,8 @@ struct MemoryPlanInput {
   int64_t calib_stream_tokens = 0;  // tokens of the calibration file, held as int32
   CompressedStoreOptions store;     // slab pool and frame size of the disk store
   uint64_t host_limit = kUnlimitedBytes;  // --host-mem-limit
-  // On a device: the chunk passes stage each chunk slot through pinned host
-  // memory too (src/pipeline/chunk_pass.h), a second host copy of the slots.
+  // On a device: the chunk passes' host slots are pinned memory
+  // (src/pipeline/chunk_pass.h), named as such in the plan.
   bool pinned_staging = false;
   // --learn: the block's training phase (block_learning.h) before its stats.
   LearnConfig learn;

@@ -484,8 +484,8 @@ void propagate(JobContext& c, const BlockState& s) {
       const int64_t order = per_chunk * ck + (flow == Flow::Fp ? 1 : 0);
       ChunkPassItem item;
       item.floats = floats;
-      item.read = [&store, ahead, b, flow, ck, order](std::vector<float>& x) {
-        store.get(b, flow, ck, &x);
+      item.read = [&store, ahead, b, flow, ck, order](std::span<float> x) {
+        store.get_into(b, flow, ck, x);
         ahead->consumed(order);
       };
       item.compute = [&c, &job, &bw, b, ck, nseq, lens, flow](float* x) {
@@ -494,7 +494,7 @@ void propagate(JobContext& c, const BlockState& s) {
         if (lens.empty()) block_forward(c.be, c.model.config(), bw.view(), c.rope, x, nseq, job.seqlen);
         else block_forward(c.be, c.model.config(), bw.view(), c.rope, x, lens);
       };
-      item.write = [&store, b, flow, ck](std::vector<float>& x) {
+      item.write = [&store, b, flow, ck](std::span<const float> x) {
         store.put(b + 1, flow, ck, x.data(), static_cast<int64_t>(x.size()));
       };
       items.push_back(std::move(item));

@@ -30,6 +30,12 @@ class TracedStore final : public ActivationStore {
     span.arg("bytes", static_cast<int64_t>(out->size() * 4)).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
     kill_point(KillPoint::Get);
   }
+  void get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) override {
+    TraceSpan span(trace_, "store get", io_elsewhere_ ? trace_cat::kWait : trace_cat::kRead);
+    inner_->get_into(block, flow, chunk, out);
+    span.arg("bytes", static_cast<int64_t>(out.size() * 4)).arg("block", block).arg("flow", to_string(flow)).arg("chunk", chunk);
+    kill_point(KillPoint::Get);
+  }
   void drop(int64_t block) override { inner_->drop(block); }
   uint64_t bytes_held() const override { return inner_->bytes_held(); }
   void flush() override { inner_->flush(); }

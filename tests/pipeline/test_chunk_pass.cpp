@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <span>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -53,14 +55,16 @@ TEST(ChunkPass, ItemsGiveTheSerialLoopsResultWithStoreCallsInOrder) {
       std::mutex mu;
       std::vector<std::string> calls;
       std::map<size_t, std::vector<float>> written;
+      std::map<size_t, const float*> read_at, written_from;
       std::vector<ChunkPassItem> items;
       for (size_t i = 0; i < f.inputs.size(); ++i) {
         const auto n = static_cast<int64_t>(f.inputs[i].size());
         ChunkPassItem it;
         it.floats = n;
-        it.read = [&, i](std::vector<float>& x) {
+        it.read = [&, i](std::span<float> x) {
           std::lock_guard<std::mutex> lock(mu);
           calls.push_back("read " + std::to_string(i));
+          read_at[i] = x.data();
           ASSERT_EQ(x.size(), f.inputs[i].size());
           std::copy(f.inputs[i].begin(), f.inputs[i].end(), x.begin());
         };
@@ -68,10 +72,11 @@ TEST(ChunkPass, ItemsGiveTheSerialLoopsResultWithStoreCallsInOrder) {
           be->add_inplace(x, x, n);
           be->add_inplace(x, dw.data(), n);
         };
-        it.write = [&, i](std::vector<float>& x) {
+        it.write = [&, i](std::span<const float> x) {
           std::lock_guard<std::mutex> lock(mu);
           calls.push_back("write " + std::to_string(i));
-          written[i] = x;
+          written_from[i] = x.data();
+          written[i] = std::vector<float>(x.begin(), x.end());
         };
         items.push_back(std::move(it));
       }
@@ -82,7 +87,18 @@ TEST(ChunkPass, ItemsGiveTheSerialLoopsResultWithStoreCallsInOrder) {
       // copies nothing and pins nothing.
       EXPECT_EQ(be->pinned_memory().in_use(), 0u);
       EXPECT_GE(be->pinned_memory().high_water(), chunk_pass_pinned_bytes(*be, slots, 1000 + 137 * 3));
-      if (be->host_addressable()) EXPECT_EQ(be->pinned_memory().high_water(), 0u);
+      if (be->host_addressable()) {
+        EXPECT_EQ(be->pinned_memory().high_water(), 0u);
+      }
+      // The store reads into and writes from one host buffer per slot (on a
+      // device the pinned staging the copies use: nothing between them).
+      std::set<const float*> slot_buffers;
+      for (size_t i = 0; i < f.inputs.size(); ++i) {
+        EXPECT_EQ(read_at[i], written_from[i]) << "item " << i;
+        EXPECT_EQ(read_at[i], read_at[i % static_cast<size_t>(slots)]) << "item " << i;
+        slot_buffers.insert(read_at[i]);
+      }
+      EXPECT_EQ(slot_buffers.size(), static_cast<size_t>(slots));
       for (size_t i = 0; i < f.inputs.size(); ++i) {
         std::vector<float> want = f.inputs[i];
         for (size_t k = 0; k < want.size(); ++k) want[k] = (want[k] + want[k]) + f.w[k];
@@ -119,7 +135,7 @@ TEST(ChunkPass, WithoutWritesComputeKeepsTheResultsAndTheDeviceHoldsOnlyTheSlots
     for (size_t i = 0; i < f.inputs.size(); ++i) {
       ChunkPassItem it;
       it.floats = static_cast<int64_t>(f.inputs[i].size());
-      it.read = [&, i](std::vector<float>& x) { std::copy(f.inputs[i].begin(), f.inputs[i].end(), x.begin()); };
+      it.read = [&, i](std::span<float> x) { std::copy(f.inputs[i].begin(), f.inputs[i].end(), x.begin()); };
       it.compute = [&](float* x) {
         be->add_inplace(sum.data(), x, 1000);
         peak_in_pass = std::max(peak_in_pass, be->memory().in_use());
@@ -145,12 +161,12 @@ TEST(ChunkPass, TheFirstErrorSurfacesAndNothingIsLeftQueued) {
     for (int i = 0; i < 6; ++i) {
       ChunkPassItem it;
       it.floats = 100;
-      it.read = [i](std::vector<float>& x) {
+      it.read = [i](std::span<float> x) {
         if (i == 3) throw InputError("chunk 3 is truncated");
         std::fill(x.begin(), x.end(), 1.0f);
       };
       it.compute = [&](float* x) { be->add_inplace(x, x, 100); };
-      it.write = [&](std::vector<float>&) { ++writes; };
+      it.write = [&](std::span<const float>) { ++writes; };
       items.push_back(std::move(it));
     }
     try {
@@ -178,9 +194,9 @@ TEST(ChunkPass, OnADeviceUploadsAndDownloadsOfNeighbouringItemsOverlap) {
   for (int i = 0; i < 4; ++i) {
     ChunkPassItem it;
     it.floats = 30000;
-    it.read = [](std::vector<float>& x) { std::fill(x.begin(), x.end(), 1.0f); };
+    it.read = [](std::span<float> x) { std::fill(x.begin(), x.end(), 1.0f); };
     it.compute = [&](float* x) { be->add_inplace(x, x, 30000); };
-    it.write = [](std::vector<float>& x) { ASSERT_EQ(x[0], 2.0f); };
+    it.write = [](std::span<const float> x) { ASSERT_EQ(x[0], 2.0f); };
     items.push_back(std::move(it));
   }
   run_chunk_pass(*be, std::move(items), {});

@@ -176,7 +176,7 @@ TEST(QuantizeRotate, StreamedRotationEqualsQuantizingTheRotatedModel) {
   write_synth_model(tied_qwen(), dir.file("qwen"), false, nullptr);
   perturb_norms(dir.file("qwen"), 1);
   auto be = make_cpu_backend();
-  for (const std::string model : {test::demo_model_dir(), dir.file("qwen")})
+  for (const std::string& model : {test::demo_model_dir(), dir.file("qwen")})
   for (const bool heads : {false, true}) {
     SCOPED_TRACE(model + (heads ? " --head-hadamard" : ""));
     const uint64_t seed = 7;

@@ -4,6 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "src/core/error.h"
 #include "io/store/chunk_header.h"
@@ -113,6 +118,62 @@ TEST(StoreInterface, OneFlowBoundaryIsAdoptedThroughEveryDecorator) {
     EXPECT_NE(std::string(e.what()).find(fs::path(compressed_chunk_path(opts.dir, 2, Flow::Fp, 0)).filename().string()),
               std::string::npos)
         << e.what();
+  }
+}
+
+// get_into (what a chunk pass reads into its pinned staging with) gives get's
+// floats from every store, whichever way the store serves the chunk: from
+// memory, decoded from disk, read ahead, or from a put still queued; and a
+// buffer of another size is an error naming the chunk, with nothing read.
+TEST(StoreInterface, GetIntoGivesGetsFloatsFromEveryStoreAndRefusesAnotherSize) {
+  STREAMQ_FRESH_RNG(rng);
+  test::ScratchDir dir("store-get-into");
+  std::vector<std::vector<float>> put;
+  std::normal_distribution<float> normal;
+  for (int64_t c = 0; c < 4; ++c) {
+    put.emplace_back(static_cast<size_t>(3000 + 517 * c));
+    for (float& v : put.back()) v = normal(rng);
+  }
+  auto compressed = [&](const std::string& name, DType storage) {
+    CompressedStoreOptions opts;
+    opts.dir = dir.file(name);
+    opts.storage = storage;
+    opts.frame_elems = 1024;  // several frames a chunk: decoded in parallel into the buffer
+    return open_compressed_store(opts);
+  };
+  std::vector<std::pair<std::string, std::unique_ptr<ActivationStore>>> stores;
+  stores.emplace_back("memory", make_memory_store());
+  stores.emplace_back("compressed f32", compressed("f32", DType::F32));
+  stores.emplace_back("compressed bf16", compressed("bf16", DType::BF16));
+  stores.emplace_back("read-ahead", std::make_unique<PrefetchStore>(compressed("ra", DType::BF16), PrefetchOptions{}));
+  stores.emplace_back("mirrored", std::make_unique<MirroredStore>(compressed("mirror", DType::F32), MirrorOptions{}));
+  stores.emplace_back("decorator's default", std::make_unique<RecordingStore>());
+  for (auto& [name, s] : stores) {
+    SCOPED_TRACE(name);
+    for (int64_t c = 0; c < 4; ++c)
+      s->put(1, Flow::Quant, c, put[static_cast<size_t>(c)].data(), static_cast<int64_t>(put[c].size()));
+    s->flush();
+    s->prefetch(1, Flow::Quant, 2);  // a hint: served from the read-ahead where taken
+    for (int64_t c = 0; c < 4; ++c) {
+      std::vector<float> want;
+      s->get(1, Flow::Quant, c, &want);
+      std::vector<float> got(want.size(), -7.0f);
+      s->get_into(1, Flow::Quant, c, got);
+      EXPECT_EQ(got, want) << "chunk " << c;
+      if (name.find("bf16") == std::string::npos && name != "read-ahead") {
+        EXPECT_EQ(got, put[c]) << "chunk " << c;
+      }
+    }
+    std::vector<float> short_buffer(put[3].size() - 1, -7.0f);
+    try {
+      s->get_into(1, Flow::Quant, 3, short_buffer);
+      FAIL() << "read a chunk of " << put[3].size() << " into " << short_buffer.size();
+    } catch (const InternalError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("block 1, flow quant, chunk 3"), std::string::npos) << what;
+      EXPECT_NE(what.find(std::to_string(put[3].size())), std::string::npos) << what;
+    }
+    EXPECT_EQ(short_buffer, std::vector<float>(put[3].size() - 1, -7.0f)) << "nothing read";
   }
 }
 
