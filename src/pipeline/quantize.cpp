@@ -3,7 +3,6 @@
 // before the manifest says so, the checkpoint assembled at the end.
 #include "src/pipeline/quantize.h"
 
-#include <tbb/parallel_pipeline.h>
 #include <tbb/task_arena.h>
 #include <xxhash.h>
 
@@ -49,6 +48,7 @@
 #include "src/pipeline/memory_plan.h"
 #include "io/store/mirrored_store.h"
 #include "io/store/prefetch_store.h"
+#include "scheduler/task_graph.h"
 #include "scheduler/trace.h"
 
 namespace fs = std::filesystem;
@@ -414,44 +414,6 @@ void write_linear(JobContext& c, BlockState& s, LinearSlot& slot, bool first_of_
   kill_point(KillPoint::Quantize);
 }
 
-// Stage quantize group, then write: the group's linears (q,k,v; gate,up) as
-// concurrent tasks, up to the plan's linear_concurrency, against one
-// preparation of their shared input; each written in the fixed linear order,
-// so the bytes never depend on the concurrency.
-void quantize_group(JobContext& c, BlockState& s, int g, const LinearStats& stats) {
-  const SubLayer group = static_cast<SubLayer>(g);
-  const Stopwatch t_quant;
-  // One factorization per shared input, reused by each linear of the group
-  // (likewise LoaQ's statistics).
-  const std::unique_ptr<PreparedInput> prepared = [&] {
-    TraceSpan span(c.trace, std::string("factor ") + to_string(group), trace_cat::kQuantize);
-    span.arg("block", s.b).arg("n", stats.in_features());
-    return c.method.prepare(c.backends, stats);
-  }();
-  const auto linears = block_linears(c.model.config());
-  std::vector<LinearSlot> slots;
-  for (const auto& l : linears)
-    if (l.group == group) slots.push_back({&l, {}, {}});
-  // Tokens in flight bound the live working sets (the memory plan counts
-  // linear_concurrency of them); the last stage is serial and in order.
-  size_t next_slot = 0;
-  tbb::parallel_pipeline(
-      static_cast<size_t>(std::max(c.linear_concurrency, 1)),
-      tbb::make_filter<void, size_t>(tbb::filter_mode::serial_in_order,
-                                     [&](tbb::flow_control& fc) -> size_t {
-                                       if (next_slot == slots.size()) fc.stop();
-                                       return next_slot++;
-                                     }) &
-          tbb::make_filter<size_t, size_t>(tbb::filter_mode::parallel,
-                                           [&](size_t i) {
-                                             quantize_linear(c, s.b, s.target(), stats, *prepared, &slots[i]);
-                                             return i;
-                                           }) &
-          tbb::make_filter<size_t, void>(tbb::filter_mode::serial_in_order,
-                                         [&](size_t i) { write_linear(c, s, slots[i], i == 0); }));
-  s.report.seconds_quant += t_quant.seconds();
-}
-
 void finish_block_file(JobContext& c, BlockState& s) {
   {
     TraceSpan span(c.trace, "write block file", trace_cat::kWrite);
@@ -516,13 +478,25 @@ void flush_boundary(JobContext& c, BlockState& s) {
   kill_point(KillPoint::Flush);
 }
 
-// Block b, as block_forward reads: load -> per sub-layer group (true-
-// sequential) {collect stats -> quantize group -> write} -> propagate ->
-// (durable; run_quantize commits it to the manifest).
+// Block b as a task graph (scheduler/task_graph.h), its order and overlap
+// declared here in one place:
+//
+//   load -> [learn] -> per sub-layer group, true-sequential (as block_forward
+//   reads): stats -> factor -> the group's linears' sweeps (up to
+//   linear_concurrency at once, each result held until written) -> their
+//   writes, in linear order -> { block file || propagate } -> flush
+//
+// The stats and propagate stages are chunk passes, graphs of their own
+// (chunk_pass.h). The block file's footer and fsync overlap the propagation.
+// Outputs never depend on the overlap: every stage reads what its
+// predecessors finished, and the writes run in a fixed order. Load and learn
+// run before the graph (nothing is ready to overlap them); the next block's
+// weights come into the page cache on a thread of their own
+// (WeightReadAhead), whose blocking reads would otherwise take a compute
+// worker. run_quantize commits the block to the manifest after it returns.
 BlockReport quantize_block(JobContext& c, int64_t b) {
   const Stopwatch block_time;
   BlockState s(c, b, load_weights(c, b));
-  // Block b+1's weights come into the page cache while this block computes.
   WeightReadAhead next_weights(c.model, c.read_ahead_weights ? b + 1 : -1, c.trace);
   if (c.job.learn.enabled()) learn_stage(c, s);
   std::optional<StagedFlows> staged;
@@ -530,27 +504,89 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   // The views follow the weights: resident_q's is updated as each linear is written.
   const BlockView no_original;
   const StatsWeights views{s.w, s.resident ? s.resident->view() : no_original, s.resident_q.view()};
+
+  // Per group: its statistics, its prepared input (one factorization shared
+  // by the group's linears; likewise LoaQ's statistics), its linears' slots.
+  struct GroupWork {
+    std::optional<LinearStats> stats;
+    std::unique_ptr<PreparedInput> prepared;
+    std::vector<LinearSlot> slots;
+    Stopwatch quant_clock;
+  };
+  std::vector<GroupWork> groups(kNumSubLayers);
+  const auto linears = block_linears(c.model.config());
+  for (const auto& l : linears) groups[static_cast<size_t>(l.group)].slots.push_back({&l, {}, {}});
+
+  using TaskId = TaskGraph::TaskId;
+  TaskGraph graph;
+  // Sweeps in flight bound the live working sets (the memory plan counts
+  // linear_concurrency of them): each is held from its sweep to its write.
+  const auto working_sets =
+      graph.resource("linear working sets", static_cast<uint64_t>(std::max(c.linear_concurrency, 1)));
+  auto after = [](std::initializer_list<TaskId> ids) {
+    std::vector<TaskId> out;
+    for (const TaskId id : ids)
+      if (id >= 0) out.push_back(id);
+    return out;
+  };
+  TaskId last_write = -1;
   for (int g = 0; g < kNumSubLayers; ++g) {
-    LinearStats stats = [&] {
-      if (!staged) return collect_group_stats(c, s, g);
+    GroupWork& gw = groups[static_cast<size_t>(g)];
+    const SubLayer group = static_cast<SubLayer>(g);
+    const TaskId stats = graph.add({std::string("stats ") + to_string(group), trace_cat::kStats, ""}, [&, g, group] {
+      GroupWork& w = groups[static_cast<size_t>(g)];
+      if (!staged) {
+        w.stats.emplace(collect_group_stats(c, s, g));
+        return;
+      }
       const Stopwatch t_stats;
-      LinearStats st = staged->collect(views, *c.store.top, b, static_cast<SubLayer>(g), c.needs, c.trace);
+      w.stats.emplace(staged->collect(views, *c.store.top, b, group, c.needs, c.trace));
       kill_point(KillPoint::Stats);
       s.report.seconds_stats += t_stats.seconds();
-      return st;
-    }();
-    quantize_group(c, s, g, stats);
+    }, after({last_write}));
+    const TaskId factor = graph.add({std::string("factor ") + to_string(group), trace_cat::kQuantize, ""}, [&, g, group] {
+      GroupWork& w = groups[static_cast<size_t>(g)];
+      w.quant_clock = Stopwatch();
+      TraceSpan span(c.trace, std::string("factor ") + to_string(group), trace_cat::kQuantize);
+      span.arg("block", b).arg("n", w.stats->in_features());
+      w.prepared = c.method.prepare(c.backends, *w.stats);
+    }, {stats});
+    TaskId prev = -1;
+    for (size_t i = 0; i < gw.slots.size(); ++i) {
+      const std::string& name = gw.slots[i].desc->name;
+      const TaskId sweep = graph.add({"sweep " + name, trace_cat::kQuantize, ""}, [&, g, i] {
+        GroupWork& w = groups[static_cast<size_t>(g)];
+        quantize_linear(c, b, s.target(), *w.stats, *w.prepared, &w.slots[i]);
+      }, {factor});
+      const TaskId write = graph.add({"write " + name, trace_cat::kWrite, ""}, [&, g, i] {
+        GroupWork& w = groups[static_cast<size_t>(g)];
+        write_linear(c, s, w.slots[i], i == 0);
+        if (i + 1 == w.slots.size()) {  // the group is done: its n x n matrices go
+          s.report.seconds_quant += w.quant_clock.seconds();
+          w.prepared.reset();
+          w.stats.reset();
+        }
+      }, after({sweep, prev}));
+      graph.hold(sweep, write, {working_sets, 1});
+      prev = write;
+    }
+    last_write = prev;
   }
-  finish_block_file(c, s);
-  const Stopwatch t_prop;
-  if (staged) staged->propagate(views, *c.store.top, b, c.trace);
-  else propagate(c, s);
-  // Block b's mapped pages are read for the last time: drop them so the job
-  // holds about one block of the mapped model (the memory plan counts one).
-  c.model.release_block(b);
+  graph.add({"write block file", trace_cat::kWrite, ""}, [&] { finish_block_file(c, s); }, {last_write});
+  graph.add({"propagate", trace_cat::kForward, ""}, [&] {
+    const Stopwatch t_prop;
+    if (staged) staged->propagate(views, *c.store.top, b, c.trace);
+    else propagate(c, s);
+    // Block b's mapped pages are read for the last time: drop them so the job
+    // holds about one block of the mapped model (the memory plan counts one).
+    c.model.release_block(b);
+    s.report.seconds_propagate = t_prop.seconds();
+  }, {last_write});
+  graph.run();
+  const Stopwatch t_flush;
   next_weights.join();
   flush_boundary(c, s);
-  s.report.seconds_propagate = t_prop.seconds();
+  s.report.seconds_propagate += t_flush.seconds();
   s.report.seconds = block_time.seconds();
   return std::move(s.report);
 }
