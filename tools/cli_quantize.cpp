@@ -108,8 +108,9 @@ int run_quantize(const std::vector<std::string>& args) {
       ("recompute-group-inputs", po::bool_switch(&job.recompute_group_inputs),
        "get each sub-layer group's statistics by rerunning the block from its start on one chunk at a time, "
        "instead of keeping every chunk at the current group's input in host memory (staged: the default on "
-       "the CPU with activations in memory and no --host-mem-limit; the report's group_inputs says which ran "
-       "and what it held). Same bytes either way; staged runs about a third of the forwards")
+       "the CPU, counted in the memory plan, wherever it fits --host-mem-limit; without a limit unless "
+       "--activations disk; the report's group_inputs says which ran, what it held or why not). Same bytes "
+       "either way; staged runs about a third of the forwards")
       ("io", po::value(&io_path)->default_value("auto"),
        "disk activations' I/O path: auto (io_uring, else pread/pwrite, said once), uring (fail if unavailable), "
        "posix")

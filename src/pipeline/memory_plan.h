@@ -74,6 +74,12 @@ struct MemoryPlan {
   std::string reason;  // why placement, chunk, depth or concurrency differ from what was asked
   // Several lines: the choice, then the breakdown of the peak.
   std::string describe() const;
+  // Bytes held through every phase on top of the estimate (the staged group
+  // inputs): added to the peak and its breakdown.
+  void add_part(const std::string& what, uint64_t bytes) {
+    peak_bytes += bytes;
+    breakdown.emplace_back(what, bytes);
+  }
 };
 
 // The estimate for one choice, worst phase (stats, quantize, propagate) of

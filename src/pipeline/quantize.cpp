@@ -866,6 +866,21 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   } detach_trace{be};
   MemoryBudget budget(job.host_mem_limit);
   JobStore store = open_store(job, *wd, plan, ch.seqs_per_chunk * job.seqlen * cfg.hidden, &budget, trace.get());
+  // Staged statistics keep the calibration set at every group's input in
+  // host memory (StagedFlows::bytes_needed), about 1.8x faster than the
+  // recompute path (bench/bench_group_inputs.sh), which holds one chunk at
+  // a time: on a host-addressable backend, wherever the plan's peak plus
+  // those bytes fits --host-mem-limit (then counted in the plan); without a
+  // limit, unless the activations were sent to disk.
+  const uint64_t staged_bytes = StagedFlows::bytes_needed(cfg, calib_set.tokens(), needs.fp_flow);
+  std::string staged_refusal;
+  if (job.recompute_group_inputs) staged_refusal = "--recompute-group-inputs";
+  else if (!be.host_addressable()) staged_refusal = "the group inputs are not kept on a device";
+  else if (job.host_mem_limit == UINT64_MAX && plan.placement == Placement::Disk) staged_refusal = "--activations disk";
+  else if (job.host_mem_limit != UINT64_MAX && plan.peak_bytes + staged_bytes > job.host_mem_limit)
+    staged_refusal = "keeping them (" + memory_size_text(staged_bytes) + ") would pass --host-mem-limit";
+  const bool staged_stats = staged_refusal.empty();
+  if (staged_stats) plan.add_part("group inputs kept (staged statistics)", staged_bytes);
   if (progress && job.host_mem_limit != UINT64_MAX) *progress << plan.describe() << "\n";
   if (progress && device_plan) *progress << device_plan->describe();
 
@@ -886,16 +901,10 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     report.device["predicted_peak_phase"] = device_plan->peak_phase;
   }
   for (const Flow f : flows) report.flows.push_back(to_string(f));
-  // Staged statistics keep the calibration set at every group's input in
-  // host memory (StagedFlows::bytes_needed): with activations in memory and
-  // no host limit to plan under; a device, disk placement or a limit keep
-  // the recompute path (which holds one chunk at a time).
-  const uint64_t staged_bytes = StagedFlows::bytes_needed(cfg, calib_set.tokens(), needs.fp_flow);
-  const bool staged_stats = !job.recompute_group_inputs && be.host_addressable() &&
-                            plan.placement != Placement::Disk && job.host_mem_limit == UINT64_MAX;
   report.group_inputs = staged_stats ? "staged: each group's input computed once and kept (" +
                                            memory_size_text(staged_bytes) + ")"
-                                     : std::string("recomputed: the block rerun up to each group, one chunk at a time");
+                                     : std::string("recomputed: the block rerun up to each group, one chunk at a time") +
+                                           (staged_refusal.empty() ? "" : " (" + staged_refusal + ")");
   report.memory_text = plan.describe();
   report.memory = {{"host_limit_bytes", job.host_mem_limit == UINT64_MAX ? nlohmann::json(nullptr)
                                                                           : nlohmann::json(job.host_mem_limit)},
