@@ -114,7 +114,11 @@ GridParams Grid::fit(const double* x, int64_t len, int64_t stride) const {
   if (cfg_.clip == ClipSearch::MinMax) return range(xmin, xmax);
 
   // MSE clip search (GPTQ's find_params): shrink the range by p = 1 - i/grid and
-  // keep the first strict minimum of sum |q - x|^norm.
+  // keep the first strict minimum of sum |q - x|^norm. A candidate's sum
+  // stops once it reaches the best so far: adding non-negative doubles never
+  // lowers a sum (round to nearest is monotone), so it could not be a strict
+  // minimum; the choice is the full search's bit for bit (tested against it),
+  // at about half the pow calls, which dominate an MSE-grid job's time.
   if (cfg_.sym) {
     // Both conventions symmetrize the range before shrinking it.
     const double amax = std::max(-xmin, xmax);
@@ -128,7 +132,7 @@ GridParams Grid::fit(const double* x, int64_t len, int64_t stride) const {
     const double shrink = 1.0 - static_cast<double>(i) / cfg_.mse_grid;
     const GridParams p = range(shrink * xmin, shrink * xmax);
     double err = 0;
-    for (int64_t k = 0; k < len; ++k) {
+    for (int64_t k = 0; k < len && err < best_err; ++k) {
       const double v = x[k * stride];
       err += std::pow(std::fabs(quantize(v, p) - v), cfg_.mse_norm);
     }

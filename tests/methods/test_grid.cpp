@@ -5,8 +5,11 @@
 #include <random>
 #include <vector>
 
+#include "kernels/gptq_sweep_problem.h"
 #include "src/core/dtype.h"
 #include "src/methods/grid.h"
+#include "src/methods/sweep_problem.h"
+#include "tests/support/test_util.h"
 
 namespace streamq {
 namespace {
@@ -106,6 +109,45 @@ TEST(Grid, GptqSymmetricUsesUnsignedRangeWithMidZero) {
   // All-zero rows get the range [-1, 1] instead of a zero scale.
   const double zeros[] = {0.0, 0.0};
   EXPECT_EQ(g.fit(zeros, 2).scale, round_scale_fp16(2.0 / 15));
+}
+
+// Grid::fit's MSE search stops a candidate's sum once it reaches the best
+// so far; the sweep op's CPU twin (kernels/gptq_sweep_problem.h's fit) sums
+// every candidate in full, the plain search. They choose the same grid, bit
+// for bit, on fresh rows of every kind the search meets: Gaussian, heavy-
+// tailed, one outlier, all equal, all zero, a few values.
+TEST(Grid, MseSearchWithEarlyStopsPicksTheFullSearchsGrid) {
+  STREAMQ_FRESH_RNG(rng);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  int rows = 0;
+  for (int bits : {2, 3, 4, 8})
+    for (bool sym : {true, false})
+      for (GridStyle style : {GridStyle::Quarot, GridStyle::Gptq})
+        for (int kind = 0; kind < 6; ++kind)
+          for (int64_t len : {1, 7, 64, 128, 1000}) {
+            QuantConfig c = cfg_of(bits, sym, style);
+            c.clip = ClipSearch::Mse;
+            std::vector<double> x(static_cast<size_t>(len));
+            for (auto& v : x) {
+              switch (kind) {
+                case 0: v = nd(rng); break;
+                case 1: v = nd(rng) * std::exp(nd(rng) * 2); break;  // heavy tails
+                case 2: v = 0.01 * nd(rng); break;
+                case 3: v = 0.25; break;                             // all equal
+                case 4: v = 0.0; break;                              // all zero
+                default: v = std::round(nd(rng) * 2) / 4; break;     // a few values: ties
+              }
+            }
+            if (kind == 2) x[x.size() / 2] = 3.0;  // one outlier
+            const SweepGrid sg = sweep_grid_from(c);
+            std::vector<double> losses(static_cast<size_t>(sg.mse_steps));
+            const auto want = sweep_math::fit(sg, x.data(), len, 1, losses.data());
+            const GridParams got = Grid(c).fit(x.data(), len);
+            EXPECT_EQ(got.scale, want.scale) << c.describe() << " kind " << kind << " len " << len;
+            EXPECT_EQ(got.zero, want.zero) << c.describe() << " kind " << kind << " len " << len;
+            ++rows;
+          }
+  EXPECT_EQ(rows, 4 * 2 * 2 * 6 * 5);
 }
 
 TEST(Grid, MseSearchShrinksTheRangeForAnOutlier) {
