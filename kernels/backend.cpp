@@ -32,6 +32,7 @@ const char* op_name(Op op) {
     case Op::RopeBackward: return "rope_backward";
     case Op::AttentionBackward: return "attention_backward";
     case Op::SwigluBackward: return "swiglu_backward";
+    case Op::Svd: return "svd";
   }
   return "unknown op";
 }

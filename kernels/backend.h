@@ -57,13 +57,15 @@ enum class Op {
   RopeBackward,
   AttentionBackward,
   SwigluBackward,
+  Svd,  // svd: SDE's decomposition of a linear (issue 18)
 };
 inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
                                  Op::InverseUpperFactor, Op::InverseUpperFactorF32, Op::Rmsnorm, Op::Rope,     Op::Attention,
                                  Op::Swiglu,     Op::AddInplace, Op::Subtract,      Op::AddBias,       Op::GramBf16,
                                  Op::HadamardRows, Op::Bf16ToF32,
                                  Op::GptqSweep32, Op::GptqSweep64,
-                                 Op::RmsnormBackward, Op::RopeBackward, Op::AttentionBackward, Op::SwigluBackward};
+                                 Op::RmsnormBackward, Op::RopeBackward, Op::AttentionBackward, Op::SwigluBackward,
+                                 Op::Svd};
 // "gemm_f32", "gptq_sweep64", ...
 const char* op_name(Op op);
 
@@ -303,6 +305,14 @@ class Backend {
   // The same in float32 (what a GPU factors fast; the GPTQ papers' code
   // factors in float32 too): rounding error grows with H's condition number.
   virtual bool inverse_upper_factor(float* h, int64_t n) = 0;
+  // The thin SVD of row-major a[m,n] (overwritten): a = u[m,r] diag(s[r])
+  // vt[r,n], r = min(m, n), s descending (CPU: LAPACK dgesdd; CUDA: cuSOLVER
+  // dgesvd). The factors are unique up to the signs of paired columns of u
+  // and rows of vt (and within repeated singular values), so backends agree
+  // on s and on the product, not on the bits. Throws InternalError naming the
+  // shape for a NaN input or when the iteration does not converge. Returns
+  // once done (a synchronization on a device).
+  virtual void svd(double* a, int64_t m, int64_t n, double* s, double* u, double* vt) = 0;
 
   // y[rows,dim] = x / sqrt(mean(x^2) + eps) * w; w[dim]. y may alias x.
   virtual void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t dim,

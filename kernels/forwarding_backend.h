@@ -47,6 +47,9 @@ class ForwardingBackend : public Backend {
     inner_.gram_bf16_accumulate(x, n, tokens, h, beta);
   }
   bool cholesky_lower(double* a, int64_t n) override { return inner_.cholesky_lower(a, n); }
+  void svd(double* a, int64_t m, int64_t n, double* s, double* u, double* vt) override {
+    inner_.svd(a, m, n, s, u, vt);
+  }
   void invert_lower_triangular(double* l, int64_t n) override { inner_.invert_lower_triangular(l, n); }
   bool inverse_upper_factor(double* h, int64_t n) override { return inner_.inverse_upper_factor(h, n); }
   bool inverse_upper_factor(float* h, int64_t n) override { return inner_.inverse_upper_factor(h, n); }

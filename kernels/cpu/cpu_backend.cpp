@@ -88,6 +88,7 @@ class CpuBackend final : public Backend {
   }
 
   bool cholesky_lower(double* a, int64_t n) override { return cpu::cholesky_lower(a, n); }
+  void svd(double* a, int64_t m, int64_t n, double* s, double* u, double* vt) override { cpu::svd(a, m, n, s, u, vt); }
   void invert_lower_triangular(double* l, int64_t n) override {
     cpu::invert_lower_triangular(l, n);
   }

@@ -37,6 +37,8 @@ void gram_bf16_accumulate(const uint16_t* x_bf16, int64_t n, int64_t tokens, flo
 // Backend ops use kFactorTile.
 inline constexpr int64_t kFactorTile = 256;
 bool cholesky_lower(double* a, int64_t n);
+// Backend::svd: LAPACKE_dgesdd (divide and conquer, jobz 'S') on row-major a.
+void svd(double* a, int64_t m, int64_t n, double* s, double* u, double* vt);
 void invert_lower_triangular(double* l, int64_t n);
 bool inverse_upper_factor(double* h, int64_t n);
 bool inverse_upper_factor(float* h, int64_t n);  // the same in float32 (LAPACK's s routines)

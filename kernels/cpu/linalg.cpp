@@ -367,6 +367,25 @@ bool inverse_upper_factor_tiled(double* h, int64_t n, int64_t tile) { return inv
 bool inverse_upper_factor_tiled(float* h, int64_t n, int64_t tile) { return inverse_upper_factor_impl(h, n, tile); }
 
 bool cholesky_lower(double* a, int64_t n) { return cholesky_lower_tiled(a, n, kFactorTile); }
+
+void svd(double* a, int64_t m, int64_t n, double* s, double* u, double* vt) {
+  const std::string shape = std::to_string(m) + "x" + std::to_string(n);
+  checked_int(m, "svd", "m");
+  checked_int(n, "svd", "n");
+  if (m == 0 || n == 0) return;
+  for (int64_t i = 0; i < m * n; ++i)
+    if (std::isnan(a[i])) throw InternalError("svd: the " + shape + " input holds a NaN");
+  const int64_t r = std::min(m, n);
+  // Row-major thin SVD: a = u [m, r] diag(s) vt [r, n]; gesdd overwrites a.
+  // Divide and conquer: the fastest LAPACK SVD for big linears, accurate to
+  // a few float64 ulps of ||a||.
+  const lapack_int info =
+      LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', static_cast<lapack_int>(m), static_cast<lapack_int>(n), a,
+                     static_cast<lapack_int>(n), s, u, static_cast<lapack_int>(r), vt, static_cast<lapack_int>(n));
+  if (info != 0)
+    throw InternalError("svd: LAPACKE_dgesdd on " + shape + " failed, info " + std::to_string(info) +
+                        (info > 0 ? " (the SVD did not converge)" : " (bad argument)"));
+}
 void invert_lower_triangular(double* l, int64_t n) { invert_lower_triangular_tiled(l, n, kFactorTile); }
 bool inverse_upper_factor(double* h, int64_t n) { return inverse_upper_factor_tiled(h, n, kFactorTile); }
 bool inverse_upper_factor(float* h, int64_t n) { return inverse_upper_factor_tiled(h, n, kFactorTile); }

@@ -217,6 +217,10 @@ class CudaBackendImpl final : public CudaBackend {
     timeline_.around("cholesky_lower", trace_cat::kCompute, 0, [&] { ok = cuda_cholesky_lower(cusolver_.get(), solver_workspace_, a, n); });
     return ok;
   }
+  void svd(double* a, int64_t m, int64_t n, double* s, double* u, double* vt) override {
+    timeline_.around("svd", trace_cat::kCompute, 0,
+                     [&] { cuda_svd(cusolver_.get(), solver_workspace_, a, m, n, s, u, vt); });
+  }
   void invert_lower_triangular(double* l, int64_t n) override {
     timeline_.around("invert_lower_triangular", trace_cat::kCompute, 0, [&] { cuda_invert_lower_triangular(cusolver_.get(), solver_workspace_, l, n); });
   }

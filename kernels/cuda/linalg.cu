@@ -54,6 +54,25 @@ __global__ void flag_nan_lower_kernel(const T* a, int64_t n, int* flag) {
   }
 }
 
+// Row-major in[rows, cols] -> out[cols, rows].
+__global__ void transpose_kernel(const double* in, double* out, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += stride) {
+    const int64_t i = idx / cols, j = idx % cols;
+    out[j * rows + i] = in[idx];
+  }
+}
+
+// *flag = 1 when any of a[count] is NaN.
+__global__ void flag_nan_kernel(const double* a, int64_t count, int* flag) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < count;
+       idx += stride)
+    if (isnan(a[idx])) *flag = 1;  // every writer stores the same value
+}
+
 struct Call {
   cusolverDnHandle_t handle;
   SolverWorkspace& ws;
@@ -224,6 +243,65 @@ bool inverse_upper_factor_impl(cusolverDnHandle_t handle, SolverWorkspace& ws, T
 
 bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws, double* h, int64_t n) {
   return inverse_upper_factor_impl(handle, ws, h, n);
+}
+
+void cuda_svd(cusolverDnHandle_t handle, SolverWorkspace& ws, double* a, int64_t m, int64_t n, double* s,
+              double* u, double* vt) {
+  const std::string context = "svd(" + std::to_string(m) + "x" + std::to_string(n) + ")";
+  const int mi = cuda_detail::checked_int(m, "svd", "m"), ni = cuda_detail::checked_int(n, "svd", "n");
+  if (m == 0 || n == 0) return;
+  cudaStream_t stream = nullptr;
+  CUSOLVER_CHECK(cusolverDnGetStream(handle, &stream));
+  const int r = std::min(mi, ni);
+  auto transpose = [&](const double* in, double* out, int64_t rows, int64_t cols) {
+    STREAMQ_LAUNCH(transpose_kernel, cuda_detail::elementwise_blocks(rows * cols), cuda_detail::kElementwiseBlock, 0,
+                   stream)(in, out, rows, cols);
+    CUDA_CHECK_LAUNCH("transpose_kernel in " + context);
+  };
+  CUDA_CHECK_CTX(cudaMemsetAsync(ws.flags(), 0, 2 * sizeof(int), stream), context);
+  STREAMQ_LAUNCH(flag_nan_kernel, cuda_detail::elementwise_blocks(m * n), cuda_detail::kElementwiseBlock, 0,
+                 stream)(a, m * n, ws.flags() + 1);
+  CUDA_CHECK_LAUNCH("flag_nan_kernel in " + context);
+  // gesvd's problem, column-major rows x cols with rows >= cols. n >= m: the
+  // row-major a is already a^T column-major (n x m), whose U (n x r) is vt
+  // row-major and whose V^T (r x m) is u row-major: written in place. m > n:
+  // a transposed copy is a column-major (m x n); its U and V^T come back
+  // column-major and are transposed into u and vt.
+  const bool direct = n >= m;
+  const int rows = direct ? ni : mi, cols = direct ? mi : ni;
+  int lwork = 0;
+  CUSOLVER_CHECK_CTX(cusolverDnDgesvd_bufferSize(handle, rows, cols, &lwork), context);
+  const size_t work_elems = static_cast<size_t>(std::max(lwork, 1));
+  const size_t rwork_elems = static_cast<size_t>(std::max(r - 1, 1));
+  const size_t copy_elems = direct ? 0 : static_cast<size_t>(m * n + m * r + r * n);
+  auto* scratch = static_cast<double*>(ws.device((work_elems + rwork_elems + copy_elems) * sizeof(double), stream,
+                                                 "cuSOLVER gesvd workspace of " + context));
+  double* work = scratch;
+  double* rwork = work + work_elems;
+  double* acm = rwork + rwork_elems;  // m > n: a column-major, then its U and V^T
+  double* ucm = acm + (direct ? 0 : m * n);
+  double* vtcm = ucm + (direct ? 0 : m * r);
+  if (!direct) transpose(a, acm, m, n);
+  signed char job = 'S';
+  if (direct) {
+    CUSOLVER_CHECK_CTX(cusolverDnDgesvd(handle, job, job, rows, cols, a, rows, s, vt, rows, u, r, work, lwork, rwork,
+                                        ws.flags()),
+                       context);
+  } else {
+    CUSOLVER_CHECK_CTX(cusolverDnDgesvd(handle, job, job, rows, cols, acm, rows, s, ucm, rows, vtcm, r, work, lwork,
+                                        rwork, ws.flags()),
+                       context);
+    transpose(ucm, u, r, m);   // column-major U (m x r) is row-major [r, m]
+    transpose(vtcm, vt, n, r);  // column-major V^T (r x n) is row-major [n, r]
+  }
+  int host[2] = {0, 0};
+  CUDA_CHECK_CTX(cudaMemcpyAsync(host, ws.flags(), sizeof host, cudaMemcpyDeviceToHost, stream), context);
+  CUDA_CHECK_CTX(cudaStreamSynchronize(stream), context);
+  if (host[1] != 0) throw InternalError(context + ": the input holds a NaN (the CPU backend rejects it the same way)");
+  const int info = CUSOLVER_CHECK_INFO(host[0], "cusolverDnDgesvd in " + context);
+  if (info > 0)
+    throw InternalError(context + ": cusolverDnDgesvd did not converge (" + std::to_string(info) +
+                        " superdiagonals left)");
 }
 bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws, float* h, int64_t n) {
   return inverse_upper_factor_impl(handle, ws, h, n);

@@ -48,5 +48,10 @@ bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws,
                                double* h /*[n,n]*/, int64_t n);
 bool cuda_inverse_upper_factor(cusolverDnHandle_t handle, SolverWorkspace& ws,
                                float* h /*[n,n]*/, int64_t n);
+// See Backend::svd: cusolverDnDgesvd (QR iteration; it takes column-major
+// matrices with at least as many rows as columns), on the row-major a
+// [m, n] read as column-major a^T when n >= m, else on a transposed copy.
+void cuda_svd(cusolverDnHandle_t handle, SolverWorkspace& ws, double* a /*[m,n]*/, int64_t m, int64_t n,
+              double* s /*[min]*/, double* u /*[m,min]*/, double* vt /*[min,n]*/);
 
 }  // namespace streamq

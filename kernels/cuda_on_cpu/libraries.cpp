@@ -307,6 +307,37 @@ cusolverStatus_t cusolverDnDpotri(cusolverDnHandle_t handle, cublasFillMode_t up
   });
 }
 
+cusolverStatus_t cusolverDnDgesvd_bufferSize(cusolverDnHandle_t handle, int m, int n, int* lwork) {
+  if (handle == nullptr) return CUSOLVER_STATUS_NOT_INITIALIZED;
+  if (m < n || n < 0 || lwork == nullptr) return CUSOLVER_STATUS_INVALID_VALUE;
+  *lwork = 0;
+  return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnDgesvd(cusolverDnHandle_t handle, signed char jobu, signed char jobvt, int m, int n,
+                                  double* a, int lda, double* s, double* u, int ldu, double* vt, int ldvt,
+                                  double* /*work*/, int /*lwork*/, double* /*rwork*/, int* dev_info) {
+  if (handle == nullptr) return CUSOLVER_STATUS_NOT_INITIALIZED;
+  const auto job_ok = [](signed char j) { return j == 'S' || j == 'N'; };
+  if (!job_ok(jobu) || !job_ok(jobvt) || m < n || n < 0 || lda < std::max(1, m) || dev_info == nullptr)
+    return CUSOLVER_STATUS_INVALID_VALUE;
+  if (!wait_for(handle->stream)) return CUSOLVER_STATUS_EXECUTION_FAILED;
+  if (n == 0) {
+    *dev_info = 0;
+    return CUSOLVER_STATUS_SUCCESS;
+  }
+  double query = 0;
+  lapack_int info = LAPACKE_dgesvd_work(LAPACK_COL_MAJOR, static_cast<char>(jobu), static_cast<char>(jobvt), m, n, a,
+                                        lda, s, u, ldu, vt, ldvt, &query, -1);
+  if (info == 0) {
+    std::vector<double> work(static_cast<size_t>(query) + 1);
+    info = LAPACKE_dgesvd_work(LAPACK_COL_MAJOR, static_cast<char>(jobu), static_cast<char>(jobvt), m, n, a, lda, s,
+                               u, ldu, vt, ldvt, work.data(), static_cast<lapack_int>(work.size()));
+  }
+  *dev_info = static_cast<int>(info);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+
 cusolverStatus_t cusolverDnSpotrf_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo,
                                              int n, float* /*a*/, int lda, int* lwork) {
   return cusolverDnDpotrf_bufferSize(handle, uplo, n, nullptr, lda, lwork);

@@ -117,6 +117,12 @@ cusolverStatus_t cusolverDnDpotri_bufferSize(cusolverDnHandle_t handle, cublasFi
                                              int n, double* a, int lda, int* lwork);
 cusolverStatus_t cusolverDnDpotri(cusolverDnHandle_t handle, cublasFillMode_t uplo, int n,
                                   double* a, int lda, double* work, int lwork, int* dev_info);
+// gesvd (jobu, jobvt 'S' or 'N'; m >= n as cuSOLVER requires) on
+// LAPACKE_dgesvd_work with its own workspace: lwork 0, rwork unused.
+cusolverStatus_t cusolverDnDgesvd_bufferSize(cusolverDnHandle_t handle, int m, int n, int* lwork);
+cusolverStatus_t cusolverDnDgesvd(cusolverDnHandle_t handle, signed char jobu, signed char jobvt, int m, int n,
+                                  double* a, int lda, double* s, double* u, int ldu, double* vt, int ldvt,
+                                  double* work, int lwork, double* rwork, int* dev_info);
 cusolverStatus_t cusolverDnXtrtri_bufferSize(cusolverDnHandle_t handle, cublasFillMode_t uplo,
                                              cublasDiagType_t diag, int64_t n,
                                              cudaDataType_t type, void* a, int64_t lda,

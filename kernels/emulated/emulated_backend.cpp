@@ -257,6 +257,19 @@ class EmulatedBackend final : public Backend {
     check(a, matrix_bytes(n, n, n, 8), "cholesky_lower", "a");
     return run_for_answer("cholesky_lower", [=] { return cpu::cholesky_lower(a, n); });
   }
+  void svd(double* a, int64_t m, int64_t n, double* s, double* u, double* vt) override {
+    cpu::check_nonnegative("svd", m);
+    cpu::check_nonnegative("svd", n);
+    const int64_t r = std::min(m, n);
+    check(a, count_bytes(m * n, 8), "svd", "a");
+    check(s, count_bytes(r, 8), "svd", "s");
+    check(u, count_bytes(m * r, 8), "svd", "u");
+    check(vt, count_bytes(r * n, 8), "svd", "vt");
+    run_for_answer("svd", [=] {
+      cpu::svd(a, m, n, s, u, vt);
+      return true;
+    });
+  }
   void invert_lower_triangular(double* l, int64_t n) override {
     cpu::check_nonnegative("invert_lower_triangular", n);
     check(l, matrix_bytes(n, n, n, 8), "invert_lower_triangular", "l");

@@ -1,7 +1,6 @@
 // See sde.h.
 #include "src/methods/sde.h"
 
-#include <lapacke.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -37,10 +36,11 @@ double band_dot(const float* m_row /*[cols]*/, const float* vt_row /*[cols]*/, i
 
 }  // namespace
 
-SdeLinear sde_decompose(const float* w, int64_t rows, int64_t cols, int band) {
+SdeLinear sde_decompose(Backend& be, const float* w, int64_t rows, int64_t cols, int band) {
+  require_host_addressable(be, "sde_decompose");
   if (rows < 1 || cols < 1) throw InputError("sde_decompose: empty weight " + shape_of(rows, cols));
   if (band < 0) throw InputError("sde_decompose: band " + std::to_string(band) + " < 0");
-  if (rows > std::numeric_limits<lapack_int>::max() || cols > std::numeric_limits<lapack_int>::max())
+  if (rows > std::numeric_limits<int>::max() || cols > std::numeric_limits<int>::max())
     throw InputError("sde_decompose: weight " + shape_of(rows, cols) + " exceeds LAPACK's index range");
   const int64_t r = std::min(rows, cols);
   std::vector<double> a(static_cast<size_t>(rows * cols));
@@ -51,15 +51,7 @@ SdeLinear sde_decompose(const float* w, int64_t rows, int64_t cols, int band) {
     a[static_cast<size_t>(i)] = w[i];
   }
   std::vector<double> s(static_cast<size_t>(r)), u(static_cast<size_t>(rows * r)), vt(static_cast<size_t>(r * cols));
-  // Row-major thin SVD: a = u [rows, r] diag(s) vt [r, cols]; gesdd
-  // overwrites a. Divide and conquer: the fastest LAPACK SVD for big
-  // linears, accurate to a few float64 ulps of ||W||.
-  const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', static_cast<lapack_int>(rows),
-                                         static_cast<lapack_int>(cols), a.data(), static_cast<lapack_int>(cols), s.data(),
-                                         u.data(), static_cast<lapack_int>(r), vt.data(), static_cast<lapack_int>(cols));
-  if (info != 0)
-    throw InternalError("sde_decompose: LAPACKE_dgesdd on " + shape_of(rows, cols) + " failed, info " +
-                        std::to_string(info) + (info > 0 ? " (the SVD did not converge)" : " (bad argument)"));
+  be.svd(a.data(), rows, cols, s.data(), u.data(), vt.data());  // float64 thin SVD (Backend::svd)
   SdeLinear l;
   l.rows = rows;
   l.cols = cols;

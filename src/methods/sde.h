@@ -33,11 +33,12 @@ struct SdeLinear {
   int64_t param_count() const { return (2 * static_cast<int64_t>(band) + 1) * rank; }
 };
 
-// The thin SVD of w [rows, cols] (LAPACKE_dgesdd, jobz 'S', in float64,
-// stored as float). band is clamped to rank - 1. Throws InputError for empty
-// shapes, a negative band or a non-finite weight (naming its index), and
-// InternalError when gesdd fails (its info).
-SdeLinear sde_decompose(const float* w, int64_t rows, int64_t cols, int band);
+// The thin SVD of w [rows, cols] (Backend::svd in float64 on `be`, which
+// must be host-addressable: the CPU's is LAPACKE_dgesdd, jobz 'S'; stored as
+// float). band is clamped to rank - 1. Throws InputError for empty shapes, a
+// negative band or a non-finite weight (naming its index), and InternalError
+// when the SVD fails.
+SdeLinear sde_decompose(Backend& be, const float* w, int64_t rows, int64_t cols, int band);
 
 // The dense banded D [rank, rank] = diag(S) + Map(P) (host memory).
 std::vector<float> sde_band_matrix(const SdeLinear& l);

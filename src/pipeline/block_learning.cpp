@@ -159,7 +159,7 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
     const Stopwatch t_svd;
     for (const LinearDesc& d : block_linears(c)) {
       const Linear& l = w.linears.at(d.name);
-      lins.emplace_back(d.name, sde_decompose(l.w.data(), d.out, d.in, cfg.band), ac);
+      lins.emplace_back(d.name, sde_decompose(in.be, l.w.data(), d.out, d.in, cfg.band), ac);
       rep.params += static_cast<int64_t>(lins.back().sde.params.size());
     }
     rep.seconds_svd = t_svd.seconds();

@@ -352,6 +352,18 @@ TEST(BackendContracts, NanInputAndSingularFactorThrow) {
     EXPECT_TRUE(be->inverse_upper_factor(static_cast<float*>(nullptr), 0));
     be->invert_lower_triangular(nullptr, 0);
     EXPECT_THROW(be->cholesky_lower(nullptr, -1), InternalError);
+    // The SVD of a matrix holding a NaN is an error naming its shape; of an
+    // empty one, a no-op.
+    const GuardedBuffer<double> d(*be, h), s(*be, static_cast<size_t>(n)), u(*be, static_cast<size_t>(n * n)),
+        vt(*be, static_cast<size_t>(n * n));
+    try {
+      be->svd(d.get(), n, n, s.get(), u.get(), vt.get());
+      ADD_FAILURE() << "the SVD of a matrix with a NaN returned";
+    } catch (const InternalError& e) {
+      EXPECT_TRUE(contains(e.what(), "7x7")) << e.what();
+      EXPECT_TRUE(contains(e.what(), "NaN")) << e.what();
+    }
+    be->svd(nullptr, 0, 3, nullptr, nullptr, nullptr);
     be->synchronize();
   }
 }

@@ -22,6 +22,7 @@
 #include "kernels/backend.h"
 #include "tests/kernels/backend_op_backward_cases.h"
 #include "tests/kernels/backend_op_cases.h"
+#include "tests/kernels/backend_op_svd_case.h"
 #include "tests/kernels/backend_op_sweep_case.h"
 #include "tests/kernels/backends_under_test.h"
 #include "tests/support/backend_test_util.h"
@@ -116,6 +117,9 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
   t.push_back(std::make_unique<SweepOpCase>(SweepPrecision::F32));
   t.push_back(std::make_unique<SweepOpCase>(SweepPrecision::F64));
   add_backward_cases(t);
+  for (auto [m, n] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 9}, {9, 1}, {3, 7}, {7, 3}, {33, 33},
+                                                              {64, 150}, {150, 64}, {200, 5}})
+    t.push_back(std::make_unique<SvdCase>(m, n));
   return t;
 }
 
@@ -182,6 +186,7 @@ TEST(BackendOps, RmsnormBackward) { run_op(Op::RmsnormBackward); }
 TEST(BackendOps, RopeBackward) { run_op(Op::RopeBackward); }
 TEST(BackendOps, AttentionBackward) { run_op(Op::AttentionBackward); }
 TEST(BackendOps, SwigluBackward) { run_op(Op::SwigluBackward); }
+TEST(BackendOps, Svd) { run_op(Op::Svd); }
 
 }  // namespace
 }  // namespace streamq::test

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,6 +19,12 @@
 
 namespace streamq {
 namespace {
+
+// The host backend sde_decompose runs its SVD on.
+Backend& host() {
+  static const std::unique_ptr<Backend> cpu = make_cpu_backend();
+  return *cpu;
+}
 
 constexpr double kF32Eps = std::numeric_limits<float>::epsilon();
 
@@ -84,7 +91,7 @@ TEST(Sde, ZeroBandReproducesTheWeightForTallWideAndSquare) {
     for (int band : {0, 3}) {
       SCOPED_TRACE(std::to_string(sh.rows) + "x" + std::to_string(sh.cols) + " band " + std::to_string(band));
       const std::vector<float> w = random_matrix(rng, sh.rows, sh.cols);
-      const SdeLinear l = sde_decompose(w.data(), sh.rows, sh.cols, band);
+      const SdeLinear l = sde_decompose(host(), w.data(), sh.rows, sh.cols, band);
       ASSERT_EQ(l.rank, std::min(sh.rows, sh.cols));
       ASSERT_EQ(l.band, band);
       ASSERT_EQ(static_cast<int64_t>(l.params.size()), (2 * band + 1) * l.rank);
@@ -107,7 +114,7 @@ TEST(Sde, BandZeroChangesOnlyTheDiagonal) {
   auto be = make_cpu_backend();
   for (const Shape& sh : kShapes) {
     const std::vector<float> w = random_matrix(rng, sh.rows, sh.cols);
-    SdeLinear l = sde_decompose(w.data(), sh.rows, sh.cols, 0);
+    SdeLinear l = sde_decompose(host(), w.data(), sh.rows, sh.cols, 0);
     ASSERT_EQ(static_cast<int64_t>(l.params.size()), l.rank);  // LSI: one increment per singular value
     for (auto& p : l.params) p = nd(rng);
     const std::vector<float> d = sde_band_matrix(l);
@@ -126,7 +133,7 @@ TEST(Sde, BandZeroChangesOnlyTheDiagonal) {
 TEST(Sde, BandIsClampedToRankMinusOne) {
   std::mt19937_64 rng(7);
   const std::vector<float> w = random_matrix(rng, 5, 9);
-  const SdeLinear l = sde_decompose(w.data(), 5, 9, 100);
+  const SdeLinear l = sde_decompose(host(), w.data(), 5, 9, 100);
   EXPECT_EQ(l.rank, 5);
   EXPECT_EQ(l.band, 4);
   EXPECT_EQ(l.params.size(), 9u * 5u);
@@ -136,16 +143,16 @@ TEST(Sde, DecomposeRefusesNonFiniteWeightsAndBadShapes) {
   std::vector<float> w(12, 1.0f);
   w[7] = std::numeric_limits<float>::infinity();
   try {
-    sde_decompose(w.data(), 3, 4, 0);
+    sde_decompose(host(), w.data(), 3, 4, 0);
     FAIL() << "no throw";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("[1, 3]"), std::string::npos) << e.what();
   }
   w[7] = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_THROW(sde_decompose(w.data(), 3, 4, 0), InputError);
+  EXPECT_THROW(sde_decompose(host(), w.data(), 3, 4, 0), InputError);
   w[7] = 1.0f;
-  EXPECT_THROW(sde_decompose(w.data(), 0, 4, 0), InputError);
-  EXPECT_THROW(sde_decompose(w.data(), 3, 4, -1), InputError);
+  EXPECT_THROW(sde_decompose(host(), w.data(), 0, 4, 0), InputError);
+  EXPECT_THROW(sde_decompose(host(), w.data(), 3, 4, -1), InputError);
 }
 
 // Setting parameter q to t moves W' by exactly t u_a v_b^T, (a, b) its entry
@@ -155,7 +162,7 @@ TEST(Sde, MapPlacesEachParameterOnItsDiagonal) {
   auto be = make_cpu_backend();
   for (const Shape& sh : kShapes) {
     const std::vector<float> w = random_matrix(rng, sh.rows, sh.cols);
-    SdeLinear l = sde_decompose(w.data(), sh.rows, sh.cols, 3);
+    SdeLinear l = sde_decompose(host(), w.data(), sh.rows, sh.cols, 3);
     const int64_t r = l.rank;
     std::vector<float> base(w.size()), moved(w.size());
     sde_weight(*be, l, base.data());
@@ -205,7 +212,7 @@ TEST(Sde, BandGradMatchesFiniteDifferencesAndTheFullProduct) {
       SCOPED_TRACE(std::to_string(sh.rows) + "x" + std::to_string(sh.cols) + " band " + std::to_string(band));
       const std::vector<float> w = random_matrix(rng, sh.rows, sh.cols);
       const std::vector<float> g = random_matrix(rng, sh.rows, sh.cols);
-      SdeLinear l = sde_decompose(w.data(), sh.rows, sh.cols, band);
+      SdeLinear l = sde_decompose(host(), w.data(), sh.rows, sh.cols, band);
       for (auto& p : l.params) p = 0.1f * nd(rng);  // away from P = 0
       const int64_t r = l.rank, n = l.param_count();
       std::vector<float> grad(static_cast<size_t>(n), std::numeric_limits<float>::quiet_NaN());
@@ -267,7 +274,7 @@ TEST(Sde, BandedWeightEqualsTheDenseProduct) {
   for (const Shape sh : kShapes)
     for (const int band : {0, 1, 5, 40}) {
       const std::vector<float> w = random_matrix(rng, sh.rows, sh.cols);
-      SdeLinear l = sde_decompose(w.data(), sh.rows, sh.cols, band);
+      SdeLinear l = sde_decompose(host(), w.data(), sh.rows, sh.cols, band);
       for (float& p : l.params) p = nd(rng);
       std::vector<float> got(w.size());
       sde_weight(*be, l, got.data());
@@ -284,10 +291,11 @@ TEST(Sde, DeviceBackendIsRefused) {
   auto be = make_emulated_backend(opt);
   std::mt19937_64 rng(11);
   const std::vector<float> w = random_matrix(rng, 6, 4);
-  const SdeLinear l = sde_decompose(w.data(), 6, 4, 1);
+  const SdeLinear l = sde_decompose(host(), w.data(), 6, 4, 1);
   std::vector<float> out(w.size()), grad(static_cast<size_t>(l.param_count()));
   EXPECT_THROW(sde_weight(*be, l, out.data()), InputError);
   EXPECT_THROW(sde_band_grad(*be, l, w.data(), grad.data()), InputError);
+  EXPECT_THROW(sde_decompose(*be, w.data(), 6, 4, 1), InputError);
 }
 
 // Every grid the job can fit without a Hessian: both styles, symmetric and
