@@ -14,18 +14,18 @@ void ActivationStore::adopt(int64_t block, int64_t, const std::vector<Flow>&) {
                       " is on disk, but this store keeps nothing on disk to resume from");
 }
 
-void check_chunk_size(int64_t block, Flow flow, int64_t chunk, size_t stored, size_t wanted) {
-  if (stored != wanted)
+void copy_chunk_into(int64_t block, Flow flow, int64_t chunk, const std::vector<float>& held, std::span<float> out) {
+  if (held.size() != out.size())
     throw InternalError("activation store: block " + std::to_string(block) + ", flow " + to_string(flow) + ", chunk " +
-                        std::to_string(chunk) + ": holds " + std::to_string(stored) + " values, the reader's buffer " +
-                        std::to_string(wanted));
+                        std::to_string(chunk) + ": holds " + std::to_string(held.size()) +
+                        " values, the reader's buffer " + std::to_string(out.size()));
+  std::copy(held.begin(), held.end(), out.begin());
 }
 
 void ActivationStore::get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) {
   std::vector<float> v;
   get(block, flow, chunk, &v);
-  check_chunk_size(block, flow, chunk, v.size(), out.size());
-  std::copy(v.begin(), v.end(), out.begin());
+  copy_chunk_into(block, flow, chunk, v, out);
 }
 
 namespace {
@@ -51,8 +51,7 @@ class MemoryStore final : public ActivationStore {
   void get_into(int64_t block, Flow flow, int64_t chunk, std::span<float> out) override {
     auto it = chunks_.find({block, static_cast<int>(flow), chunk});
     if (it == chunks_.end()) throw InternalError(where(block, flow, chunk) + ": not stored");
-    check_chunk_size(block, flow, chunk, it->second.size(), out.size());
-    std::copy(it->second.begin(), it->second.end(), out.begin());
+    copy_chunk_into(block, flow, chunk, it->second, out);
   }
   void drop(int64_t block) override {
     for (auto it = chunks_.begin(); it != chunks_.end();) {

@@ -71,9 +71,10 @@ class ActivationStore {
   virtual StoreStats stats(int64_t /*block*/ = -1) const { return {}; }
 };
 
-// Throws get_into's size error when a chunk of `stored` values meets a
-// buffer of `wanted` (for the stores' own get_into).
-void check_chunk_size(int64_t block, Flow flow, int64_t chunk, size_t stored, size_t wanted);
+// A held chunk into get_into's buffer: its size error (naming block, flow,
+// chunk and both sizes) when they differ, else a copy (for the stores' own
+// get_into).
+void copy_chunk_into(int64_t block, Flow flow, int64_t chunk, const std::vector<float>& held, std::span<float> out);
 
 // Everything in host memory.
 std::unique_ptr<ActivationStore> make_memory_store();

@@ -85,8 +85,7 @@ void MirroredStore::serve(int64_t block, Flow flow, int64_t chunk, Out out) {
     auto it = memory_.find({block, static_cast<int>(flow), chunk});
     if (it != memory_.end()) {
       if constexpr (std::is_same_v<Out, std::span<float>>) {
-        check_chunk_size(block, flow, chunk, it->second.size(), out.size());
-        std::copy(it->second.begin(), it->second.end(), out.begin());
+        copy_chunk_into(block, flow, chunk, it->second, out);
       } else {
         *out = it->second;
       }

@@ -10,8 +10,6 @@
 
 #include <algorithm>
 #include <type_traits>
-
-#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -226,8 +224,7 @@ void PrefetchStore::serve(int64_t block, Flow flow, int64_t chunk, Out out) {
   // A held vector into out: swapped into a vector when it may be taken, copied into a span.
   auto give = [&](std::vector<float>& held, bool may_take) {
     if constexpr (into_span) {
-      check_chunk_size(block, flow, chunk, held.size(), out.size());
-      std::copy(held.begin(), held.end(), out.begin());
+      copy_chunk_into(block, flow, chunk, held, out);
     } else if (may_take) {
       out->swap(held);
     } else {

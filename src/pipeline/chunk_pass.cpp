@@ -28,9 +28,9 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
   std::vector<std::vector<float>> host;
   std::vector<Buffer<float>> dev;
   std::vector<PinnedBuffer<float>> pinned;
-  if (!device)
+  if (!device) {
     for (int s = 0; s < slots; ++s) host.emplace_back(static_cast<size_t>(max_floats));
-  if (device) {
+  } else {
     for (int s = 0; s < slots; ++s) {
       dev.push_back(be.alloc<float>(static_cast<size_t>(max_floats), options.what + " slot " + std::to_string(s)));
       pinned.push_back(
