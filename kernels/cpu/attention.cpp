@@ -1,8 +1,9 @@
 // Causal grouped-query attention on the CPU. Work is split into tasks of
 // (sequence, query head, tile of query rows); each task computes its tile's
-// scores against keys 0..last row only, a row softmax, and P V, then writes
-// its own output rows. Every output element is produced by exactly one task
-// in a fixed order, so the result does not depend on the thread count.
+// scores against keys 0..last row only (one GEMM), a row softmax, and P V
+// (a second GEMM) into its own output rows. Every output element is produced
+// by exactly one task in a fixed order, so the result does not depend on the
+// thread count.
 // The backward (attention_backward, at the end) runs one task per (sequence,
 // kv head), so the key and value gradients summed over a group of query
 // heads have one writer each.
@@ -18,6 +19,7 @@
 
 #include "src/core/error.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/vec_exp.h"
 
 namespace streamq::cpu {
 namespace {
@@ -25,24 +27,15 @@ namespace {
 // Query rows per task: bounds a worker's scratch to kTileRows x seqlen scores
 // (1 MB at seqlen 4096) while giving enough tasks for short sequences.
 constexpr int64_t kTileRows = 64;
-// Keys per block: the block of K (transposed) and of V, packed, stays
-// in L1/L2 while every row of the tile uses it.
-constexpr int64_t kKeyBlock = 64;
-// Register-blocking width: kLanes running sums live in registers across the
-// reduction loop, and the loop over lanes vectorizes without reassociating.
-constexpr int64_t kLanes = 16;
-static_assert(kKeyBlock % kLanes == 0);
-// Row stride of the packed K^T and V blocks: one cache line more than a
-// multiple of 64 bytes, so consecutive rows fall in different L1 sets (K and V
-// rows are often exactly 4 KB apart in the caller's layout, which makes every
-// row of a block compete for the same 8 ways).
-constexpr int64_t kKtStride = kKeyBlock + kLanes;
-inline int64_t packed_v_stride(int64_t hd) { return (hd + kLanes - 1) / kLanes * kLanes + kLanes; }
 
 // Float accumulation throughout: scores feed a softmax whose inputs HF
 // computes in the activation dtype (bf16/fp32), and the error stays around
-// sqrt(terms) * 2^-24 relative. Every sum runs over its index in a fixed
-// order (d for scores, j for P V), so results are reproducible.
+// sqrt(terms) * 2^-24 relative. The two products of a tile are single-tile
+// GEMMs (cpu::gemm: one BLAS call of a fixed shape, so the same rounding for
+// any thread count); they replaced hand-vectorized SSE loops that were a
+// fifth of `streamq eval`'s time (issue 16). The float64 naive reference in
+// tests/support/attention_reference.h is the slow twin the op table checks
+// this against.
 
 struct AttentionShape {
   int64_t nseq, seqlen, nheads, nkv, head_dim;
@@ -50,35 +43,6 @@ struct AttentionShape {
   int64_t q_stride() const { return nheads * head_dim; }
   int64_t kv_stride() const { return nkv * head_dim; }
 };
-
-// Four float lanes (one SSE register; GCC/Clang vector extension, so no ISA
-// intrinsics). kLanes = 4 of these: the running sums stay in registers over
-// the reduction loop, each lane summing its own terms in index order.
-using f32x4 = float __attribute__((vector_size(16)));
-inline f32x4 load4(const float* p) {
-  f32x4 v;
-  std::memcpy(&v, p, sizeof v);  // unaligned load
-  return v;
-}
-inline void store4(float* p, f32x4 v) { std::memcpy(p, &v, sizeof v); }
-
-// acc[l] += sum_{d < n} x[d] * y[d * y_stride + l] for l < kLanes, in d order.
-inline void lanes_dot_add(const float* x, const float* y, int64_t y_stride, int64_t n,
-                          float* acc) {
-  f32x4 a0 = load4(acc), a1 = load4(acc + 4), a2 = load4(acc + 8), a3 = load4(acc + 12);
-  for (int64_t d = 0; d < n; ++d) {
-    const float xd = x[d];
-    const float* yd = y + d * y_stride;
-    a0 += xd * load4(yd);
-    a1 += xd * load4(yd + 4);
-    a2 += xd * load4(yd + 8);
-    a3 += xd * load4(yd + 12);
-  }
-  store4(acc, a0);
-  store4(acc + 4, a1);
-  store4(acc + 8, a2);
-  store4(acc + 12, a3);
-}
 
 // One task: query rows [t0, t1) of head h in sequence s.
 void attention_tile(const float* q, const float* k, const float* v, float* out,
@@ -90,86 +54,60 @@ void attention_tile(const float* q, const float* k, const float* v, float* out,
   const int64_t kvh = h / sh.group();
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
 
-  const int64_t v_ld = packed_v_stride(hd);
-  const size_t need =
-      static_cast<size_t>(rows * nkeys + hd * kKtStride + kKeyBlock * v_ld + rows * hd);
+  const size_t need = static_cast<size_t>(rows * nkeys);
   if (scratch.size() < need) scratch.resize(need);
-  float* probs = scratch.data();          // [rows, nkeys]; row i valid for keys <= t0 + i
-  float* k_t = probs + rows * nkeys;      // [hd, kKtStride]: one key block, transposed
-  float* v_pack = k_t + hd * kKtStride;   // [kKeyBlock, v_ld]: one value block
-  float* acc = v_pack + kKeyBlock * v_ld; // [rows, hd]: P V running sums
+  float* probs = scratch.data();  // [rows, nkeys]
 
-  const float* q_base = q + (s * sh.seqlen) * sh.q_stride() + h * hd;
+  const float* q_tile = q + (s * sh.seqlen + t0) * sh.q_stride() + h * hd;
   const float* k_base = k + (s * sh.seqlen) * sh.kv_stride() + kvh * hd;
   const float* v_base = v + (s * sh.seqlen) * sh.kv_stride() + kvh * hd;
+  float* out_tile = out + (s * sh.seqlen + t0) * sh.q_stride() + h * hd;
 
-  // Scores, key block outermost so the block is reused by all rows of the tile.
-  for (int64_t jb = 0; jb < nkeys; jb += kKeyBlock) {
-    const int64_t nb = std::min(nkeys, jb + kKeyBlock) - jb;
-    // Read each K row contiguously (walking a column would jump kv_stride
-    // floats per element); the strided writes stay inside the small block.
-    if (nb < kKeyBlock) std::fill(k_t, k_t + hd * kKtStride, 0.0f);  // unused lanes stay finite
-    for (int64_t j = 0; j < nb; ++j) {
-      const float* k_row = k_base + (jb + j) * sh.kv_stride();
-      for (int64_t d = 0; d < hd; ++d) k_t[d * kKtStride + j] = k_row[d];
-    }
-    for (int64_t i = std::max<int64_t>(0, jb - t0); i < rows; ++i) {
-      const int64_t n_valid = std::min(nb, t0 + i + 1 - jb);
-      const float* q_row = q_base + (t0 + i) * sh.q_stride();
-      float* p_row = probs + i * nkeys + jb;
-      for (int64_t j0 = 0; j0 < n_valid; j0 += kLanes) {
-        float dots[kLanes] = {};
-        lanes_dot_add(q_row, k_t + j0, kKtStride, hd, dots);
-        const int64_t w = std::min(kLanes, n_valid - j0);
-        for (int64_t l = 0; l < w; ++l) p_row[j0 + l] = dots[l] * scale;
-      }
-    }
-  }
+  // Scores of every row against keys [0, t1): the few above the diagonal
+  // (at most kTileRows^2 / 2 of them) are computed and then masked.
+  gemm(Trans::N, Trans::T, rows, nkeys, hd, scale, q_tile, sh.q_stride(), k_base, sh.kv_stride(), 0.0f, probs,
+       nkeys);
 
   // Softmax per row with max subtraction; the normalizer is summed in double
-  // because a row has up to seqlen terms.
+  // because a row has up to seqlen terms. Keys after the row's own are zero
+  // probability, so P V below may run over all nkeys.
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t n = t0 + i + 1;
     float* p_row = probs + i * nkeys;
-    float mx = p_row[0];
-    for (int64_t j = 1; j < n; ++j) mx = std::max(mx, p_row[j]);
-    double sum = 0.0;
-    for (int64_t j = 0; j < n; ++j) {
-      p_row[j] = std::exp(p_row[j] - mx);
-      sum += p_row[j];
-    }
-    const float denom = static_cast<float>(sum);
+    const float mx = max_of(p_row, n);
+    const float denom = static_cast<float>(exp_shifted_sum(p_row, mx, n, p_row));
     for (int64_t j = 0; j < n; ++j) p_row[j] /= denom;
+    std::fill(p_row + n, p_row + nkeys, 0.0f);
   }
 
-  // acc = P V with key blocks outermost, so a block of V rows is reused by
-  // every row of the tile. Each sum still runs over j in increasing order (the
-  // float carried between blocks is the running sum), kLanes columns at a
-  // time; a head_dim tail narrower than kLanes takes a scalar loop.
-  std::fill(acc, acc + rows * hd, 0.0f);
-  for (int64_t jb = 0; jb < nkeys; jb += kKeyBlock) {
-    const int64_t nb = std::min(nkeys, jb + kKeyBlock) - jb;
-    for (int64_t j = 0; j < nb; ++j) {
-      std::copy_n(v_base + (jb + j) * sh.kv_stride(), hd, v_pack + j * v_ld);
-    }
-    for (int64_t i = std::max<int64_t>(0, jb - t0); i < rows; ++i) {
-      const int64_t n_valid = std::min(nb, t0 + i + 1 - jb);
-      const float* p_row = probs + i * nkeys + jb;
-      float* a_row = acc + i * hd;
-      int64_t d0 = 0;
-      for (; d0 + kLanes <= hd; d0 += kLanes) {
-        lanes_dot_add(p_row, v_pack + d0, v_ld, n_valid, a_row + d0);
-      }
-      for (; d0 < hd; ++d0) {
-        float sum = a_row[d0];
-        for (int64_t j = 0; j < n_valid; ++j) sum += p_row[j] * v_pack[j * v_ld + d0];
-        a_row[d0] = sum;
-      }
-    }
+  // out = P V. The zero probabilities above the diagonal multiply values of
+  // later tokens: exactly nothing when those are finite (0 v adds +-0), so
+  // one GEMM over all keys. A non-finite later value (0 inf = NaN) must not
+  // reach earlier rows: then the keys before the tile go through the GEMM
+  // and the tile's own keys row by row, each row only up to itself.
+  bool diagonal_finite = true;
+  for (int64_t j = t0; j < t1 && diagonal_finite; ++j) {
+    const float* v_row = v_base + j * sh.kv_stride();
+    for (int64_t d = 0; d < hd; ++d) diagonal_finite = diagonal_finite && std::isfinite(v_row[d]);
+  }
+  if (diagonal_finite) {
+    gemm(Trans::N, Trans::N, rows, hd, nkeys, 1.0f, probs, nkeys, v_base, sh.kv_stride(), 0.0f, out_tile,
+         sh.q_stride());
+    return;
+  }
+  if (t0 > 0) {
+    gemm(Trans::N, Trans::N, rows, hd, t0, 1.0f, probs, nkeys, v_base, sh.kv_stride(), 0.0f, out_tile,
+         sh.q_stride());
+  } else {
+    for (int64_t i = 0; i < rows; ++i) std::fill(out_tile + i * sh.q_stride(), out_tile + i * sh.q_stride() + hd, 0.0f);
   }
   for (int64_t i = 0; i < rows; ++i) {
-    float* o_row = out + (s * sh.seqlen + t0 + i) * sh.q_stride() + h * hd;
-    std::copy(acc + i * hd, acc + (i + 1) * hd, o_row);
+    float* o_row = out_tile + i * sh.q_stride();
+    const float* p_row = probs + i * nkeys;
+    for (int64_t j = t0; j <= t0 + i; ++j) {
+      const float* v_row = v_base + j * sh.kv_stride();
+      for (int64_t d = 0; d < hd; ++d) o_row[d] += p_row[j] * v_row[d];
+    }
   }
 }
 

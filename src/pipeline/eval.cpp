@@ -14,6 +14,7 @@
 #include "src/core/sysinfo.h"
 #include "io/store/activation_store.h"
 #include "io/formats/npy.h"
+#include "kernels/cpu/vec_exp.h"
 #include "src/model/model.h"
 #include "src/model/resident_block.h"
 #include "src/export/model_source.h"
@@ -28,7 +29,7 @@ namespace {
 
 // -log softmax(row)[target] in float64: max, then the sum of exp(x - max) in
 // index order. The max is found in float (exact: it is one of the values).
-double token_nll(const float* row, int32_t target, int64_t vocab) {
+double token_nll_reference(const float* row, int32_t target, int64_t vocab) {
   float mxf = row[0];
   for (int64_t v = 1; v < vocab; ++v) mxf = std::max(mxf, row[v]);
   const double mx = mxf;
@@ -37,20 +38,53 @@ double token_nll(const float* row, int32_t target, int64_t vocab) {
   return mx + std::log(se) - static_cast<double>(row[target]);
 }
 
-}  // namespace
+// The same with float terms: d = x - max rounded to float and exp(d) from the
+// vectorized exp, summed in double (cpu::exp_shifted_sum). libm's double exp
+// over vocab x tokens was 7% of `streamq eval` (issue 16). Its error against
+// the reference: log(se) moves by at most se's relative error, and
+//  - each term's relative error is <= 2^-24 |d| (d rounded) + kVecExpMaxUlp
+//    ulp = 2^-23 (the exp), so se's is <= 2^-23 + 2^-24 E_p|d|, with p the
+//    row's softmax;
+//  - E_p|d| = H(p) - log(se) <= H(p) <= log(vocab) (log p_v = d_v - log se,
+//    and se >= 1: the max's term is 1);
+//  - terms under e^-87.3 come out 0: a relative loss under vocab e^-87 < 1e-33;
+//    summing in double adds ~vocab 2^-53.
+// So |token_nll - token_nll_reference| <= 2^-23 + 2^-24 log(vocab) + 1e-11:
+// 7.6e-7 nats at SmolLM2's 49152, and the mean NLL no more, so the
+// perplexity moves by at most 7.6e-7 of itself (tests/pipeline/test_eval_loss.cpp
+// checks the bound; on 16 WikiText-2 windows the measured change is in
+// bench/RESULTS.md). A non-finite result (NaN or Inf logits) is recomputed
+// by the reference, so those agree exactly.
+double token_nll(const float* row, int32_t target, int64_t vocab) {
+  const float mx = cpu::max_of(row, vocab);
+  const double se = cpu::exp_shifted_sum(row, mx, vocab, nullptr);
+  const double nll = static_cast<double>(mx) + std::log(se) - static_cast<double>(row[target]);
+  return std::isfinite(nll) ? nll : token_nll_reference(row, target, vocab);
+}
 
-double sum_nll(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab) {
+template <typename RowNll>
+double sum_rows(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab, RowNll row_nll) {
   // Tokens in parallel, each row's value computed exactly as the serial loop
   // would, then added in token order: the same double for any thread count.
   std::vector<double> nll(static_cast<size_t>(std::max<int64_t>(tokens, 0)));
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, tokens, 8), [&](const tbb::blocked_range<int64_t>& r) {
     for (int64_t t = r.begin(); t < r.end(); ++t) {
-      nll[static_cast<size_t>(t)] = token_nll(logits + t * vocab, targets[t], vocab);
+      nll[static_cast<size_t>(t)] = row_nll(logits + t * vocab, targets[t], vocab);
     }
   });
   double total = 0;
   for (double v : nll) total += v;
   return total;
+}
+
+}  // namespace
+
+double sum_nll(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab) {
+  return sum_rows(logits, targets, tokens, vocab, token_nll);
+}
+
+double sum_nll_reference(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab) {
+  return sum_rows(logits, targets, tokens, vocab, token_nll_reference);
 }
 
 EvalResult run_eval(const EvalJob& job, Backend& be, std::ostream* progress) {

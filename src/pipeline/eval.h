@@ -53,7 +53,11 @@ struct EvalResult {
 // fixtures' ppl_baseline protocol); NLL in natural log, accumulated in float64.
 EvalResult run_eval(const EvalJob& job, Backend& backend, std::ostream* progress);
 
-// Mean NLL of logits[t, vocab] predicting targets[t] (log-softmax in float64).
+// Summed NLL of logits[t, vocab] predicting targets[t]: float exp terms
+// summed in double, within the bound derived in eval.cpp of the float64
+// reference below; the same double for any thread count.
 double sum_nll(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab);
+// The slow twin: log-softmax in float64 (libm exp per element).
+double sum_nll_reference(const float* logits, const int32_t* targets, int64_t tokens, int64_t vocab);
 
 }  // namespace streamq
