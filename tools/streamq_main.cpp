@@ -12,6 +12,7 @@
 #include "tools/cli_blas_kernels.h"
 #include "tools/cli_common.h"
 #include "src/core/error.h"
+#include "src/core/large_blocks.h"
 #include "src/pipeline/memory_plan.h"
 
 namespace {
@@ -32,10 +33,13 @@ constexpr const char* kUsage =
     "  synth      write a random-weight Llama/Qwen2 checkpoint of any shape or a preset's\n"
     "  tokenize   turn text into the token-id file --calib/--data read, with the model's tokenizer\n"
     "\n"
-    "memory: streamq makes glibc return every freed buffer of 1 MiB or more to the kernel at once (a fixed\n"
-    "mmap threshold), as the memory plan of --host-mem-limit assumes. Environment:\n"
-    "  STREAMQ_GLIBC_DYNAMIC_MMAP=1   keep glibc's dynamic threshold instead: measured 5% faster and 10%\n"
-    "                                 more peak RSS, which may pass the plan's estimate (bench/allocator_cost.sh)\n"
+    "memory: every buffer of 1 MiB or more is pages of its own (glibc's mmap threshold fixed at 1 MiB), as the\n"
+    "memory plan of --host-mem-limit assumes; a freed one is kept for the next buffer of about its size while\n"
+    "live + kept stays within the stage's peak, so chunks and linears reuse pages instead of faulting in fresh\n"
+    "ones (the report's process.large_blocks_reused / _fresh). Environment:\n"
+    "  STREAMQ_KEEP_LARGE_BLOCKS=0    unmap every freed large buffer at once (for measurement: more page faults)\n"
+    "  STREAMQ_GLIBC_DYNAMIC_MMAP=1   glibc's dynamic threshold for what is not a kept large buffer: more peak\n"
+    "                                 RSS, which may pass the plan's estimate (bench/allocator_cost.sh)\n"
     "  OPENBLAS_CORETYPE=NAME         OpenBLAS kernels to run. Unset: the library's choice, or, where it does not\n"
     "                                 know the CPU, the family its features reach (SkylakeX with AVX-512, Haswell\n"
     "                                 with AVX2). Families round differently: Haswell gives the same bytes on\n"
@@ -44,6 +48,8 @@ constexpr const char* kUsage =
 // Before any thread starts or anything is allocated, so the whole run has it
 // (src/pipeline/memory_plan.h kPlanMmapThresholdBytes says why).
 void use_plan_allocator_policy() {
+  if (const char* v = std::getenv("STREAMQ_KEEP_LARGE_BLOCKS"); v && std::string(v) == "0")
+    streamq::keep_freed_large_blocks(false);
   if (const char* v = std::getenv("STREAMQ_GLIBC_DYNAMIC_MMAP"); v && std::string(v) == "1") return;
   mallopt(M_MMAP_THRESHOLD, streamq::kPlanMmapThresholdBytes);
 }

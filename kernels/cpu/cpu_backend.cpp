@@ -8,6 +8,7 @@
 #include <string>
 
 #include "src/core/error.h"
+#include "src/core/large_blocks.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 #include "kernels/backend.h"
@@ -31,9 +32,15 @@ namespace {
 // rounded up to it.
 constexpr uint64_t kCpuBufferAlignment = 64;
 
+// Buffers of a MiB and more are large blocks (page-aligned), kept after free
+// for the next chunk's buffer of the same size (src/core/large_blocks.h).
 void* cpu_allocate(uint64_t bytes) {
+  if (kLargeBlocksInUse && bytes >= kLargeBlockMinBytes) return large_block_allocate(static_cast<size_t>(bytes));
   const uint64_t rounded = (bytes + kCpuBufferAlignment - 1) / kCpuBufferAlignment * kCpuBufferAlignment;
   return std::aligned_alloc(kCpuBufferAlignment, static_cast<size_t>(rounded));  // nullptr: no room
+}
+void cpu_free(void* p) {
+  if (!free_if_large_block(p)) std::free(p);
 }
 
 class CpuBackend final : public Backend {
@@ -41,12 +48,12 @@ class CpuBackend final : public Backend {
   // OpenBLAS runs single-threaded; parallelism comes from oneTBB tiles (see
   // gemm.cpp), which keeps results independent of the thread count.
   explicit CpuBackend(const CpuBackendOptions& options)
-      : memory_(options.memory_limit, [](uint64_t bytes, const std::string&) { return cpu_allocate(bytes); }, [](void* p) { std::free(p); },
+      : memory_(options.memory_limit, [](uint64_t bytes, const std::string&) { return cpu_allocate(bytes); }, [](void* p) { cpu_free(p); },
                 "the CPU backend's memory limit (CpuBackendOptions)", "CPU backend memory pool"),
         // Nothing to pin for: copies are memcpy. Unlimited, as host memory is
         // budgeted by the pipeline's memory plan.
         pinned_(UINT64_MAX, [](uint64_t bytes, const std::string&) { return cpu_allocate(bytes); },
-                [](void* p) { std::free(p); }, "--host-mem-limit", "CPU backend pinned host memory") {
+                [](void* p) { cpu_free(p); }, "--host-mem-limit", "CPU backend pinned host memory") {
     openblas_set_num_threads(1);
   }
 

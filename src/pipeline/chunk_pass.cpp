@@ -8,11 +8,20 @@
 
 #include "scheduler/task_graph.h"
 #include "src/core/error.h"
+#include "src/core/large_blocks.h"
 
 namespace streamq {
 
 void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPassOptions& options) {
   if (items.empty()) return;
+  // A pass is a stage of the memory plan: freed large blocks are kept for the
+  // next chunk's buffers within it and unmapped at its ends, so neither what
+  // the stage before kept nor this pass's intermediates are held into another
+  // stage (src/core/large_blocks.h).
+  struct KeptBlocksPerPass {
+    KeptBlocksPerPass() { release_kept_large_blocks(); }
+    ~KeptBlocksPerPass() { release_kept_large_blocks(); }
+  } const kept_blocks_per_pass;
   using Stream = Backend::Stream;
   const int slots = std::max(1, options.slots);
   const bool device = !be.host_addressable();

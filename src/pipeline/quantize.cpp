@@ -14,6 +14,7 @@
 #include <ostream>
 
 #include "src/core/error.h"
+#include "src/core/large_blocks.h"
 #include "src/core/kill_point.h"
 #include "src/core/sysinfo.h"
 #include "io/store/activation_store.h"
@@ -1021,7 +1022,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   report.total_seconds = total.seconds();
   report.peak_rss_bytes = peak_rss_bytes();
   const ProcessTimes used = process_times() - times_at_start;
+  const LargeBlockCounts large = large_block_counts();
   report.process = {{"user_seconds", used.user_seconds},
+                    // src/core/large_blocks.h: buffers of a MiB and more served from freed ones
+                    // (no page faults) against fresh pages, over the process's life
+                    {"large_blocks_reused", large.reused},
+                    {"large_blocks_fresh", large.fresh},
                     {"system_seconds", used.system_seconds},
                     {"minor_page_faults", used.minor_faults},
                     {"major_page_faults", used.major_faults},

@@ -15,10 +15,11 @@ TEST(CliAllocator, TopLevelHelpStatesThePolicyAndItsSwitch) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("mmap threshold"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("STREAMQ_GLIBC_DYNAMIC_MMAP=1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("STREAMQ_KEEP_LARGE_BLOCKS=0"), std::string::npos) << r.out;
 }
 
 TEST(CliAllocator, EitherPolicyRuns) {
-  for (const char* env : {"", "STREAMQ_GLIBC_DYNAMIC_MMAP=1"}) {
+  for (const char* env : {"", "STREAMQ_GLIBC_DYNAMIC_MMAP=1", "STREAMQ_KEEP_LARGE_BLOCKS=0"}) {
     const auto r = test::run_streamq_with(env, {"inspect", "--model", test::demo_model_dir()});
     EXPECT_EQ(r.exit_code, 0) << env << ": " << r.err;
   }
