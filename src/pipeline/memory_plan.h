@@ -108,7 +108,11 @@ MemoryPlan plan_memory(const MemoryPlanInput& in);
 // thread that allocates) that keep their pages; with it one job peaked 6 MiB
 // above its estimate one linear at a time and 39 MiB above with three
 // (bench/RESULTS.md). Buffers this large are few (weights, chunks, n x n
-// matrices), so an mmap/munmap each is small next to the work done on them.
+// matrices), but each fresh one is faulted in page by page, so streamq's own
+// (operator new, the CPU backend's pools) are large blocks
+// (src/core/large_blocks.h): pages of their own as this policy makes them,
+// and a freed one is kept for the next of its size only while live + kept
+// stays within the stage's peak, which the estimate already counts.
 // Setting it is process-wide, so the program sets it at start-up
 // (tools/streamq_main.cpp), not the library.
 constexpr int kPlanMmapThresholdBytes = 1 << 20;
