@@ -1,6 +1,4 @@
 // `streamq eval`: windowed perplexity; the last stdout line is "ppl <value>".
-#include <malloc.h>
-
 #include <cstdio>
 #include <iostream>
 
@@ -54,14 +52,6 @@ int run_eval(const std::vector<std::string>& args) {
   OpenedDevice device = open_device(df, vm);
   job.device_weights = device.device_weights;
   if (!quiet) std::cerr << "eval: device " << device.description << "\n";
-  // The block forward allocates its intermediates per call (~100 MB per
-  // 4096-token chunk at SmolLM2's shapes); glibc gave them back to the kernel
-  // on free and faulted them in again on the next call: 1.8M minor faults, 4 s
-  // of system time in a 26 s eval (issue 16). Eval keeps no memory budget, so
-  // freed memory stays in the heap for the next forward: blocks up to 32 MiB
-  // (glibc's largest mmap threshold) come from the heap, and it is not trimmed.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const EvalResult r = run_eval(job, device.backend(), quiet ? nullptr : &std::cerr);
   std::printf("windows %lld\npredictions %lld\nmean_nll %.7f\nseconds %.2f\npeak_rss_bytes %llu\nppl %.6f\n",
               static_cast<long long>(r.windows), static_cast<long long>(r.predictions), r.mean_nll, r.seconds,
