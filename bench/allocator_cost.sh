@@ -6,7 +6,9 @@
 # costs in speed and saves in peak RSS: the same job as it is ("kept"), with
 # every large buffer unmapped when freed (STREAMQ_KEEP_LARGE_BLOCKS=0,
 # "unkept") and with glibc's dynamic threshold (STREAMQ_GLIBC_DYNAMIC_MMAP=1)
-# on top ("dynamic"), interleaved ROUNDS times so that a machine's changing
+# on top ("dynamic": it now moves only what does not go through operator new
+# or the CPU backend, C libraries' own buffers, since large blocks are mapped
+# by streamq itself), interleaved ROUNDS times so that a machine's changing
 # load hits all alike. Prints one line per run (wall, peak RSS, the plan's
 # estimate, minor page faults, system seconds) and the medians.
 # Usage: bench/allocator_cost.sh   (env: BUILD=build WORK=/tmp/streamq-alloc ROUNDS=3 NSAMPLES=64 SEQLEN=512)
