@@ -7,6 +7,7 @@
 #include <exception>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tools/cli_blas_kernels.h"
@@ -47,18 +48,29 @@ constexpr const char* kUsage =
 
 // Before any thread starts or anything is allocated, so the whole run has it
 // (src/pipeline/memory_plan.h kPlanMmapThresholdBytes says why).
-void use_plan_allocator_policy() {
-  if (const char* v = std::getenv("STREAMQ_KEEP_LARGE_BLOCKS"); v && std::string(v) == "0")
-    streamq::keep_freed_large_blocks(false);
-  if (const char* v = std::getenv("STREAMQ_GLIBC_DYNAMIC_MMAP"); v && std::string(v) == "1") return;
-  mallopt(M_MMAP_THRESHOLD, streamq::kPlanMmapThresholdBytes);
+// Returns false (the policy unchanged) with a one-line error when a switch is
+// set to anything but 0 or 1: "false" or "yes" would otherwise be ignored.
+bool use_plan_allocator_policy() {
+  bool keep = true, dynamic = false;
+  for (auto [name, on] : {std::pair{"STREAMQ_KEEP_LARGE_BLOCKS", &keep}, std::pair{"STREAMQ_GLIBC_DYNAMIC_MMAP", &dynamic}}) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') continue;
+    if (std::string(v) != "0" && std::string(v) != "1") {
+      std::cerr << "streamq: error: " << name << "=" << v << " in the environment: set it to 0 or 1, or unset it\n";
+      return false;
+    }
+    *on = std::string(v) == "1";
+  }
+  if (!keep) streamq::keep_freed_large_blocks(false);
+  if (!dynamic) mallopt(M_MMAP_THRESHOLD, streamq::kPlanMmapThresholdBytes);
+  return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   streamq::run_with_the_cpus_blas_kernels(argv);
-  use_plan_allocator_policy();
+  if (!use_plan_allocator_policy()) return 2;
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << kUsage;

@@ -25,6 +25,19 @@ TEST(CliAllocator, EitherPolicyRuns) {
   }
 }
 
+// A switch set to anything but 0 or 1 is refused by name before any work,
+// not silently taken as the default.
+TEST(CliAllocator, ASwitchThatIsNeither0Nor1IsRefusedByName) {
+  for (const char* env : {"STREAMQ_KEEP_LARGE_BLOCKS=false", "STREAMQ_GLIBC_DYNAMIC_MMAP=yes"}) {
+    const auto r = test::run_streamq_with(env, {"inspect", "--model", test::demo_model_dir()});
+    EXPECT_EQ(r.exit_code, 2) << env;
+    const std::string name = std::string(env).substr(0, std::string(env).find('='));
+    EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("set it to 0 or 1"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out.find("layers"), std::string::npos) << "inspect ran: " << r.out;
+  }
+}
+
 // A library that reads the environment has settings no caller can see or
 // pass; the programs (tools/, bench/, tests/) may.
 TEST(CliAllocator, NoLibraryFolderReadsTheEnvironment) {
