@@ -3,7 +3,6 @@
 #include "src/core/large_blocks.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <functional>
