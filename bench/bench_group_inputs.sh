@@ -7,6 +7,9 @@
 # report's), peak RSS; then the medians and the ratio. Outputs must be the
 # same bytes (checked).
 #   bench/bench_group_inputs.sh [build dir]     ROUNDS=3 by default
+#   ACTIVATIONS=disk: both runs with --activations disk, so the staged run
+#   spills each group's input through a compressed store of its own
+#   (float32 zstd, lossless) instead of keeping it in memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-build}/streamq
@@ -16,8 +19,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tail -n +1001 ../shared/fixtures/text/wiki.test.raw >"$work/calib.txt"
 flags=(--preset gptq-paper --bits 4 --group 64 --asym --act-order --static-groups --calib-text "$work/calib.txt"
-       --nsamples 32 --seqlen 512 --seed 0 --threads 2 --quiet)
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+       --nsamples 32 --seqlen 512 --seed 0 --threads 2 --quiet --activations "${ACTIVATIONS:-auto}")
+echo "activations: ${ACTIVATIONS:-auto}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| round | group inputs | wall s | statistics s | propagation s | peak RSS MiB |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: |"
 for r in $(seq 1 "$rounds"); do

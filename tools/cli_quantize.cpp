@@ -107,10 +107,11 @@ int run_quantize(const std::vector<std::string>& args) {
        "N = at most N (the plan may lower it; shown in the plan and the report). Output bytes never depend on it")
       ("recompute-group-inputs", po::bool_switch(&job.recompute_group_inputs),
        "get each sub-layer group's statistics by rerunning the block from its start on one chunk at a time, "
-       "instead of keeping every chunk at the current group's input in host memory (staged: the default on "
-       "the CPU, counted in the memory plan, wherever it fits --host-mem-limit; without a limit unless "
-       "--activations disk; the report's group_inputs says which ran, what it held or why not). Same bytes "
-       "either way; staged runs about a third of the forwards")
+       "instead of computing every chunk's group input once (staged, the default): kept in host memory on "
+       "the CPU where the memory plan fits it under --host-mem-limit and the activations are in memory; "
+       "else spilled through a store of their own, into host memory on a device where that fits, else to "
+       "disk (float32 zstd beside the activations); else recomputed. The report's group_inputs says which "
+       "ran, what it held or why not. Same bytes every way; staged runs about a third of the forwards")
       ("io", po::value(&io_path)->default_value("auto"),
        "disk activations' I/O path: auto (io_uring, else pread/pwrite, said once), uring (fail if unavailable), "
        "posix")

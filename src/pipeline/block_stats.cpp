@@ -157,10 +157,11 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
 }
 
 StagedFlows::StagedFlows(const MethodBackends& bk, const Model& model, const RopeTable& rope, const Chunking& ch,
-                         int64_t nsamples, int64_t seqlen, bool fp_flow)
-    : bk_(bk), model_(model), rope_(rope), ch_(ch), nsamples_(nsamples), seqlen_(seqlen), fp_flow_(fp_flow) {
-  if (!bk.device.host_addressable())
-    throw InternalError("staged statistics keep chunks in host memory: a host-addressable backend only");
+                         int64_t nsamples, int64_t seqlen, bool fp_flow, ActivationStore* spill)
+    : bk_(bk), model_(model), rope_(rope), ch_(ch), nsamples_(nsamples), seqlen_(seqlen), fp_flow_(fp_flow),
+      spill_(spill) {
+  if (!spill && !bk.device.host_addressable())
+    throw InternalError("staged statistics keep chunks in host memory: a host-addressable backend, or a spill store");
 }
 
 BlockSeqs StagedFlows::seqs(int64_t c) const {
@@ -181,6 +182,7 @@ LinearStats StagedFlows::collect(const StatsWeights& w, ActivationStore& store, 
   const int g = static_cast<int>(group);
   if (g != next_) throw InternalError("staged stats: groups must come in order");
   ++next_;
+  if (spill_) return collect_spilled(w, store, block, group, needs, trace);
   if (group == SubLayer::Qkv) {
     q_.clear();
     fp_.clear();
@@ -215,6 +217,11 @@ LinearStats StagedFlows::collect(const StatsWeights& w, ActivationStore& store, 
 
 void StagedFlows::propagate(const StatsWeights& w, ActivationStore& store, int64_t block, TraceRecorder* trace) {
   if (next_ != kNumSubLayers) throw InternalError("staged propagate: every group's statistics first");
+  if (spill_) {
+    propagate_spilled(w, store, block, trace);
+    next_ = 0;
+    return;
+  }
   Backend& be = bk_.device;
   const ModelConfig& cfg = model_.config();
   for (int64_t c = 0; c < ch_.nchunks; ++c) {
@@ -231,10 +238,146 @@ void StagedFlows::propagate(const StatsWeights& w, ActivationStore& store, int64
   next_ = 0;
 }
 
+// The spill store's keys: group g's input of a chunk is "boundary" g, the
+// residual stream after O is kSpilledX (the stages before O read x from the
+// job's store at the block's boundary; Down and the propagation read it here).
+namespace {
+constexpr int64_t kSpilledX = kNumSubLayers;
+}  // namespace
+
+int64_t StagedFlows::spill_slot_floats(const ModelConfig& cfg, int group) {
+  if (group < 0) return cfg.hidden + sublayer_in_features(cfg, SubLayer::Down);
+  const int64_t n = sublayer_in_features(cfg, static_cast<SubLayer>(group));
+  const int64_t prev = group > 0 ? sublayer_in_features(cfg, static_cast<SubLayer>(group - 1)) : 0;
+  return cfg.hidden + std::max(n, prev);
+}
+
+LinearStats StagedFlows::collect_spilled(const StatsWeights& w, ActivationStore& store, int64_t block,
+                                         SubLayer group, const MethodNeeds& needs, TraceRecorder* trace) {
+  Backend& be = bk_.device;
+  const ModelConfig& cfg = model_.config();
+  const int g = static_cast<int>(group);
+  const int64_t d = cfg.hidden, n = sublayer_in_features(cfg, group);
+  const int64_t n_prev = g > 0 ? sublayer_in_features(cfg, static_cast<SubLayer>(g - 1)) : 0;
+  const bool out_proj = (needs.residual || needs.token_scales) && (group == SubLayer::O || group == SubLayer::Down);
+  // x is read where the stage runs on it (q/k/v's norm; O adds to it, so
+  // GateUp's pass puts the result into the spill store) or where the
+  // statistics read it (an output projection's residual terms); GPTQ's O
+  // and Down passes never touch it.
+  const bool x_read = group == SubLayer::Qkv || group == SubLayer::GateUp || out_proj;
+  const bool x_spilled = group == SubLayer::Down;
+  const bool x_written = group == SubLayer::GateUp;
+  std::vector<Flow> flows = {Flow::Quant};
+  if (fp_flow_ && needs.fp_flow) flows.insert(flows.begin(), Flow::Fp);
+  const int64_t per_token = spill_slot_floats(cfg, g);
+  LinearStats stats(n);
+  std::vector<ChunkPassItem> items;
+  for (int64_t c = 0; c < ch_.nchunks; ++c) {
+    const int64_t tokens = ch_.tokens(c, nsamples_, seqlen_), nseq = ch_.seqs(c, nsamples_);
+    const int64_t flow_floats = tokens * per_token;
+    ChunkPassItem item;
+    item.floats = std::ssize(flows) * flow_floats;
+    item.read = [&, c, tokens, flow_floats](std::span<float> slot) {
+      for (size_t f = 0; f < flows.size(); ++f) {
+        const std::span<float> part = slot.subspan(f * static_cast<size_t>(flow_floats));
+        if (x_read) {
+          if (x_spilled) spill_->get_into(kSpilledX, flows[f], c, part.first(static_cast<size_t>(tokens * d)));
+          else store.get_into(block, flows[f], c, part.first(static_cast<size_t>(tokens * d)));
+        }
+        if (g > 0)
+          spill_->get_into(g - 1, flows[f], c,
+                           part.subspan(static_cast<size_t>(tokens * d), static_cast<size_t>(tokens * n_prev)));
+      }
+    };
+    item.compute = [&, c, tokens, nseq, flow_floats](float* slot) {
+      TraceSpan span(trace, std::string("stats ") + to_string(group), trace_cat::kStats);
+      span.arg("block", block).arg("chunk", c).arg("tokens", tokens).arg("staged", 1).arg("spilled", 1);
+      const float* x_of[2] = {nullptr, nullptr};  // per flow: x, then the group's input
+      const float* in_of[2] = {nullptr, nullptr};
+      for (size_t f = 0; f < flows.size(); ++f) {
+        float* x = slot + f * static_cast<size_t>(flow_floats);
+        float* io = x + tokens * d;
+        const BlockView& weights = flows[f] == Flow::Fp ? w.original : w.quantized;
+        Buffer<float> in;
+        if (group == SubLayer::Qkv) {
+          in = block_stage_begin(be, cfg, weights, x, tokens);
+        } else {
+          Buffer<float> prev = be.alloc<float>(static_cast<size_t>(tokens * n_prev), "staged stats: previous group's input");
+          be.copy_within(prev.data(), io, static_cast<uint64_t>(tokens * n_prev) * sizeof(float));
+          in = block_stage(be, cfg, weights, rope_, seqs(c), static_cast<SubLayer>(g - 1), x, std::move(prev));
+        }
+        be.copy_within(io, in.data(), static_cast<uint64_t>(tokens * n) * sizeof(float));
+        const size_t k = flows[f] == Flow::Fp ? 1 : 0;
+        x_of[k] = x;
+        in_of[k] = io;
+      }
+      accumulate_chunk(bk_, cfg, w.host, group, needs, tokens, nseq, in_of[0], x_of[0], in_of[1], x_of[1], &stats);
+    };
+    item.write = [&, c, tokens, flow_floats](std::span<const float> slot) {
+      for (size_t f = 0; f < flows.size(); ++f) {
+        const float* x = slot.data() + f * static_cast<size_t>(flow_floats);
+        spill_->put(g, flows[f], c, x + tokens * d, tokens * n);
+        if (x_written) spill_->put(kSpilledX, flows[f], c, x, tokens * d);
+      }
+    };
+    items.push_back(std::move(item));
+  }
+  run_chunk_pass(be, std::move(items), {.slots = kStatsSlots, .what = "staged stats: spilled group inputs"});
+  if (g > 0) spill_->drop(g - 1);
+  return stats;
+}
+
+void StagedFlows::propagate_spilled(const StatsWeights& w, ActivationStore& store, int64_t block,
+                                    TraceRecorder* trace) {
+  Backend& be = bk_.device;
+  const ModelConfig& cfg = model_.config();
+  const int64_t d = cfg.hidden, n = sublayer_in_features(cfg, SubLayer::Down);
+  const int down = static_cast<int>(SubLayer::Down);
+  std::vector<Flow> flows = {Flow::Quant};
+  if (fp_flow_) flows.push_back(Flow::Fp);
+  // Every flow the statistics kept: an FP flow the method did not read was
+  // never staged, and collect() saw the needs.
+  std::vector<ChunkPassItem> items;
+  for (int64_t c = 0; c < ch_.nchunks; ++c) {
+    const int64_t tokens = ch_.tokens(c, nsamples_, seqlen_);
+    for (const Flow flow : flows) {
+      ChunkPassItem item;
+      item.floats = tokens * (d + n);
+      item.read = [&, c, tokens, flow](std::span<float> slot) {
+        spill_->get_into(kSpilledX, flow, c, slot.first(static_cast<size_t>(tokens * d)));
+        spill_->get_into(down, flow, c, slot.subspan(static_cast<size_t>(tokens * d)));
+      };
+      item.compute = [&, c, tokens, flow](float* x) {
+        TraceSpan span(trace, flow == Flow::Fp ? "forward fp" : "forward quant", trace_cat::kForward);
+        span.arg("block", block).arg("chunk", c).arg("staged", 1).arg("spilled", 1);
+        Buffer<float> in = be.alloc<float>(static_cast<size_t>(tokens * n), "staged propagate: down_proj's input");
+        be.copy_within(in.data(), x + tokens * d, static_cast<uint64_t>(tokens * n) * sizeof(float));
+        block_stage(be, cfg, flow == Flow::Fp ? w.original : w.quantized, rope_, seqs(c), SubLayer::Down, x,
+                    std::move(in));
+      };
+      item.write = [&, c, tokens, flow](std::span<const float> slot) {
+        store.put(block + 1, flow, c, slot.data(), tokens * d);
+      };
+      items.push_back(std::move(item));
+    }
+  }
+  run_chunk_pass(be, std::move(items), {.slots = kPropagateSlots, .what = "staged propagate: spilled chunks"});
+  spill_->drop(down);
+  spill_->drop(kSpilledX);
+}
+
 uint64_t StagedFlows::bytes_needed(const ModelConfig& cfg, int64_t calib_tokens, bool fp_flow) {
   const int64_t widest = std::max({cfg.hidden, cfg.heads * cfg.head_dim, cfg.intermediate});
   return static_cast<uint64_t>(calib_tokens) * static_cast<uint64_t>(cfg.hidden + widest) * sizeof(float) *
          (fp_flow ? 2u : 1u);
+}
+
+uint64_t StagedFlows::spilled_bytes(const ModelConfig& cfg, int64_t calib_tokens, bool fp_flow) {
+  // Per token, the widest moment of the passes: GateUp's (O's input, gate/up's
+  // and x) and Down's (gate/up's input, down_proj's and x).
+  const int64_t qd = cfg.heads * cfg.head_dim;
+  const int64_t per_token = std::max(qd + 2 * cfg.hidden, 2 * cfg.hidden + cfg.intermediate);
+  return static_cast<uint64_t>(calib_tokens) * static_cast<uint64_t>(per_token) * sizeof(float) * (fp_flow ? 2u : 1u);
 }
 
 }  // namespace streamq

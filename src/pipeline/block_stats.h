@@ -76,17 +76,25 @@ LinearStats collect_stats(Backend& be, const Model& model, const BlockWeights& w
                           TraceRecorder* trace, const ReadAheadHint& hint = {});
 
 // Staged statistics: every chunk of each flow is kept at the current
-// group's input between groups (x and that input in host memory), so a
-// group's input is computed once, from the previous group's (the block runs
-// once per flow instead of once per group; block_stage is block_forward cut
-// at the group inputs, so the statistics and outputs are the same bytes as
-// collect_stats + a separate propagation). Memory: bytes_needed, the whole
-// calibration set at hidden + the widest group input, per flow read.
-// For a host-addressable backend.
+// group's input between groups, so a group's input is computed once, from
+// the previous group's (the block runs once per flow instead of once per
+// group; block_stage is block_forward cut at the group inputs, so the
+// statistics and outputs are the same bytes as collect_stats + a separate
+// propagation). Where the chunks are kept:
+//  - no spill store: x and that input in host memory, for a
+//    host-addressable backend. Memory: bytes_needed, the whole calibration
+//    set at hidden + the widest group input, per flow read.
+//  - a spill store (an ActivationStore of its own, lossless, in memory or
+//    on disk): each group's statistics are a chunk pass (chunk_pass.h) that
+//    reads the previous group's input of every chunk from it (and x from
+//    the job's store at the block's boundary, or from the spill store once
+//    O has changed it), runs the previous group's sub-layer on be (a device
+//    too: the pass uploads and downloads), and puts the new input back; what
+//    be holds is the chunks in flight (spill_slot_floats each).
 class StagedFlows {
  public:
   StagedFlows(const MethodBackends& bk, const Model& model, const RopeTable& rope, const Chunking& ch,
-              int64_t nsamples, int64_t seqlen, bool fp_flow);
+              int64_t nsamples, int64_t seqlen, bool fp_flow, ActivationStore* spill = nullptr);
   // Group `group`'s statistics (groups in order, Qkv first: its chunks are
   // read from `store` at boundary `block`; each later group's come from the
   // previous group's sub-layer run with w.quantized, or w.original on the FP
@@ -97,6 +105,15 @@ class StagedFlows {
   // put into `store` at block + 1, the chunks freed.
   void propagate(const StatsWeights& w, ActivationStore& store, int64_t block, TraceRecorder* trace);
   static uint64_t bytes_needed(const ModelConfig& cfg, int64_t calib_tokens, bool fp_flow);
+  // What a spill store holds at its peak: during Down's pass, gate/up's
+  // input (dropped after it), down_proj's and the residual stream after O,
+  // of the whole calibration set, per flow read.
+  static uint64_t spilled_bytes(const ModelConfig& cfg, int64_t calib_tokens, bool fp_flow);
+  // A spilled pass's slot per token and flow, in floats, for the statistics
+  // of `group` (x and the wider of the group's input and the previous
+  // group's) or, with group < 0, for the propagation (x and down_proj's
+  // input): the memory plans count kStatsSlots / kPropagateSlots of these.
+  static int64_t spill_slot_floats(const ModelConfig& cfg, int group);
 
  private:
   struct Chunk {
@@ -104,12 +121,16 @@ class StagedFlows {
     Buffer<float> in;      // the next group's input
   };
   BlockSeqs seqs(int64_t c) const;
+  LinearStats collect_spilled(const StatsWeights& w, ActivationStore& store, int64_t block, SubLayer group,
+                              const MethodNeeds& needs, TraceRecorder* trace);
+  void propagate_spilled(const StatsWeights& w, ActivationStore& store, int64_t block, TraceRecorder* trace);
   const MethodBackends& bk_;
   const Model& model_;
   const RopeTable& rope_;
   const Chunking& ch_;
   int64_t nsamples_, seqlen_;
   bool fp_flow_;
+  ActivationStore* spill_;
   int next_ = 0;  // the group collect() takes next
   std::vector<Chunk> q_, fp_;
 };

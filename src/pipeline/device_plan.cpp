@@ -109,6 +109,7 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
   for (int g = 0; g < kNumSubLayers; ++g) {
     const SubLayer s = static_cast<SubLayer>(g);
     const int64_t n = sublayer_in_features(c, s);
+    const int64_t n_prev = g > 0 ? sublayer_in_features(c, static_cast<SubLayer>(g - 1)) : 0;
     const bool out_terms = in.output_terms && (s == SubLayer::O || s == SubLayer::Down);
     const uint64_t captures = flows * static_cast<uint64_t>(t * (n + (out_terms ? d : 0))) * kF32;
     // LinearStats::accumulate with the cross term holds dX and both chunk
@@ -116,6 +117,17 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
     // rescaled inputs, the residual difference and r^T x.
     uint64_t stats = static_cast<uint64_t>(in.fp_flow ? t * n + 2 * n * n : n * n) * kF32;
     if (out_terms) stats += static_cast<uint64_t>(2 * t * n + t * d + d * n) * kF32;
+    // A spilled pass: slots of x and the wider of the two inputs, then one
+    // flow's stage (its input copied out of the slot, its intermediates and
+    // output: within the forward's peak, which holds a sub-layer's input
+    // beside its intermediates; the output is copied into the slot and
+    // freed before the statistics run) or the statistics.
+    if (in.staged_spill)
+      consider(std::string("statistics ") + to_string(s) + " (spilled group inputs)",
+               {{"spilled chunks (" + std::to_string(flows) + " flow" + (flows > 1 ? "s" : "") + ", " +
+                     std::to_string(kStatsSlots) + " in flight)",
+                 kStatsSlots * flows * static_cast<uint64_t>(t * (d + std::max(n, n_prev))) * kF32},
+                {"one stage's buffers or chunk statistics", std::max(forward_bytes(c, t, in.weights_bf16), stats)}});
     consider(std::string("statistics ") + to_string(s),
              {{"activation chunks (" + std::to_string(flows) + " flow" + (flows > 1 ? "s" : "") + ", " +
                    std::to_string(kStatsSlots) + " in flight)",
@@ -126,6 +138,12 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
   consider("propagate", {{"activation chunks in flight (" + std::to_string(kPropagateSlots) + ")",
                           static_cast<uint64_t>(kPropagateSlots * t * d) * kF32},
                          {"forward intermediates", forward_bytes(c, t, in.weights_bf16)}});
+  if (in.staged_spill)
+    consider("propagate (spilled group inputs)",
+             {{"spilled chunks in flight (" + std::to_string(kPropagateSlots) + ")",
+               static_cast<uint64_t>(kPropagateSlots * t * (d + c.intermediate)) * kF32},
+              {"down_proj's stage (its input copied out of the slot, the output)",
+               forward_bytes(c, t, in.weights_bf16)}});
   if (in.factor_on_device)
     for (int g = 0; g < kNumSubLayers; ++g) {
       const SubLayer s = static_cast<SubLayer>(g);

@@ -29,6 +29,10 @@ struct DevicePlanInput {
   int linear_concurrency = 1;      // sweeps of one group live at once
   bool weights_bf16 = false;       // --device-weights bf16: linears held in bf16, widened per GEMM
   bool resumed = false;            // the chunking is fixed: fit it or fail
+  // Staged statistics spilled through a store (src/pipeline/block_stats.h)
+  // may run: their passes' slots (x and a group input) are counted beside
+  // the recompute path's, each phase the larger of the two.
+  bool staged_spill = false;
   uint64_t limit = UINT64_MAX;     // --gpu-mem-limit
 };
 

@@ -207,6 +207,13 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
              : "chunks in flight (workdir write-behind + read-ahead)",
         2 * static_cast<u64>(depth) * chunk);
   }
+  const bool spilled = in.spill != MemoryPlanInput::Spill::None;
+  if (in.spill == MemoryPlanInput::Spill::Disk) {  // its own slabs and one codec (its calls are synchronous)
+    const u64 frames = static_cast<u64>(std::clamp(2 * threads, 2, 16));
+    add(&fixed, "spilled group inputs' compressed store (slabs + codec frames)",
+        static_cast<u64>(kSpillStoreSlabs) * in.store.slab_bytes + frames * (3 * f32(in.store.frame_elems) + kZstdContextsBytes));
+  }
+  if (in.spill == MemoryPlanInput::Spill::Memory) add(&fixed, "group inputs spilled to memory", in.spilled_bytes);
   const u64 scratch = forward_scratch_bytes(c, tokens, seqlen, threads);
 
   MemoryPlan best;
@@ -223,9 +230,21 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
     }
   };
   const u64 flows_in_stats = in.fp_stats ? 2 : 1;
+  u64 n_prev = 0;  // the previous group's input width (a spilled pass reads it)
   for (const GroupShape& g : group_shapes(c)) {
     const u64 st = stats_bytes(in, g, tokens);
-    {  // collecting this group's statistics
+    if (spilled) {  // a spilled pass: slots of x and the wider input, the stage's input and output
+      Parts p;
+      add(&p, "activations held (boundary b)", disk ? 0 : boundary);
+      const u64 slots = flows_in_stats * kStatsSlots * f32(tokens * (hidden + std::max(n_prev, g.n)));
+      add(&p, in.pinned_staging ? "spilled chunk slots (pinned staging)" : "spilled chunk slots", slots);
+      u64 bufs = in.pinned_staging ? 0 : f32(tokens * (n_prev + g.n));
+      if (in.loaq && out_projection(g.group)) bufs += f32(tokens * hidden) * (flows_in_stats + 3);
+      add(&p, "the stage's input and output", bufs);
+      add(&p, "forward scratch", scratch);
+      add(&p, "stats matrices", st);
+      consider(std::string("stats ") + to_string(g.group), p);
+    } else {  // collecting this group's statistics
       Parts p;
       add(&p, "activations held (boundary b)", disk ? 0 : boundary);
       // kStatsSlots chunks of every flow in flight (read, uploaded, computed;
@@ -240,6 +259,7 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
       add(&p, "stats matrices", st);
       consider(std::string("stats ") + to_string(g.group), p);
     }
+    n_prev = g.n;
     // quantizing its linears, up to `concurrency` at once: the largest
     // working sets are the ones that may coincide
     const auto [prepare_peak, kept] = prepare_bytes(in.quant, in.fp_stats, g.n);
@@ -295,6 +315,11 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
         "chunks being propagated (" + std::to_string(kPropagateSlots) + " in flight" +
             (in.pinned_staging ? ", pinned staging)" : ")"),
         kPropagateSlots * chunk);
+    if (spilled) {  // each slot also holds down_proj's input, copied out for the stage
+      const u64 inter = static_cast<u64>(c.intermediate);
+      add(&p, "spilled down_proj inputs in the slots", kPropagateSlots * f32(tokens * inter));
+      if (!in.pinned_staging) add(&p, "the stage's input", f32(tokens * inter));
+    }
     add(&p, "forward scratch", scratch);
     consider("propagate", p);
   }

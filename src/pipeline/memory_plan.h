@@ -22,6 +22,12 @@ namespace streamq {
 enum class Placement { Auto, Memory, Disk, MemoryMirrored };
 const char* to_string(Placement p);
 
+// The spill store's slab pool (staged group inputs spilled to disk): its
+// calls come from one chunk pass at a time, so a quarter of the job store's
+// default pool keeps its reads and writes in flight at a quarter of the
+// pinned bytes.
+constexpr uint32_t kSpillStoreSlabs = 8;
+
 struct MemoryPlanInput {
   ModelConfig model;
   int64_t nsamples = 128, seqlen = 2048;
@@ -60,6 +66,14 @@ struct MemoryPlanInput {
   bool pinned_staging = false;
   // --learn: the block's training phase (block_learning.h) before its stats.
   LearnConfig learn;
+  // Staged statistics spilled through a store of their own
+  // (src/pipeline/block_stats.h): the stats and propagate passes' slots hold
+  // x and a group input; the spill store holds spilled_bytes in memory, or
+  // is a compressed store of its own on disk. None: the recompute path, or
+  // the inputs kept in host memory (the caller adds those bytes).
+  enum class Spill { None, Memory, Disk } spill = Spill::None;
+  // Spill::Memory: what the spill store holds at its peak (spilled_bytes()).
+  uint64_t spilled_bytes = 0;
 };
 
 struct MemoryPlan {

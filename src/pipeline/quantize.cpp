@@ -238,6 +238,7 @@ struct JobContext {
   // Each group's input computed once and kept (StagedFlows) instead of the
   // block rerun up to every group: same bytes, about a third of the forwards.
   bool staged = false;
+  ActivationStore* spill = nullptr;  // staged inputs spilled through this store (null: kept in host memory)
   bool read_ahead_weights = true;  // the next block's weights into the page cache (--prefetch-depth > 0)
   const ModelRotation* rotation = nullptr;  // the job's rotations (never null in run_quantize; off when not asked)
 };
@@ -501,7 +502,8 @@ BlockReport quantize_block(JobContext& c, int64_t b) {
   WeightReadAhead next_weights(c.model, c.read_ahead_weights ? b + 1 : -1, c.trace);
   if (c.job.learn.enabled()) learn_stage(c, s);
   std::optional<StagedFlows> staged;
-  if (c.staged) staged.emplace(c.backends, c.model, c.rope, c.ch, c.job.nsamples, c.job.seqlen, c.needs.fp_flow);
+  if (c.staged)
+    staged.emplace(c.backends, c.model, c.rope, c.ch, c.job.nsamples, c.job.seqlen, c.needs.fp_flow, c.spill);
   // The views follow the weights: resident_q's is updated as each linear is written.
   const BlockView no_original;
   const StatsWeights views{s.w, s.resident ? s.resident->view() : no_original, s.resident_q.view()};
@@ -743,8 +745,11 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
 
   // The memory plan for a chunk size: placement, chunking and I/O depth under
   // --host-mem-limit. A resumable job keeps its activations in its workdir.
-  auto plan_for = [&](int64_t chunk_tokens) {
+  auto plan_for = [&](int64_t chunk_tokens, MemoryPlanInput::Spill spill = MemoryPlanInput::Spill::None,
+                      uint64_t spilled_bytes = 0, Placement placement = Placement::Auto) {
     MemoryPlanInput in;
+    in.spill = spill;
+    in.spilled_bytes = spilled_bytes;
     in.model = cfg;
     in.nsamples = job.nsamples;
     in.seqlen = job.seqlen;
@@ -754,7 +759,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     in.loaq = job.loaq.enabled;
     in.fp_stats = needs.fp_flow;
     in.flows_stored = static_cast<int>(flows.size());
-    in.placement = job.activations;
+    in.placement = placement == Placement::Auto ? job.activations : placement;
     in.mirror_to_workdir = !job.workdir.empty();  // in memory, each boundary also durable in the workdir
     in.threads = tbb::this_task_arena::max_concurrency();
     in.baseline_bytes = baseline_rss;
@@ -793,6 +798,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     di.group = job.quant.group;
     di.weights_bf16 = job.device_weights == DeviceWeights::Bf16;
     di.limit = be.memory().limit();
+    di.staged_spill = !job.recompute_group_inputs;  // a device spills its group inputs unless told not to
     return di;
   };
   // The factor goes to the device when its n x n buffers fit there beside the
@@ -865,23 +871,74 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     Backend& be;
     ~DetachTrace() { be.set_trace(nullptr); }
   } detach_trace{be};
+  // Where each group's input is kept for staged statistics (StagedFlows),
+  // about 1.8x faster than the recompute path (bench/bench_group_inputs.sh),
+  // which reruns the block up to every group one chunk at a time:
+  //  - kept in host memory (StagedFlows::bytes_needed) on a host-addressable
+  //    backend whose activations are in memory, where the plan's peak plus
+  //    those bytes fits --host-mem-limit;
+  //  - else spilled through a store of their own, like any chunk, at the
+  //    plan's chunking and placement: a device's into host memory where
+  //    that fits (the chunk passes upload and download them), else to disk,
+  //    compressed and lossless (measured against recomputing: RESULTS.md);
+  //  - else, or with --recompute-group-inputs, recomputed.
+  const uint64_t kept_bytes = StagedFlows::bytes_needed(cfg, calib_set.tokens(), needs.fp_flow);
+  const uint64_t spilled_bytes = StagedFlows::spilled_bytes(cfg, calib_set.tokens(), needs.fp_flow);
+  const bool limited = job.host_mem_limit != UINT64_MAX;
+  auto fits_host = [&](uint64_t bytes) { return !limited || bytes <= job.host_mem_limit; };
+  using Spill = MemoryPlanInput::Spill;
+  enum class GroupInputs { Kept, Spilled, Recomputed } group_inputs = GroupInputs::Recomputed;
+  Spill spill = Spill::None;
+  std::string recompute_reason;
+  if (job.recompute_group_inputs) {
+    recompute_reason = "--recompute-group-inputs";
+  } else if (be.host_addressable() && plan.placement != Placement::Disk && fits_host(plan.peak_bytes + kept_bytes)) {
+    group_inputs = GroupInputs::Kept;
+  } else {
+    // The same chunking and placement (the output bytes and the job's
+    // layout do not change), with the spilled passes' buffers.
+    auto spilled_plan = [&](Spill sp) -> std::optional<MemoryPlan> {
+      MemoryPlan p = plan_for(plan.seqs_per_chunk * job.seqlen, sp, spilled_bytes, plan.placement);
+      if (p.seqs_per_chunk != plan.seqs_per_chunk || p.placement != plan.placement || !fits_host(p.peak_bytes))
+        return std::nullopt;
+      return p;
+    };
+    for (const Spill sp : {Spill::Memory, Spill::Disk}) {
+      if (sp == Spill::Memory && (be.host_addressable() || plan.placement == Placement::Disk)) continue;
+      if (auto p = spilled_plan(sp)) {
+        plan = *p;
+        spill = sp;
+        group_inputs = GroupInputs::Spilled;
+        break;
+      }
+    }
+    if (group_inputs != GroupInputs::Spilled)
+      recompute_reason = "spilling them would pass --host-mem-limit at this chunking";
+  }
+  if (group_inputs == GroupInputs::Kept) plan.add_part("group inputs kept (staged statistics)", kept_bytes);
   MemoryBudget budget(job.host_mem_limit);
   JobStore store = open_store(job, *wd, plan, ch.seqs_per_chunk * job.seqlen * cfg.hidden, &budget, trace.get());
-  // Staged statistics keep the calibration set at every group's input in
-  // host memory (StagedFlows::bytes_needed), about 1.8x faster than the
-  // recompute path (bench/bench_group_inputs.sh), which holds one chunk at
-  // a time: on a host-addressable backend, wherever the plan's peak plus
-  // those bytes fits --host-mem-limit (then counted in the plan); without a
-  // limit, unless the activations were sent to disk.
-  const uint64_t staged_bytes = StagedFlows::bytes_needed(cfg, calib_set.tokens(), needs.fp_flow);
-  std::string staged_refusal;
-  if (job.recompute_group_inputs) staged_refusal = "--recompute-group-inputs";
-  else if (!be.host_addressable()) staged_refusal = "the group inputs are not kept on a device";
-  else if (job.host_mem_limit == UINT64_MAX && plan.placement == Placement::Disk) staged_refusal = "--activations disk";
-  else if (job.host_mem_limit != UINT64_MAX && plan.peak_bytes + staged_bytes > job.host_mem_limit)
-    staged_refusal = "keeping them (" + memory_size_text(staged_bytes) + ") would pass --host-mem-limit";
-  const bool staged_stats = staged_refusal.empty();
-  if (staged_stats) plan.add_part("group inputs kept (staged statistics)", staged_bytes);
+  // The spill store: never part of a resumed job (a block restarts from its
+  // boundary), so whatever an earlier process left there goes first.
+  const std::string spill_dir = wd->dir() + "/group-inputs";
+  std::unique_ptr<ActivationStore> spill_store;
+  std::string spill_description;
+  if (spill == Spill::Memory) {
+    spill_store = std::make_unique<TracedStore>(make_memory_store(), trace.get());
+    spill_description = "spilled to host memory (" + memory_size_text(spilled_bytes) + " at most)";
+  } else if (spill == Spill::Disk) {
+    std::error_code ec;
+    std::filesystem::remove_all(spill_dir, ec);
+    CompressedStoreOptions opts;
+    opts.dir = spill_dir;
+    opts.storage = DType::F32;  // lossless: the same bytes as keeping them
+    opts.zstd_level = job.zstd_level;
+    opts.io = job.io_path;
+    opts.slabs = kSpillStoreSlabs;
+    auto cs = open_compressed_store(opts, job.io_wrap);
+    spill_description = "spilled to disk (" + cs->io_description() + ", float32 zstd)";
+    spill_store = std::make_unique<TracedStore>(std::move(cs), trace.get());
+  }
   if (progress && job.host_mem_limit != UINT64_MAX) *progress << plan.describe() << "\n";
   if (progress && device_plan) *progress << device_plan->describe();
 
@@ -902,10 +959,17 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     report.device["predicted_peak_phase"] = device_plan->peak_phase;
   }
   for (const Flow f : flows) report.flows.push_back(to_string(f));
-  report.group_inputs = staged_stats ? "staged: each group's input computed once and kept (" +
-                                           memory_size_text(staged_bytes) + ")"
-                                     : std::string("recomputed: the block rerun up to each group, one chunk at a time") +
-                                           (staged_refusal.empty() ? "" : " (" + staged_refusal + ")");
+  switch (group_inputs) {
+    case GroupInputs::Kept:
+      report.group_inputs = "staged: each group's input computed once and kept (" + memory_size_text(kept_bytes) + ")";
+      break;
+    case GroupInputs::Spilled:
+      report.group_inputs = "staged: each group's input computed once and " + spill_description;
+      break;
+    case GroupInputs::Recomputed:
+      report.group_inputs = "recomputed: the block rerun up to each group, one chunk at a time (" + recompute_reason + ")";
+      break;
+  }
   report.memory_text = plan.describe();
   report.memory = {{"host_limit_bytes", job.host_mem_limit == UINT64_MAX ? nlohmann::json(nullptr)
                                                                           : nlohmann::json(job.host_mem_limit)},
@@ -943,7 +1007,8 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
                  progress};
   ctx.linear_concurrency = plan.linear_concurrency;
   ctx.read_ahead_weights = job.prefetch_depth > 0;
-  ctx.staged = staged_stats;
+  ctx.staged = group_inputs != GroupInputs::Recomputed;
+  ctx.spill = spill_store.get();
   ctx.rotation = &rotation;
   for (int64_t b = first; b < cfg.layers; ++b) {
     BlockReport br = quantize_block(ctx, b);
@@ -962,6 +1027,11 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       std::snprintf(extra, sizeof extra, "rel-err %.3e  rss %.0f MiB",
                     mean_relative_objective(std::span(report.blocks).last(1)), peak_rss_bytes() / 1048576.0);
     prog.step(extra);
+  }
+  if (spill_store) {  // every block dropped what it spilled: the empty directory goes too
+    spill_store.reset();
+    std::error_code ec;
+    std::filesystem::remove(spill_dir, ec);
   }
   store.top.reset();
 

@@ -106,6 +106,34 @@ TEST(DevicePipeline, HostSweepMethodsGiveTheCpuBytes) {
   EXPECT_LE(report["device"]["high_water_bytes"].get<uint64_t>(), uint64_t{256} << 20);
 }
 
+// Staged statistics on a device (block_stats.h): each group's input
+// computed once and spilled through a store of its own, in host memory (the
+// default where it fits) or on disk with the activations, uploaded and
+// downloaded by the chunk passes: the bytes of rerunning the block up to
+// every group, for both flows and LoaQ's output terms; the report says how.
+TEST(DevicePipeline, SpilledGroupInputsGiveTheRecomputedBytes) {
+  test::ScratchDir dir("device-staged");
+  const std::vector<std::string> method = {"--method", "gptaq", "--loaq", "--bits", "3", "--group", "32",
+                                           "--chunk-tokens", "1024"};
+  quantize(dir.file("memory"), with(method, kEmulated));
+  quantize(dir.file("disk"), with(with(method, kEmulated), {"--activations", "disk"}));
+  quantize(dir.file("recomputed"), with(with(method, kEmulated), {"--recompute-group-inputs"}));
+  for (const char* run : {"memory", "disk"})
+    for (const char* f : {"model.safetensors", "streamq_quant.safetensors"})
+      EXPECT_TRUE(test::output_bytes(dir.file(run) + "/" + f) == test::output_bytes(dir.file("recomputed") + "/" + f))
+          << run << ": " << f;
+  auto how = [&](const std::string& run) {
+    return nlohmann::json::parse(test::read_all(dir.file(run) + ".report.json"))["group_inputs"].get<std::string>();
+  };
+  EXPECT_NE(how("memory").find("spilled to host memory"), std::string::npos) << how("memory");
+  EXPECT_NE(how("disk").find("spilled to disk"), std::string::npos) << how("disk");
+  EXPECT_EQ(how("recomputed").rfind("recomputed", 0), 0u) << how("recomputed");
+  for (const char* run : {"memory", "disk"}) {
+    const auto d = nlohmann::json::parse(test::read_all(dir.file(run) + ".report.json"))["device"];
+    EXPECT_LE(d["high_water_bytes"].get<uint64_t>(), d["predicted_peak_bytes"].get<uint64_t>()) << run;
+  }
+}
+
 // The sweep on the device, in float64 (the same loops as float32, on the
 // float inputs a device holds) and float32 (a GPU's), against the CPU's
 // float64 sweep on float64 inputs. Tolerance (issue 13): the same code for
