@@ -84,24 +84,27 @@ std::vector<float> sde_band_matrix(const SdeLinear& l) {
   return d;
 }
 
-void sde_weight(Backend& be, const SdeLinear& l, float* w_out) {
-  require_host_addressable(be, "sde_weight");
-  const int64_t r = l.rank, band = l.band;
+namespace {
+
+void check_params(const SdeLinear& l, const char* what) {
   if (static_cast<int64_t>(l.params.size()) != l.param_count())
-    throw InternalError("sde_weight: params hold " + std::to_string(l.params.size()) + " values, band " +
-                        std::to_string(l.band) + " of rank " + std::to_string(r) + " needs " +
+    throw InternalError(std::string(what) + ": params hold " + std::to_string(l.params.size()) + " values, band " +
+                        std::to_string(l.band) + " of rank " + std::to_string(l.rank) + " needs " +
                         std::to_string(l.param_count()));
-  // U D with D banded, one diagonal at a time (each pass a contiguous
-  // multiply-add over a row, which vectorizes): rows * r * (2 band + 1)
-  // products instead of the dense rows * r^2 (20x fewer at the paper's band
-  // 100 on a 4096-wide linear).
+}
+
+// U D [rows, r] with D banded, one diagonal at a time (each pass a
+// contiguous multiply-add over a row, which vectorizes): rows * r *
+// (2 band + 1) products instead of the dense rows * r^2 (20x fewer at the
+// paper's band 100 on a 4096-wide linear).
+void banded_ud(const SdeLinear& l, float* ud) {
+  const int64_t r = l.rank, band = l.band;
   const float* p = l.params.data();
   std::vector<float> diag(static_cast<size_t>(r));
   for (int64_t j = 0; j < r; ++j) diag[j] = l.s[j] + p[j];
-  std::vector<float> ud(static_cast<size_t>(l.rows * r));
   tbb::parallel_for(int64_t{0}, l.rows, [&](int64_t a) {
     const float* ua = l.u.data() + a * r;
-    float* out = ud.data() + a * r;
+    float* out = ud + a * r;
     for (int64_t c = 0; c < r; ++c) out[c] = ua[c] * diag[c];
     for (int64_t i = 1; i <= band; ++i) {
       const float* upper = p + (2 * i - 1) * r;  // D[j][j+i]: out[j+i] += U[a][j] upper[j]
@@ -110,7 +113,32 @@ void sde_weight(Backend& be, const SdeLinear& l, float* w_out) {
       for (int64_t c = 0; c + i < r; ++c) out[c] += ua[c + i] * lower[c];
     }
   });
-  be.gemm(Trans::N, Trans::N, l.rows, l.cols, r, 1.0f, ud.data(), r, l.vt.data(), l.cols, 0.0f, w_out, l.cols);
+}
+
+// dparams from M = U^T g [r, cols] (host memory): the band's dot products.
+void band_grad_from(const SdeLinear& l, const float* m, float* dparams) {
+  const int64_t r = l.rank, cols = l.cols;
+  const float* vt = l.vt.data();
+  std::fill(dparams, dparams + l.param_count(), 0.0f);
+  tbb::parallel_for(int64_t{0}, r, [&](int64_t j) {
+    const float* mj = m + j * cols;
+    dparams[j] = static_cast<float>(band_dot(mj, vt + j * cols, cols));
+    for (int64_t i = 1; i <= l.band && j + i < r; ++i) {
+      dparams[(2 * i - 1) * r + j] = static_cast<float>(band_dot(mj, vt + (j + i) * cols, cols));  // D[j][j+i]
+      dparams[2 * i * r + j] = static_cast<float>(band_dot(m + (j + i) * cols, vt + j * cols, cols));  // D[j+i][j]
+    }
+  });
+}
+
+}  // namespace
+
+void sde_weight(Backend& be, const SdeLinear& l, float* w_out) {
+  require_host_addressable(be, "sde_weight");
+  check_params(l, "sde_weight");
+  std::vector<float> ud(static_cast<size_t>(l.rows * l.rank));
+  banded_ud(l, ud.data());
+  be.gemm(Trans::N, Trans::N, l.rows, l.cols, l.rank, 1.0f, ud.data(), l.rank, l.vt.data(), l.cols, 0.0f, w_out,
+          l.cols);
   be.synchronize();
 }
 
@@ -120,16 +148,43 @@ void sde_band_grad(Backend& be, const SdeLinear& l, const float* g, float* dpara
   std::vector<float> m(static_cast<size_t>(r * cols));  // U^T g [r, cols]
   be.gemm(Trans::T, Trans::N, r, cols, l.rows, 1.0f, l.u.data(), r, g, cols, 0.0f, m.data(), cols);
   be.synchronize();
-  const float* vt = l.vt.data();
-  std::fill(dparams, dparams + l.param_count(), 0.0f);
-  tbb::parallel_for(int64_t{0}, r, [&](int64_t j) {
-    const float* mj = m.data() + j * cols;
-    dparams[j] = static_cast<float>(band_dot(mj, vt + j * cols, cols));
-    for (int64_t i = 1; i <= l.band && j + i < r; ++i) {
-      dparams[(2 * i - 1) * r + j] = static_cast<float>(band_dot(mj, vt + (j + i) * cols, cols));            // D[j][j+i]
-      dparams[2 * i * r + j] = static_cast<float>(band_dot(m.data() + (j + i) * cols, vt + j * cols, cols));  // D[j+i][j]
-    }
-  });
+  band_grad_from(l, m.data(), dparams);
+}
+
+SdeOnBackend::SdeOnBackend(Backend& be, const SdeLinear& l, const std::string& name)
+    : device(!be.host_addressable()), ud_host(static_cast<size_t>(l.rows * l.rank)) {
+  if (!device) {  // the host arrays are the operands
+    u_op = l.u.data();
+    vt_op = l.vt.data();
+    ud_op = ud_host.data();
+    m_host.resize(static_cast<size_t>(l.rank * l.cols));
+    m_op = m_host.data();
+    return;
+  }
+  ud = be.alloc<float>(ud_host.size(), "sde: U D of " + name);
+  u = be.upload_new(l.u, "sde: U of " + name);
+  vt = be.upload_new(l.vt, "sde: Vt of " + name);
+  m = be.alloc<float>(static_cast<size_t>(l.rank * l.cols), "sde: U^T dW' of " + name);
+  m_host.resize(m.size());
+  u_op = u.data();
+  vt_op = vt.data();
+  ud_op = ud.data();
+  m_op = m.data();
+}
+
+void sde_weight(Backend& be, const SdeLinear& l, SdeOnBackend& f, float* w_out) {
+  check_params(l, "sde_weight");
+  banded_ud(l, f.ud_host.data());
+  if (f.device) be.upload(f.ud, f.ud_host.data(), f.ud_host.size());  // pageable: the call returns once it is read
+  be.gemm(Trans::N, Trans::N, l.rows, l.cols, l.rank, 1.0f, f.ud_op, l.rank, f.vt_op, l.cols, 0.0f, w_out, l.cols);
+}
+
+void sde_band_grad(Backend& be, const SdeLinear& l, SdeOnBackend& f, const float* g, float* dparams) {
+  check_params(l, "sde_band_grad");
+  be.gemm(Trans::T, Trans::N, l.rank, l.cols, l.rows, 1.0f, f.u_op, l.rank, g, l.cols, 0.0f, f.m_op, l.cols);
+  if (f.device) be.download(f.m_host.data(), f.m, f.m_host.size());
+  be.synchronize();  // the GEMM (and a device's download) before the host reads M
+  band_grad_from(l, f.m_host.data(), dparams);
 }
 
 SteGrid fit_ste_grid(const QuantConfig& cfg, const float* w, int64_t rows, int64_t cols) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -54,6 +55,28 @@ void sde_weight(Backend& be, const SdeLinear& l, float* w_out /*[rows, cols]*/);
 void sde_band_grad(Backend& be, const SdeLinear& l, const float* g /*[rows, cols]*/,
                    float* dparams /*[(2*band+1) * rank]*/);
 
+// The same two on any backend (a device too): the factors the GEMMs read
+// uploaded once (U, Vt), U D formed on the host (the band) and uploaded per
+// call, M = U^T g downloaded for the band's dot products. The same GEMM
+// calls on the same values as the host-only versions above, so the same
+// bytes on the CPU and on a device that computes as it does.
+// On a host-addressable backend the host arrays are the operands and
+// nothing is copied. `l` must outlive this (its U and Vt are read there).
+struct SdeOnBackend {
+  SdeOnBackend(Backend& be, const SdeLinear& l, const std::string& name);
+  bool device = false;
+  Buffer<float> ud, u, vt, m;          // a device's copies
+  std::vector<float> ud_host, m_host;  // U D formed, M read, on the host
+  const float* u_op = nullptr;         // where be's GEMMs read and write them
+  const float* vt_op = nullptr;
+  float* ud_op = nullptr;
+  float* m_op = nullptr;
+};
+// W' into w_out [rows, cols] in be's memory; queued on be (not synchronized).
+void sde_weight(Backend& be, const SdeLinear& l, SdeOnBackend& f, float* w_out);
+// dL/dP from g [rows, cols] in be's memory into dparams (host); returns
+// after be.synchronize().
+void sde_band_grad(Backend& be, const SdeLinear& l, SdeOnBackend& f, const float* g, float* dparams);
 // Fake quantization of w [rows, cols] on the job's RTN grid (Grid(cfg), fit
 // on the current values per row, or per group of cfg.group columns of each
 // row, the last group of a row the remainder; cfg's clip search), with the

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "src/methods/adam.h"
 #include "src/methods/sde.h"
 #include "src/model/block_backward.h"
+#include "src/model/resident_block.h"
 #include "src/core/sysinfo.h"
 
 namespace streamq {
@@ -135,12 +137,16 @@ LearnReport LearnReport::from_json(const nlohmann::json& j) {
 }
 
 BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const BlockWeights& w, LearnReport* report) {
-  // run_quantize refuses both with the flags' names before anything is written.
-  if (!in.be.host_addressable() || !in.ch.seq_lens.empty())
-    throw InternalError("learn_block: needs a host-addressable backend and sequences of one length");
+  // run_quantize refuses it with the flags' names before anything is written.
+  if (!in.ch.seq_lens.empty()) throw InternalError("learn_block: needs sequences of one length");
   const Stopwatch total;
   LearnReport rep;
   const ModelConfig& c = in.cfg;
+  // be runs the block's forwards and backwards and the SDE products (a
+  // device too: the arrays below are placed there and read back where the
+  // host works on them); the host, the SVD, the band, the fake
+  // quantization, the STE mask and Adam. ResidentChunk copies nothing on a
+  // host-addressable backend, so the CPU runs exactly the ops it ran alone.
   Backend& be = in.be;
   AdamConfig ac;
   ac.lr = cfg.lr;
@@ -152,32 +158,49 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
   QuantConfig grid = in.quant;
   if (grid.two_stage()) grid.clip = ClipSearch::Mse;
 
+  const std::vector<LinearDesc> descs = block_linears(c);
   std::vector<TrainedLinear> lins;
+  lins.reserve(descs.size());  // SdeOnBackend reads each one's factors in place
   {
     TraceSpan span(in.trace, "learn: svd", trace_cat::kQuantize);
     span.arg("block", in.block);
     const Stopwatch t_svd;
-    for (const LinearDesc& d : block_linears(c)) {
+    for (const LinearDesc& d : descs) {
       const Linear& l = w.linears.at(d.name);
-      lins.emplace_back(d.name, sde_decompose(in.be, l.w.data(), d.out, d.in, cfg.band), ac);
+      lins.emplace_back(d.name, sde_decompose(in.host, l.w.data(), d.out, d.in, cfg.band), ac);
       rep.params += static_cast<int64_t>(lins.back().sde.params.size());
     }
     rep.seconds_svd = t_svd.seconds();
   }
-  // The quantized flow's view with the fake-quantized weights in place.
-  BlockView qview = in.quant_view;
-  for (TrainedLinear& t : lins) {
-    LinearView& lv = qview.linears.at(t.name);
-    lv.w = t.w_fq.data();
-    lv.w_bf16 = nullptr;
-  }
+  // Per linear, where be reads and writes: the SDE factors, W', its fake
+  // quantization (which the quantized flow's view points at) and dL/dW'.
+  struct OnBackend {
+    SdeOnBackend sde;
+    ResidentChunk w_prime, w_fq, dw;
+    OnBackend(Backend& be, const TrainedLinear& t)
+        : sde(be, t.sde, t.name), w_prime(be, "learn: W' of " + t.name), w_fq(be, "learn: fake-quantized W' of " + t.name),
+          dw(be, "learn: dL/dW' of " + t.name) {}
+  };
+  std::vector<std::unique_ptr<OnBackend>> on_be;
+  for (const TrainedLinear& t : lins) on_be.push_back(std::make_unique<OnBackend>(be, t));
+  // W' = U (S + band) Vt into t.w_prime (host).
+  auto form_w_prime = [&](size_t i) {
+    TrainedLinear& t = lins[i];
+    sde_weight(be, t.sde, on_be[i]->sde, on_be[i]->w_prime.output(t.w_prime));
+    be.synchronize();
+    on_be[i]->w_prime.fetch(t.w_prime);
+  };
+  BlockView qview = in.quant_view;  // the quantized flow's view, its linears' weights replaced each step
+  for (TrainedLinear& t : lins) qview.linears.at(t.name).w_bf16 = nullptr;
   std::map<std::string, float*> dw;
-  for (TrainedLinear& t : lins) dw[t.name] = t.dw.data();
   const bool cl = in.next_fp_view && cfg.cl_lambda > 0;
 
   const int64_t hidden = c.hidden;
   const int64_t seq_floats = in.seqlen * hidden;
   std::vector<float> chunk_q, chunk_fp, xq, xfp, d, zq, zfp, dz;
+  ResidentChunk xq_be(be, "learn: quantized flow's mini-batch"), xfp_be(be, "learn: FP flow's mini-batch"),
+      d_be(be, "learn: dL/d(block output)"), zq_be(be, "learn: next block on the quantized flow"),
+      zfp_be(be, "learn: next block on the FP flow"), dz_be(be, "learn: dL/d(next block output)");
   SplitMix rng{in.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(in.block) * 0x632be59bd9b4e019ull + 1};
   double last_epoch_sum = 0;
   int64_t last_epoch_steps = 0;
@@ -188,9 +211,9 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
     // The grid is fit on W' once per epoch and fixed through it (scales are
     // constants to the STE anyway; an MSE fit costs about a hundred
     // quantizations of the weight, which every step would pay).
-    for (TrainedLinear& t : lins) {
-      sde_weight(be, t.sde, t.w_prime.data());
-      t.grid = fit_ste_grid(grid, t.w_prime.data(), t.sde.rows, t.sde.cols);
+    for (size_t i = 0; i < lins.size(); ++i) {
+      form_w_prime(i);
+      lins[i].grid = fit_ste_grid(grid, lins[i].w_prime.data(), lins[i].sde.rows, lins[i].sde.cols);
     }
     bool w_prime_current = true;  // W' was just formed: the epoch's first step reuses it
     const std::vector<int64_t> chunks = permutation(in.ch.nchunks, rng);
@@ -198,12 +221,12 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
     for (const int64_t ck : chunks) order.insert(order.end(), {{Flow::Quant, ck}, {Flow::Fp, ck}});
     ReadAhead ahead(in.hint, in.block, std::move(order));
     ahead.consumed(-1);
-    for (size_t i = 0; i < chunks.size(); ++i) {
-      const int64_t ck = chunks[i];
+    for (size_t ci = 0; ci < chunks.size(); ++ci) {
+      const int64_t ck = chunks[ci];
       const int64_t nseq = in.ch.seqs(ck, in.nsamples);
       in.store.get(in.block, Flow::Quant, ck, &chunk_q);
       in.store.get(in.block, Flow::Fp, ck, &chunk_fp);
-      ahead.consumed(static_cast<int64_t>(2 * i + 1));
+      ahead.consumed(static_cast<int64_t>(2 * ci + 1));
       const int64_t nbatches = (nseq + cfg.batch_seqs - 1) / cfg.batch_seqs;
       for (const int64_t mb : permutation(nbatches, rng)) {
         TraceSpan span(in.trace, "learn: step", trace_cat::kQuantize);
@@ -213,33 +236,51 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
         const int64_t n = ns * seq_floats;
         xq.assign(chunk_q.begin() + s0 * seq_floats, chunk_q.begin() + s0 * seq_floats + n);
         xfp.assign(chunk_fp.begin() + s0 * seq_floats, chunk_fp.begin() + s0 * seq_floats + n);
-        for (TrainedLinear& t : lins) {
-          if (!w_prime_current) sde_weight(be, t.sde, t.w_prime.data());
+        for (size_t i = 0; i < lins.size(); ++i) {
+          TrainedLinear& t = lins[i];
+          if (!w_prime_current) form_w_prime(i);
           fake_quant_ste(grid, t.grid, t.w_prime.data(), t.w_fq.data(), t.mask.data());
+          qview.linears.at(t.name).w = on_be[i]->w_fq.place(t.w_fq);
+          dw[t.name] = on_be[i]->dw.output(t.dw);
         }
         // The target: the FP block on the FP flow.
-        block_forward(be, c, in.fp_view, in.rope, xfp.data(), ns, in.seqlen);
+        float* xfp_d = xfp_be.place(xfp);
+        block_forward(be, c, in.fp_view, in.rope, xfp_d, ns, in.seqlen);
         BlockTape tape;
-        block_forward_tape(be, c, qview, in.rope, xq.data(), ns, in.seqlen, &tape);
+        float* xq_d = xq_be.place(xq);
+        block_forward_tape(be, c, qview, in.rope, xq_d, ns, in.seqlen, &tape);
+        be.synchronize();
+        xfp_be.fetch(xfp);
+        xq_be.fetch(xq);
         d.resize(static_cast<size_t>(n));
         double loss = mse_and_grad(xq.data(), xfp.data(), n, 1.0, d.data());
         if (cl) {  // through the frozen FP next block: its outputs from both
           zfp = xfp;
-          block_forward(be, c, *in.next_fp_view, in.rope, zfp.data(), ns, in.seqlen);
+          float* zfp_d = zfp_be.place(zfp);
+          block_forward(be, c, *in.next_fp_view, in.rope, zfp_d, ns, in.seqlen);
           zq = xq;
+          float* zq_d = zq_be.place(zq);
           BlockTape next_tape;
-          block_forward_tape(be, c, *in.next_fp_view, in.rope, zq.data(), ns, in.seqlen, &next_tape);
+          block_forward_tape(be, c, *in.next_fp_view, in.rope, zq_d, ns, in.seqlen, &next_tape);
+          be.synchronize();
+          zfp_be.fetch(zfp);
+          zq_be.fetch(zq);
           dz.resize(static_cast<size_t>(n));
           loss += cfg.cl_lambda * mse_and_grad(zq.data(), zfp.data(), n, cfg.cl_lambda, dz.data());
-          block_backward(be, c, *in.next_fp_view, in.rope, next_tape, dz.data(), nullptr);
+          block_backward(be, c, *in.next_fp_view, in.rope, next_tape, dz_be.place(dz), nullptr);
+          be.synchronize();
+          dz_be.fetch(dz);
           for (int64_t i = 0; i < n; ++i) d[i] += dz[i];
           tape_bytes = std::max(tape_bytes, bytes_of(next_tape));
         }
         tape_bytes = std::max(tape_bytes, bytes_of(tape));
-        block_backward(be, c, qview, in.rope, tape, d.data(), &dw);
-        for (TrainedLinear& t : lins) {
+        block_backward(be, c, qview, in.rope, tape, d_be.place(d), &dw);
+        be.synchronize();
+        for (size_t i = 0; i < lins.size(); ++i) {
+          TrainedLinear& t = lins[i];
+          on_be[i]->dw.fetch(t.dw);
           ste_backward(t.mask.data(), t.dw.data(), static_cast<int64_t>(t.dw.size()));
-          sde_band_grad(be, t.sde, t.dw.data(), t.dparams.data());
+          sde_band_grad(be, t.sde, on_be[i]->sde, on_be[i]->dw.place(t.dw), t.dparams.data());
           t.adam.step(t.sde.params.data(), t.dparams.data());
         }
         w_prime_current = false;
@@ -258,8 +299,9 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
   rep.loss_last_epoch = last_epoch_steps ? last_epoch_sum / static_cast<double>(last_epoch_steps) : 0.0;
 
   BlockWeights out = w;
-  for (TrainedLinear& t : lins) {
-    sde_weight(be, t.sde, t.w_prime.data());
+  for (size_t i = 0; i < lins.size(); ++i) {
+    TrainedLinear& t = lins[i];
+    form_w_prime(i);
     out.linears.at(t.name).w = t.w_prime;
     rep.working_bytes += t.bytes();
   }

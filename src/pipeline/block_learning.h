@@ -64,7 +64,8 @@ struct LearnReport {
 };
 
 struct LearnInputs {
-  Backend& be;  // host-addressable (training runs on the CPU backend so far)
+  Backend& be;    // the forwards, backwards and SDE products (the job's device, or the CPU)
+  Backend& host;  // the SVD (float64 LAPACK); the same backend on the CPU
   const ModelConfig& cfg;
   const RopeTable& rope;
   ActivationStore& store;  // block `block`'s input boundary, both flows

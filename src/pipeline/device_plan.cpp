@@ -144,6 +144,31 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
                static_cast<uint64_t>(kPropagateSlots * t * (d + c.intermediate)) * kF32},
               {"down_proj's stage (its input copied out of the slot, the output)",
                forward_bytes(c, t, in.weights_bf16)}});
+  if (in.learn) {
+    const int64_t bt = std::min(in.learn_batch_seqs, seqs) * in.seqlen;
+    const int64_t qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim;
+    uint64_t per_linear = 0;
+    for (const LinearDesc& l : block_linears(c)) {
+      const uint64_t r = static_cast<uint64_t>(std::min(l.out, l.in));
+      // U D and U [out, r], Vt and M = U^T dW' [r, in]; W', its fake
+      // quantization, dL/dW' [out, in]
+      per_linear += (2 * static_cast<uint64_t>(l.out) * r + 2 * r * static_cast<uint64_t>(l.in) +
+                     3 * static_cast<uint64_t>(l.out * l.in)) * kF32;
+    }
+    // A tape: the block input, the normed inputs, q/k/v (and before
+    // QK-norm), the attention output, the residual after attention, gate
+    // and up; the backward's temporaries are counted as large again.
+    const uint64_t tape =
+        2 * static_cast<uint64_t>(bt * (4 * d + 2 * qd + 2 * kvd + 2 * c.intermediate + (c.qk_norm ? qd + kvd : 0))) * kF32;
+    const uint64_t next = in.learn_next_block ? 1 : 0;
+    Parts parts = {{"training: SDE factors, W', fake-quantized W', gradients", per_linear},
+                   {"training: the mini-batch's flows and output gradients",
+                    static_cast<uint64_t>(bt * d) * kF32 * (3 + 3 * next)},
+                   {next ? "training: tapes (block and next block)" : "training: tape", tape * (1 + next)},
+                   {"training: the FP block's forward", forward_bytes(c, bt, in.weights_bf16)}};
+    if (next) parts.push_back({"next block's weights (cross-layer term)", block_bytes(c, in.weights_bf16)});
+    consider("learn", parts);
+  }
   if (in.factor_on_device)
     for (int g = 0; g < kNumSubLayers; ++g) {
       const SubLayer s = static_cast<SubLayer>(g);

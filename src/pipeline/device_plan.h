@@ -33,6 +33,13 @@ struct DevicePlanInput {
   // may run: their passes' slots (x and a group input) are counted beside
   // the recompute path's, each phase the larger of the two.
   bool staged_spill = false;
+  // --learn sde on the device (block_learning.cpp): each linear's SDE
+  // factors, W', its fake quantization and gradient, the mini-batch's flows
+  // and tapes; with cross-layer learning (learn_next_block) the next block's
+  // weights, outputs and tape too.
+  bool learn = false;
+  int64_t learn_batch_seqs = 1;
+  bool learn_next_block = false;
   uint64_t limit = UINT64_MAX;     // --gpu-mem-limit
 };
 

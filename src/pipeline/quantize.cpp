@@ -363,7 +363,7 @@ void learn_stage(JobContext& c, BlockState& s) {
     c.rotation->apply_online(*next_resident);
   }
   if (!s.resident) throw InternalError("learn: the FP flow's block is not resident");
-  const LearnInputs in{c.be,          c.model.config(),  c.rope,
+  const LearnInputs in{c.be,          c.host,            c.model.config(),  c.rope,
                        *c.store.top,  c.ch,              c.job.nsamples,
                        c.job.seqlen,  s.b,               c.job.seed,
                        c.job.quant,   s.resident_q.view(), s.resident->view(),
@@ -668,9 +668,6 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     throw InputError("activation/KV quantization (--abits, --kv-bits) runs on --device cpu only so far; the " +
                      be.name() + " device has no such op yet");
   job.learn.validate();
-  if (job.learn.enabled() && !be.host_addressable())
-    throw InputError("--learn sde trains on --device cpu only so far; the " + be.name() +
-                     " device has no backward ops yet");
   if (job.learn.enabled() && !job.calib_samples_path.empty())
     throw InputError("--learn sde needs calibration sequences of one length (--calib or --calib-text windows), "
                      "not --calib-samples");
@@ -799,6 +796,9 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     di.weights_bf16 = job.device_weights == DeviceWeights::Bf16;
     di.limit = be.memory().limit();
     di.staged_spill = !job.recompute_group_inputs;  // a device spills its group inputs unless told not to
+    di.learn = job.learn.enabled();
+    di.learn_batch_seqs = job.learn.batch_seqs;
+    di.learn_next_block = job.learn.cl_lambda > 0;
     return di;
   };
   // The factor goes to the device when its n x n buffers fit there beside the
