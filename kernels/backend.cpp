@@ -33,6 +33,8 @@ const char* op_name(Op op) {
     case Op::AttentionBackward: return "attention_backward";
     case Op::SwigluBackward: return "swiglu_backward";
     case Op::Svd: return "svd";
+    case Op::FakeQuantSte: return "fake_quant_ste";
+    case Op::SteMaskGrad: return "ste_mask_grad";
   }
   return "unknown op";
 }

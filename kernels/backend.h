@@ -58,6 +58,8 @@ enum class Op {
   AttentionBackward,
   SwigluBackward,
   Svd,  // svd: SDE's decomposition of a linear (issue 18)
+  FakeQuantSte,  // fake_quant_ste: SDE training's weight fake quantization with its STE mask
+  SteMaskGrad,   // ste_mask_grad: the STE's backward
 };
 inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
                                  Op::InverseUpperFactor, Op::InverseUpperFactorF32, Op::Rmsnorm, Op::Rope,     Op::Attention,
@@ -65,7 +67,7 @@ inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLow
                                  Op::HadamardRows, Op::Bf16ToF32,
                                  Op::GptqSweep32, Op::GptqSweep64,
                                  Op::RmsnormBackward, Op::RopeBackward, Op::AttentionBackward, Op::SwigluBackward,
-                                 Op::Svd};
+                                 Op::Svd, Op::FakeQuantSte, Op::SteMaskGrad};
 // "gemm_f32", "gptq_sweep64", ...
 const char* op_name(Op op);
 
@@ -359,6 +361,20 @@ class Backend {
   // other output.
   virtual void swiglu_backward(const float* gate, const float* up, const float* dout, float* dgate, float* dup,
                                int64_t n) = 0;
+
+  // The straight-through estimator's fake quantization (SDE training,
+  // src/methods/sde.h) of w [rows, cols] on per-(row, group) grids:
+  // params [rows, ceil(cols / group)] pairs {scale, zero} (float64, as
+  // GridParams), group in 1..cols. In float64: c = round-half-even(w /
+  // scale) + zero, or round-half-even((w - zero) / scale) with free_min;
+  // code = clamp(c, 0, maxq); wq = scale (code - zero), or scale code +
+  // zero with free_min, rounded to float; mask = 1 where c lies in
+  // [0, maxq], else 0. Every operation correctly rounded (no contraction):
+  // the same bytes on every backend.
+  virtual void fake_quant_ste(const float* w, int64_t rows, int64_t cols, int64_t group, const double* params,
+                              int32_t maxq, bool free_min, float* wq, uint8_t* mask) = 0;
+  // g[i] = 0 where mask[i] == 0, else unchanged (the STE's backward).
+  virtual void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) = 0;
 
   // The normalized Hadamard transform of every row of x[rows, n], in place
   // (src/methods/hadamard.h, the rotations of issue 17): y = H_n diag(s) x /

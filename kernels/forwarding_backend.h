@@ -86,6 +86,11 @@ class ForwardingBackend : public Backend {
                        int64_t n) override {
     inner_.swiglu_backward(gate, up, dout, dgate, dup, n);
   }
+  void fake_quant_ste(const float* w, int64_t rows, int64_t cols, int64_t group, const double* params,
+                      int32_t maxq, bool free_min, float* wq, uint8_t* mask) override {
+    inner_.fake_quant_ste(w, rows, cols, group, params, maxq, free_min, wq, mask);
+  }
+  void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) override { inner_.ste_mask_grad(mask, g, n); }
   void add_inplace(float* y, const float* x, int64_t n) override { inner_.add_inplace(y, x, n); }
   void set_trace(TraceRecorder* trace) override { inner_.set_trace(trace); }
   void subtract(const float* a, const float* b, float* out, int64_t n) override { inner_.subtract(a, b, out, n); }

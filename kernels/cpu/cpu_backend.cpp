@@ -142,6 +142,11 @@ class CpuBackend final : public Backend {
   }
   void add_inplace(float* y, const float* x, int64_t n) override { cpu::add_inplace(y, x, n); }
   void subtract(const float* a, const float* b, float* out, int64_t n) override { cpu::subtract(a, b, out, n); }
+  void fake_quant_ste(const float* w, int64_t rows, int64_t cols, int64_t group, const double* params,
+                      int32_t maxq, bool free_min, float* wq, uint8_t* mask) override {
+    cpu::fake_quant_ste(w, rows, cols, group, params, maxq, free_min, wq, mask);
+  }
+  void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) override { cpu::ste_mask_grad(mask, g, n); }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     cpu::add_bias(y, bias, rows, cols);
   }

@@ -59,6 +59,13 @@ void add_inplace(float* y, const float* x, int64_t n);
 void subtract(const float* a, const float* b, float* out, int64_t n);
 void add_bias(float* y, const float* bias, int64_t rows, int64_t cols);
 
+// ste.cpp (Backend::fake_quant_ste, ste_mask_grad) and fake_quant_ste's
+// argument check (sizes, group in 1..cols, maxq >= 1).
+void check_fake_quant_ste_args(int64_t rows, int64_t cols, int64_t group, int32_t maxq);
+void fake_quant_ste(const float* w, int64_t rows, int64_t cols, int64_t group, const double* params, int32_t maxq,
+                    bool free_min, float* wq, uint8_t* mask);
+void ste_mask_grad(const uint8_t* mask, float* g, int64_t n);
+
 // convert.cpp (Backend::bf16_to_f32): exact widening.
 void bf16_to_f32(const uint16_t* in, float* out, int64_t n);
 

@@ -16,6 +16,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_raii.h"
 #include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/ste.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/gptq_sweep.cuh"
 #include "kernels/cuda/hadamard.cuh"
@@ -290,6 +291,15 @@ class CudaBackendImpl final : public CudaBackend {
   }
   void add_inplace(float* y, const float* x, int64_t n) override {
     timeline_.around("add_inplace", trace_cat::kCompute, 0, [&] { cuda_add_inplace(stream_.get(), y, x, n); });
+  }
+  void fake_quant_ste(const float* w, int64_t rows, int64_t cols, int64_t group, const double* params,
+                      int32_t maxq, bool free_min, float* wq, uint8_t* mask) override {
+    timeline_.around("fake_quant_ste", trace_cat::kCompute, 0, [&] {
+      cuda_fake_quant_ste(stream_.get(), w, rows, cols, group, params, maxq, free_min, wq, mask);
+    });
+  }
+  void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) override {
+    timeline_.around("ste_mask_grad", trace_cat::kCompute, 0, [&] { cuda_ste_mask_grad(stream_.get(), mask, g, n); });
   }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     timeline_.around("add_bias", trace_cat::kCompute, 0, [&] { cuda_add_bias(stream_.get(), y, bias, rows, cols); });

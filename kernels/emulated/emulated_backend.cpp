@@ -392,6 +392,23 @@ class EmulatedBackend final : public Backend {
     check(x, count_bytes(n, 4), "add_inplace", "x");
     enqueue("add_inplace", trace_cat::kCompute, 0, [=] { cpu::add_inplace(y, x, n); });
   }
+  void fake_quant_ste(const float* w, int64_t rows, int64_t cols, int64_t group, const double* params,
+                      int32_t maxq, bool free_min, float* wq, uint8_t* mask) override {
+    cpu::check_fake_quant_ste_args(rows, cols, group, maxq);
+    const int64_t groups = cols > 0 ? (cols + group - 1) / group : 0;
+    check(w, matrix_bytes(rows, cols, cols, 4), "fake_quant_ste", "w");
+    check(params, count_bytes(rows * groups * 2, 8), "fake_quant_ste", "params");
+    check(wq, matrix_bytes(rows, cols, cols, 4), "fake_quant_ste", "wq");
+    check(mask, matrix_bytes(rows, cols, cols, 1), "fake_quant_ste", "mask");
+    enqueue("fake_quant_ste", trace_cat::kCompute, 0,
+            [=] { cpu::fake_quant_ste(w, rows, cols, group, params, maxq, free_min, wq, mask); });
+  }
+  void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) override {
+    cpu::check_nonnegative("ste_mask_grad", n);
+    check(mask, count_bytes(n, 1), "ste_mask_grad", "mask");
+    check(g, count_bytes(n, 4), "ste_mask_grad", "g");
+    enqueue("ste_mask_grad", trace_cat::kCompute, 0, [=] { cpu::ste_mask_grad(mask, g, n); });
+  }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     cpu::check_nonnegative("add_bias", rows, cols);
     check(y, matrix_bytes(rows, cols, cols, 4), "add_bias", "y");

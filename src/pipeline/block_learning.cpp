@@ -17,6 +17,7 @@
 #include "src/core/error.h"
 #include "src/core/kill_point.h"
 #include "src/methods/adam.h"
+#include "src/methods/grid.h"
 #include "src/methods/sde.h"
 #include "src/model/block_backward.h"
 #include "src/model/resident_block.h"
@@ -57,27 +58,47 @@ double mse_and_grad(const float* a, const float* b, int64_t n, double scale, flo
   return s / static_cast<double>(n);
 }
 
-// One linear in training: its SVD and band, the Adam state, and the step's arrays.
+// One linear in training: its SVD and band, the Adam state, and the step's
+// arrays where be's ops read and write them: W', its fake quantization
+// (which the quantized flow's view points at), the STE mask, dL/dW', and
+// the epoch's grid parameters; W' comes to the host once per epoch (the
+// grid's fit) and at the end (on the CPU it is there already).
 struct TrainedLinear {
   std::string name;
   SdeLinear sde;
   Adam adam;
-  std::vector<float> w_prime, w_fq, dw, dparams;
-  std::vector<uint8_t> mask;
+  std::vector<float> dparams;
   SteGrid grid;  // refit on W' at the start of each epoch
+  std::unique_ptr<SdeOnBackend> factors;
+  Buffer<float> w_prime, w_fq, dw;
+  Buffer<uint8_t> mask;
+  Buffer<double> grid_params;  // [rows, groups] x {scale, zero}
+  std::vector<float> w_prime_host;  // a device's W', downloaded
   TrainedLinear(std::string n, SdeLinear s, const AdamConfig& ac)
       : name(std::move(n)), sde(std::move(s)), adam(ac, static_cast<int64_t>(sde.params.size())) {
-    const size_t wn = static_cast<size_t>(sde.rows * sde.cols);
-    w_prime.resize(wn);
-    w_fq.resize(wn);
-    dw.resize(wn);
-    mask.resize(wn);
     dparams.resize(sde.params.size());
   }
+  // The arrays on be (after the SVD: `sde` stays where it is from here on).
+  void place(Backend& be) {
+    const size_t wn = static_cast<size_t>(sde.rows * sde.cols);
+    factors = std::make_unique<SdeOnBackend>(be, sde, name);
+    w_prime = be.alloc<float>(wn, "learn: W' of " + name);
+    w_fq = be.alloc<float>(wn, "learn: fake-quantized W' of " + name);
+    dw = be.alloc<float>(wn, "learn: dL/dW' of " + name);
+    mask = be.alloc<uint8_t>(wn, "learn: STE mask of " + name);
+    if (!be.host_addressable()) w_prime_host.resize(wn);
+  }
+  // W' = U (S + band) Vt on be; with `to_host`, also where host() reads it.
+  void form_w_prime(Backend& be, bool to_host) {
+    sde_weight(be, sde, *factors, w_prime.data());
+    if (to_host && !w_prime_host.empty()) be.download(w_prime_host.data(), w_prime, w_prime_host.size());
+    be.synchronize();
+  }
+  const float* host() const { return w_prime_host.empty() ? w_prime.data() : w_prime_host.data(); }
   uint64_t bytes() const {
     return 4 * (sde.u.size() + sde.s.size() + sde.vt.size() + 3 * sde.params.size() + dparams.size() +
-                w_prime.size() + w_fq.size() + dw.size()) +
-           mask.size();
+                w_prime.size() + w_fq.size() + dw.size() + w_prime_host.size()) +
+           mask.size() + grid_params.bytes();
   }
 };
 
@@ -142,11 +163,11 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
   const Stopwatch total;
   LearnReport rep;
   const ModelConfig& c = in.cfg;
-  // be runs the block's forwards and backwards and the SDE products (a
-  // device too: the arrays below are placed there and read back where the
-  // host works on them); the host, the SVD, the band, the fake
-  // quantization, the STE mask and Adam. ResidentChunk copies nothing on a
-  // host-addressable backend, so the CPU runs exactly the ops it ran alone.
+  // be runs the block's forwards and backwards, the SDE products, the fake
+  // quantization with its mask and the mask on the gradient (a device too:
+  // the per-linear arrays live there); the host, the SVD, U D from the band,
+  // the band's dot products, the grid's fit once per epoch, the MSE and
+  // Adam. ResidentChunk copies nothing on a host-addressable backend.
   Backend& be = in.be;
   AdamConfig ac;
   ac.lr = cfg.lr;
@@ -160,7 +181,7 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
 
   const std::vector<LinearDesc> descs = block_linears(c);
   std::vector<TrainedLinear> lins;
-  lins.reserve(descs.size());  // SdeOnBackend reads each one's factors in place
+  lins.reserve(descs.size());  // SdeOnBackend reads each one's factors in place: no reallocation
   {
     TraceSpan span(in.trace, "learn: svd", trace_cat::kQuantize);
     span.arg("block", in.block);
@@ -172,27 +193,16 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
     }
     rep.seconds_svd = t_svd.seconds();
   }
-  // Per linear, where be reads and writes: the SDE factors, W', its fake
-  // quantization (which the quantized flow's view points at) and dL/dW'.
-  struct OnBackend {
-    SdeOnBackend sde;
-    ResidentChunk w_prime, w_fq, dw;
-    OnBackend(Backend& be, const TrainedLinear& t)
-        : sde(be, t.sde, t.name), w_prime(be, "learn: W' of " + t.name), w_fq(be, "learn: fake-quantized W' of " + t.name),
-          dw(be, "learn: dL/dW' of " + t.name) {}
-  };
-  std::vector<std::unique_ptr<OnBackend>> on_be;
-  for (const TrainedLinear& t : lins) on_be.push_back(std::make_unique<OnBackend>(be, t));
-  // W' = U (S + band) Vt into t.w_prime (host).
-  auto form_w_prime = [&](size_t i) {
-    TrainedLinear& t = lins[i];
-    sde_weight(be, t.sde, on_be[i]->sde, on_be[i]->w_prime.output(t.w_prime));
-    be.synchronize();
-    on_be[i]->w_prime.fetch(t.w_prime);
-  };
-  BlockView qview = in.quant_view;  // the quantized flow's view, its linears' weights replaced each step
-  for (TrainedLinear& t : lins) qview.linears.at(t.name).w_bf16 = nullptr;
+  for (TrainedLinear& t : lins) t.place(be);
+  const int32_t maxq = Grid(grid).maxq();
+  BlockView qview = in.quant_view;  // the quantized flow's view, with the fake-quantized W'
   std::map<std::string, float*> dw;
+  for (TrainedLinear& t : lins) {
+    LinearView& lv = qview.linears.at(t.name);
+    lv.w = t.w_fq.data();
+    lv.w_bf16 = nullptr;
+    dw[t.name] = t.dw.data();
+  }
   const bool cl = in.next_fp_view && cfg.cl_lambda > 0;
 
   const int64_t hidden = c.hidden;
@@ -211,9 +221,14 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
     // The grid is fit on W' once per epoch and fixed through it (scales are
     // constants to the STE anyway; an MSE fit costs about a hundred
     // quantizations of the weight, which every step would pay).
-    for (size_t i = 0; i < lins.size(); ++i) {
-      form_w_prime(i);
-      lins[i].grid = fit_ste_grid(grid, lins[i].w_prime.data(), lins[i].sde.rows, lins[i].sde.cols);
+    for (TrainedLinear& t : lins) {
+      t.form_w_prime(be, true);
+      t.grid = fit_ste_grid(grid, t.host(), t.sde.rows, t.sde.cols);
+      std::vector<double> p;
+      p.reserve(2 * t.grid.params.size());
+      for (const GridParams& g : t.grid.params) p.insert(p.end(), {g.scale, g.zero});
+      t.grid_params = be.upload_new(p, "learn: grid of " + t.name);
+      be.synchronize();  // p is the upload's source
     }
     bool w_prime_current = true;  // W' was just formed: the epoch's first step reuses it
     const std::vector<int64_t> chunks = permutation(in.ch.nchunks, rng);
@@ -236,12 +251,10 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
         const int64_t n = ns * seq_floats;
         xq.assign(chunk_q.begin() + s0 * seq_floats, chunk_q.begin() + s0 * seq_floats + n);
         xfp.assign(chunk_fp.begin() + s0 * seq_floats, chunk_fp.begin() + s0 * seq_floats + n);
-        for (size_t i = 0; i < lins.size(); ++i) {
-          TrainedLinear& t = lins[i];
-          if (!w_prime_current) form_w_prime(i);
-          fake_quant_ste(grid, t.grid, t.w_prime.data(), t.w_fq.data(), t.mask.data());
-          qview.linears.at(t.name).w = on_be[i]->w_fq.place(t.w_fq);
-          dw[t.name] = on_be[i]->dw.output(t.dw);
+        for (TrainedLinear& t : lins) {
+          if (!w_prime_current) t.form_w_prime(be, false);
+          be.fake_quant_ste(t.w_prime.data(), t.sde.rows, t.sde.cols, t.grid.group, t.grid_params.data(), maxq,
+                            grid.free_min, t.w_fq.data(), t.mask.data());
         }
         // The target: the FP block on the FP flow.
         float* xfp_d = xfp_be.place(xfp);
@@ -276,11 +289,9 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
         tape_bytes = std::max(tape_bytes, bytes_of(tape));
         block_backward(be, c, qview, in.rope, tape, d_be.place(d), &dw);
         be.synchronize();
-        for (size_t i = 0; i < lins.size(); ++i) {
-          TrainedLinear& t = lins[i];
-          on_be[i]->dw.fetch(t.dw);
-          ste_backward(t.mask.data(), t.dw.data(), static_cast<int64_t>(t.dw.size()));
-          sde_band_grad(be, t.sde, on_be[i]->sde, on_be[i]->dw.place(t.dw), t.dparams.data());
+        for (TrainedLinear& t : lins) {
+          be.ste_mask_grad(t.mask.data(), t.dw.data(), static_cast<int64_t>(t.dw.size()));
+          sde_band_grad(be, t.sde, *t.factors, t.dw.data(), t.dparams.data());
           t.adam.step(t.sde.params.data(), t.dparams.data());
         }
         w_prime_current = false;
@@ -299,10 +310,9 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
   rep.loss_last_epoch = last_epoch_steps ? last_epoch_sum / static_cast<double>(last_epoch_steps) : 0.0;
 
   BlockWeights out = w;
-  for (size_t i = 0; i < lins.size(); ++i) {
-    TrainedLinear& t = lins[i];
-    form_w_prime(i);
-    out.linears.at(t.name).w = t.w_prime;
+  for (TrainedLinear& t : lins) {
+    t.form_w_prime(be, true);
+    out.linears.at(t.name).w.assign(t.host(), t.host() + t.sde.rows * t.sde.cols);
     rep.working_bytes += t.bytes();
   }
   rep.working_bytes += tape_bytes + 4 * static_cast<uint64_t>(chunk_q.size() + chunk_fp.size() + xq.size() +

@@ -151,9 +151,12 @@ DevicePlan estimate_device_memory(const DevicePlanInput& in, int64_t seqs) {
     for (const LinearDesc& l : block_linears(c)) {
       const uint64_t r = static_cast<uint64_t>(std::min(l.out, l.in));
       // U D and U [out, r], Vt and M = U^T dW' [r, in]; W', its fake
-      // quantization, dL/dW' [out, in]
+      // quantization, dL/dW' [out, in]; the STE mask (bytes); the grid's
+      // {scale, zero} per row and group (float64)
+      const uint64_t groups = in.group > 0 ? static_cast<uint64_t>((l.in + in.group - 1) / in.group) : 1;
       per_linear += (2 * static_cast<uint64_t>(l.out) * r + 2 * r * static_cast<uint64_t>(l.in) +
-                     3 * static_cast<uint64_t>(l.out * l.in)) * kF32;
+                     3 * static_cast<uint64_t>(l.out * l.in)) * kF32 +
+                    static_cast<uint64_t>(l.out * l.in) + static_cast<uint64_t>(l.out) * groups * 16;
     }
     // A tape: the block input, the normed inputs, q/k/v (and before
     // QK-norm), the attention output, the residual after attention, gate

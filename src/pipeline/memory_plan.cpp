@@ -289,8 +289,12 @@ MemoryPlan estimate_memory(const MemoryPlanInput& in, Placement placement, int64
       const u64 r = static_cast<u64>(std::min(l.out, l.in)), w = static_cast<u64>(l.out * l.in);
       const u64 band = std::min<u64>(static_cast<u64>(in.learn.band), r ? r - 1 : 0);
       // U, S, V^T; band, its gradient and Adam's two moments; W', its fake
-      // quantization and gradient (float), the STE mask (bytes)
-      per_linear += f32(static_cast<u64>(l.out) * r + r + r * static_cast<u64>(l.in) + 4 * (2 * band + 1) * r + 3 * w) + w;
+      // quantization and gradient (float), the STE mask (bytes); U D and
+      // M = U^T dW' (SdeOnBackend's host sides); the grid's {scale, zero}
+      // per row and group (float64)
+      const u64 groups = in.quant.group > 0 ? (static_cast<u64>(l.in) + in.quant.group - 1) / in.quant.group : 1;
+      per_linear += f32(static_cast<u64>(l.out) * r + r + r * static_cast<u64>(l.in) + 4 * (2 * band + 1) * r + 3 * w) + w +
+                    f32(static_cast<u64>(l.out) * r + r * static_cast<u64>(l.in)) + 16 * static_cast<u64>(l.out) * groups;
     }
     // A tape keeps per token the block input, the normed inputs, q/k/v, the
     // attention output, gate, up and the activation; the backward's

@@ -22,6 +22,7 @@
 #include "kernels/backend.h"
 #include "tests/kernels/backend_op_backward_cases.h"
 #include "tests/kernels/backend_op_cases.h"
+#include "tests/kernels/backend_op_ste_cases.h"
 #include "tests/kernels/backend_op_svd_case.h"
 #include "tests/kernels/backend_op_sweep_case.h"
 #include "tests/kernels/backends_under_test.h"
@@ -120,6 +121,14 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
   for (auto [m, n] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 9}, {9, 1}, {3, 7}, {7, 3}, {33, 33},
                                                               {64, 150}, {150, 64}, {200, 5}})
     t.push_back(std::make_unique<SvdCase>(m, n));
+  // Per-row and grouped grids (a last group shorter than the rest), 2- to
+  // 8-bit, both zero conventions; large enough for several GPU blocks and
+  // CPU tasks.
+  for (auto [rows, cols, group] : std::vector<std::array<int64_t, 3>>{
+           {1, 1, 1}, {3, 8, 8}, {5, 37, 16}, {64, 150, 32}, {300, 577, 64}, {1, 70000, 70000}})
+    for (int32_t maxq : {3, 15, 255})
+      for (bool free_min : {false, true}) t.push_back(std::make_unique<FakeQuantSteCase>(rows, cols, group, maxq, free_min));
+  for (int64_t n : {0, 1, 7, 1000, (1 << 20) + 3}) t.push_back(std::make_unique<SteMaskGradCase>(n));
   return t;
 }
 
@@ -187,6 +196,8 @@ TEST(BackendOps, RopeBackward) { run_op(Op::RopeBackward); }
 TEST(BackendOps, AttentionBackward) { run_op(Op::AttentionBackward); }
 TEST(BackendOps, SwigluBackward) { run_op(Op::SwigluBackward); }
 TEST(BackendOps, Svd) { run_op(Op::Svd); }
+TEST(BackendOps, FakeQuantSte) { run_op(Op::FakeQuantSte); }
+TEST(BackendOps, SteMaskGrad) { run_op(Op::SteMaskGrad); }
 
 }  // namespace
 }  // namespace streamq::test
