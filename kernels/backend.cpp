@@ -35,6 +35,8 @@ const char* op_name(Op op) {
     case Op::Svd: return "svd";
     case Op::FakeQuantSte: return "fake_quant_ste";
     case Op::SteMaskGrad: return "ste_mask_grad";
+    case Op::SdeBandedProduct: return "sde_banded_product";
+    case Op::SdeBandGrad: return "sde_band_grad";
   }
   return "unknown op";
 }

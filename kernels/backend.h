@@ -60,6 +60,8 @@ enum class Op {
   Svd,  // svd: SDE's decomposition of a linear (issue 18)
   FakeQuantSte,  // fake_quant_ste: SDE training's weight fake quantization with its STE mask
   SteMaskGrad,   // ste_mask_grad: the STE's backward
+  SdeBandedProduct,  // sde_banded_product: U D for SDE's W' = (U D) Vt
+  SdeBandGrad,       // sde_band_grad: the band's entries of dL/dD
 };
 inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLower, Op::InvertLowerTriangular,
                                  Op::InverseUpperFactor, Op::InverseUpperFactorF32, Op::Rmsnorm, Op::Rope,     Op::Attention,
@@ -67,7 +69,8 @@ inline constexpr Op kAllOps[] = {Op::GemmF32,    Op::GemmF64,    Op::CholeskyLow
                                  Op::HadamardRows, Op::Bf16ToF32,
                                  Op::GptqSweep32, Op::GptqSweep64,
                                  Op::RmsnormBackward, Op::RopeBackward, Op::AttentionBackward, Op::SwigluBackward,
-                                 Op::Svd, Op::FakeQuantSte, Op::SteMaskGrad};
+                                 Op::Svd, Op::FakeQuantSte, Op::SteMaskGrad,
+                                 Op::SdeBandedProduct, Op::SdeBandGrad};
 // "gemm_f32", "gptq_sweep64", ...
 const char* op_name(Op op);
 
@@ -375,6 +378,20 @@ class Backend {
                               int32_t maxq, bool free_min, float* wq, uint8_t* mask) = 0;
   // g[i] = 0 where mask[i] == 0, else unchanged (the STE's backward).
   virtual void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) = 0;
+  // SDE (src/methods/sde.h): ud [rows, rank] = U D for u [rows, rank], D =
+  // diag(s + P[0]) + the band (P [(2 band + 1), rank]: row 2i-1 the i-th
+  // upper diagonal D[j][j+i], row 2i the lower D[j+i][j]), each element
+  // u[a][c] (s[c] + P[0][c]) then, for i = 1..band, the upper then the lower
+  // term added, in float, each operation rounded. band in 0..rank-1.
+  virtual void sde_banded_product(const float* u, const float* s, const float* params, int64_t rows, int64_t rank,
+                                  int64_t band, float* ud) = 0;
+  // dparams [(2 band + 1) rank] = the band's entries of M Vt^T (m, vt
+  // [rank, cols]): entry (slot, j) the dot of rows j and j (slot 0), j and
+  // j+i (slot 2i-1: m's j, vt's j+i), j+i and j (slot 2i), 0 where j+i >=
+  // rank; float products summed in float64 in four interleaved partial sums
+  // (k mod 4), ((s0 + s1) + (s2 + s3)), rounded to float.
+  virtual void sde_band_grad(const float* m, const float* vt, int64_t rank, int64_t cols, int64_t band,
+                             float* dparams) = 0;
 
   // The normalized Hadamard transform of every row of x[rows, n], in place
   // (src/methods/hadamard.h, the rotations of issue 17): y = H_n diag(s) x /

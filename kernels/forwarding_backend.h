@@ -91,6 +91,14 @@ class ForwardingBackend : public Backend {
     inner_.fake_quant_ste(w, rows, cols, group, params, maxq, free_min, wq, mask);
   }
   void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) override { inner_.ste_mask_grad(mask, g, n); }
+  void sde_banded_product(const float* u, const float* s, const float* params, int64_t rows, int64_t rank,
+                          int64_t band, float* ud) override {
+    inner_.sde_banded_product(u, s, params, rows, rank, band, ud);
+  }
+  void sde_band_grad(const float* m, const float* vt, int64_t rank, int64_t cols, int64_t band,
+                     float* dparams) override {
+    inner_.sde_band_grad(m, vt, rank, cols, band, dparams);
+  }
   void add_inplace(float* y, const float* x, int64_t n) override { inner_.add_inplace(y, x, n); }
   void set_trace(TraceRecorder* trace) override { inner_.set_trace(trace); }
   void subtract(const float* a, const float* b, float* out, int64_t n) override { inner_.subtract(a, b, out, n); }

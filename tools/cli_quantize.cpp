@@ -131,8 +131,7 @@ int run_quantize(const std::vector<std::string>& args) {
        "re-parameterized through their SVD, W' = U (S + band) V^T, the band trained with Adam so that the block "
        "with W' fake-quantized on the job's grid (straight-through) reproduces the FP block's outputs from the "
        "quantized flow's inputs; then --method quantizes W'. Runs the FP flow whatever the method reads; "
-       "on a device its forwards, backwards, SDE products and fake quantization run there (the band's banded "
-       "products and Adam on the host). A block's training is the unit of durability: a job killed mid-training "
+       "on a device the whole step runs there but the loss and Adam's update of the band. A block's training is the unit of durability: a job killed mid-training "
        "redoes that block on resume, to the same bytes")
       ("sde-band", po::value(&job.learn.band)->default_value(job.learn.band),
        "with --learn sde: learnable diagonals each side of the singular values' main diagonal (0 = LSI's "

@@ -147,6 +147,14 @@ class CpuBackend final : public Backend {
     cpu::fake_quant_ste(w, rows, cols, group, params, maxq, free_min, wq, mask);
   }
   void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) override { cpu::ste_mask_grad(mask, g, n); }
+  void sde_banded_product(const float* u, const float* s, const float* params, int64_t rows, int64_t rank,
+                          int64_t band, float* ud) override {
+    cpu::sde_banded_product(u, s, params, rows, rank, band, ud);
+  }
+  void sde_band_grad(const float* m, const float* vt, int64_t rank, int64_t cols, int64_t band,
+                     float* dparams) override {
+    cpu::sde_band_grad(m, vt, rank, cols, band, dparams);
+  }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     cpu::add_bias(y, bias, rows, cols);
   }

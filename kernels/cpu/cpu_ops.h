@@ -66,6 +66,13 @@ void fake_quant_ste(const float* w, int64_t rows, int64_t cols, int64_t group, c
                     bool free_min, float* wq, uint8_t* mask);
 void ste_mask_grad(const uint8_t* mask, float* g, int64_t n);
 
+// sde_band.cpp (Backend::sde_banded_product, sde_band_grad) and their
+// argument check (sizes, band in 0..rank-1).
+void check_sde_band_args(const char* op, int64_t rows, int64_t rank, int64_t band);
+void sde_banded_product(const float* u, const float* s, const float* params, int64_t rows, int64_t rank,
+                        int64_t band, float* ud);
+void sde_band_grad(const float* m, const float* vt, int64_t rank, int64_t cols, int64_t band, float* dparams);
+
 // convert.cpp (Backend::bf16_to_f32): exact widening.
 void bf16_to_f32(const uint16_t* in, float* out, int64_t n);
 

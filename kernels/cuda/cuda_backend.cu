@@ -17,6 +17,7 @@
 #include "kernels/cuda/cuda_raii.h"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/ste.cuh"
+#include "kernels/cuda/sde_band.cuh"
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/gptq_sweep.cuh"
 #include "kernels/cuda/hadamard.cuh"
@@ -297,6 +298,16 @@ class CudaBackendImpl final : public CudaBackend {
     timeline_.around("fake_quant_ste", trace_cat::kCompute, 0, [&] {
       cuda_fake_quant_ste(stream_.get(), w, rows, cols, group, params, maxq, free_min, wq, mask);
     });
+  }
+  void sde_banded_product(const float* u, const float* s, const float* params, int64_t rows, int64_t rank,
+                          int64_t band, float* ud) override {
+    timeline_.around("sde_banded_product", trace_cat::kCompute, 0,
+                     [&] { cuda_sde_banded_product(stream_.get(), u, s, params, rows, rank, band, ud); });
+  }
+  void sde_band_grad(const float* m, const float* vt, int64_t rank, int64_t cols, int64_t band,
+                     float* dparams) override {
+    timeline_.around("sde_band_grad", trace_cat::kCompute, 0,
+                     [&] { cuda_sde_band_grad(stream_.get(), m, vt, rank, cols, band, dparams); });
   }
   void ste_mask_grad(const uint8_t* mask, float* g, int64_t n) override {
     timeline_.around("ste_mask_grad", trace_cat::kCompute, 0, [&] { cuda_ste_mask_grad(stream_.get(), mask, g, n); });

@@ -409,6 +409,25 @@ class EmulatedBackend final : public Backend {
     check(g, count_bytes(n, 4), "ste_mask_grad", "g");
     enqueue("ste_mask_grad", trace_cat::kCompute, 0, [=] { cpu::ste_mask_grad(mask, g, n); });
   }
+  void sde_banded_product(const float* u, const float* s, const float* params, int64_t rows, int64_t rank,
+                          int64_t band, float* ud) override {
+    cpu::check_sde_band_args("sde_banded_product", rows, rank, band);
+    check(u, matrix_bytes(rows, rank, rank, 4), "sde_banded_product", "u");
+    check(s, count_bytes(rank, 4), "sde_banded_product", "s");
+    check(params, count_bytes((2 * band + 1) * rank, 4), "sde_banded_product", "params");
+    check(ud, matrix_bytes(rows, rank, rank, 4), "sde_banded_product", "ud");
+    enqueue("sde_banded_product", trace_cat::kCompute, 0,
+            [=] { cpu::sde_banded_product(u, s, params, rows, rank, band, ud); });
+  }
+  void sde_band_grad(const float* m, const float* vt, int64_t rank, int64_t cols, int64_t band,
+                     float* dparams) override {
+    cpu::check_nonnegative("sde_band_grad", cols);
+    cpu::check_sde_band_args("sde_band_grad", 0, rank, band);
+    check(m, matrix_bytes(rank, cols, cols, 4), "sde_band_grad", "m");
+    check(vt, matrix_bytes(rank, cols, cols, 4), "sde_band_grad", "vt");
+    check(dparams, count_bytes((2 * band + 1) * rank, 4), "sde_band_grad", "dparams");
+    enqueue("sde_band_grad", trace_cat::kCompute, 0, [=] { cpu::sde_band_grad(m, vt, rank, cols, band, dparams); });
+  }
   void add_bias(float* y, const float* bias, int64_t rows, int64_t cols) override {
     cpu::check_nonnegative("add_bias", rows, cols);
     check(y, matrix_bytes(rows, cols, cols, 4), "add_bias", "y");

@@ -152,21 +152,26 @@ void sde_band_grad(Backend& be, const SdeLinear& l, const float* g, float* dpara
 }
 
 SdeOnBackend::SdeOnBackend(Backend& be, const SdeLinear& l, const std::string& name)
-    : device(!be.host_addressable()), ud_host(static_cast<size_t>(l.rows * l.rank)) {
+    : device(!be.host_addressable()) {
   if (!device) {  // the host arrays are the operands
+    ud_host.resize(static_cast<size_t>(l.rows * l.rank));
+    m_host.resize(static_cast<size_t>(l.rank * l.cols));
     u_op = l.u.data();
+    s_op = l.s.data();
     vt_op = l.vt.data();
     ud_op = ud_host.data();
-    m_host.resize(static_cast<size_t>(l.rank * l.cols));
     m_op = m_host.data();
     return;
   }
-  ud = be.alloc<float>(ud_host.size(), "sde: U D of " + name);
   u = be.upload_new(l.u, "sde: U of " + name);
+  s = be.upload_new(l.s, "sde: S of " + name);
   vt = be.upload_new(l.vt, "sde: Vt of " + name);
+  params = be.alloc<float>(l.params.size(), "sde: band of " + name);
+  dparams = be.alloc<float>(l.params.size(), "sde: dL/dband of " + name);
+  ud = be.alloc<float>(static_cast<size_t>(l.rows * l.rank), "sde: U D of " + name);
   m = be.alloc<float>(static_cast<size_t>(l.rank * l.cols), "sde: U^T dW' of " + name);
-  m_host.resize(m.size());
   u_op = u.data();
+  s_op = s.data();
   vt_op = vt.data();
   ud_op = ud.data();
   m_op = m.data();
@@ -174,17 +179,21 @@ SdeOnBackend::SdeOnBackend(Backend& be, const SdeLinear& l, const std::string& n
 
 void sde_weight(Backend& be, const SdeLinear& l, SdeOnBackend& f, float* w_out) {
   check_params(l, "sde_weight");
-  banded_ud(l, f.ud_host.data());
-  if (f.device) be.upload(f.ud, f.ud_host.data(), f.ud_host.size());  // pageable: the call returns once it is read
+  const float* p = l.params.data();
+  if (f.device) {  // the band as it stands (pageable: the call returns once it is read)
+    be.upload(f.params, l.params.data(), l.params.size());
+    p = f.params.data();
+  }
+  be.sde_banded_product(f.u_op, f.s_op, p, l.rows, l.rank, l.band, f.ud_op);
   be.gemm(Trans::N, Trans::N, l.rows, l.cols, l.rank, 1.0f, f.ud_op, l.rank, f.vt_op, l.cols, 0.0f, w_out, l.cols);
 }
 
 void sde_band_grad(Backend& be, const SdeLinear& l, SdeOnBackend& f, const float* g, float* dparams) {
   check_params(l, "sde_band_grad");
   be.gemm(Trans::T, Trans::N, l.rank, l.cols, l.rows, 1.0f, f.u_op, l.rank, g, l.cols, 0.0f, f.m_op, l.cols);
-  if (f.device) be.download(f.m_host.data(), f.m, f.m_host.size());
-  be.synchronize();  // the GEMM (and a device's download) before the host reads M
-  band_grad_from(l, f.m_host.data(), dparams);
+  be.sde_band_grad(f.m_op, f.vt_op, l.rank, l.cols, l.band, f.device ? f.dparams.data() : dparams);
+  if (f.device) be.download(dparams, f.dparams, f.dparams.size());
+  be.synchronize();  // the ops (and a device's download) before the host reads dparams
 }
 
 SteGrid fit_ste_grid(const QuantConfig& cfg, const float* w, int64_t rows, int64_t cols) {

@@ -55,19 +55,22 @@ void sde_weight(Backend& be, const SdeLinear& l, float* w_out /*[rows, cols]*/);
 void sde_band_grad(Backend& be, const SdeLinear& l, const float* g /*[rows, cols]*/,
                    float* dparams /*[(2*band+1) * rank]*/);
 
-// The same two on any backend (a device too): the factors the GEMMs read
-// uploaded once (U, Vt), U D formed on the host (the band) and uploaded per
-// call, M = U^T g downloaded for the band's dot products. The same GEMM
-// calls on the same values as the host-only versions above, so the same
-// bytes on the CPU and on a device that computes as it does.
+// The same two on any backend (a device too), through its ops: U D
+// (Backend::sde_banded_product), the GEMMs, the band's dot products
+// (Backend::sde_band_grad), with U, S, Vt uploaded once and the band
+// uploaded per sde_weight, dL/dP downloaded per sde_band_grad (both
+// (2 band + 1) rank floats). The ops are the loops of the host-only versions
+// above in their order, so the same bytes on the CPU and on a device that
+// computes as it does (Sde.OnADeviceTheHostFunctionsBytes).
 // On a host-addressable backend the host arrays are the operands and
-// nothing is copied. `l` must outlive this (its U and Vt are read there).
+// nothing is copied. `l` must outlive this (its U, S and Vt are read there).
 struct SdeOnBackend {
   SdeOnBackend(Backend& be, const SdeLinear& l, const std::string& name);
   bool device = false;
-  Buffer<float> ud, u, vt, m;          // a device's copies
-  std::vector<float> ud_host, m_host;  // U D formed, M read, on the host
-  const float* u_op = nullptr;         // where be's GEMMs read and write them
+  Buffer<float> u, s, vt, params, dparams, ud, m;  // a device's copies and work arrays
+  std::vector<float> ud_host, m_host;             // the CPU's work arrays
+  const float* u_op = nullptr;                    // where be's ops read and write them
+  const float* s_op = nullptr;
   const float* vt_op = nullptr;
   float* ud_op = nullptr;
   float* m_op = nullptr;

@@ -22,6 +22,7 @@
 #include "kernels/backend.h"
 #include "tests/kernels/backend_op_backward_cases.h"
 #include "tests/kernels/backend_op_cases.h"
+#include "tests/kernels/backend_op_sde_band_cases.h"
 #include "tests/kernels/backend_op_ste_cases.h"
 #include "tests/kernels/backend_op_svd_case.h"
 #include "tests/kernels/backend_op_sweep_case.h"
@@ -129,6 +130,14 @@ std::vector<std::unique_ptr<OpCase>> op_table() {
     for (int32_t maxq : {3, 15, 255})
       for (bool free_min : {false, true}) t.push_back(std::make_unique<FakeQuantSteCase>(rows, cols, group, maxq, free_min));
   for (int64_t n : {0, 1, 7, 1000, (1 << 20) + 3}) t.push_back(std::make_unique<SteMaskGradCase>(n));
+  // Bands from LSI's diagonal to the widest (rank - 1); tall, square and
+  // wide factors; cols not a multiple of the four partial sums.
+  for (auto [rows, rank, band] : std::vector<std::array<int64_t, 3>>{
+           {1, 1, 0}, {5, 3, 2}, {37, 23, 0}, {37, 23, 4}, {64, 64, 63}, {300, 200, 16}})
+    t.push_back(std::make_unique<SdeBandedProductCase>(rows, rank, band));
+  for (auto [rank, cols, band] : std::vector<std::array<int64_t, 3>>{
+           {1, 1, 0}, {3, 5, 2}, {23, 37, 0}, {23, 37, 4}, {64, 64, 63}, {200, 301, 16}, {16, 4099, 3}})
+    t.push_back(std::make_unique<SdeBandGradCase>(rank, cols, band));
   return t;
 }
 
@@ -198,6 +207,8 @@ TEST(BackendOps, SwigluBackward) { run_op(Op::SwigluBackward); }
 TEST(BackendOps, Svd) { run_op(Op::Svd); }
 TEST(BackendOps, FakeQuantSte) { run_op(Op::FakeQuantSte); }
 TEST(BackendOps, SteMaskGrad) { run_op(Op::SteMaskGrad); }
+TEST(BackendOps, SdeBandedProduct) { run_op(Op::SdeBandedProduct); }
+TEST(BackendOps, SdeBandGrad) { run_op(Op::SdeBandGrad); }
 
 }  // namespace
 }  // namespace streamq::test
