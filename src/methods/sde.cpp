@@ -23,17 +23,6 @@ void require_host_addressable(const Backend& be, const char* what) {
                      " is not host-addressable (SDE's factors and band live in host memory; use the CPU backend)");
 }
 
-// dL/dD[a][b] = sum_k M[a][k] Vt[b][k]: float products summed in float64,
-// in four interleaved partial sums (k mod 4) so that they vectorize.
-double band_dot(const float* m_row /*[cols]*/, const float* vt_row /*[cols]*/, int64_t cols) {
-  double acc[4] = {0, 0, 0, 0};
-  int64_t k = 0;
-  for (; k + 4 <= cols; k += 4)
-    for (int l = 0; l < 4; ++l) acc[l] += static_cast<double>(m_row[k + l]) * vt_row[k + l];
-  for (; k < cols; ++k) acc[0] += static_cast<double>(m_row[k]) * vt_row[k];
-  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-}
-
 }  // namespace
 
 SdeLinear sde_decompose(Backend& be, const float* w, int64_t rows, int64_t cols, int band) {
@@ -93,62 +82,30 @@ void check_params(const SdeLinear& l, const char* what) {
                         std::to_string(l.param_count()));
 }
 
-// U D [rows, r] with D banded, one diagonal at a time (each pass a
-// contiguous multiply-add over a row, which vectorizes): rows * r *
-// (2 band + 1) products instead of the dense rows * r^2 (20x fewer at the
-// paper's band 100 on a 4096-wide linear).
-void banded_ud(const SdeLinear& l, float* ud) {
-  const int64_t r = l.rank, band = l.band;
-  const float* p = l.params.data();
-  std::vector<float> diag(static_cast<size_t>(r));
-  for (int64_t j = 0; j < r; ++j) diag[j] = l.s[j] + p[j];
-  tbb::parallel_for(int64_t{0}, l.rows, [&](int64_t a) {
-    const float* ua = l.u.data() + a * r;
-    float* out = ud + a * r;
-    for (int64_t c = 0; c < r; ++c) out[c] = ua[c] * diag[c];
-    for (int64_t i = 1; i <= band; ++i) {
-      const float* upper = p + (2 * i - 1) * r;  // D[j][j+i]: out[j+i] += U[a][j] upper[j]
-      const float* lower = p + 2 * i * r;        // D[c+i][c]: out[c] += U[a][c+i] lower[c]
-      for (int64_t j = 0; j + i < r; ++j) out[j + i] += ua[j] * upper[j];
-      for (int64_t c = 0; c + i < r; ++c) out[c] += ua[c + i] * lower[c];
-    }
-  });
-}
-
-// dparams from M = U^T g [r, cols] (host memory): the band's dot products.
-void band_grad_from(const SdeLinear& l, const float* m, float* dparams) {
-  const int64_t r = l.rank, cols = l.cols;
-  const float* vt = l.vt.data();
-  std::fill(dparams, dparams + l.param_count(), 0.0f);
-  tbb::parallel_for(int64_t{0}, r, [&](int64_t j) {
-    const float* mj = m + j * cols;
-    dparams[j] = static_cast<float>(band_dot(mj, vt + j * cols, cols));
-    for (int64_t i = 1; i <= l.band && j + i < r; ++i) {
-      dparams[(2 * i - 1) * r + j] = static_cast<float>(band_dot(mj, vt + (j + i) * cols, cols));  // D[j][j+i]
-      dparams[2 * i * r + j] = static_cast<float>(band_dot(m + (j + i) * cols, vt + j * cols, cols));  // D[j+i][j]
-    }
-  });
-}
-
 }  // namespace
 
+// U D with D banded (Backend::sde_banded_product: rows * r * (2 band + 1)
+// products instead of the dense rows * r^2, 20x fewer at the paper's band
+// 100 on a 4096-wide linear), then one GEMM.
 void sde_weight(Backend& be, const SdeLinear& l, float* w_out) {
   require_host_addressable(be, "sde_weight");
   check_params(l, "sde_weight");
   std::vector<float> ud(static_cast<size_t>(l.rows * l.rank));
-  banded_ud(l, ud.data());
+  be.sde_banded_product(l.u.data(), l.s.data(), l.params.data(), l.rows, l.rank, l.band, ud.data());
   be.gemm(Trans::N, Trans::N, l.rows, l.cols, l.rank, 1.0f, ud.data(), l.rank, l.vt.data(), l.cols, 0.0f, w_out,
           l.cols);
   be.synchronize();
 }
 
+// M = U^T g (a GEMM), then the band's entries of M V
+// (Backend::sde_band_grad: float products summed in float64).
 void sde_band_grad(Backend& be, const SdeLinear& l, const float* g, float* dparams) {
   require_host_addressable(be, "sde_band_grad");
-  const int64_t r = l.rank, cols = l.cols;
-  std::vector<float> m(static_cast<size_t>(r * cols));  // U^T g [r, cols]
-  be.gemm(Trans::T, Trans::N, r, cols, l.rows, 1.0f, l.u.data(), r, g, cols, 0.0f, m.data(), cols);
+  check_params(l, "sde_band_grad");
+  std::vector<float> m(static_cast<size_t>(l.rank * l.cols));
+  be.gemm(Trans::T, Trans::N, l.rank, l.cols, l.rows, 1.0f, l.u.data(), l.rank, g, l.cols, 0.0f, m.data(), l.cols);
+  be.sde_band_grad(m.data(), l.vt.data(), l.rank, l.cols, l.band, dparams);
   be.synchronize();
-  band_grad_from(l, m.data(), dparams);
 }
 
 SdeOnBackend::SdeOnBackend(Backend& be, const SdeLinear& l, const std::string& name)

@@ -44,14 +44,16 @@ SdeLinear sde_decompose(Backend& be, const float* w, int64_t rows, int64_t cols,
 // The dense banded D [rank, rank] = diag(S) + Map(P) (host memory).
 std::vector<float> sde_band_matrix(const SdeLinear& l);
 
-// W'(P) = (U D) Vt into w_out [rows, cols]: D built on the host, the two
-// products GEMMs on `be`, which must be host-addressable (its ops read and
-// write host memory; InputError otherwise). Returns after be.synchronize().
+// W'(P) = (U D) Vt into w_out [rows, cols]: U D with D banded
+// (Backend::sde_banded_product), then a GEMM, on `be`, which must be
+// host-addressable (its ops read and write the SdeLinear's host arrays;
+// InputError otherwise). Returns after be.synchronize().
 void sde_weight(Backend& be, const SdeLinear& l, float* w_out /*[rows, cols]*/);
 
 // dL/dP from g = dL/dW' [rows, cols]: M = U^T g (a GEMM on `be`), then
-// dL/dD[a][b] = sum_k M[a][k] Vt[b][k] read on the band (float64 sums)
-// into dparams [(2*band+1) * rank], overwritten (unused entries 0).
+// dL/dD[a][b] = sum_k M[a][k] Vt[b][k] read on the band (float64 sums,
+// Backend::sde_band_grad) into dparams [(2*band+1) * rank], overwritten
+// (unused entries 0).
 void sde_band_grad(Backend& be, const SdeLinear& l, const float* g /*[rows, cols]*/,
                    float* dparams /*[(2*band+1) * rank]*/);
 
@@ -59,9 +61,9 @@ void sde_band_grad(Backend& be, const SdeLinear& l, const float* g /*[rows, cols
 // (Backend::sde_banded_product), the GEMMs, the band's dot products
 // (Backend::sde_band_grad), with U, S, Vt uploaded once and the band
 // uploaded per sde_weight, dL/dP downloaded per sde_band_grad (both
-// (2 band + 1) rank floats). The ops are the loops of the host-only versions
-// above in their order, so the same bytes on the CPU and on a device that
-// computes as it does (Sde.OnADeviceTheHostFunctionsBytes).
+// (2 band + 1) rank floats). The same ops as the host-only versions above,
+// bit-identical on every backend by contract, so the same bytes on the CPU
+// and on a device (Sde.OnADeviceTheHostFunctionsBytes).
 // On a host-addressable backend the host arrays are the operands and
 // nothing is copied. `l` must outlive this (its U, S and Vt are read there).
 struct SdeOnBackend {
