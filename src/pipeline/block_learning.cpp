@@ -96,9 +96,11 @@ struct TrainedLinear {
   }
   const float* host() const { return w_prime_host.empty() ? w_prime.data() : w_prime_host.data(); }
   uint64_t bytes() const {
+    const SdeOnBackend& f = *factors;
     return 4 * (sde.u.size() + sde.s.size() + sde.vt.size() + 3 * sde.params.size() + dparams.size() +
-                w_prime.size() + w_fq.size() + dw.size() + w_prime_host.size()) +
-           mask.size() + grid_params.bytes();
+                w_prime.size() + w_fq.size() + dw.size() + w_prime_host.size() + f.ud_host.size() + f.m_host.size()) +
+           f.u.bytes() + f.s.bytes() + f.vt.bytes() + f.params.bytes() + f.dparams.bytes() + f.ud.bytes() +
+           f.m.bytes() + mask.bytes() + grid_params.bytes();
   }
 };
 
@@ -163,11 +165,11 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
   const Stopwatch total;
   LearnReport rep;
   const ModelConfig& c = in.cfg;
-  // be runs the block's forwards and backwards, the SDE products, the fake
-  // quantization with its mask and the mask on the gradient (a device too:
-  // the per-linear arrays live there); the host, the SVD, U D from the band,
-  // the band's dot products, the grid's fit once per epoch, the MSE and
-  // Adam. ResidentChunk copies nothing on a host-addressable backend.
+  // be runs the block's forwards and backwards and every SDE op (U D, the
+  // GEMMs, the band's gradient, the fake quantization with its mask, the
+  // mask on the gradient): a device too, where the per-linear arrays live;
+  // the host, the SVD once per block, the grid's fit once per epoch, the
+  // MSE and Adam. ResidentChunk copies nothing on a host-addressable backend.
   Backend& be = in.be;
   AdamConfig ac;
   ac.lr = cfg.lr;
