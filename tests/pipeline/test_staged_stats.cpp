@@ -133,9 +133,16 @@ TEST(StagedStats, KeptUnderAHostLimitWhereTheyFitElseSpilledElseRecomputed) {
     EXPECT_EQ(how(tight).rfind("recomputed", 0), 0u) << how(tight);
     EXPECT_NE(how(tight).find("would pass --host-mem-limit"), std::string::npos) << how(tight);
     // The kept inputs were in the estimate: the rest of the plan is the same,
-    // up to the baseline RSS each run measures before its job (kilobytes apart).
+    // up to the baseline RSS each run measures before its job (kilobytes
+    // apart; under ASan, whose shadow pages are in that RSS, 1.08 MiB apart
+    // in one CI run): far below the 15.1 MiB of inputs either way.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    constexpr double kBaselineSpread = 4 << 20;
+#else
+    constexpr double kBaselineSpread = 1 << 20;
+#endif
     EXPECT_NEAR(static_cast<double>(tight.at("memory").at("estimated_peak_bytes").get<uint64_t>()),
-                static_cast<double>(estimate - staged_bytes), 1 << 20);
+                static_cast<double>(estimate - staged_bytes), kBaselineSpread);
     EXPECT_TRUE(same_bytes("roomy", "tight"));
     const auto disk = job("disk", "64", with({"--activations", "disk"}));
     EXPECT_NE(how(disk).find("spilled to disk"), std::string::npos) << how(disk);
