@@ -198,9 +198,4 @@ void fake_quant_ste(const QuantConfig& cfg, const float* w, int64_t rows, int64_
   fake_quant_ste(cfg, fit_ste_grid(cfg, w, rows, cols), w, wq, mask);
 }
 
-void ste_backward(const uint8_t* mask, float* g, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!mask[i]) g[i] = 0.0f;
-}
-
 }  // namespace streamq

@@ -111,8 +111,4 @@ SteGrid fit_ste_grid(const QuantConfig& cfg, const float* w /*[rows, cols]*/, in
 void fake_quant_ste(const QuantConfig& cfg, const SteGrid& grid, const float* w /*[rows, cols]*/,
                     float* wq /*[rows, cols]*/, uint8_t* mask /*[rows, cols]*/);
 
-// g[i] *= mask[i]: the STE's backward (identity inside the grid's range,
-// zero where clipped).
-void ste_backward(const uint8_t* mask /*[n]*/, float* g /*[n]*/, int64_t n);
-
 }  // namespace streamq
