@@ -15,11 +15,12 @@ set -euo pipefail
 #   libxxhash-dev                 - checksums of stored chunks and checkpoint files
 #   libpcre2-dev                  - tokenizer pre-tokenizer regexes (Unicode properties)
 #   libicu-dev                    - tokenizer normalizers (NFC/NFD/NFKC/NFKD, Unicode lowercase)
+#   libsleef-dev                  - vectorized float pow for the MSE clip search's candidate bound
 #   python3-numpy                 - the gptq_export_numpy test: an independent numpy reader of
 #                                   exported GPTQ checkpoints (tests/export/gptq_unpack.py)
 packages=(cmake g++ make pkg-config libtbb-dev libboost-program-options-dev libgtest-dev
           libopenblas-dev liblapacke-dev nlohmann-json3-dev libzstd-dev liburing-dev
-          libxxhash-dev libpcre2-dev libicu-dev python3-numpy)
+          libxxhash-dev libpcre2-dev libicu-dev libsleef-dev python3-numpy)
 # --fuzz (scripts/fuzz.sh): Debian's default clang and its runtime libraries,
 # which hold libFuzzer and the sanitizers' runtimes. Not needed by CI, whose
 # sanitizer build (scripts/sanitize.sh) uses g++ and replays the fuzz corpora

@@ -5,7 +5,10 @@
 #include <cmath>
 #include <limits>
 
+#include <vector>
+
 #include "src/core/dtype.h"
+#include "src/methods/grid_mse_avx2.h"
 
 namespace streamq {
 
@@ -103,7 +106,39 @@ GridParams Grid::from_range_unrounded(double xmin, double xmax) const {
   return p;
 }
 
-GridParams Grid::fit(const double* x, int64_t len, int64_t stride) const {
+namespace {
+
+// The vector sums' error bound (grid_mse_avx2.h), relative and absolute,
+// against the exact loop's sum S of glibc's double pow. Each term |e|^norm:
+//  - e rounded to float: relative 2^-24, norm x that after the power;
+//  - the power taken to norm rounded to float: a factor exp((norm_f - norm)
+//    ln e), |ln e| <= 88.8 over float's normal range;
+//  - SLEEF's powf: 1 ulp, 2^-23 relative where the result is normal, 2^-149
+//    absolute where it is not; an e below float's normal range (2^-126) has
+//    both terms under 2^-126 (norm >= 1), hence the absolute 2^-124 a term;
+//  - the sums: n terms in double, each sum within n 2^-53 of its terms' real
+//    sum, and glibc's pow within 1 ulp (2^-52).
+// The relative part is taken 1.5 times over, the absolute one twice.
+struct MseBound {
+  double rel = 0, abs = 0;
+};
+MseBound mse_bound(double norm, int64_t len) {
+  const double norm_f = static_cast<float>(norm);
+  const double term = std::expm1(88.8 * std::fabs(norm_f - norm)) + norm * 0x1p-24 + 0x1p-22;
+  return {1.5 * term + static_cast<double>(2 * len + 8) * 0x1p-53, static_cast<double>(len) * 0x1p-124};
+}
+
+}  // namespace
+
+GridParams Grid::fit(const double* x, int64_t len, int64_t stride, MseSearchCounts* counts) const {
+  return fit_impl(x, len, stride, counts, true);
+}
+
+GridParams Grid::fit_exact(const double* x, int64_t len, int64_t stride) const {
+  return fit_impl(x, len, stride, nullptr, false);
+}
+
+GridParams Grid::fit_impl(const double* x, int64_t len, int64_t stride, MseSearchCounts* counts, bool screen) const {
   double xmin = 0, xmax = 0;
   if (cfg_.free_min && len > 0) xmin = xmax = x[0];  // the row's own range
   for (int64_t i = 0; i < len; ++i) {
@@ -114,28 +149,86 @@ GridParams Grid::fit(const double* x, int64_t len, int64_t stride) const {
   if (cfg_.clip == ClipSearch::MinMax) return range(xmin, xmax);
 
   // MSE clip search (GPTQ's find_params): shrink the range by p = 1 - i/grid and
-  // keep the first strict minimum of sum |q - x|^norm. A candidate's sum
-  // stops once it reaches the best so far: adding non-negative doubles never
-  // lowers a sum (round to nearest is monotone), so it could not be a strict
-  // minimum; the choice is the full search's bit for bit (tested against it),
-  // at about half the pow calls, which dominate an MSE-grid job's time.
+  // keep the first strict minimum of sum |q - x|^norm.
   if (cfg_.sym) {
     // Both conventions symmetrize the range before shrinking it.
     const double amax = std::max(-xmin, xmax);
     xmax = amax;
     xmin = xmin < 0 ? -amax : 0.0;
   }
-  GridParams best = range(xmin, xmax);
-  double best_err = std::numeric_limits<double>::infinity();
   const int steps = static_cast<int>(cfg_.mse_max_shrink * cfg_.mse_grid);
-  for (int i = 0; i < steps; ++i) {
+  const auto candidate = [&](int i) {
     const double shrink = 1.0 - static_cast<double>(i) / cfg_.mse_grid;
-    const GridParams p = range(shrink * xmin, shrink * xmax);
+    return range(shrink * xmin, shrink * xmax);
+  };
+  // A candidate's exact sum stops once it reaches `stop`: adding non-negative
+  // doubles never lowers a sum (round to nearest is monotone), so it could
+  // not be a strict minimum; the choice is the full search's bit for bit
+  // (tested against it).
+  const auto exact_err = [&](const GridParams& p, double stop) {
     double err = 0;
-    for (int64_t k = 0; k < len && err < best_err; ++k) {
+    for (int64_t k = 0; k < len && err < stop; ++k) {
       const double v = x[k * stride];
       err += std::pow(std::fabs(quantize(v, p) - v), cfg_.mse_norm);
     }
+    return err;
+  };
+  GridParams best = range(xmin, xmax);
+  double best_err = std::numeric_limits<double>::infinity();
+
+  // The fast path: every candidate's sum from float32 powers (grid_mse_avx2),
+  // each within MseBound of its exact sum. A candidate whose lower bound is
+  // above the least upper bound cannot be the minimum and is ruled out; a
+  // candidate equal to the one before it has the same sum and cannot be a
+  // strict minimum. The survivors (one, nearly always) are then searched
+  // exactly as below, in order, so the pick is the exact search's, whatever
+  // the approximations were. Rows with values beyond 2^40, norms outside
+  // [1, 4] and non-finite sums take the exact search only.
+  const double amax = std::max(-xmin, xmax);
+  if (screen && stride == 1 && len >= 8 && steps > 1 && amax <= 0x1p40 && cfg_.mse_norm >= 1 && cfg_.mse_norm <= 4 &&
+      grid_mse_avx2::available()) {
+    const MseBound b = mse_bound(cfg_.mse_norm, len);
+    const auto norm_f = static_cast<float>(cfg_.mse_norm);
+    std::vector<GridParams> ps(static_cast<size_t>(steps));
+    std::vector<double> lower(static_cast<size_t>(steps), std::numeric_limits<double>::infinity());
+    double least_upper = std::numeric_limits<double>::infinity();
+    bool finite = true;
+    for (int i = 0; i < steps && finite; ++i) {
+      ps[i] = candidate(i);
+      if (i > 0 && ps[i].scale == ps[i - 1].scale && ps[i].zero == ps[i - 1].zero) continue;
+      // Past `stop` the partial sum's lower bound is already above the least upper bound.
+      const double stop = (least_upper + b.abs) * (1 + 2 * b.rel);
+      const double a = grid_mse_avx2::approx_err_sum(x, len, ps[i].scale, ps[i].zero, maxq_, cfg_.free_min, norm_f, stop);
+      if (!(a <= std::numeric_limits<double>::max())) finite = false;
+      if (!finite || a > stop) continue;
+      lower[i] = a * (1 - b.rel) - b.abs;
+      least_upper = std::min(least_upper, a * (1 + b.rel) + b.abs);
+    }
+    if (finite) {
+      if (counts) ++counts->vector_rows;
+      int survivors = 0, last = 0;
+      for (int i = 0; i < steps; ++i)
+        if (lower[i] <= least_upper) {
+          ++survivors;
+          last = i;
+        }
+      if (survivors == 1) return ps[last];
+      if (counts) counts->exact_candidates += survivors;
+      for (int i = 0; i < steps; ++i) {
+        if (!(lower[i] <= least_upper)) continue;
+        const double err = exact_err(ps[i], best_err);
+        if (err < best_err) {
+          best_err = err;
+          best = ps[i];
+        }
+      }
+      return best;
+    }
+  }
+
+  for (int i = 0; i < steps; ++i) {
+    const GridParams p = candidate(i);
+    const double err = exact_err(p, best_err);
     if (err < best_err) {
       best_err = err;
       best = p;

@@ -26,12 +26,22 @@ double round_scale_fp16(double s);
 // the min of a free-min grid.
 double round_fp16(double v);
 
+// What Grid::fit's MSE search did, for tests and benches: rows whose
+// candidates the vector bound screened, and candidates it then had to sum
+// exactly (none where one candidate survived).
+struct MseSearchCounts {
+  int64_t vector_rows = 0, exact_candidates = 0;
+};
+
 class Grid {
  public:
   explicit Grid(const QuantConfig& cfg);
   // Parameters for the values x[0], x[stride], ..., x[(len-1)*stride] (one
   // row of a group), honouring the grid style, symmetry and clip search.
-  GridParams fit(const double* x, int64_t len, int64_t stride = 1) const;
+  GridParams fit(const double* x, int64_t len, int64_t stride = 1, MseSearchCounts* counts = nullptr) const;
+  // The MSE search without the vector screen (every candidate summed with
+  // glibc's pow): the same pick, the reference fit is benchmarked against.
+  GridParams fit_exact(const double* x, int64_t len, int64_t stride = 1) const;
   int32_t code(double x, const GridParams& p) const;
   double dequant(int32_t code, const GridParams& p) const {
     // fp16 scale * code + fp16 min is exact in double (both within 2^-24 ..
@@ -43,6 +53,7 @@ class Grid {
   int32_t maxq() const { return maxq_; }
 
  private:
+  GridParams fit_impl(const double* x, int64_t len, int64_t stride, MseSearchCounts* counts, bool screen) const;
   GridParams from_range(double xmin, double xmax) const;
   GridParams from_range_free_min(double xmin, double xmax) const;
   // The style's scale (and symmetric zero) before fp16 rounding.

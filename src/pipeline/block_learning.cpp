@@ -142,7 +142,7 @@ nlohmann::json LearnConfig::to_json() const {
 }
 
 nlohmann::json LearnReport::to_json() const {
-  return {{"seconds", seconds},           {"seconds_svd", seconds_svd},         {"steps", steps},
+  return {{"seconds", seconds},           {"seconds_svd", seconds_svd},         {"seconds_grid", seconds_grid}, {"steps", steps},
           {"loss_first", loss_first},     {"loss_last_epoch", loss_last_epoch}, {"params", params},
           {"working_bytes", working_bytes}};
 }
@@ -151,6 +151,7 @@ LearnReport LearnReport::from_json(const nlohmann::json& j) {
   LearnReport r;
   r.seconds = j.value("seconds", 0.0);
   r.seconds_svd = j.value("seconds_svd", 0.0);
+  r.seconds_grid = j.value("seconds_grid", 0.0);
   r.steps = j.value("steps", int64_t{0});
   r.loss_first = j.value("loss_first", 0.0);
   r.loss_last_epoch = j.value("loss_last_epoch", 0.0);
@@ -223,6 +224,7 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
     // The grid is fit on W' once per epoch and fixed through it (scales are
     // constants to the STE anyway; an MSE fit costs about a hundred
     // quantizations of the weight, which every step would pay).
+    const Stopwatch t_grid;
     for (TrainedLinear& t : lins) {
       t.form_w_prime(be, true);
       t.grid = fit_ste_grid(grid, t.host(), t.sde.rows, t.sde.cols);
@@ -232,6 +234,7 @@ BlockWeights learn_block(const LearnInputs& in, const LearnConfig& cfg, const Bl
       t.grid_params = be.upload_new(p, "learn: grid of " + t.name);
       be.synchronize();  // p is the upload's source
     }
+    rep.seconds_grid += t_grid.seconds();
     bool w_prime_current = true;  // W' was just formed: the epoch's first step reuses it
     const std::vector<int64_t> chunks = permutation(in.ch.nchunks, rng);
     ReadAhead::Order order;

@@ -54,6 +54,9 @@ struct LearnConfig {
 // What one block's training did, for its report.
 struct LearnReport {
   double seconds = 0, seconds_svd = 0;
+  // The epochs' grid fits (W' formed, the MSE or min/max grid fit on it,
+  // uploaded): once per epoch, not per step, so a cost model keeps them apart.
+  double seconds_grid = 0;
   int64_t steps = 0;
   double loss_first = 0;  // the first step's loss (the RTN-fake-quantized block, before any update)
   double loss_last_epoch = 0;  // the mean loss over the last epoch's steps

@@ -1022,12 +1022,12 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
     store.top->drop(b);
     kill_point(KillPoint::Drop);
     report.blocks.push_back(std::move(br));
-    char extra[160];
+    char extra[200];
     const BlockReport& last = report.blocks.back();
     if (last.learn)  // the training's loss, first step (RTN fake-quant) to its last epoch's mean
-      std::snprintf(extra, sizeof extra, "learn loss %.3e -> %.3e (%lld steps, %.1f s)  rel-err %.3e  rss %.0f MiB",
+      std::snprintf(extra, sizeof extra, "learn loss %.3e -> %.3e (%lld steps, %.1f s; svd %.1f s, grids %.1f s)  rel-err %.3e  rss %.0f MiB",
                     last.learn->loss_first, last.learn->loss_last_epoch, static_cast<long long>(last.learn->steps),
-                    last.learn->seconds, mean_relative_objective(std::span(report.blocks).last(1)),
+                    last.learn->seconds, last.learn->seconds_svd, last.learn->seconds_grid, mean_relative_objective(std::span(report.blocks).last(1)),
                     peak_rss_bytes() / 1048576.0);
     else
       std::snprintf(extra, sizeof extra, "rel-err %.3e  rss %.0f MiB",

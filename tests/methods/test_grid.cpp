@@ -1,13 +1,16 @@
 // Grid fitting and rounding against values worked out by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "kernels/gptq_sweep_problem.h"
 #include "src/core/dtype.h"
 #include "src/methods/grid.h"
+#include "src/methods/grid_mse_avx2.h"
 #include "src/methods/sweep_problem.h"
 #include "tests/support/test_util.h"
 
@@ -148,6 +151,88 @@ TEST(Grid, MseSearchWithEarlyStopsPicksTheFullSearchsGrid) {
             ++rows;
           }
   EXPECT_EQ(rows, 4 * 2 * 2 * 6 * 5);
+}
+
+// The plain MSE search, written out: every candidate's sum in full with
+// glibc's double pow, the first strict minimum kept.
+GridParams full_mse_search(const QuantConfig& c, const double* x, int64_t len) {
+  QuantConfig mm = c;
+  mm.clip = ClipSearch::MinMax;
+  const Grid g(c), range_of(mm);
+  double xmin = 0, xmax = 0;
+  if (c.free_min) xmin = xmax = x[0];
+  for (int64_t k = 0; k < len; ++k) {
+    xmin = std::min(xmin, x[k]);
+    xmax = std::max(xmax, x[k]);
+  }
+  if (c.sym) {
+    const double amax = std::max(-xmin, xmax);
+    xmax = amax;
+    xmin = xmin < 0 ? -amax : 0.0;
+  }
+  // min/max fit of two values [lo, hi] is the grid of that range (both
+  // conventions widen it to 0 and, for sym, symmetrize it: already so here).
+  const auto range = [&](double lo, double hi) {
+    const double two[] = {lo, hi};
+    return range_of.fit(two, 2);
+  };
+  GridParams best = range(xmin, xmax);
+  double best_err = std::numeric_limits<double>::infinity();
+  const int steps = static_cast<int>(c.mse_max_shrink * c.mse_grid);
+  for (int i = 0; i < steps; ++i) {
+    const double shrink = 1.0 - static_cast<double>(i) / c.mse_grid;
+    const GridParams p = range(shrink * xmin, shrink * xmax);
+    double err = 0;
+    for (int64_t k = 0; k < len; ++k) err += std::pow(std::fabs(g.quantize(x[k], p) - x[k]), c.mse_norm);
+    if (err < best_err) {
+      best_err = err;
+      best = p;
+    }
+  }
+  return best;
+}
+
+// Grid::fit screens the MSE candidates with float32 sums and an error bound
+// (grid_mse_avx2.h) and sums only the survivors exactly. Its pick is the
+// plain search's, bit for bit, on fresh rows of every kind, both grid styles,
+// free-min grids and other norms; rows of a few distinct values make several
+// candidates survive, so the exact tie-break runs too.
+TEST(Grid, MseSearchsVectorBoundPicksThePlainSearchsGrid) {
+  STREAMQ_FRESH_RNG(rng);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  MseSearchCounts counts;
+  int rows = 0;
+  for (int bits : {2, 3, 4})
+    for (int variant = 0; variant < 4; ++variant)  // sym/asym QuaRot, sym GPTQ, free-min
+      for (double norm : {2.4, 2.0, 1.0, 3.7})
+        for (int kind = 0; kind < 7; ++kind)
+          for (int64_t len : {8, 13, 64, 576}) {
+            QuantConfig c = cfg_of(bits, variant == 0 || variant == 2, variant == 2 ? GridStyle::Gptq : GridStyle::Quarot);
+            c.free_min = variant == 3;
+            c.clip = ClipSearch::Mse;
+            c.mse_norm = norm;
+            std::vector<double> x(static_cast<size_t>(len));
+            for (auto& v : x) {
+              switch (kind) {
+                case 0: v = 0.02 * nd(rng); break;
+                case 1: v = nd(rng) * std::exp(nd(rng) * 2); break;   // heavy tails
+                case 2: v = 1e-30 * nd(rng); break;                   // below float's range once powered
+                case 3: v = 1e9 * nd(rng); break;                     // large: float powers overflow at norm 3.7
+                case 4: v = std::round(nd(rng) * 2) / 4; break;       // a few values: ties
+                case 5: v = 0.25; break;                              // all equal
+                default: v = 0.01 * nd(rng) + (nd(rng) > 2 ? 1.0 : 0.0); break;  // outliers
+              }
+            }
+            const GridParams want = full_mse_search(c, x.data(), len);
+            const GridParams got = Grid(c).fit(x.data(), len, 1, &counts);
+            EXPECT_EQ(got.scale, want.scale) << c.describe() << " norm " << norm << " kind " << kind << " len " << len;
+            EXPECT_EQ(got.zero, want.zero) << c.describe() << " norm " << norm << " kind " << kind << " len " << len;
+            ++rows;
+          }
+  EXPECT_EQ(rows, 3 * 4 * 4 * 7 * 4);
+  if (!grid_mse_avx2::available()) GTEST_SKIP() << "this CPU has no AVX2+FMA: only the exact search ran";
+  EXPECT_GT(counts.vector_rows, rows / 2);      // the screen ran on most rows...
+  EXPECT_GT(counts.exact_candidates, 0);        // ...and left ties to the exact sums
 }
 
 TEST(Grid, MseSearchShrinksTheRangeForAnOutlier) {
