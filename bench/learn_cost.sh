@@ -6,8 +6,8 @@
 # seconds per training step, and the per-step floor (FLOPs of the step over
 # the machine's measured GEMM rate), and the protocol's cost extrapolated
 # to bench/learn_tables.sh's 32 x 512 calibration at 2 epochs (64 steps a
-# block: the training is linear in steps, the rest of the job is not
-# measured at that size here).
+# block: the steps scale, the SVD and the two epochs' grid fits do not; the
+# rest of the job is not measured at that size here).
 # usage: bench/learn_cost.sh [build dir]   (LEARN_COST_SAMPLES=4: sequences of 512 tokens)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +35,11 @@ work, nsamples = sys.argv[1], int(sys.argv[2])
 step_gflop = 25.7
 print(f"SmolLM2-135M, GPTQ W3 g64 (papers' settings), {nsamples} x 512 calibration tokens, "
       "--learn defaults (band 100, 2 epochs, batch 1, lr 2.5e-4)\n")
-print("| job | wall s | peak RSS MiB | s/block (non-training) | training s/block | steps/block | s/step | GFLOP/s in training | protocol (32 x 512) training s/block |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+# A block's training: the SVD once, a grid fit per epoch (W' formed and the
+# MSE grid fit on it: the same count at any calibration size), and the
+# steps; only the steps scale with the calibration.
+print("| job | wall s | peak RSS MiB | s/block (non-training) | training s/block | SVD s | grid fits s | steps/block | s/step | GFLOP/s in steps | protocol (32 x 512) training s/block |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for name in ["GPTQ", "GPTQ +SDE", "GPTQ +SDE+CL"]:
     r = json.load(open(os.path.join(work, name.replace(" ", "_").replace("+", "_") + ".json")))
     blocks = r["blocks"]
@@ -45,10 +48,14 @@ for name in ["GPTQ", "GPTQ +SDE", "GPTQ +SDE+CL"]:
     row = f"| {name} | {r['total_seconds']:.0f} | {r['peak_rss_bytes'] / 2**20:.0f} | {rest:.1f} |"
     if learn:
         ts = sum(l["seconds"] for l in learn) / len(learn)
+        svd = sum(l["seconds_svd"] for l in learn) / len(learn)
+        grids = sum(l["seconds_grid"] for l in learn) / len(learn)
         st = sum(l["steps"] for l in learn) / len(learn)
+        per_step = (ts - svd - grids) / st
         cl = (25.7 + 12.3) / 25.7 if "CL" in name else 1.0  # CL: the next block's two forwards and its dx backward, 12.3 GFLOP
-        row += f" {ts:.1f} | {st:.0f} | {ts / st:.2f} | {step_gflop * cl * st / ts:.0f} | {ts / st * 64:.0f} |"
+        row += (f" {ts:.1f} | {svd:.1f} | {grids:.1f} | {st:.0f} | {per_step:.2f} | {step_gflop * cl / per_step:.0f} |"
+                f" {svd + grids + per_step * 64:.0f} |")
     else:
-        row += " - | - | - | - | - |"
+        row += " - | - | - | - | - | - | - |"
     print(row)
 PY

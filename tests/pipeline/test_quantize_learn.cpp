@@ -86,6 +86,10 @@ TEST(QuantizeLearn, TrainedBlockTracksTheFpOutputBetterThanRtn) {
     ASSERT_TRUE(b.learn.has_value());
     EXPECT_EQ(b.learn->steps, 4 * 8);  // 4 epochs of 8 one-sequence steps
     EXPECT_GT(b.learn->params, 0);
+    // The parts a cost model keeps apart are each timed and inside the total.
+    EXPECT_GT(b.learn->seconds_grid, 0.0);
+    EXPECT_GT(b.learn->seconds_svd, 0.0);
+    EXPECT_LE(b.learn->seconds_svd + b.learn->seconds_grid, b.learn->seconds);
     // The training lowers its own loss (the first step is the RTN block).
     EXPECT_LT(b.learn->loss_last_epoch, b.learn->loss_first) << "block " << b.index;
   }
@@ -95,6 +99,7 @@ TEST(QuantizeLearn, TrainedBlockTracksTheFpOutputBetterThanRtn) {
   const auto report = nlohmann::json::parse(read_file(dir.file("sde/streamq_report.json")));
   EXPECT_EQ(report.at("settings").at("method").at("learn").at("kind"), "sde");
   EXPECT_TRUE(report.at("blocks").at(0).contains("learn"));
+  EXPECT_EQ(report.at("blocks").at(0).at("learn").at("seconds_grid").get<double>(), r.blocks[0].learn->seconds_grid);
 
   // The cross-layer term changes what is learned (except where it cannot:
   // no next block); lambda 0 is exactly the plain loss.
