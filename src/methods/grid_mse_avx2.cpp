@@ -48,7 +48,7 @@ double approx_err_sum(const double* x, int64_t len, double scale, double zero, d
     const __m256 p = Sleef_powf8_u10avx2(_mm256_set_m128(hi, lo), nv);
     acc = _mm256_add_pd(acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(p)),
                                            _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1))));
-    if ((k & 63) == 56 && hsum(acc) > stop_above) return hsum(acc);
+    if ((k & 15) == 8 && hsum(acc) > stop_above) return hsum(acc);
   }
   double sum = hsum(acc);
   if (k < len) {  // the last values, four lanes padded with copies of x[len - 1] whose terms are dropped

@@ -14,7 +14,7 @@ bool available();
 
 // Sum over k < len of |q(x[k]) - x[k]|^norm for the grid (scale, zero, maxq;
 // free_min: x = scale * code + zero), each power in float32; returns the
-// partial sum once it exceeds stop_above (checked every 64 values), which
+// partial sum once it exceeds stop_above (checked every 16 values), which
 // only ever underestimates the full sum (the terms are >= 0).
 double approx_err_sum(const double* x, int64_t len, double scale, double zero, double maxq, bool free_min, float norm,
                       double stop_above);
