@@ -4,13 +4,19 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
 #include <vector>
 
 #include "src/core/dtype.h"
 #include "src/methods/grid_mse_avx2.h"
 
 namespace streamq {
+
+// Here, not in grid_mse_avx2.cpp: that file is built with -mavx2, and the
+// check must run on any x86-64.
+bool grid_mse_avx2::available() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");  // the CPU's, fixed
+  return ok;
+}
 
 double round_scale_fp16(double s) {
   constexpr double kMinSubnormal = 5.9604644775390625e-08;  // 2^-24

@@ -1,6 +1,7 @@
 // Built with -mavx2 -ffp-contract=off (CMakeLists.txt): no multiply-add is
 // fused, so each lane's |q - x| is Grid::code + Grid::dequant's double result.
-// Nothing here runs unless available() says the CPU has AVX2 and FMA.
+// Nothing here runs unless available() (grid.cpp, built for the baseline
+// ISA so that asking cannot fault) says the CPU has AVX2 and FMA.
 #include "src/methods/grid_mse_avx2.h"
 
 #include <immintrin.h>
@@ -9,11 +10,6 @@
 #include <cmath>
 
 namespace streamq::grid_mse_avx2 {
-
-bool available() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
 
 namespace {
 
