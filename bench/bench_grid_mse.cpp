@@ -9,33 +9,17 @@
 //
 // usage: bench_grid_mse [--rows R] [--rounds K]   (defaults 576 rows, 3 rounds)
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench/bench_median.h"
 #include "src/methods/grid.h"
 #include "src/methods/grid_mse_avx2.h"
 
 using namespace streamq;
-
-namespace {
-
-template <class F>
-double median_seconds(int rounds, F&& f) {
-  std::vector<double> t;
-  for (int r = 0; r < rounds; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   int64_t rows = 576;

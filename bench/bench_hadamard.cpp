@@ -17,26 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_median.h"
 #include "src/core/sysinfo.h"
 #include "src/methods/hadamard.h"
 
 using namespace streamq;
-
-namespace {
-
-template <class F>
-double median_seconds(int rounds, F&& f) {
-  std::vector<double> t;
-  for (int r = 0; r < rounds; ++r) {
-    const Stopwatch sw;
-    f();
-    t.push_back(sw.seconds());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::vector<int64_t> sizes;
