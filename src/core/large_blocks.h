@@ -10,9 +10,10 @@
 //
 // What is kept never raises the process's footprint past a stage's own peak:
 // live + kept bytes <= the most live since the last release_kept_large_blocks()
-// (a fresh block that would pass it first unmaps kept ones). run_chunk_pass
-// releases at its start and end, so one stage's freed buffers are not held
-// into the next, and the memory plan's per-stage peaks still hold.
+// (a fresh block that would pass it first unmaps kept ones). Each stage
+// (LargeBlockStage: a chunk pass, a block, the rotated ends, the checkpoint's
+// writing) releases at its start and end, so one stage's freed buffers are
+// not held into the next, and the memory plan's per-stage peaks still hold.
 //
 // streamq's main turns keeping off where STREAMQ_KEEP_LARGE_BLOCKS=0 is in
 // the environment (every large block unmapped when freed), for measurement
@@ -55,6 +56,20 @@ bool free_if_large_block(void* p) noexcept;
 // A stage boundary: unmaps every kept block; the bound on what is kept
 // restarts from what is live now.
 void release_kept_large_blocks() noexcept;
+
+// A stage of the memory plan, as a scope: a release when it starts and one
+// when it ends, so neither what the stage before kept nor this stage's freed
+// intermediates are held into the next. The bound on kept blocks counts large
+// blocks only: blocks kept from a stage whose peak was buffers, held into one
+// whose peak is something else (mapped file pages while a checkpoint is
+// written), would add up past either stage's own peak RSS. Stages nest.
+class LargeBlockStage {
+ public:
+  LargeBlockStage() noexcept { release_kept_large_blocks(); }
+  ~LargeBlockStage() { release_kept_large_blocks(); }
+  LargeBlockStage(const LargeBlockStage&) = delete;
+  LargeBlockStage& operator=(const LargeBlockStage&) = delete;
+};
 
 // Whether freed blocks are kept (the default) or unmapped at once; false
 // also unmaps what is kept now.

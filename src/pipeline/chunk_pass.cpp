@@ -18,10 +18,7 @@ void run_chunk_pass(Backend& be, std::vector<ChunkPassItem> items, const ChunkPa
   // next chunk's buffers within it and unmapped at its ends, so neither what
   // the stage before kept nor this pass's intermediates are held into another
   // stage (src/core/large_blocks.h).
-  struct KeptBlocksPerPass {
-    KeptBlocksPerPass() { release_kept_large_blocks(); }
-    ~KeptBlocksPerPass() { release_kept_large_blocks(); }
-  } const kept_blocks_per_pass;
+  const LargeBlockStage pass_stage;
   using Stream = Backend::Stream;
   const int slots = std::max(1, options.slots);
   const bool device = !be.host_addressable();

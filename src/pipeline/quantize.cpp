@@ -998,6 +998,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
       store.top->adopt(first, ch.nchunks, flows);  // read from disk; memory (if mirrored) takes over from the next boundary
       remove_unread_flow(*wd, first, ch.nchunks, needs);
     } else {
+      const LargeBlockStage first_boundary_stage;  // the rotated panels' and the embedding's buffers end here
       std::vector<std::string> boundary_files;
       if (rotation.residual()) {
         TraceSpan span(trace.get(), "rotate embedding and head", trace_cat::kWrite);
@@ -1017,7 +1018,13 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   ctx.spill = spill_store.get();
   ctx.rotation = &rotation;
   for (int64_t b = first; b < cfg.layers; ++b) {
-    BlockReport br = quantize_block(ctx, b);
+    BlockReport br;
+    {
+      // A block's freed buffers (its sweep's, its rotation's) are not held
+      // into the next block or the checkpoint's writing (large_blocks.h).
+      const LargeBlockStage block_stage;
+      br = quantize_block(ctx, b);
+    }
     wd->commit_block(b, br.to_json(), br.seconds);
     store.top->drop(b);
     kill_point(KillPoint::Drop);
@@ -1041,7 +1048,9 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   }
   store.top.reset();
 
-  // The checkpoint, from the block files and the source's other tensors.
+  // The checkpoint, from the block files and the source's other tensors: a
+  // stage whose peak is mapped file pages, with no kept buffers beside them.
+  const LargeBlockStage checkpoint_stage;
   const std::string tmp = out->staging_path();
   // A GPTQ export is packed from the fake-quant checkpoint, assembled beside it.
   // Packed formats (gptq, compressed-tensors) are packed from it.
