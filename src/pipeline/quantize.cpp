@@ -497,6 +497,10 @@ void flush_boundary(JobContext& c, BlockState& s) {
 // (WeightReadAhead), whose blocking reads would otherwise take a compute
 // worker. run_quantize commits the block to the manifest after it returns.
 BlockReport quantize_block(JobContext& c, int64_t b) {
+  // First, so released last: a block's freed buffers (its sweep's, its
+  // rotation's) are not held into the next block or the checkpoint's writing
+  // (large_blocks.h).
+  const LargeBlockStage block_stage;
   const Stopwatch block_time;
   BlockState s(c, b, load_weights(c, b));
   WeightReadAhead next_weights(c.model, c.read_ahead_weights ? b + 1 : -1, c.trace);
@@ -1018,13 +1022,7 @@ QuantizeReport run_quantize(const QuantizeJob& job, Backend& be, std::ostream* p
   ctx.spill = spill_store.get();
   ctx.rotation = &rotation;
   for (int64_t b = first; b < cfg.layers; ++b) {
-    BlockReport br;
-    {
-      // A block's freed buffers (its sweep's, its rotation's) are not held
-      // into the next block or the checkpoint's writing (large_blocks.h).
-      const LargeBlockStage block_stage;
-      br = quantize_block(ctx, b);
-    }
+    BlockReport br = quantize_block(ctx, b);
     wd->commit_block(b, br.to_json(), br.seconds);
     store.top->drop(b);
     kill_point(KillPoint::Drop);
