@@ -13,6 +13,7 @@
 #   Writes stdout and bench/learn-<model>.md (stdout only when a filter or
 #   LEARN_FLAGS is set).
 set -euo pipefail
+keep=${LEARN_KEEP:+$(realpath -m "$LEARN_KEEP")}
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}  # the suite's and README's kernel family
 bin=$(realpath "${1:-build}")/streamq
@@ -43,9 +44,19 @@ cols=(
   "W3 pc|--bits 3 --group -1|"
   "W4A4 rot|--bits 4 --group -1 --abits 4 --rotate hadamard --online-hadamard --head-hadamard|--abits 4"
 )
-fp=$(ppl "$model")
 results=$work/results.tsv
-: > "$results"
+if [[ -n "$keep" ]]; then
+  touch "$keep"
+  results=$keep
+else
+  : > "$results"
+fi
+# The keep file's FP row: method "FP", no column, no seed.
+fp=$(awk -F'\t' '$1 == "FP" {print $4; exit}' "$results")
+if [[ -z "$fp" ]]; then
+  fp=$(ppl "$model")
+  printf 'FP\t\t\t%s\n' "$fp" >> "$results"
+fi
 for entry in "${methods[@]}"; do
   mname=${entry%%|*}
   mflags=${entry#*|}
@@ -58,6 +69,10 @@ for entry in "${methods[@]}"; do
       IFS='|' read -r cname qflags eflags <<<"$col"
       [[ -z "${LEARN_COLS:-}" || $cname =~ $LEARN_COLS ]] || continue
       for seed in $seeds; do
+        if [[ -n "$keep" ]] && awk -F'\t' -v m="$name" -v c="$cname" -v s="$seed" '$1 == m && $2 == c && $3 == s {found = 1} END {exit !found}' "$results"; then
+          echo "$name | $cname | seed $seed | kept in $keep" >&2
+          continue
+        fi
         # shellcheck disable=SC2086
         quantize_cell "$seed" "$eflags" $mflags $lflags $qflags
         if [[ $p == failed:* ]]; then
@@ -65,20 +80,35 @@ for entry in "${methods[@]}"; do
         else
           cost=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.1f\t%.0f" % (r["total_seconds"], r["peak_rss_bytes"] / 2**20))' "$work/q/streamq_report.json")
         fi
-        printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$cname" "$seed" "$p" "$cost" >> "$results"
         echo "$name | $cname | seed $seed | $p | $cost" >&2
+        # A keep file holds only finished cells: a failed one runs again next time.
+        [[ -n "$keep" && $p == failed:* ]] && continue
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$cname" "$seed" "$p" "$cost" >> "$results"
       done
     done
   done
 done
 md=bench/learn-$which.md
-[[ -n "${LEARN_ONLY:-}${LEARN_COLS:-}$extra" ]] && md=/dev/null
-python3 - "$results" "$fp" "$which" "$seeds" "$extra" <<'PY' | tee "$md"
+# A filtered run's table is partial, unless it prints a keep file's whole
+# grid; extra flags change what every cell means.
+[[ ( -n "${LEARN_ONLY:-}${LEARN_COLS:-}" && -z "$keep" ) || -n "$extra" ]] && md=/dev/null
+# The tables' rows and columns in this script's order (a keep file's cells
+# arrive in whatever order the runs took).
+order=()
+for entry in "${methods[@]}"; do
+  for lentry in "${learns[@]}"; do order+=("${entry%%|*}${lentry%%|*}"); done
+done
+colorder=()
+for col in "${cols[@]}"; do colorder+=("${col%%|*}"); done
+python3 - "$results" "$fp" "$which" "$seeds" "$extra" "$keep" "$(IFS=$'\n'; echo "${order[*]}")" "$(IFS=$'\n'; echo "${colorder[*]}")" <<'PY' | tee "$md"
 import sys
 sys.path.insert(0, "bench/lib")
 from tables import fmt, print_table, read_results
-path, fp, which, seeds, extra = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4].split(), sys.argv[5]
-rows, cols, cells = read_results(path)
+path, fp, which, seeds, extra, keep = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4].split(), sys.argv[5], sys.argv[6]
+_, _, cells = read_results(path)
+cells = {k: v for k, v in cells.items() if k[0] != "FP"}
+rows = [m for m in sys.argv[7].split("\n") if any(k[0] == m for k in cells)]
+cols = [c for c in sys.argv[8].split("\n") if any(k[1] == c for k in cells)]
 def fmt_cost(vals):
     try:
         sec = [float(a) for a, _ in vals]
@@ -86,11 +116,18 @@ def fmt_cost(vals):
     except ValueError:
         return "failed"
     return f"{sum(sec) / len(sec):.1f} s, {max(rss):.0f} MiB"
-print(f"{which}: perplexity, mean over calibration seeds {' '.join(seeds)} (min-max); FP {fp:.4f}; "
+seed_text = ("mean over the seeds each cell ran (count in brackets; min-max where more than one)"
+             if keep else f"mean over calibration seeds {' '.join(seeds)} (min-max)")
+print(f"{which}: perplexity, {seed_text}; FP {fp:.4f}; "
       "symmetric, MSE clip (LoaQ: two-stage), act-order (not RTN); +SDE = --learn sde --cl-lambda 0, "
       "+SDE+CL = --learn sde --cl-lambda 0.05 (band 100, 2 epochs, lr 2.5e-4, batch 1 unless said)"
       + (f"; extra flags: {extra}" if extra else "") + "\n")
-print_table(rows, cols, lambda m, c: fmt([f[0] for f in cells.get((m, c), [["nan"]])]))
+def cell(m, c, text):
+    if (m, c) not in cells:
+        return "-" if keep else text([["nan", "nan", "nan"]])
+    vals = cells[(m, c)]
+    return text(vals) + (f" [{len(vals)}]" if keep else "")
+print_table(rows, cols, lambda m, c: cell(m, c, lambda v: fmt([f[0] for f in v])))
 print("\nCost per job (mean seconds of the whole quantize job, highest peak RSS):\n")
-print_table(rows, cols, lambda m, c: fmt_cost([f[1:] for f in cells.get((m, c), [["nan", "nan", "nan"]])]))
+print_table(rows, cols, lambda m, c: cell(m, c, lambda v: fmt_cost([f[1:] for f in v])))
 PY
