@@ -4,9 +4,8 @@
 // (a second GEMM) into its own output rows. Every output element is produced
 // by exactly one task in a fixed order, so the result does not depend on the
 // thread count.
-// The backward (attention_backward, at the end) runs one task per (sequence,
-// kv head), so the key and value gradients summed over a group of query
-// heads have one writer each.
+// The backward (attention_backward, at the end) runs in two passes, query
+// rows then keys, as the CUDA twin: each gradient element has one writer.
 #include <tbb/blocked_range.h>
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
@@ -148,83 +147,238 @@ void attention(const float* q, const float* k, const float* v, float* out, int64
 
 namespace {
 
-// One backward task: sequence s, kv head kvh and the query heads that read
-// it. Row by row (query i of head h): the forward's scores and softmax p_i
-// recomputed, then with dp_ij = dout_i . v_j and D_i = sum_j p_ij dp_ij the
-// softmax's backward ds_ij = p_ij (dp_ij - D_i), and
-//   dq_i = scale sum_j ds_ij k_j,  dk_j += scale ds_ij q_i,  dv_j += p_ij dout_i.
-// Only rows of scores live at a time (less than one head's matrix); dk and
-// dv accumulate in double over the group's rows in a fixed order.
-struct AttentionBackwardScratch {
-  std::vector<float> p, dp;
-  std::vector<double> dk, dv, dq;
+// The backward: two passes, as the CUDA twin's two kernels.
+//  rows: one task per (sequence, query head, tile of query rows). Row i's
+//    scores and softmax p_i recomputed; dp_ij = dout_i . v_j; D_i = sum_j
+//    p_ij dp_ij; ds_ij = p_ij (dp_ij - D_i) scale; dq_i = sum_j ds_ij k_j;
+//    and the row's (max, denominator, D_i) kept for the keys pass.
+//  keys: one task per (sequence, kv head, tile of keys). For key j, over the
+//    group's query heads and then rows i >= j: p_ij and ds_ij rebuilt from
+//    the row's kept numbers, dk_j += ds_ij q_i, dv_j += p_ij dout_i.
+// Each output element has one writer. Every element sees the sequence of
+// rounded operations of the one-row-at-a-time loop
+// (tests/support/attention_backward_scalar.h; test_backward_ops.cpp holds
+// every backend to its bits, and the CUDA twin's test to this op's): dot products in float in d order, the
+// softmax's sum and D in double in j order, dq, dk and dv in double in their
+// loop's order. The dot products run with keys as the vector lanes (each
+// lane summing its own d order) over transposed K and V; this file is built
+// without FMA contraction, so the AVX-512, AVX2 and baseline clones give the
+// same bits.
+
+#define STREAMQ_ATTN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+// Query rows per rows-pass task and keys per keys-pass task: enough tasks for
+// one sequence's few kv heads (SmolLM2: 3) on every core, and a keys task's
+// float64 dk and dv accumulators (2 x 32 x head_dim) stay in L1/L2.
+constexpr int64_t kBackwardRowTile = 32;
+constexpr int64_t kBackwardKeyTile = 32;
+
+struct AttentionRowStats {
+  double big_d;
+  float max, denom;
 };
 
-void attention_backward_group(const float* q, const float* k, const float* v, const float* dout, float* dq,
-                              float* dk, float* dv, const AttentionShape& sh, int64_t s, int64_t kvh,
-                              AttentionBackwardScratch& sc) {
-  const int64_t hd = sh.head_dim, n = sh.seqlen;
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-  sc.p.resize(static_cast<size_t>(n));
-  sc.dp.resize(static_cast<size_t>(n));
-  sc.dq.resize(static_cast<size_t>(hd));
-  sc.dk.assign(static_cast<size_t>(n * hd), 0.0);
-  sc.dv.assign(static_cast<size_t>(n * hd), 0.0);
-  const int64_t row0 = s * n;
-  const float* k_base = k + row0 * sh.kv_stride() + kvh * hd;
-  const float* v_base = v + row0 * sh.kv_stride() + kvh * hd;
-  for (int64_t h = kvh * sh.group(); h < (kvh + 1) * sh.group(); ++h) {
-    for (int64_t i = 0; i < n; ++i) {
-      const float* q_row = q + (row0 + i) * sh.q_stride() + h * hd;
-      const float* do_row = dout + (row0 + i) * sh.q_stride() + h * hd;
-      float* p = sc.p.data();
-      float* dp = sc.dp.data();
-      float mx = -INFINITY;
-      for (int64_t j = 0; j <= i; ++j) {
-        const float* k_row = k_base + j * sh.kv_stride();
-        float dot = 0.0f;
-        for (int64_t d = 0; d < hd; ++d) dot += q_row[d] * k_row[d];
-        p[j] = dot * scale;
-        mx = std::max(mx, p[j]);
-      }
-      double sum = 0.0;
-      for (int64_t j = 0; j <= i; ++j) {
-        p[j] = std::exp(p[j] - mx);
-        sum += p[j];
-      }
-      const float denom = static_cast<float>(sum);
-      double big_d = 0.0;
-      for (int64_t j = 0; j <= i; ++j) {
-        p[j] /= denom;
-        const float* v_row = v_base + j * sh.kv_stride();
-        float dot = 0.0f;
-        for (int64_t d = 0; d < hd; ++d) dot += do_row[d] * v_row[d];
-        dp[j] = dot;
-        big_d += static_cast<double>(p[j]) * dot;
-      }
-      std::fill(sc.dq.begin(), sc.dq.end(), 0.0);
-      for (int64_t j = 0; j <= i; ++j) {
-        const double pj = p[j];
-        const double ds = pj * (dp[j] - big_d) * scale;
-        const float* k_row = k_base + j * sh.kv_stride();
-        double* dk_row = sc.dk.data() + j * hd;
-        double* dv_row = sc.dv.data() + j * hd;
-        for (int64_t d = 0; d < hd; ++d) {
-          sc.dq[d] += ds * k_row[d];
-          dk_row[d] += ds * q_row[d];
-          dv_row[d] += pj * do_row[d];
-        }
-      }
-      float* dq_row = dq + (row0 + i) * sh.q_stride() + h * hd;
-      for (int64_t d = 0; d < hd; ++d) dq_row[d] = static_cast<float>(sc.dq[d]);
+// Lanes a dot-product block keeps in registers across the d loop (two
+// AVX-512 or four AVX2 vectors): summing into memory instead makes every d
+// a store and reload of the same vector, which bounds the loop.
+constexpr int64_t kDotLanes = 32;
+
+// dots[j] = sum_{d < hd} a[d] * bt[d * ld + j] for j in [0, n): lane j sums
+// in d order from 0.0f, one rounded multiply and one rounded add a term.
+STREAMQ_ATTN_CLONES void dots_by_column(const float* a, const float* bt, int64_t ld, int64_t hd, int64_t n,
+                                       float* dots) {
+  int64_t j0 = 0;
+  for (; j0 + kDotLanes <= n; j0 += kDotLanes) {
+    float acc[kDotLanes] = {};
+    for (int64_t d = 0; d < hd; ++d) {
+      const float ad = a[d];
+      const float* row = bt + d * ld + j0;
+      for (int64_t j = 0; j < kDotLanes; ++j) acc[j] += ad * row[j];
+    }
+    for (int64_t j = 0; j < kDotLanes; ++j) dots[j0 + j] = acc[j];
+  }
+  if (j0 == n) return;
+  const int64_t m = n - j0;
+  float acc[kDotLanes] = {};
+  for (int64_t d = 0; d < hd; ++d) {
+    const float ad = a[d];
+    const float* row = bt + d * ld + j0;
+    for (int64_t j = 0; j < m; ++j) acc[j] += ad * row[j];
+  }
+  for (int64_t j = 0; j < m; ++j) dots[j0 + j] = acc[j];
+}
+
+// acc[d] += coef[j] * double(rows[j * ld + d]) for j in [0, n) in order, d < hd.
+// Blocks of 16 dims stay in two 8-double vectors across the j loop (written
+// with vector types: GCC keeps a plain 16-double array in scalar registers).
+STREAMQ_ATTN_CLONES void accumulate_rows(const double* coef, const float* rows, int64_t ld, int64_t n, int64_t hd,
+                                         double* acc) {
+  using f64x8 = double __attribute__((vector_size(8 * sizeof(double))));
+  using f32x8 = float __attribute__((vector_size(8 * sizeof(float))));
+  int64_t d0 = 0;
+  for (; d0 + 16 <= hd; d0 += 16) {
+    f64x8 lo, hi;
+    std::memcpy(&lo, acc + d0, sizeof lo);
+    std::memcpy(&hi, acc + d0 + 8, sizeof hi);
+    for (int64_t j = 0; j < n; ++j) {
+      f32x8 a, b;
+      std::memcpy(&a, rows + j * ld + d0, sizeof a);
+      std::memcpy(&b, rows + j * ld + d0 + 8, sizeof b);
+      lo += coef[j] * __builtin_convertvector(a, f64x8);
+      hi += coef[j] * __builtin_convertvector(b, f64x8);
+    }
+    std::memcpy(acc + d0, &lo, sizeof lo);
+    std::memcpy(acc + d0 + 8, &hi, sizeof hi);
+  }
+  for (int64_t j = 0; j < n && d0 < hd; ++j) {
+    const float* row = rows + j * ld;
+    for (int64_t d = d0; d < hd; ++d) acc[d] += coef[j] * static_cast<double>(row[d]);
+  }
+}
+
+// Two rank-one updates of [n, hd] accumulators: a[j * hd + d] += ca[j] *
+// x[d] and b[j * hd + d] += cb[j] * y[d] (x and y: float rows widened once).
+STREAMQ_ATTN_CLONES void accumulate_outer(const double* ca, const double* x, double* a, const double* cb,
+                                          const double* y, double* b, int64_t n, int64_t hd) {
+  for (int64_t j = 0; j < n; ++j) {
+    double* ar = a + j * hd;
+    double* br = b + j * hd;
+    const double cj = ca[j], dj = cb[j];
+    for (int64_t d = 0; d < hd; ++d) {
+      ar[d] += cj * x[d];
+      br[d] += dj * y[d];
     }
   }
-  for (int64_t j = 0; j < n; ++j) {
-    float* dk_row = dk + (row0 + j) * sh.kv_stride() + kvh * hd;
-    float* dv_row = dv + (row0 + j) * sh.kv_stride() + kvh * hd;
+}
+
+// src's [n, hd] rows (stride ld) as [hd, n]: dst[d * n + j] = src[j * ld + d].
+void transpose_rows(const float* src, int64_t ld, int64_t n, int64_t hd, float* dst) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < hd; ++d) dst[d * n + j] = src[j * ld + d];
+}
+
+// The backward's shared inputs: K and V of each (sequence, kv head)
+// transposed to [hd, seqlen], and each query row's softmax numbers.
+struct AttentionBackwardState {
+  const AttentionShape& sh;
+  const float *q, *k, *v, *dout;
+  std::vector<float> kt, vt;           // [nseq, nkv, hd, seqlen]
+  std::vector<AttentionRowStats> rows;  // [nseq, nheads, seqlen]
+  float scale;
+  const float* kt_of(int64_t s, int64_t kvh) const {
+    return kt.data() + (s * sh.nkv + kvh) * sh.head_dim * sh.seqlen;
+  }
+  const float* vt_of(int64_t s, int64_t kvh) const {
+    return vt.data() + (s * sh.nkv + kvh) * sh.head_dim * sh.seqlen;
+  }
+};
+
+struct BackwardRowScratch {
+  std::vector<float> p, dp;
+  std::vector<double> ds, dq;
+};
+
+// Rows [t0, t1) of head h in sequence s: dq and the rows' stats.
+void attention_backward_rows(const AttentionBackwardState& st, float* dq, int64_t s, int64_t h, int64_t t0,
+                             int64_t t1, AttentionRowStats* stats, BackwardRowScratch& sc) {
+  const AttentionShape& sh = st.sh;
+  const int64_t hd = sh.head_dim, n = sh.seqlen, kvh = h / sh.group();
+  sc.p.resize(static_cast<size_t>(n));
+  sc.dp.resize(static_cast<size_t>(n));
+  sc.ds.resize(static_cast<size_t>(n));
+  sc.dq.resize(static_cast<size_t>(hd));
+  const float* kt = st.kt_of(s, kvh);
+  const float* vt = st.vt_of(s, kvh);
+  const float* k_base = st.k + s * n * sh.kv_stride() + kvh * hd;
+  float* p = sc.p.data();
+  float* dp = sc.dp.data();
+  for (int64_t i = t0; i < t1; ++i) {
+    const float* q_row = st.q + (s * n + i) * sh.q_stride() + h * hd;
+    const float* do_row = st.dout + (s * n + i) * sh.q_stride() + h * hd;
+    const int64_t nk = i + 1;
+    dots_by_column(q_row, kt, n, hd, nk, p);
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < nk; ++j) {
+      p[j] *= st.scale;
+      mx = std::max(mx, p[j]);
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < nk; ++j) {
+      p[j] = std::exp(p[j] - mx);
+      sum += p[j];
+    }
+    const float denom = static_cast<float>(sum);
+    dots_by_column(do_row, vt, n, hd, nk, dp);
+    double big_d = 0.0;
+    for (int64_t j = 0; j < nk; ++j) {
+      p[j] /= denom;
+      big_d += static_cast<double>(p[j]) * dp[j];
+    }
+    stats[i] = AttentionRowStats{big_d, mx, denom};
+    for (int64_t j = 0; j < nk; ++j) sc.ds[j] = static_cast<double>(p[j]) * (dp[j] - big_d) * st.scale;
+    std::fill(sc.dq.begin(), sc.dq.end(), 0.0);
+    accumulate_rows(sc.ds.data(), k_base, sh.kv_stride(), nk, hd, sc.dq.data());
+    float* dq_row = dq + (s * n + i) * sh.q_stride() + h * hd;
+    for (int64_t d = 0; d < hd; ++d) dq_row[d] = static_cast<float>(sc.dq[d]);
+  }
+}
+
+struct BackwardKeyScratch {
+  std::vector<float> kt, vt, p, dp;  // the tile's K and V as [hd, tile]; a row's scores and dp over the tile
+  std::vector<double> ds, pd;        // a row's ds and p (as double) over the tile
+  std::vector<double> qd, dod;       // the row's q and dout, widened
+  std::vector<double> dk, dv;        // [tile, hd]
+};
+
+// Keys [j0, j1) of kv head kvh in sequence s: dk and dv.
+void attention_backward_keys(const AttentionBackwardState& st, float* dk, float* dv, int64_t s, int64_t kvh,
+                             int64_t j0, int64_t j1, BackwardKeyScratch& sc) {
+  const AttentionShape& sh = st.sh;
+  const int64_t hd = sh.head_dim, n = sh.seqlen, nt = j1 - j0;
+  sc.kt.resize(static_cast<size_t>(hd * nt));
+  sc.vt.resize(static_cast<size_t>(hd * nt));
+  sc.p.resize(static_cast<size_t>(nt));
+  sc.dp.resize(static_cast<size_t>(nt));
+  sc.ds.resize(static_cast<size_t>(nt));
+  sc.pd.resize(static_cast<size_t>(nt));
+  sc.qd.resize(static_cast<size_t>(hd));
+  sc.dod.resize(static_cast<size_t>(hd));
+  sc.dk.assign(static_cast<size_t>(nt * hd), 0.0);
+  sc.dv.assign(static_cast<size_t>(nt * hd), 0.0);
+  const float* kt = st.kt_of(s, kvh);
+  const float* vt = st.vt_of(s, kvh);
+  for (int64_t d = 0; d < hd; ++d) {  // the tile's columns, contiguous
+    std::copy(kt + d * n + j0, kt + d * n + j1, sc.kt.begin() + d * nt);
+    std::copy(vt + d * n + j0, vt + d * n + j1, sc.vt.begin() + d * nt);
+  }
+  float* p = sc.p.data();
+  float* dp = sc.dp.data();
+  for (int64_t h = kvh * sh.group(); h < (kvh + 1) * sh.group(); ++h) {
+    const AttentionRowStats* stats = st.rows.data() + (s * sh.nheads + h) * n;
+    for (int64_t i = j0; i < n; ++i) {
+      const float* q_row = st.q + (s * n + i) * sh.q_stride() + h * hd;
+      const float* do_row = st.dout + (s * n + i) * sh.q_stride() + h * hd;
+      const int64_t visible = std::min(i + 1, j1) - j0;  // keys j0 .. min(i, j1 - 1)
+      const AttentionRowStats& rs = stats[i];
+      dots_by_column(q_row, sc.kt.data(), nt, hd, visible, p);
+      dots_by_column(do_row, sc.vt.data(), nt, hd, visible, dp);
+      for (int64_t jj = 0; jj < visible; ++jj) {
+        const float pj = std::exp(p[jj] * st.scale - rs.max) / rs.denom;
+        sc.pd[jj] = pj;
+        sc.ds[jj] = static_cast<double>(pj) * (dp[jj] - rs.big_d) * st.scale;
+      }
+      std::copy(q_row, q_row + hd, sc.qd.begin());
+      std::copy(do_row, do_row + hd, sc.dod.begin());
+      accumulate_outer(sc.ds.data(), sc.qd.data(), sc.dk.data(), sc.pd.data(), sc.dod.data(), sc.dv.data(), visible,
+                       hd);
+    }
+  }
+  for (int64_t jj = 0; jj < nt; ++jj) {
+    float* dk_row = dk + (s * n + j0 + jj) * sh.kv_stride() + kvh * hd;
+    float* dv_row = dv + (s * n + j0 + jj) * sh.kv_stride() + kvh * hd;
     for (int64_t d = 0; d < hd; ++d) {
-      dk_row[d] = static_cast<float>(sc.dk[j * hd + d]);
-      dv_row[d] = static_cast<float>(sc.dv[j * hd + d]);
+      dk_row[d] = static_cast<float>(sc.dk[jj * hd + d]);
+      dv_row[d] = static_cast<float>(sc.dv[jj * hd + d]);
     }
   }
 }
@@ -236,11 +390,42 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
   check_attention_args(nseq, seqlen, nheads, nkv, head_dim);
   if (nseq == 0 || seqlen == 0 || head_dim == 0) return;
   const AttentionShape sh{nseq, seqlen, nheads, nkv, head_dim};
-  tbb::enumerable_thread_specific<AttentionBackwardScratch> scratch;
+  const int64_t n = seqlen, hd = head_dim;
+  AttentionBackwardState st{sh, q, k, v, dout, {}, {}, {}, static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)))};
+  st.kt.resize(static_cast<size_t>(nseq * nkv * hd * n));
+  st.vt.resize(st.kt.size());
+  st.rows.resize(static_cast<size_t>(nseq * nheads * n));
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, nseq * nkv, 1), [&](const tbb::blocked_range<int64_t>& r) {
-    AttentionBackwardScratch& sc = scratch.local();
-    for (int64_t task = r.begin(); task < r.end(); ++task)
-      attention_backward_group(q, k, v, dout, dq, dk, dv, sh, task / nkv, task % nkv, sc);
+    for (int64_t task = r.begin(); task < r.end(); ++task) {
+      const int64_t s = task / nkv, kvh = task % nkv;
+      const int64_t off = s * n * sh.kv_stride() + kvh * hd;
+      transpose_rows(k + off, sh.kv_stride(), n, hd, st.kt.data() + task * hd * n);
+      transpose_rows(v + off, sh.kv_stride(), n, hd, st.vt.data() + task * hd * n);
+    }
+  });
+  // Longest rows (last tiles) first in each pass, so the short tasks fill in at the end.
+  const int64_t row_tiles = (n + kBackwardRowTile - 1) / kBackwardRowTile;
+  tbb::enumerable_thread_specific<BackwardRowScratch> row_scratch;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, nseq * nheads * row_tiles, 1),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+    BackwardRowScratch& sc = row_scratch.local();
+    for (int64_t task = r.begin(); task < r.end(); ++task) {
+      const int64_t tile = row_tiles - 1 - task % row_tiles, h = (task / row_tiles) % nheads;
+      const int64_t s = task / (row_tiles * nheads), t0 = tile * kBackwardRowTile;
+      attention_backward_rows(st, dq, s, h, t0, std::min(n, t0 + kBackwardRowTile),
+                              st.rows.data() + (s * nheads + h) * n, sc);
+    }
+  });
+  const int64_t key_tiles = (n + kBackwardKeyTile - 1) / kBackwardKeyTile;
+  tbb::enumerable_thread_specific<BackwardKeyScratch> key_scratch;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, nseq * nkv * key_tiles, 1),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+    BackwardKeyScratch& sc = key_scratch.local();
+    for (int64_t task = r.begin(); task < r.end(); ++task) {
+      const int64_t tile = task % key_tiles, kvh = (task / key_tiles) % nkv, s = task / (key_tiles * nkv);
+      const int64_t j0 = tile * kBackwardKeyTile;  // the first keys are seen by the most rows
+      attention_backward_keys(st, dk, dv, s, kvh, j0, std::min(n, j0 + kBackwardKeyTile), sc);
+    }
   });
 }
 

@@ -15,6 +15,7 @@
 
 #include "kernels/backend.h"
 #include "tests/kernels/backends_under_test.h"
+#include "tests/support/attention_backward_scalar.h"
 #include "tests/support/attention_reference.h"
 #include "tests/support/backend_test_util.h"
 #include "tests/support/rope_reference.h"
@@ -159,6 +160,39 @@ TEST(BackwardOps, AttentionBackwardIsTheGradientOfAttention) {
     EXPECT_LE(relative_error(dv.get(dk), fd_k), kFdTolerance) << "dk";
     EXPECT_LE(relative_error(dv.get(dvv), fd_v), kFdTolerance) << "dv";
   });
+}
+
+// The op's bits are those of the one-row-at-a-time loop on every backend:
+// the CPU's two passes with keys as vector lanes and the CUDA twin both
+// keep each element's order of rounded operations. Shapes: GQA groups of
+// 1, 3 and 4, head_dim 1 to 96 (not multiples of a vector), sequences
+// shorter than, equal to and past the passes' 32-row and 32-key tiles,
+// several sequences, inputs of size 3 (softmax rows far from uniform).
+TEST(BackwardOps, AttentionBackwardHasTheRowByRowLoopsBits) {
+  STREAMQ_SEEDED_RNG(rng);
+  for (const AttentionCase& c : {AttentionCase{1, 1, 2, 1, 8}, AttentionCase{2, 31, 3, 1, 5},
+                                 AttentionCase{1, 32, 4, 4, 16}, AttentionCase{3, 70, 6, 2, 13},
+                                 AttentionCase{1, 97, 9, 3, 64}, AttentionCase{2, 33, 4, 1, 1},
+                                 AttentionCase{1, 65, 2, 2, 96}}) {
+    SCOPED_TRACE(::testing::Message() << c);
+    const size_t nq = static_cast<size_t>(c.nseq * c.seqlen * c.nheads * c.hd),
+                 nk = static_cast<size_t>(c.nseq * c.seqlen * c.nkv * c.hd);
+    const std::vector<float> q = random_normal<float>(rng, nq, 3.0), k = random_normal<float>(rng, nk, 3.0),
+                             v = random_normal<float>(rng, nk), g = random_normal<float>(rng, nq);
+    std::vector<float> want_q(nq), want_k(nk), want_v(nk);
+    attention_backward_scalar(q.data(), k.data(), v.data(), g.data(), want_q.data(), want_k.data(), want_v.data(),
+                              c.nseq, c.seqlen, c.nheads, c.nkv, c.hd);
+    on_backends(Op::AttentionBackward, [&](Backend& be) {
+      const Dev dv{be};
+      const Buffer<float> bq = dv.put(q), bk = dv.put(k), bv = dv.put(v), bg = dv.put(g);
+      const Buffer<float> dq = dv.out(nq), dk = dv.out(nk), dvv = dv.out(nk);
+      be.attention_backward(bq.data(), bk.data(), bv.data(), bg.data(), dq.data(), dk.data(), dvv.data(), c.nseq,
+                            c.seqlen, c.nheads, c.nkv, c.hd);
+      EXPECT_TRUE(bitwise_equal(dv.get(dq), want_q)) << "dq";
+      EXPECT_TRUE(bitwise_equal(dv.get(dk), want_k)) << "dk";
+      EXPECT_TRUE(bitwise_equal(dv.get(dvv), want_v)) << "dv";
+    });
+  }
 }
 
 TEST(BackwardOps, SwigluBackwardIsTheGradientOfSwiglu) {
