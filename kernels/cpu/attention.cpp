@@ -183,29 +183,29 @@ struct AttentionRowStats {
 // a store and reload of the same vector, which bounds the loop.
 constexpr int64_t kDotLanes = 32;
 
+// dots[j] = sum_{d < hd} a[d] * bt[d * ld + j] for j in [0, m), m <= kDotLanes.
+// kFull (m == kDotLanes) gives the inner loop a constant trip count, which
+// is what keeps acc in registers.
+template <bool kFull>
+[[gnu::always_inline]] inline void dot_block(const float* a, const float* bt, int64_t ld, int64_t hd, int64_t m,
+                                             float* dots) {
+  const int64_t lanes = kFull ? kDotLanes : m;
+  float acc[kDotLanes] = {};
+  for (int64_t d = 0; d < hd; ++d) {
+    const float ad = a[d];
+    const float* row = bt + d * ld;
+    for (int64_t j = 0; j < lanes; ++j) acc[j] += ad * row[j];
+  }
+  for (int64_t j = 0; j < lanes; ++j) dots[j] = acc[j];
+}
+
 // dots[j] = sum_{d < hd} a[d] * bt[d * ld + j] for j in [0, n): lane j sums
 // in d order from 0.0f, one rounded multiply and one rounded add a term.
 STREAMQ_ATTN_CLONES void dots_by_column(const float* a, const float* bt, int64_t ld, int64_t hd, int64_t n,
                                        float* dots) {
   int64_t j0 = 0;
-  for (; j0 + kDotLanes <= n; j0 += kDotLanes) {
-    float acc[kDotLanes] = {};
-    for (int64_t d = 0; d < hd; ++d) {
-      const float ad = a[d];
-      const float* row = bt + d * ld + j0;
-      for (int64_t j = 0; j < kDotLanes; ++j) acc[j] += ad * row[j];
-    }
-    for (int64_t j = 0; j < kDotLanes; ++j) dots[j0 + j] = acc[j];
-  }
-  if (j0 == n) return;
-  const int64_t m = n - j0;
-  float acc[kDotLanes] = {};
-  for (int64_t d = 0; d < hd; ++d) {
-    const float ad = a[d];
-    const float* row = bt + d * ld + j0;
-    for (int64_t j = 0; j < m; ++j) acc[j] += ad * row[j];
-  }
-  for (int64_t j = 0; j < m; ++j) dots[j0 + j] = acc[j];
+  for (; j0 + kDotLanes <= n; j0 += kDotLanes) dot_block<true>(a, bt + j0, ld, hd, kDotLanes, dots + j0);
+  if (j0 < n) dot_block<false>(a, bt + j0, ld, hd, n - j0, dots + j0);
 }
 
 // acc[d] += coef[j] * double(rows[j * ld + d]) for j in [0, n) in order, d < hd.
