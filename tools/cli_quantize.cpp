@@ -133,8 +133,8 @@ int run_quantize(const std::vector<std::string>& args) {
        "quantized flow's inputs; then --method quantizes W'. Runs the FP flow whatever the method reads; "
        "on a device the whole step runs there but the loss and Adam's update of the band. A block's training is the unit of durability: a job killed mid-training "
        "redoes that block on resume, to the same bytes. Measured (bench/RESULTS.md): it lowers RTN's perplexity "
-       "most, and every method's at 2 bits on stories260K; with GPTQ, GPTAQ or LoaQ at 3 bits it raised it "
-       "(likely because the band is fitted to RTN's rounding)")
+       "most, and every method's at 2 bits on stories260K; on SmolLM2 it raised GPTQ's, GPTAQ's and LoaQ's "
+       "at 3 bits and GPTQ's and LoaQ's at 2 (likely because the band is fitted to RTN's rounding)")
       ("sde-band", po::value(&job.learn.band)->default_value(job.learn.band),
        "with --learn sde: learnable diagonals each side of the singular values' main diagonal (0 = LSI's "
        "diagonal only; the paper's 100; clamped to the linear's rank - 1)")
