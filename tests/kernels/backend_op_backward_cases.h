@@ -94,14 +94,20 @@ inline AttentionGrads ref_attention_backward(const AttentionInputs& in, const st
   return g;
 }
 
-// d/dg of silu(g) u = u sig (1 + g (1 - sig)); d/du = g sig.
+// d/dg of silu(g) u = u sig (1 + g (1 - sig)); d/du = g sig. dgate_mag is
+// what float error in dgate scales with: |dy u| sig (1 + |g| (1 - sig)), the
+// size of the two summands. 1 + g (1 - sig) is 0 at g ~ -2.40, where the sum
+// cancels: there no float formula has bounded error relative to dgate itself.
 inline void ref_swiglu_backward(const std::vector<float>& gate, const std::vector<float>& up,
-                                const std::vector<float>& dout, std::vector<double>& dgate, std::vector<double>& dup) {
+                                const std::vector<float>& dout, std::vector<double>& dgate, std::vector<double>& dup,
+                                std::vector<double>& dgate_mag) {
   dgate.resize(gate.size());
   dup.resize(gate.size());
+  dgate_mag.resize(gate.size());
   for (size_t i = 0; i < gate.size(); ++i) {
     const double g = gate[i], sig = 1.0 / (1.0 + std::exp(-g));
     dgate[i] = double(dout[i]) * up[i] * sig * (1.0 + g * (1.0 - sig));
+    dgate_mag[i] = std::abs(double(dout[i]) * up[i]) * sig * (1.0 + std::abs(g) * (1.0 - sig));
     dup[i] = double(dout[i]) * g * sig;
   }
 }
@@ -233,15 +239,15 @@ class SwigluBackwardCase final : public OpCase {
   std::string shape() const override { return "n=" + std::to_string(n_); }
   Tolerance tolerance() const override {
     return {16 * kF32Eps,
-            "expf (<= 2 ulp), then ~6 float operations per output each <= eps/2; 1 - sig loses relative accuracy "
-            "where sig ~ 1, but there g (1 - sig) is tiny next to 1"};
+            "expf (<= 2 ulp), then ~6 float operations per output each <= eps/2; dgate's error is measured against "
+            "the size of its summands (1 + g (1 - sig) cancels near g = -2.40: CI seed 59255704203282 put n=1 there)"};
   }
   void prepare(std::mt19937_64& rng) override {
     gate_ = random_normal<float>(rng, n_, 4.0);
     up_ = random_normal<float>(rng, n_);
     dout_ = random_normal<float>(rng, n_);
     if (n_ > 2) gate_[0] = -100.0f, gate_[1] = 100.0f;  // exp(-g) overflow and saturation
-    ref_swiglu_backward(gate_, up_, dout_, ref_gate_, ref_up_);
+    ref_swiglu_backward(gate_, up_, dout_, ref_gate_, ref_up_, ref_gate_mag_);
   }
   Outcome run(Backend& be) override {
     const GuardedBuffer<float> gate(be, gate_), up(be, up_), dout(be, dout_), dgate(be, gate_.size()),
@@ -259,7 +265,8 @@ class SwigluBackwardCase final : public OpCase {
         !bitwise_equal(dg3.download("dgate (dup=dout)", &o.defect), got_g) ||
         !bitwise_equal(d3.download("dup=dout", &o.defect), got_u))
       o.defect = first_defect(o.defect, "aliased outputs differ from out of place");
-    const double eg = relative_error(got_g, ref_gate_), eu = relative_error(got_u, ref_up_);
+    const double eg = relative_error(got_g.data(), ref_gate_.data(), ref_gate_mag_.data(), n_);
+    const double eu = relative_error(got_u, ref_up_);
     o.error = std::isnan(eg) || std::isnan(eu) ? NAN : std::max(eg, eu);
     return o;
   }
@@ -267,7 +274,7 @@ class SwigluBackwardCase final : public OpCase {
  private:
   int64_t n_;
   std::vector<float> gate_, up_, dout_;
-  std::vector<double> ref_gate_, ref_up_;
+  std::vector<double> ref_gate_, ref_up_, ref_gate_mag_;
 };
 
 }  // namespace streamq::test
