@@ -236,7 +236,10 @@ void two_stage_refine_scales(Backend& backend, const double* w, const std::vecto
       tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
         // Zero curvature: every code of the group at its zero point, or only
         // dead inputs; the scale does not change the objective.
-        if (!(den[gi * m + row] > 0)) return;
+        if (!(den[gi * m + row] > 0)) {
+          if (hook) (*hook)(row, &r.dequant[row * n]);
+          return;
+        }
         const double* cr = &cm[row * n + g0];
         const double* vr = &v[row * n + g0];
         const double* ur = u.empty() ? nullptr : &u[row * n + g0];
@@ -248,7 +251,10 @@ void two_stage_refine_scales(Backend& backend, const double* w, const std::vecto
         // that would leave the positive fp16 range is not taken (the scale is
         // kept, a valid, if not optimal, point of the descent).
         const double target = scale + num / den[gi * m + row];
-        if (!(target > 0) || !std::isfinite(target)) return;
+        if (!(target > 0) || !std::isfinite(target)) {
+          if (hook) (*hook)(row, &r.dequant[row * n]);
+          return;
+        }
         scale = round_scale_fp16(target);
         double* q = &r.dequant[row * n + g0];
         for (int64_t a = 0; a < gl; ++a) {
