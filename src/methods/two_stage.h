@@ -31,7 +31,8 @@ void two_stage_init_grids(const double* w, int64_t m, int64_t n, const std::vect
 // Stage 2 hook: called after every coordinate step, a step not taken
 // included (zero curvature, or a target scale outside the positive fp16
 // range), and once per row before the first, with the row and its current
-// dequantized values (original order): iters x groups + 1 calls per row. Called concurrently for different rows, never for one row at once.
+// dequantized values (original order): iters x groups + 1 calls per row.
+// Called concurrently for different rows, never for one row at once.
 using ScaleStepHook = std::function<void(int64_t row, const double* q_row)>;
 
 // Stage 2. Codes and zeros frozen; cfg.scale_refine_iters passes of
