@@ -233,13 +233,11 @@ void two_stage_refine_scales(Backend& backend, const double* w, const std::vecto
     for (int64_t gi = 0; gi < r.ngroups; ++gi) {
       const int64_t g0 = c0[gi], gl = len[gi];
       dq.assign(static_cast<size_t>(m * gl), 0.0);
-      tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
+      // One coordinate step of one row; a step not taken returns early.
+      const auto step = [&](int64_t row) {
         // Zero curvature: every code of the group at its zero point, or only
         // dead inputs; the scale does not change the objective.
-        if (!(den[gi * m + row] > 0)) {
-          if (hook) (*hook)(row, &r.dequant[row * n]);
-          return;
-        }
+        if (!(den[gi * m + row] > 0)) return;
         const double* cr = &cm[row * n + g0];
         const double* vr = &v[row * n + g0];
         const double* ur = u.empty() ? nullptr : &u[row * n + g0];
@@ -251,10 +249,7 @@ void two_stage_refine_scales(Backend& backend, const double* w, const std::vecto
         // that would leave the positive fp16 range is not taken (the scale is
         // kept, a valid, if not optimal, point of the descent).
         const double target = scale + num / den[gi * m + row];
-        if (!(target > 0) || !std::isfinite(target)) {
-          if (hook) (*hook)(row, &r.dequant[row * n]);
-          return;
-        }
+        if (!(target > 0) || !std::isfinite(target)) return;
         scale = round_scale_fp16(target);
         double* q = &r.dequant[row * n + g0];
         for (int64_t a = 0; a < gl; ++a) {
@@ -262,7 +257,10 @@ void two_stage_refine_scales(Backend& backend, const double* w, const std::vecto
           dq[row * gl + a] = qn - q[a];
           q[a] = qn;
         }
-        if (hook) (*hook)(row, &r.dequant[row * n]);
+      };
+      tbb::parallel_for(int64_t{0}, m, [&](int64_t row) {
+        step(row);
+        if (hook) (*hook)(row, &r.dequant[row * n]);  // taken or not: the count is exact
       });
       const bool last = it + 1 == cfg.scale_refine_iters && gi + 1 == r.ngroups;
       if (!last)  // v = H (w - q) loses H[:, i] dq_i; H symmetric, so rows g0.. of H
