@@ -4,7 +4,10 @@
 # --learn sde (no cross-layer term: --cl-lambda 0) and with SDE+CL
 # (--cl-lambda 0.05, the paper's), at low-bit weight-only settings and at
 # W4A4 with QuaRot's rotations (R1-R4; activations per token, calibrated
-# and evaluated on quantized activations).
+# and evaluated on quantized activations). One more row, "LoaQ+GPTQ
+# two-stage asym", is what `--preset best` (quantize's default) runs with
+# --method gptq: the LoaQ row with an asymmetric grid; it decides whether the
+# default should learn.
 # Each cell: mean perplexity over the calibration seeds (min-max beside it);
 # a second table gives the mean seconds and peak RSS of each job.
 # usage: bench/learn_tables.sh [build dir] [stories260K|smollm2]
@@ -31,6 +34,7 @@ methods=(
   "GPTQ|--method gptq --grid mse --act-order"
   "GPTAQ+CAE|--method gptaq --cae --grid mse --act-order"
   "LoaQ+GPTQ two-stage|--method gptq --loaq --grid two-stage --act-order"
+  "LoaQ+GPTQ two-stage asym|--method gptq --loaq --grid two-stage --act-order --asym"
 )
 learns=(
   "|"
@@ -119,7 +123,7 @@ def fmt_cost(vals):
 seed_text = ("mean over the seeds each cell ran (count in brackets; min-max where more than one)"
              if keep else f"mean over calibration seeds {' '.join(seeds)} (min-max)")
 print(f"{which}: perplexity, {seed_text}; FP {fp:.4f}; "
-      "symmetric, MSE clip (LoaQ: two-stage), act-order (not RTN); +SDE = --learn sde --cl-lambda 0, "
+      "symmetric (asym: --preset best's asymmetric grid), MSE clip (LoaQ: two-stage), act-order (not RTN); +SDE = --learn sde --cl-lambda 0, "
       "+SDE+CL = --learn sde --cl-lambda 0.05 (band 100, 2 epochs, lr 2.5e-4, batch 1 unless said)"
       + (f"; extra flags: {extra}" if extra else "") + "\n")
 def cell(m, c, text):
