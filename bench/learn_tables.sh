@@ -7,7 +7,8 @@
 # and evaluated on quantized activations). One more row, "LoaQ+GPTQ
 # two-stage asym", is what `--preset best` (quantize's default) runs with
 # --method gptq: the LoaQ row with an asymmetric grid; it decides whether the
-# default should learn.
+# default should learn. "GPTAQ+CAE asym" is the lowest learned W4A4 cell's
+# method on that grid.
 # Each cell: mean perplexity over the calibration seeds (min-max beside it);
 # a second table gives the mean seconds and peak RSS of each job.
 # usage: bench/learn_tables.sh [build dir] [stories260K|smollm2]
@@ -35,6 +36,7 @@ methods=(
   "GPTAQ+CAE|--method gptaq --cae --grid mse --act-order"
   "LoaQ+GPTQ two-stage|--method gptq --loaq --grid two-stage --act-order"
   "LoaQ+GPTQ two-stage asym|--method gptq --loaq --grid two-stage --act-order --asym"
+  "GPTAQ+CAE asym|--method gptaq --cae --grid mse --act-order --asym"
 )
 learns=(
   "|"
