@@ -86,18 +86,42 @@ const FlagNeeds kFlagNeeds[] = {
 // 3 calibration seeds per cell, LoaQ + two-stage + act-order won every cell on
 // stories260K w4/w3 g32 and SmolLM2-135M w4 g128, asymmetric ahead of
 // symmetric in each). Fills only what the command line left at its default.
+//
+// With quantized activations (W4A4, bench/learn_tables.sh, bench/RESULTS.md
+// fourteenth session) the best measured setting is another: on SmolLM2-135M
+// with R1-R4, GPTAQ+CAE with SDE was below LoaQ two-stage on each of 3 seeds
+// on both grids (asymmetric 58.9 against 63.6, symmetric 60.0 against 64.0;
+// FP 36.0), where plain GPTAQ+CAE was level with LoaQ and SDE raised LoaQ's
+// figure; the cross-layer term added nothing. It applies where the method is
+// left to the preset (no --method, no --loaq) and the format's grid is the
+// preset's to choose (not GGUF, whose types fix the grid).
 std::string apply_best_preset(MethodFlags& f, const po::variables_map& vm, PresetTarget t) {
   QuantConfig& q = f.quant;
   std::vector<std::string> set;
   const bool free_min = t == PresetTarget::GgufFreeMin;
-  if (!given(vm, "loaq")) {
-    f.loaq.enabled = true;
-    set.push_back("--loaq");
-  }
-  if (!given(vm, "grid")) {
-    // Q4_1's free fp16 min has no integer zero point for stage 2 to refine.
-    f.grid = free_min ? "minmax" : "two-stage";
-    set.push_back("--grid " + f.grid);
+  const bool w4a4 = f.act_quant && !given(vm, "method") && !given(vm, "loaq") &&
+                    (t == PresetTarget::AsymmetricOk || t == PresetTarget::SymmetricOnly);
+  if (w4a4) {
+    f.method = "gptaq";
+    set.push_back("--method gptaq");
+    if (!q.cae) {
+      q.cae = true;
+      set.push_back("--cae");
+    }
+    if (!given(vm, "grid")) {
+      f.grid = "mse";
+      set.push_back("--grid mse");
+    }
+  } else {
+    if (!given(vm, "loaq")) {
+      f.loaq.enabled = true;
+      set.push_back("--loaq");
+    }
+    if (!given(vm, "grid")) {
+      // Q4_1's free fp16 min has no integer zero point for stage 2 to refine.
+      f.grid = free_min ? "minmax" : "two-stage";
+      set.push_back("--grid " + f.grid);
+    }
   }
   std::string note;
   if (!given(vm, "act-order")) {
@@ -122,6 +146,10 @@ std::string apply_best_preset(MethodFlags& f, const po::variables_map& vm, Prese
       note += " (symmetric: vLLM's Marlin kernels take symmetric GPTQ only)";
     }
   }
+  if (w4a4 && f.learn_free) {
+    f.preset_learn_sde = true;
+    set.push_back(given(vm, "cl-lambda") ? "--learn sde" : "--learn sde --cl-lambda 0");
+  }
   std::string line = "preset best:";
   for (const auto& s : set) line += " " + s;
   return line + note;
@@ -135,7 +163,10 @@ const char* const kPresetHelp =
     "--method gptq, and --asym where the format's fast kernels take asymmetric grids: the fake-quant output, "
     "compressed-tensors and streamq layer; --format gptq stays symmetric, because vLLM's Marlin kernels take "
     "symmetric 4/8-bit GPTQ only; --format gguf takes the --gguf-type's grid, and for Q4_1, whose free fp16 min "
-    "stage 2 cannot refine, --grid minmax --static-groups; rtn gets no --act-order) or gptq-paper (the GPTQ "
+    "stage 2 cannot refine, --grid minmax --static-groups; rtn gets no --act-order; with --abits below 16 and "
+    "neither --method nor --loaq given, outside GGUF: --method gptaq --cae --grid mse --act-order and, in "
+    "quantize, --learn sde --cl-lambda 0, the lowest measured W4A4 setting, at about 4.5x the time of the "
+    "weight-only setting) or gptq-paper (the GPTQ "
     "paper's plain settings: every method flag at the default its help states, i.e. symmetric min-max grid, "
     "columns in order, no LoaQ). Flags given always win over the preset (e.g. --sym, --grid mse, or "
     "--preset gptq-paper --act-order); what the preset set is printed on stderr and every effective setting "

@@ -18,6 +18,13 @@ struct MethodFlags {
   std::string preset;  // --preset: which defaults the flags not given take (apply_preset)
   std::string method, grid_style, grid, variant, cae_source, checkpoint_format;
   bool sym = false, asym = false;
+  // Set by the caller before finish_method_flags: the job quantizes the
+  // activations (--abits below 16), and it has a --learn flag that was not
+  // given (quantize; `layer` has none). The best preset's W4A4 setting reads them.
+  bool act_quant = false, learn_free = false;
+  // Set by the best preset: the caller runs --learn sde (with --cl-lambda 0
+  // unless given), the W4A4 setting's learned adjustment.
+  bool preset_learn_sde = false;
 };
 
 // What the quantized weights are for, as far as the best preset's grid is

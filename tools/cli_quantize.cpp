@@ -134,7 +134,9 @@ int run_quantize(const std::vector<std::string>& args) {
        "on a device the whole step runs there but the loss and Adam's update of the band. A block's training is the unit of durability: a job killed mid-training "
        "redoes that block on resume, to the same bytes. Measured (bench/RESULTS.md): it lowers RTN's perplexity "
        "most, and every method's at 2 bits on stories260K; on SmolLM2 it raised GPTQ's, GPTAQ's and LoaQ's "
-       "at 3 bits and GPTQ's and LoaQ's at 2 (likely because the band is fitted to RTN's rounding)")
+       "at 3 bits and GPTQ's and LoaQ's at 2 (likely because the band is fitted to RTN's rounding); at W4A4 it "
+       "lowered GPTAQ+CAE's on each of 3 seeds to the lowest W4A4 figure, so --preset best turns it on with "
+       "--abits below 16 (see --preset); --learn none turns it off")
       ("sde-band", po::value(&job.learn.band)->default_value(job.learn.band),
        "with --learn sde: learnable diagonals each side of the singular values' main diagonal (0 = LSI's "
        "diagonal only; the paper's 100; clamped to the linear's rank - 1)")
@@ -165,9 +167,6 @@ int run_quantize(const std::vector<std::string>& args) {
     throw InputError("--tokens-dtype needs --calib (token ids): text is tokenized with the model's tokenizer");
   if (learn == "sde") job.learn.kind = LearnKind::Sde;
   else if (learn != "none") throw InputError("--learn '" + learn + "': expected none or sde");
-  for (const char* f : {"sde-band", "cl-lambda", "learn-epochs", "learn-lr", "learn-batch"})
-    if (!vm[f].defaulted() && !job.learn.enabled())
-      throw InputError(std::string("--") + f + " needs --learn sde: without it the value would be ignored");
   job.calib_select = parse_sample_select(calib_select);
   job.calib_split = parse_text_split(calib_split);
   // --format gguf implies the block's bits and group before the flags are
@@ -183,8 +182,18 @@ int run_quantize(const std::vector<std::string>& args) {
   if (job.format == OutputFormat::Gguf)
     target = !gguf_type.empty() && parse_gguf_quant_type(gguf_type) == GgufQuantType::Q4_1 ? PresetTarget::GgufFreeMin
                                                                                           : PresetTarget::GgufIntegerGrid;
+  mf.act_quant = job.act.enabled();
+  mf.learn_free = vm["learn"].defaulted();
   const std::string preset_line = finish_method_flags(mf, vm, target);
   job.preset = mf.preset;
+  if (mf.preset_learn_sde) {
+    job.learn.kind = LearnKind::Sde;
+    if (vm["cl-lambda"].defaulted()) job.learn.cl_lambda = 0;
+  }
+  // After the preset: a learning parameter is meaningful where it turned --learn sde on.
+  for (const char* f : {"sde-band", "cl-lambda", "learn-epochs", "learn-lr", "learn-batch"})
+    if (!vm[f].defaulted() && !job.learn.enabled())
+      throw InputError(std::string("--") + f + " needs --learn sde: without it the value would be ignored");
   if (!gguf_type.empty() && job.format != OutputFormat::Gguf) throw InputError("--gguf-type needs --format gguf");
   if (job.format == OutputFormat::Gguf) {
     if (gguf_type.empty()) throw InputError("--format gguf needs --gguf-type Q4_0, Q4_1 or Q8_0");

@@ -148,6 +148,64 @@ TEST(CliPresets, GgufTypesGetTheirGrid) {
   EXPECT_EQ(q.at("act_order"), true);
 }
 
+// With quantized activations the preset's method is GPTAQ+CAE with SDE (the
+// lowest measured W4A4 setting, bench/RESULTS.md); a method or LoaQ given, or
+// --learn given, keeps the user's choice.
+TEST(CliPresets, QuantizedActivationsGetGptaqCaeWithSde) {
+  test::ScratchDir dir("presets-w4a4");
+  auto r = test::run_streamq(args(dir.file("w"), {"--abits", "4"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("preset best: --method gptaq --cae --grid mse --act-order --asym --learn sde --cl-lambda 0\n"),
+            std::string::npos)
+      << r.err;
+  nlohmann::json s = report_settings(dir.file("w"));
+  const nlohmann::json& q = s.at("method").at("quant");
+  EXPECT_EQ(q.at("method"), "gptaq");
+  EXPECT_EQ(q.at("cae"), true);
+  EXPECT_EQ(q.at("clip"), "mse");
+  EXPECT_EQ(q.at("act_order"), true);
+  EXPECT_EQ(q.at("sym"), false);
+  EXPECT_EQ(s.at("method").at("loaq").at("enabled"), false);
+  EXPECT_EQ(s.at("method").at("learn").at("kind"), "sde");
+  EXPECT_EQ(s.at("method").at("learn").at("cl_lambda"), 0.0);
+
+  // A learning parameter is meaningful once the preset turned learning on,
+  // and --cl-lambda given wins.
+  r = test::run_streamq(args(dir.file("b"), {"--abits", "4", "--sde-band", "8", "--cl-lambda", "0.05"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("--asym --learn sde\n"), std::string::npos) << r.err;
+  s = report_settings(dir.file("b"));
+  EXPECT_EQ(s.at("method").at("learn").at("band"), 8);
+  EXPECT_EQ(s.at("method").at("learn").at("cl_lambda"), 0.05);
+
+  // --learn none: the method stays, learning does not run.
+  r = test::run_streamq(args(dir.file("n"), {"--abits", "4", "--learn", "none"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("preset best: --method gptaq --cae --grid mse --act-order --asym\n"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(report_settings(dir.file("n")).at("method").at("learn").at("kind"), "none");
+
+  // A method given: the weight-only setting (LoaQ two-stage), no learning.
+  r = test::run_streamq(args(dir.file("m"), {"--abits", "4", "--method", "gptq"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("preset best: --loaq --grid two-stage --act-order --asym\n"), std::string::npos) << r.err;
+  EXPECT_EQ(report_settings(dir.file("m")).at("method").at("learn").at("kind"), "none");
+
+  // --format gptq: the same setting on the symmetric grid.
+  r = test::run_streamq(args(dir.file("g"), {"--abits", "4", "--format", "gptq"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("preset best: --method gptaq --cae --grid mse --act-order --learn sde --cl-lambda 0 (symmetric"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(report_settings(dir.file("g")).at("method").at("quant").at("sym"), true);
+
+  // Weight-only, no learning from the preset: a learning parameter alone is still an error.
+  r = test::run_streamq(args(dir.file("x"), {"--sde-band", "8"}));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--sde-band needs --learn sde"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x")));
+}
+
 TEST(CliPresets, UnknownPresetIsAnErrorAndHelpListsThem) {
   test::ScratchDir dir("presets-bad");
   const auto r = test::run_streamq(args(dir.file("x"), {"--preset", "fastest"}));
