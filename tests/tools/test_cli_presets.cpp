@@ -168,6 +168,16 @@ TEST(CliPresets, QuantizedActivationsGetGptaqCaeWithSde) {
   EXPECT_EQ(s.at("method").at("loaq").at("enabled"), false);
   EXPECT_EQ(s.at("method").at("learn").at("kind"), "sde");
   EXPECT_EQ(s.at("method").at("learn").at("cl_lambda"), 0.0);
+  // Every effective setting is the measured row's (bench/learn_tables.sh
+  // "GPTAQ+CAE asym +SDE": the paper's preset plus these flags).
+  r = test::run_streamq(args(dir.file("row"), {"--abits", "4", "--preset", "gptq-paper", "--method", "gptaq", "--cae",
+                                               "--grid", "mse", "--act-order", "--asym", "--learn", "sde",
+                                               "--cl-lambda", "0"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json row = report_settings(dir.file("row"));
+  row.erase("preset");
+  s.erase("preset");
+  EXPECT_EQ(row, s);
 
   // A learning parameter is meaningful once the preset turned learning on,
   // and --cl-lambda given wins.
