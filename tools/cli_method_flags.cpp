@@ -261,7 +261,8 @@ void add_act_quant_flags(po::options_description& opts, ActQuantConfig* act, Act
       ("abits", po::value(&act->bits)->default_value(16),
        "activation bits: every linear's input fake-quantized per token with its own min-max grid at run time "
        "(QuaRot's quantizer), 2..16; 16 = off. eval: with a W4 fake-quant model and --abits 4 --kv-bits 4, "
-       "W4A4KV4; quantize: the quantized flow calibrates on quantized activations (the FP flow does not)")
+       "W4A4KV4; quantize: the quantized flow calibrates on quantized activations (the FP flow does not), and "
+       "--preset best picks its W4A4 setting (see --preset)")
       ("a-sym", po::bool_switch(&act->sym), "--abits: symmetric per-token grid (default asymmetric)")
       ("a-clip", po::value(&act->clip)->default_value(1.0),
        "--abits: clip ratio, each token's range scaled by it before the grid is made (1.0: min-max; QuaRot "
