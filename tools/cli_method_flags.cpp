@@ -165,7 +165,7 @@ const char* const kPresetHelp =
     "symmetric 4/8-bit GPTQ only; --format gguf takes the --gguf-type's grid, and for Q4_1, whose free fp16 min "
     "stage 2 cannot refine, --grid minmax --static-groups; rtn gets no --act-order; with --abits below 16 and "
     "neither --method nor --loaq given, outside GGUF: --method gptaq --cae --grid mse --act-order and, in "
-    "quantize, --learn sde --cl-lambda 0, the lowest measured W4A4 setting, at about 4.5x the time of the "
+    "quantize, --learn sde --cl-lambda 0, the lowest measured W4A4 setting, at about 4x the time of the "
     "weight-only setting) or gptq-paper (the GPTQ "
     "paper's plain settings: every method flag at the default its help states, i.e. symmetric min-max grid, "
     "columns in order, no LoaQ). Flags given always win over the preset (e.g. --sym, --grid mse, or "
