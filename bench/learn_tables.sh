@@ -7,8 +7,8 @@
 # and evaluated on quantized activations). One more row, "LoaQ+GPTQ
 # two-stage asym", is what `--preset best` (quantize's default) runs with
 # --method gptq: the LoaQ row with an asymmetric grid; it decides whether the
-# default should learn. "GPTAQ+CAE asym" is the lowest learned W4A4 cell's
-# method on that grid.
+# default should learn. "GPTAQ+CAE asym" with +SDE is what `--preset best`
+# runs when --abits is below 16 (the lowest W4A4 row measured, 3 seeds).
 # Each cell: mean perplexity over the calibration seeds (min-max beside it);
 # a second table gives the mean seconds and peak RSS of each job.
 # usage: bench/learn_tables.sh [build dir] [stories260K|smollm2]
