@@ -44,7 +44,8 @@ constexpr const char* kUsage =
     "  OPENBLAS_CORETYPE=NAME         OpenBLAS kernels to run. Unset: the library's choice, or, where it does not\n"
     "                                 know the CPU, the family its features reach (SkylakeX with AVX-512, Haswell\n"
     "                                 with AVX2). Families round differently: Haswell gives the same bytes on\n"
-    "                                 every AVX2 machine (scripts/demo_table.sh sets it)\n";
+    "                                 every AVX2 machine (scripts/demo_table.sh sets it). The report's settings\n"
+    "                                 name the family (blas_kernels), and a --workdir job resumes only under its own\n";
 
 // Before any thread starts or anything is allocated, so the whole run has it
 // (src/pipeline/memory_plan.h kPlanMmapThresholdBytes says why).

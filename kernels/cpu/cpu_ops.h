@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "kernels/backend.h"
 
@@ -23,8 +24,14 @@ void check_gram_args(int64_t n, int64_t tokens);
 void check_rope_args(int64_t nseq, int64_t seqlen, int64_t nheads, int64_t head_dim, const RopeTable& table);
 void check_attention_args(int64_t nseq, int64_t seqlen, int64_t nheads, int64_t nkv, int64_t head_dim);
 
-// gemm.cpp: OpenBLAS row-major GEMM. OpenBLAS threads itself; call from the
-// main thread, not from inside TBB tasks, or the two pools oversubscribe.
+// gemm.cpp: the OpenBLAS kernel family this process runs (its corename:
+// "Haswell", "SkylakeX", ...). Families round differently, so it decides the
+// last bits of every GEMM and, through GPTQ's and the training's discrete
+// decisions, the output's bytes (tools/cli_blas_kernels.h picks it).
+std::string blas_kernels();
+
+// gemm.cpp: OpenBLAS row-major GEMM, single-threaded BLAS calls on fixed
+// tiles of C spread over oneTBB (the same bits for any thread count).
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,

@@ -15,7 +15,15 @@
 #include "src/core/error.h"
 #include "kernels/cpu/cpu_ops.h"
 
+extern "C" char* openblas_get_corename(void);
+
 namespace streamq::cpu {
+
+std::string blas_kernels() {
+  const char* name = openblas_get_corename();
+  return name ? name : "unknown";
+}
+
 namespace {
 
 CBLAS_TRANSPOSE to_cblas(Trans t) { return t == Trans::N ? CblasNoTrans : CblasTrans; }

@@ -182,7 +182,22 @@ Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(d
 }
 
 void Workdir::check_identity(const JobIdentity& id) const {
-  const nlohmann::json now = id.to_json(), stored = manifest_.at("identity");
+  nlohmann::json now = id.to_json();
+  const nlohmann::json& stored = manifest_.at("identity");
+  // The BLAS kernels first: the one difference the environment fixes.
+  // Workdirs of older versions do not name them (and resume under any).
+  if (stored.contains("output") && now.contains("output")) {
+    nlohmann::json& out = now.at("output");
+    const nlohmann::json& was = stored.at("output");
+    if (!was.contains("blas_kernels")) {
+      out.erase("blas_kernels");
+    } else if (out.contains("blas_kernels") && was.at("blas_kernels") != out.at("blas_kernels")) {
+      const std::string w = was.at("blas_kernels").get<std::string>();
+      throw InputError("--workdir " + dir_ + " holds a job run with OpenBLAS's " + w + " kernels, this process runs " +
+                       out.at("blas_kernels").get<std::string>() + "'s (they round differently); run with " +
+                       "OPENBLAS_CORETYPE=" + w + " to resume it with the same bytes, or pass --restart");
+    }
+  }
   for (const char* part : {"model", "calibration", "method", "output"}) {
     if (!stored.contains(part) || stored.at(part) == now.at(part)) continue;  // workdirs of older versions have no "output"
     throw InputError("--workdir " + dir_ + " holds a job with a different " + part + " (" +

@@ -57,8 +57,9 @@ class Workdir {
 
   // Whether a manifest of an earlier run was found.
   bool has_job() const { return !manifest_.is_null(); }
-  // Throws InputError saying which of model/method/calibration differs (and
-  // how) from the stored job, and that --restart discards it.
+  // Throws InputError saying which of model/method/calibration/output
+  // differs (and how) from the stored job, and that --restart discards it;
+  // for other BLAS kernels, the OPENBLAS_CORETYPE that resumes it.
   void check_identity(const JobIdentity& id) const;
   // Verifies every block file (and first-boundary file) the manifest names against its size and xxh64;
   // throws InputError naming the damaged file.

@@ -22,6 +22,7 @@
 #include "io/file/file_util.h"
 #include "io/file/io_backend.h"
 #include "io/formats/safetensors.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "src/methods/loaq.h"
 #include "src/methods/method.h"
 #include "src/methods/quant_config_json.h"
@@ -87,7 +88,8 @@ nlohmann::json effective_settings(const QuantizeJob& job, const std::string& ari
           {"calibration", calib},
           {"format", to_string(job.format)},
           {"chunk_tokens", job.chunk_tokens},
-          {"arithmetic", arithmetic}};
+          {"arithmetic", arithmetic},
+          {"blas_kernels", cpu::blas_kernels()}};
 }
 
 JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, const CalibrationSet& calib_set,
@@ -109,7 +111,13 @@ JobIdentity make_identity(const JobSpec& job, const std::string& model_dir, cons
   if (calib_set.from_samples)  // samples of their own lengths: the lengths are part of the calibration
     id.calibration["lengths_xxh64"] =
         hex64(XXH64(calib_set.lengths.data(), calib_set.lengths.size() * sizeof(int64_t), 0));
-  id.output = {{"chunk_tokens", job.chunk_tokens}, {"format", to_string(job.format)}, {"arithmetic", arithmetic}};
+  // The BLAS kernel family rounds every GEMM: a job resumed under another
+  // would not give the bytes of an uninterrupted run (Workdir::check_identity
+  // names the OPENBLAS_CORETYPE that resumes it).
+  id.output = {{"chunk_tokens", job.chunk_tokens},
+               {"format", to_string(job.format)},
+               {"arithmetic", arithmetic},
+               {"blas_kernels", cpu::blas_kernels()}};
   id.info = {{"model_dir", fs::absolute(job.model_dir).string()}, {"method", method_text}, {"calibration", calib_name}};
   return id;
 }

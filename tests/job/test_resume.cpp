@@ -209,6 +209,34 @@ TEST(Resume, WorkdirRefusesADifferentJobUntilRestart) {
   EXPECT_NE(Workdir::read_manifest(wd).dump().find("\"bits\":4"), std::string::npos);
 }
 
+// The BLAS kernel family rounds every GEMM, so a job resumes only under the
+// one it started with, and the refusal names the OPENBLAS_CORETYPE that
+// resumes it. Prescott (SSE3) runs on any x86-64 and is no family the
+// product picks itself; a workdir of an older version, which does not name
+// its kernels, resumes under any.
+TEST(Resume, WorkdirResumesOnlyUnderItsBlasKernels) {
+  test::ScratchDir dir("resume-blas");
+  const std::string wd = dir.file("wd");
+  auto r = test::run_streamq_with("STREAMQ_TEST_KILL_AT=drop:2", job_args(dir.file("a"), wd));
+  ASSERT_EQ(r.exit_code, 137) << r.err;
+  nlohmann::json m = Workdir::read_manifest(wd);
+  const std::string family = m.at("identity").at("output").at("blas_kernels").get<std::string>();
+  ASSERT_FALSE(family.empty());
+  const std::string other = family == "Prescott" ? "Nehalem" : "Prescott";
+
+  r = test::run_streamq_with("OPENBLAS_CORETYPE=" + other, job_args(dir.file("a"), wd));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("OPENBLAS_CORETYPE=" + family + " to resume"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--restart"), std::string::npos) << r.err;
+  EXPECT_EQ(manifest_blocks(wd), 2);  // refused before anything changed
+
+  m.at("identity").at("output").erase("blas_kernels");
+  test::write_all(wd + "/manifest.json", m.dump());
+  r = test::run_streamq_with("OPENBLAS_CORETYPE=" + other, job_args(dir.file("a"), wd));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(manifest_blocks(wd), 5);
+}
+
 // --restart discards the old job, and with it the output staging directory
 // named after the old job's id, which no later run would otherwise remove.
 TEST(Resume, RestartRemovesTheDiscardedJobsStaging) {

@@ -152,6 +152,29 @@ TEST(QuantizeLearn, KilledTrainingResumesToIdenticalBytes) {
   EXPECT_NE(r.err.find("different method"), std::string::npos) << r.err;
 }
 
+// The tables' LoaQ cell (two-stage grid, act-order, the paper's band 100)
+// on the demo model: the same bytes on 1 thread from the disk store as on
+// every thread from memory. (SmolLM2's LoaQ +SDE cells once looked
+// nondeterministic: the reruns had run OpenBLAS's SkylakeX kernels, the
+// tables Haswell's; bench/RESULTS.md, nineteenth session.)
+TEST(QuantizeLearn, LoaqTwoStageTrainingIsTheSameOnAnyThreadCountAndStore) {
+  test::ScratchDir dir("quantize-learn-loaq");
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"quantize", "--model", test::demo_model_dir(), "--out", out, "--calib", kCalib,
+                                    "--nsamples", "4", "--seqlen", "64", "--chunk-tokens", "128", "--method", "gptq",
+                                    "--loaq", "--grid", "two-stage", "--act-order", "--bits", "3", "--group", "16",
+                                    "--learn", "sde", "--cl-lambda", "0", "--quiet"};
+  };
+  auto r = test::run_streamq(args(dir.file("ref")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto one_thread = args(dir.file("one-thread"));
+  one_thread.insert(one_thread.end(), {"--threads", "1", "--activations", "disk"});
+  r = test::run_streamq(one_thread);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* f : {"model.safetensors", "streamq_quant.safetensors"})
+    EXPECT_TRUE(test::output_bytes(dir.file("ref/") + f) == test::output_bytes(dir.file("one-thread/") + f)) << f;
+}
+
 TEST(QuantizeLearn, ErrorsNameTheirFlag) {
   test::ScratchDir dir("quantize-learn-errors");
   auto run = [&](std::vector<std::string> extra) {
