@@ -6,8 +6,9 @@
 
 #include <cstdlib>
 #include <initializer_list>
+#include <string>
 
-extern "C" char* openblas_get_corename(void);
+#include "kernels/cpu/cpu_ops.h"
 
 namespace streamq {
 namespace {
@@ -23,7 +24,8 @@ bool one_of(const char* name, std::initializer_list<const char*> names) {
 const char* wanted_blas_core() {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return nullptr;
   __builtin_cpu_init();
-  const char* detected = openblas_get_corename();
+  const std::string kernels = cpu::blas_kernels();
+  const char* detected = kernels.c_str();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                       __builtin_cpu_supports("avx512cd");

@@ -181,29 +181,34 @@ Workdir::Workdir(std::string dir, bool restart, bool durable) : dir_(std::move(d
   if (has_job()) remove_strays();
 }
 
+namespace {
+
+// Removes and returns an identity's output.blas_kernels ("" when absent:
+// workdirs of older versions name none, and resume under any).
+std::string take_blas_kernels(nlohmann::json& identity) {
+  if (!identity.contains("output") || !identity.at("output").contains("blas_kernels")) return "";
+  std::string k = identity.at("output").at("blas_kernels").get<std::string>();
+  identity.at("output").erase("blas_kernels");
+  return k;
+}
+
+}  // namespace
+
 void Workdir::check_identity(const JobIdentity& id) const {
-  nlohmann::json now = id.to_json();
-  const nlohmann::json& stored = manifest_.at("identity");
-  // The BLAS kernels first: the one difference the environment fixes.
-  // Workdirs of older versions do not name them (and resume under any).
-  if (stored.contains("output") && now.contains("output")) {
-    nlohmann::json& out = now.at("output");
-    const nlohmann::json& was = stored.at("output");
-    if (!was.contains("blas_kernels")) {
-      out.erase("blas_kernels");
-    } else if (out.contains("blas_kernels") && was.at("blas_kernels") != out.at("blas_kernels")) {
-      const std::string w = was.at("blas_kernels").get<std::string>();
-      throw InputError("--workdir " + dir_ + " holds a job run with OpenBLAS's " + w + " kernels, this process runs " +
-                       out.at("blas_kernels").get<std::string>() + "'s (they round differently); run with " +
-                       "OPENBLAS_CORETYPE=" + w + " to resume it with the same bytes, or pass --restart");
-    }
-  }
+  nlohmann::json now = id.to_json(), stored = manifest_.at("identity");
+  // The BLAS kernels last: the one difference the environment fixes, not worth
+  // naming for a job that must restart anyway.
+  const std::string was_blas = take_blas_kernels(stored), now_blas = take_blas_kernels(now);
   for (const char* part : {"model", "calibration", "method", "output"}) {
     if (!stored.contains(part) || stored.at(part) == now.at(part)) continue;  // workdirs of older versions have no "output"
     throw InputError("--workdir " + dir_ + " holds a job with a different " + part + " (" +
                      json_diff(stored.at(part), now.at(part)) +
                      "); pass --restart to discard it, or use another --workdir");
   }
+  if (!was_blas.empty() && was_blas != now_blas)
+    throw InputError("--workdir " + dir_ + " holds a job run with OpenBLAS's " + was_blas + " kernels, this process runs " +
+                     now_blas + "'s (they round differently); run with OPENBLAS_CORETYPE=" + was_blas +
+                     " to resume it with the same bytes, or pass --restart");
 }
 
 void Workdir::verify_block_files() const {

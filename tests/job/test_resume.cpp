@@ -229,6 +229,10 @@ TEST(Resume, WorkdirResumesOnlyUnderItsBlasKernels) {
   EXPECT_NE(r.err.find("OPENBLAS_CORETYPE=" + family + " to resume"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--restart"), std::string::npos) << r.err;
   EXPECT_EQ(manifest_blocks(wd), 2);  // refused before anything changed
+  // A job that must restart anyway is told that, not which kernels resume it.
+  r = test::run_streamq_with("OPENBLAS_CORETYPE=" + other, with_flag(job_args(dir.file("a"), wd), "--bits", "4"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("different method"), std::string::npos) << r.err;
 
   m.at("identity").at("output").erase("blas_kernels");
   test::write_all(wd + "/manifest.json", m.dump());
